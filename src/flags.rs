@@ -1,0 +1,268 @@
+//! `Flags`: the PCB's `flags2` word. Its state bits, the cached reuse bits
+//! and V6ONLY.
+//!
+//! FreeBSD once panicked because a bind-conflict check followed another PCB's
+//! socket pointer to read its `SO_REUSEPORT` option after the socket was gone.
+//! The fix was to cache the option bits in the PCB (`inp_flags2`). Here they
+//! live in one atomic word per PCB that anyone holding an epoch guard may read,
+//! so conflict checks and lookups never need the socket.
+
+use std::fmt;
+
+use crate::sync::{AtomicU32, Ordering};
+
+/// The lifecycle state of a PCB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Attached, not bound: holds no address, is in no index.
+    Closed,
+    /// Bound to a local address and port, not connected: in the wildcard index.
+    Bound,
+    /// Listening (TCP): in the wildcard index.
+    Listen,
+    /// Connected to a peer: in the exact index.
+    Connected,
+    /// TIME_WAIT: still in the exact index, holding its tuple and reuse bits,
+    /// with the socket detached.
+    TimeWait,
+    /// Closed and removed from every index (or replaced by a new connection).
+    Dropped,
+}
+
+impl State {
+    const ALL: [State; 6] = [
+        State::Closed,
+        State::Bound,
+        State::Listen,
+        State::Connected,
+        State::TimeWait,
+        State::Dropped,
+    ];
+
+    fn from_bits(bits: u32) -> State {
+        Self::ALL[((bits & STATE_MASK) >> STATE_SHIFT) as usize % Self::ALL.len()]
+    }
+
+    fn bits(self) -> u32 {
+        (self as u32) << STATE_SHIFT
+    }
+
+    /// Whether the PCB holds a local port (and so sits in the table).
+    pub fn is_in_table(self) -> bool {
+        matches!(
+            self,
+            State::Bound | State::Listen | State::Connected | State::TimeWait
+        )
+    }
+
+    /// Whether the PCB has a peer.
+    pub fn is_connected(self) -> bool {
+        matches!(self, State::Connected | State::TimeWait)
+    }
+}
+
+const STATE_SHIFT: u32 = 16;
+const STATE_MASK: u32 = 0b111 << STATE_SHIFT;
+
+/// A snapshot of a PCB's `flags2` word: reuse options, V6ONLY, state and
+/// table-internal markers. `Copy`; reading it never touches the socket.
+///
+/// ```
+/// use pcbhash::{Flags, State};
+/// let flags = Flags::REUSEADDR | Flags::V6ONLY;
+/// assert!(flags.reuse_addr() && flags.v6only() && !flags.reuse_port());
+/// assert_eq!(flags.state(), State::Closed);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u32);
+
+impl Flags {
+    /// No bits set.
+    pub const EMPTY: Flags = Flags(0);
+    /// `SO_REUSEADDR`.
+    pub const REUSEADDR: Flags = Flags(1 << 0);
+    /// `SO_REUSEPORT`.
+    pub const REUSEPORT: Flags = Flags(1 << 1);
+    /// `SO_REUSEPORT_LB` (FreeBSD).
+    pub const REUSEPORT_LB: Flags = Flags(1 << 2);
+    /// `IPV6_V6ONLY`.
+    pub const V6ONLY: Flags = Flags(1 << 3);
+    /// The PCB is an active member of a reuseport or load-balance group.
+    pub const IN_GROUP: Flags = Flags(1 << 4);
+    /// The PCB waits to join its load-balance group at `listen()`.
+    pub const GROUP_PENDING: Flags = Flags(1 << 5);
+    /// The local port was chosen by `connect()` (Linux `SOCK_CONNECT_BIND`).
+    pub const CONNECT_BIND: Flags = Flags(1 << 6);
+    /// The local address was given explicitly to `bind()`
+    /// (Linux `SOCK_BINDADDR_LOCK`).
+    pub const ADDR_LOCKED: Flags = Flags(1 << 7);
+    /// The local port was given explicitly to `bind()`
+    /// (Linux `SOCK_BINDPORT_LOCK`).
+    pub const PORT_LOCKED: Flags = Flags(1 << 8);
+
+    /// The three reuse options.
+    pub const REUSE_ANY: Flags =
+        Flags(Self::REUSEADDR.0 | Self::REUSEPORT.0 | Self::REUSEPORT_LB.0);
+
+    /// The raw bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Whether every bit of `other` is set.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set.
+    pub fn intersects(self, other: Flags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// `SO_REUSEADDR` is set.
+    pub fn reuse_addr(self) -> bool {
+        self.contains(Self::REUSEADDR)
+    }
+
+    /// `SO_REUSEPORT` is set.
+    pub fn reuse_port(self) -> bool {
+        self.contains(Self::REUSEPORT)
+    }
+
+    /// `SO_REUSEPORT_LB` is set.
+    pub fn reuse_port_lb(self) -> bool {
+        self.contains(Self::REUSEPORT_LB)
+    }
+
+    /// `IPV6_V6ONLY` is set.
+    pub fn v6only(self) -> bool {
+        self.contains(Self::V6ONLY)
+    }
+
+    /// The PCB is an active member of a reuseport or load-balance group.
+    pub fn in_group(self) -> bool {
+        self.contains(Self::IN_GROUP)
+    }
+
+    /// The state stored in the word.
+    pub fn state(self) -> State {
+        State::from_bits(self.0)
+    }
+
+    /// The same flags with another state.
+    pub(crate) fn with_state(self, state: State) -> Flags {
+        Flags((self.0 & !STATE_MASK) | state.bits())
+    }
+
+    /// The flags without `bits`.
+    pub(crate) fn without(self, bits: Flags) -> Flags {
+        Flags(self.0 & !bits.0)
+    }
+
+    /// The flags, with `bits` set or cleared.
+    pub(crate) fn set(self, bits: Flags, on: bool) -> Flags {
+        if on {
+            self | bits
+        } else {
+            self.without(bits)
+        }
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitAnd for Flags {
+    type Output = Flags;
+    fn bitand(self, rhs: Flags) -> Flags {
+        Flags(self.0 & rhs.0)
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Self::REUSEADDR, "REUSEADDR"),
+            (Self::REUSEPORT, "REUSEPORT"),
+            (Self::REUSEPORT_LB, "REUSEPORT_LB"),
+            (Self::V6ONLY, "V6ONLY"),
+            (Self::IN_GROUP, "IN_GROUP"),
+            (Self::GROUP_PENDING, "GROUP_PENDING"),
+            (Self::CONNECT_BIND, "CONNECT_BIND"),
+            (Self::ADDR_LOCKED, "ADDR_LOCKED"),
+            (Self::PORT_LOCKED, "PORT_LOCKED"),
+        ];
+        write!(f, "Flags({:?}", self.state())?;
+        for (bit, name) in names {
+            if self.contains(bit) {
+                write!(f, " | {name}")?;
+            }
+        }
+        f.write_str(")")
+    }
+}
+
+/// The atomic `flags2` word of a PCB.
+///
+/// Readers load it with one acquire load. Writers change it with a
+/// compare-exchange loop, under the PCB's owner lock (and the port lock when
+/// the change matters to other PCBs' conflict checks).
+pub(crate) struct AtomicFlags(AtomicU32);
+
+impl AtomicFlags {
+    pub(crate) fn new(flags: Flags) -> Self {
+        Self(AtomicU32::new(flags.0))
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> Flags {
+        Flags(self.0.load(Ordering::Acquire))
+    }
+
+    /// Applies `f` atomically and returns the new flags.
+    pub(crate) fn update(&self, mut f: impl FnMut(Flags) -> Flags) -> Flags {
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let new = f(Flags(current)).0;
+            match self
+                .0
+                .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Flags(new),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: State) -> Flags {
+        self.update(|flags| flags.with_state(state))
+    }
+}
+
+impl fmt::Debug for AtomicFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.load().fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_bits_are_independent() {
+        let word = AtomicFlags::new(Flags::REUSEPORT);
+        for state in State::ALL {
+            let flags = word.set_state(state);
+            assert_eq!(flags.state(), state);
+            assert!(flags.reuse_port() && !flags.reuse_addr());
+        }
+        let flags = word.update(|f| f.set(Flags::REUSEADDR, true).set(Flags::REUSEPORT, false));
+        assert!(flags.reuse_addr() && !flags.reuse_port());
+        assert_eq!(flags.state(), State::Dropped);
+    }
+}

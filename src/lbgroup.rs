@@ -1,0 +1,83 @@
+//! Load-balance groups: SO_REUSEPORT_LB (FreeBSD) and SO_REUSEPORT (Linux).
+//!
+//! A group is the set of PCBs that share one local address and port and agree
+//! to split its flows. Its member array is immutable once published: a writer
+//! (holding the port's lock) builds a new array and swaps it in, retiring the
+//! old one through the epoch, so a lookup reads a consistent array with one
+//! load and picks a member by a keyed hash of the packet's tuple. A flow keeps
+//! its member for as long as the group is unchanged.
+//!
+//! Leaving is a swap-remove (the last member takes the leaver's slot), as in
+//! both kernels; it changes the mapping of the flows of the moved member only.
+
+use crossbeam_epoch::Guard;
+
+use crate::pcb::PcbInner;
+use crate::policy::{pick_member, GroupKey, Policy};
+use crate::raw::EpochCell;
+use crate::sync::Arc;
+
+/// One group. See the module docs.
+pub(crate) struct Group<S: Send + Sync + 'static> {
+    pub(crate) key: GroupKey,
+    members: EpochCell<Vec<Arc<PcbInner<S>>>>,
+}
+
+impl<S: Send + Sync + 'static> Group<S> {
+    /// A group with no members yet.
+    pub(crate) fn new(key: GroupKey) -> Self {
+        Self {
+            key,
+            members: EpochCell::new(Vec::new()),
+        }
+    }
+
+    /// The current member count. Lock-free.
+    pub(crate) fn len(&self, guard: &Guard) -> usize {
+        self.members.load(guard).len()
+    }
+
+    /// Publishes a new array with `pcb` appended. Caller holds the port lock.
+    pub(crate) fn join(&self, pcb: Arc<PcbInner<S>>, guard: &Guard) {
+        let mut members = self.members.load(guard).clone();
+        members.push(pcb);
+        self.members.replace(members, guard);
+    }
+
+    /// Publishes a new array without `pcb` (swap-remove). Caller holds the
+    /// port lock. Returns how many members remain.
+    pub(crate) fn leave(&self, pcb: &PcbInner<S>, guard: &Guard) -> usize {
+        let mut members = self.members.load(guard).clone();
+        if let Some(index) = members.iter().position(|m| std::ptr::eq(&**m, pcb)) {
+            members.swap_remove(index);
+        }
+        let left = members.len();
+        self.members.replace(members, guard);
+        left
+    }
+
+    /// The member for a flow with `hash`. Lock-free: two loads.
+    #[inline]
+    pub(crate) fn pick<'g>(
+        &'g self,
+        policy: Policy,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let members = self.members.load(guard);
+        if members.is_empty() {
+            return None;
+        }
+        Some(&members[pick_member(policy, hash, members.len())])
+    }
+}
+
+impl<S: Send + Sync + 'static> std::fmt::Debug for Group<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let guard = crossbeam_epoch::pin();
+        f.debug_struct("Group")
+            .field("key", &self.key)
+            .field("members", &self.len(&guard))
+            .finish()
+    }
+}

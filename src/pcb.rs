@@ -1,0 +1,410 @@
+//! The PCB: `Pcb<S>`, the owner's handle, and `PcbRef<'g, S>`, the view that
+//! lookups return.
+//!
+//! A PCB's fields come in two kinds:
+//!
+//! - **hash-safe** fields, readable by anyone holding an epoch guard with no
+//!   lock: the tuple (published through an epoch cell, so a reader always sees
+//!   a consistent pair), the atomic `flags2` word and the credential;
+//! - the **socket slot**, which holds the stack's socket until the PCB enters
+//!   TIME_WAIT or is closed, and then holds nothing. Reading it is the only
+//!   way to reach the socket, and it says `None` once the socket is gone.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_epoch::Guard;
+
+use crate::addr::{Family, Tuple};
+use crate::error::Error;
+use crate::flags::{AtomicFlags, Flags, State};
+use crate::lbgroup::Group;
+use crate::policy::PcbView;
+use crate::raw::{EpochCell, PortEntry};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::table::Shared;
+
+/// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Cred {
+    /// The owner's user id. Sharing a port with SO_REUSEPORT needs equal uids.
+    pub uid: u32,
+    /// Whether the owner may bind ports below 1024 (and, on FreeBSD, share a
+    /// port with another uid's PCB: `PRIV_NETINET_REUSEPORT`).
+    pub privileged: bool,
+}
+
+impl Cred {
+    /// The superuser: uid 0, privileged.
+    pub const ROOT: Cred = Cred {
+        uid: 0,
+        privileged: true,
+    };
+
+    /// An unprivileged user.
+    pub fn user(uid: u32) -> Cred {
+        Cred {
+            uid,
+            privileged: false,
+        }
+    }
+}
+
+/// The slot holding the stack's socket.
+pub(crate) struct SocketSlot<S>(ArcSwapOption<S>);
+
+impl<S> SocketSlot<S> {
+    fn new(socket: Arc<S>) -> Self {
+        Self(ArcSwapOption::new(Some(socket)))
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> Option<Arc<S>> {
+        self.0.load_full()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.store(None);
+    }
+}
+
+/// The shared part of a PCB. See the module docs for which fields are
+/// hash-safe.
+pub(crate) struct PcbInner<S: Send + Sync + 'static> {
+    pub(crate) family: Family,
+    pub(crate) cred: Cred,
+    pub(crate) flags: AtomicFlags,
+    /// Insertion order into the table; written under the port lock.
+    pub(crate) seq: AtomicU64,
+    pub(crate) tuple: EpochCell<Tuple>,
+    pub(crate) socket: SocketSlot<S>,
+    /// The group this PCB is an active (or pending) member of.
+    pub(crate) group: EpochCell<Option<Arc<Group<S>>>>,
+    /// Where the PCB sits in the port table. Locked only under the port's lock.
+    pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+    /// Serialises the owner's calls on this PCB. Lookups never take it.
+    pub(crate) owner: Mutex<()>,
+}
+
+impl<S: Send + Sync + 'static> PcbInner<S> {
+    pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: Arc<S>) -> Self {
+        Self {
+            family,
+            cred,
+            flags: AtomicFlags::new(flags),
+            seq: AtomicU64::new(0),
+            tuple: EpochCell::new(Tuple::unbound(family)),
+            socket: SocketSlot::new(socket),
+            group: EpochCell::new(None),
+            port_entry: Mutex::new(None),
+            owner: Mutex::new(()),
+        }
+    }
+
+    /// The hash-safe view a policy may see.
+    #[inline]
+    pub(crate) fn view(&self, guard: &Guard) -> PcbView {
+        let tuple = self.tuple.load(guard);
+        PcbView {
+            family: self.family,
+            cred: self.cred,
+            flags: self.flags.load(),
+            local: tuple.local,
+            remote: tuple.remote,
+            seq: self.seq.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.flags.load().state()
+    }
+}
+
+/// The owner's handle on a PCB: what a stack keeps in its socket.
+///
+/// Not `Clone`: there is one owner. Every lifecycle call goes through it, and
+/// dropping it closes the PCB (like [`Pcb::close`]).
+///
+/// Each method takes this PCB's owner lock and, when the PCB holds or takes a
+/// port, that port's writer lock; none takes a global lock. A method that
+/// fails leaves the PCB and the table exactly as they were.
+pub struct Pcb<S: Send + Sync + 'static> {
+    pub(crate) table: Arc<Shared<S>>,
+    pub(crate) inner: Arc<PcbInner<S>>,
+}
+
+impl<S: Send + Sync + 'static> Pcb<S> {
+    /// `SO_REUSEADDR`. Allowed in any state but TIME_WAIT and closed; the other
+    /// PCBs' conflict checks see the new value at once.
+    ///
+    /// Errors: `InvalidInput` after `time_wait()` or a drop.
+    pub fn set_reuse_addr(&self, on: bool) -> Result<(), Error> {
+        self.table.set_option(&self.inner, Flags::REUSEADDR, on)
+    }
+
+    /// `SO_REUSEPORT`.
+    ///
+    /// Errors: `InvalidInput` after `time_wait()` or a drop.
+    pub fn set_reuse_port(&self, on: bool) -> Result<(), Error> {
+        self.table.set_option(&self.inner, Flags::REUSEPORT, on)
+    }
+
+    /// `SO_REUSEPORT_LB` (FreeBSD): membership of a load-balance group, decided
+    /// at `bind()` (UDP) or `listen()` (TCP). Clearing it leaves the group.
+    ///
+    /// Errors: `OptionNotAvailable` under [`Policy::Linux`](crate::Policy),
+    /// `InvalidInput` after `time_wait()` or a drop.
+    pub fn set_reuse_port_lb(&self, on: bool) -> Result<(), Error> {
+        self.table.set_option(&self.inner, Flags::REUSEPORT_LB, on)
+    }
+
+    /// `IPV6_V6ONLY`: whether an `Inet6` PCB bound to `::` also takes IPv4.
+    ///
+    /// Errors: `OptionNotAvailable` on an `Inet` PCB, `InvalidInput` once bound.
+    pub fn set_v6only(&self, on: bool) -> Result<(), Error> {
+        self.table.set_option(&self.inner, Flags::V6ONLY, on)
+    }
+
+    /// `bind(2)`. Port 0 picks an ephemeral port. Returns the bound address.
+    ///
+    /// Takes the port's writer lock (for port 0, each candidate's in turn);
+    /// the conflict check and the insert happen under it, atomically.
+    ///
+    /// Errors: `InvalidInput` (bound already, V6ONLY with a v4-mapped address),
+    /// `FamilyNotSupported`, `PermissionDenied` (port below 1024 without
+    /// privilege), `AddrInUse`, and on port exhaustion `AddrNotAvailable`
+    /// (FreeBSD) or `AddrInUse` (Linux).
+    pub fn bind(&self, local: SocketAddr) -> Result<SocketAddr, Error> {
+        self.table.bind(&self.inner, local)
+    }
+
+    /// `listen(2)` (TCP). Binds an ephemeral port first if unbound. Listening
+    /// twice is allowed. A SO_REUSEPORT(_LB) listener joins its group here.
+    ///
+    /// Errors: `NotSupported` for UDP, `InvalidInput` when connected, and
+    /// (Linux) `AddrInUse` when the re-check finds a conflict.
+    pub fn listen(&self) -> Result<(), Error> {
+        self.table.listen(&self.inner)
+    }
+
+    /// `connect(2)`: binds implicitly if needed (source address from the
+    /// table's selector, ephemeral port keeping the 4-tuple unique) and moves
+    /// the PCB to the exact index. Returns the local address.
+    ///
+    /// A lookup running during the move finds the PCB in one place or the
+    /// other, never in neither.
+    ///
+    /// Errors: `AlreadyConnected`, `NotSupported` (TCP with SO_REUSEPORT_LB on
+    /// FreeBSD), `FamilyNotSupported`, `NetworkUnreachable` (no source
+    /// address), `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
+    /// `AddrInUse` / `AddrNotAvailable` when the bound port already has this
+    /// 4-tuple (FreeBSD / Linux).
+    pub fn connect(&self, remote: SocketAddr) -> Result<SocketAddr, Error> {
+        self.table.connect(&self.inner, remote)
+    }
+
+    /// The passive open on a listener: creates the connected PCB for a
+    /// completed handshake of `remote` to `local` (the packet's destination,
+    /// on the listener's port), inheriting family, credential and reuse bits.
+    ///
+    /// No bind-conflict check runs, but the 4-tuple must be free: a TIME_WAIT
+    /// PCB holding it is replaced (it becomes `Dropped`); any other holder
+    /// gives `AddrInUse`. Takes the port's writer lock.
+    ///
+    /// Errors: `NotSupported` for UDP, `InvalidInput` if this PCB is not
+    /// listening or `local` / `remote` do not fit it, `AddrInUse`.
+    pub fn accept(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        socket: Arc<S>,
+    ) -> Result<Pcb<S>, Error> {
+        self.table.accept(self, local, remote, socket)
+    }
+
+    /// `connect(AF_UNSPEC)` on a UDP PCB: back to the wildcard index.
+    ///
+    /// Errors: `NotSupported` for TCP; `NotConnected` (FreeBSD) when not
+    /// connected.
+    pub fn disconnect(&self) -> Result<(), Error> {
+        self.table.disconnect(&self.inner)
+    }
+
+    /// Enters TIME_WAIT: the socket is detached (`socket()` gives `None` from
+    /// now on) while the tuple and reuse bits stay in the table. The owner
+    /// keeps the handle and drops it when 2MSL expires.
+    ///
+    /// Errors: `InvalidInput` unless this is a connected TCP PCB.
+    pub fn time_wait(&self) -> Result<(), Error> {
+        self.table.time_wait(&self.inner)
+    }
+
+    /// Closes the PCB: it leaves every index and its group, and its socket
+    /// slot is emptied. Once this returns, no new lookup finds it, and
+    /// `socket()` on any `PcbRef` still held gives `None`. Memory is freed when
+    /// the last guard that could see it is dropped.
+    pub fn close(self) {
+        // `Drop` does the work.
+    }
+
+    /// The local address (mapped form for an `Inet6` PCB on IPv4), or `None`
+    /// while unbound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        let guard = crossbeam_epoch::pin();
+        let state = self.inner.state();
+        state.is_in_table().then(|| {
+            self.inner
+                .tuple
+                .load(&guard)
+                .local
+                .to_socket(self.inner.family)
+        })
+    }
+
+    /// The peer, while connected or in TIME_WAIT.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        let guard = crossbeam_epoch::pin();
+        let tuple = self.inner.tuple.load(&guard);
+        (self.inner.state().is_connected() && tuple.is_connected())
+            .then(|| tuple.remote.to_socket(self.inner.family))
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        self.inner.state()
+    }
+
+    /// A snapshot of the `flags2` word.
+    pub fn flags(&self) -> Flags {
+        self.inner.flags.load()
+    }
+
+    /// The family given at attach.
+    pub fn family(&self) -> Family {
+        self.inner.family
+    }
+
+    /// The credential given at attach.
+    pub fn cred(&self) -> Cred {
+        self.inner.cred
+    }
+
+    /// The socket, until `time_wait()` or close.
+    pub fn socket(&self) -> Option<Arc<S>> {
+        self.inner.socket.get()
+    }
+
+    /// A guard-bound view of this PCB, like the ones lookups return.
+    pub fn as_ref<'g>(&'g self, guard: &'g Guard) -> PcbRef<'g, S> {
+        PcbRef::new(&self.inner, guard)
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for Pcb<S> {
+    fn drop(&mut self) {
+        self.table.close(&self.inner);
+    }
+}
+
+impl<S: Send + Sync + 'static> fmt::Debug for Pcb<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pcb")
+            .field("family", &self.inner.family)
+            .field("local", &self.local_addr())
+            .field("peer", &self.peer_addr())
+            .field("flags", &self.flags())
+            .field("cred", &self.inner.cred)
+            .finish()
+    }
+}
+
+/// A guard-bound, read-only view of a PCB, as lookups return it.
+///
+/// `Copy`, valid while the epoch guard lives. Every method reads hash-safe
+/// fields only (no lock, no socket dereference), except [`PcbRef::socket`],
+/// which reads the socket slot and gives `None` once the PCB is in TIME_WAIT
+/// or closed.
+pub struct PcbRef<'g, S: Send + Sync + 'static> {
+    inner: &'g PcbInner<S>,
+    guard: &'g Guard,
+}
+
+impl<S: Send + Sync + 'static> Clone for PcbRef<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Send + Sync + 'static> Copy for PcbRef<'_, S> {}
+
+impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
+    #[inline]
+    pub(crate) fn new(inner: &'g PcbInner<S>, guard: &'g Guard) -> Self {
+        Self { inner, guard }
+    }
+
+    /// The local address (mapped form for an `Inet6` PCB on IPv4).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner
+            .tuple
+            .load(self.guard)
+            .local
+            .to_socket(self.inner.family)
+    }
+
+    /// The peer, if connected.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        let tuple = self.inner.tuple.load(self.guard);
+        tuple
+            .is_connected()
+            .then(|| tuple.remote.to_socket(self.inner.family))
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        self.inner.state()
+    }
+
+    /// A snapshot of the `flags2` word.
+    pub fn flags(&self) -> Flags {
+        self.inner.flags.load()
+    }
+
+    /// The owner's credential.
+    pub fn cred(&self) -> Cred {
+        self.inner.cred
+    }
+
+    /// The family given at attach.
+    pub fn family(&self) -> Family {
+        self.inner.family
+    }
+
+    /// The socket, or `None` once the PCB is in TIME_WAIT or closed. Takes a
+    /// reference count on the socket.
+    pub fn socket(&self) -> Option<Arc<S>> {
+        self.inner.socket.get()
+    }
+
+    /// Whether this is the PCB of `pcb`.
+    pub fn is(&self, pcb: &Pcb<S>) -> bool {
+        std::ptr::eq(self.inner, &*pcb.inner)
+    }
+
+    /// Whether two views are of the same PCB.
+    pub fn same_pcb(&self, other: &PcbRef<'_, S>) -> bool {
+        std::ptr::eq(self.inner, other.inner)
+    }
+}
+
+impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PcbRef")
+            .field("local", &self.local_addr())
+            .field("peer", &self.peer_addr())
+            .field("flags", &self.flags())
+            .field("cred", &self.inner.cred)
+            .finish()
+    }
+}

@@ -1,0 +1,421 @@
+//! Bind-conflict and lookup-preference rules, as pure functions of hash-safe views.
+//!
+//! A policy never sees a PCB, only a [`PcbView`]: a copy of the fields that are
+//! safe to read under an epoch guard (tuple, `flags2` word, credential). It has
+//! no way to reach a socket, so the bug FreeBSD's PCB cache was invented to
+//! fix (following another PCB's socket pointer during a bind check) cannot be
+//! written here.
+//!
+//! The table calls the functions of this module; they dispatch on [`Policy`]
+//! to `freebsd` or `linux`. Rules that both kernels share live here.
+
+pub(crate) mod freebsd;
+pub(crate) mod linux;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+
+use crate::addr::{Endpoint, Family};
+use crate::error::Error;
+use crate::flags::{Flags, State};
+use crate::pcb::Cred;
+
+/// Which kernel's rules the table follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// FreeBSD 14/15: `in_pcbbind_avail`, `in_pcb_lport_dest`,
+    /// `in_pcblookup_hash`, SO_REUSEPORT_LB groups.
+    #[default]
+    FreeBsd,
+    /// Linux 6.18: `inet_csk_get_port`, `inet_bind_conflict`,
+    /// `__inet_hash_connect`, `__inet_lookup_listener`, reuseport groups.
+    Linux,
+}
+
+/// The transport protocol of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// TCP: listen, accept, TIME_WAIT.
+    #[default]
+    Tcp,
+    /// UDP: no listen; disconnect with `connect(AF_UNSPEC)`.
+    Udp,
+}
+
+/// The table's rule set: a policy for one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rules {
+    pub(crate) policy: Policy,
+    pub(crate) protocol: Protocol,
+}
+
+/// What a policy may see of a PCB: copies of its hash-safe fields.
+///
+/// This type maintains the invariant that it holds no reference into the table
+/// or to a socket: it is plain data, taken under an epoch guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PcbView {
+    pub(crate) family: Family,
+    pub(crate) cred: Cred,
+    pub(crate) flags: Flags,
+    pub(crate) local: Endpoint,
+    /// Unspecified with port 0 unless connected.
+    pub(crate) remote: Endpoint,
+    /// Insertion order: larger is newer.
+    pub(crate) seq: u64,
+}
+
+impl PcbView {
+    pub(crate) fn state(&self) -> State {
+        self.flags.state()
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.remote.port != 0
+    }
+
+    /// Whether the PCB takes IPv4 traffic: `Inet`, an `Inet6` PCB bound to a
+    /// v4-mapped address, or an `Inet6` PCB on `::` without V6ONLY (FreeBSD
+    /// `INP_IPV4`; Linux `!ipv6_only_sock`).
+    pub(crate) fn takes_v4(&self) -> bool {
+        match self.family {
+            Family::Inet => true,
+            Family::Inet6 => {
+                self.local.is_v4() || (self.local.is_wildcard() && !self.flags.v6only())
+            }
+        }
+    }
+
+    /// Whether the PCB takes IPv6 traffic: an `Inet6` PCB bound to an IPv6
+    /// address, `::` included (FreeBSD `INP_IPV6`).
+    pub(crate) fn takes_v6(&self) -> bool {
+        self.family == Family::Inet6 && !self.local.is_v4()
+    }
+
+    /// The PCB's local address as IPv4 traffic sees it: a dual-stack `::` is
+    /// `0.0.0.0`. Only meaningful when [`takes_v4`](Self::takes_v4).
+    pub(crate) fn local_v4(&self) -> Endpoint {
+        if self.local.is_v4() {
+            self.local
+        } else {
+            Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port: self.local.port,
+            }
+        }
+    }
+}
+
+/// Which address family a search is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Af {
+    V4,
+    V6,
+}
+
+impl Af {
+    pub(crate) fn of(endpoint: &Endpoint) -> Af {
+        if endpoint.is_v4() {
+            Af::V4
+        } else {
+            Af::V6
+        }
+    }
+
+    fn takes(self, view: &PcbView) -> bool {
+        match self {
+            Af::V4 => view.takes_v4(),
+            Af::V6 => view.takes_v6(),
+        }
+    }
+
+    fn local_of(self, view: &PcbView) -> Endpoint {
+        match self {
+            Af::V4 => view.local_v4(),
+            Af::V6 => view.local,
+        }
+    }
+}
+
+/// FreeBSD `in_pcblookup_local(..., INPLOOKUP_WILDCARD)`: the best-fitting PCB
+/// on `local`'s port, connected or not, where either side may be a wildcard.
+///
+/// Lower cost wins: +3 for a dual-stack `Inet6` PCB seen from IPv4
+/// (`INP_LOOKUP_MAPPED_PCB_COST`), +1 if connected, +1 if exactly one side of
+/// the address pair is a wildcard. Ties go to the newest PCB.
+pub(crate) fn best_fit<T: Copy>(
+    candidates: impl Iterator<Item = (PcbView, T)>,
+    af: Af,
+    local: &Endpoint,
+) -> Option<(PcbView, T)> {
+    let mut best: Option<(PcbView, T)> = None;
+    let mut best_cost = match af {
+        Af::V4 => 6,
+        Af::V6 => 3,
+    };
+    for (view, item) in candidates {
+        if view.local.port != local.port || !af.takes(&view) {
+            continue;
+        }
+        let mut cost = 0;
+        if af == Af::V4 && view.takes_v6() {
+            cost += 3;
+        }
+        if view.is_connected() {
+            cost += 1;
+        }
+        let theirs = af.local_of(&view);
+        if !theirs.is_wildcard() {
+            if local.is_wildcard() {
+                cost += 1;
+            } else if theirs.ip != local.ip {
+                continue;
+            }
+        } else if !local.is_wildcard() {
+            cost += 1;
+        }
+        let newer = best.is_some_and(|(b, _)| view.seq > b.seq);
+        if cost < best_cost || (cost == best_cost && newer) {
+            best = Some((view, item));
+            best_cost = cost;
+        }
+    }
+    best
+}
+
+/// FreeBSD `in_pcblookup_local(..., 0)`: the newest unconnected PCB bound to
+/// exactly `local` (a wildcard matches only a wildcard).
+pub(crate) fn exact_unconnected<T: Copy>(
+    candidates: impl Iterator<Item = (PcbView, T)>,
+    af: Af,
+    local: &Endpoint,
+) -> Option<(PcbView, T)> {
+    candidates
+        .filter(|(view, _)| {
+            !view.is_connected()
+                && view.local.port == local.port
+                && af.takes(view)
+                && af.local_of(view).ip == local.ip
+        })
+        .max_by_key(|(view, _)| view.seq)
+}
+
+/// How well an unconnected PCB fits a packet for `local`, if at all, in the
+/// wildcard stage of a lookup. Higher wins; ties go to the newest PCB.
+pub(crate) fn wildcard_rank(rules: Rules, candidate: &PcbView, local: &Endpoint) -> Option<u32> {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::wildcard_rank(candidate, local),
+        Policy::Linux => linux::wildcard_rank(rules.protocol, candidate, local),
+    }
+}
+
+/// Whether `view` would match `local` in the wildcard stage at all (any rank).
+pub(crate) fn wild_match(view: &PcbView, local: &Endpoint) -> bool {
+    let af = Af::of(local);
+    if view.is_connected() || view.local.port != local.port || !af.takes(view) {
+        return false;
+    }
+    let theirs = af.local_of(view);
+    theirs.is_wildcard() || theirs.ip == local.ip
+}
+
+/// Checks made before any table work on `bind()`: state, family, privilege.
+/// Returns the canonical local endpoint.
+pub(crate) fn check_bind(rules: Rules, me: &PcbView, local: SocketAddr) -> Result<Endpoint, Error> {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::check_bind(rules.protocol, me, local),
+        Policy::Linux => linux::check_bind(rules.protocol, me, local),
+    }
+}
+
+/// The bind-conflict decision for an explicit port: `new` (already carrying
+/// its local endpoint) against the other PCBs on that port.
+pub(crate) fn bind_conflict(rules: Rules, new: &PcbView, owners: &[PcbView]) -> Result<(), Error> {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::bind_conflict(rules.protocol, new, owners),
+        Policy::Linux => linux::bind_conflict(rules.protocol, new, owners),
+    }
+}
+
+/// Whether an ephemeral-port candidate is taken for `bind(port 0)` (or the
+/// autobind of `listen()`, when `listening`).
+pub(crate) fn bind_port_busy(
+    rules: Rules,
+    new: &PcbView,
+    owners: &[PcbView],
+    listening: bool,
+) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::bind_port_busy(new, owners),
+        Policy::Linux => linux::bind_port_busy(rules.protocol, new, owners, listening),
+    }
+}
+
+/// The error of `bind(port 0)` when no port is left.
+pub(crate) fn bind_exhausted(rules: Rules) -> Error {
+    match rules.policy {
+        Policy::FreeBsd => Error::AddrNotAvailable,
+        Policy::Linux => Error::AddrInUse,
+    }
+}
+
+/// The check at `listen()` on a bound PCB (Linux re-runs the conflict check).
+pub(crate) fn listen_check(rules: Rules, me: &PcbView, owners: &[PcbView]) -> Result<(), Error> {
+    match rules.policy {
+        Policy::FreeBsd => Ok(()),
+        Policy::Linux => linux::listen_check(rules.protocol, me, owners),
+    }
+}
+
+/// Checks made before any table work on `connect()`. Returns the canonical peer.
+pub(crate) fn check_connect(
+    rules: Rules,
+    me: &PcbView,
+    remote: SocketAddr,
+) -> Result<Endpoint, Error> {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::check_connect(rules.protocol, me, remote),
+        Policy::Linux => linux::check_connect(rules.protocol, me, remote),
+    }
+}
+
+/// Whether connecting `new` (a connected view on a candidate ephemeral port) is
+/// refused on that port. `holder` is the PCB that already has the 4-tuple.
+pub(crate) fn connect_port_busy(
+    rules: Rules,
+    new: &PcbView,
+    owners: &[PcbView],
+    holder: Option<&PcbView>,
+) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => holder.is_some() || owners.iter().any(|o| wild_match(o, &new.local)),
+        Policy::Linux => linux::connect_port_busy(new, owners, holder),
+    }
+}
+
+/// The error of `connect()` from a bound port whose 4-tuple is taken.
+pub(crate) fn connect_tuple_taken(rules: Rules) -> Error {
+    match rules.policy {
+        Policy::FreeBsd => Error::AddrInUse,
+        Policy::Linux => Error::AddrNotAvailable,
+    }
+}
+
+/// What `disconnect()` keeps of a connected UDP PCB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Disconnect {
+    pub(crate) keep_addr: bool,
+    pub(crate) keep_port: bool,
+}
+
+/// `connect(AF_UNSPEC)` on a UDP PCB.
+pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error> {
+    if rules.protocol == Protocol::Tcp {
+        return Err(Error::NotSupported);
+    }
+    match rules.policy {
+        Policy::FreeBsd => freebsd::disconnect(me),
+        Policy::Linux => linux::disconnect(me),
+    }
+}
+
+/// The default ephemeral port range.
+pub(crate) fn default_ephemeral(policy: Policy) -> RangeInclusive<u16> {
+    match policy {
+        Policy::FreeBsd => 10000..=65535,
+        Policy::Linux => 32768..=60999,
+    }
+}
+
+/// Whether a new `Inet6` PCB starts with V6ONLY (FreeBSD `net.inet6.ip6.v6only=1`;
+/// Linux `net.ipv6.bindv6only=0`).
+pub(crate) fn default_v6only(policy: Policy) -> bool {
+    policy == Policy::FreeBsd
+}
+
+/// Whether the reuse option `bit` exists under `policy`.
+pub(crate) fn has_option(policy: Policy, bit: Flags) -> bool {
+    !(policy == Policy::Linux && bit == Flags::REUSEPORT_LB)
+}
+
+/// The identity of a reuseport / load-balance group: PCBs with equal keys on a
+/// port share one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GroupKey {
+    pub(crate) family: Family,
+    pub(crate) v6only: bool,
+    /// Linux groups are per owner uid; FreeBSD groups are not.
+    pub(crate) uid: Option<u32>,
+    pub(crate) local: Endpoint,
+}
+
+/// The group `view` belongs in, if its options ask for one.
+pub(crate) fn group_key(rules: Rules, view: &PcbView) -> Option<GroupKey> {
+    match rules.policy {
+        Policy::FreeBsd => freebsd::group_key(view),
+        Policy::Linux => linux::group_key(view),
+    }
+}
+
+/// Whether members join at `listen()` (TCP) rather than at `bind()` (UDP).
+pub(crate) fn group_joins_at_listen(rules: Rules) -> bool {
+    rules.protocol == Protocol::Tcp
+}
+
+/// The most members a group takes; later PCBs stay bound outside the group.
+pub(crate) fn group_capacity(policy: Policy) -> usize {
+    match policy {
+        // INPCBLBGROUP_SIZMAX
+        Policy::FreeBsd => 256,
+        // `struct sock_reuseport` counts members in a u16.
+        Policy::Linux => u16::MAX as usize,
+    }
+}
+
+/// Which of `members` members a flow with `hash` goes to.
+pub(crate) fn pick_member(policy: Policy, hash: u64, members: usize) -> usize {
+    debug_assert!(members > 0);
+    match policy {
+        // `hash % il_inpcnt`
+        Policy::FreeBsd => (hash % members as u64) as usize,
+        // `reciprocal_scale(hash, num_socks)`
+        Policy::Linux => (((hash as u32) as u64 * members as u64) >> 32) as usize,
+    }
+}
+
+/// Checks for `accept()`: the passive open on `listener` for a packet
+/// `local` ← `remote`.
+pub(crate) fn check_accept(
+    rules: Rules,
+    listener: &PcbView,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<(Endpoint, Endpoint), Error> {
+    if rules.protocol != Protocol::Tcp {
+        return Err(Error::NotSupported);
+    }
+    if listener.state() != State::Listen {
+        return Err(Error::InvalidInput);
+    }
+    let (local, remote) = (Endpoint::new(local), Endpoint::new(remote));
+    if local.is_v4() != remote.is_v4()
+        || remote.port == 0
+        || remote.is_wildcard()
+        || remote.ip.is_multicast()
+        || local.is_wildcard()
+        || local.port != listener.local.port
+        || !wild_match(listener, &local)
+    {
+        return Err(Error::InvalidInput);
+    }
+    Ok((local, remote))
+}
+
+/// The PCB's cred and family checked against a port below 1024.
+pub(crate) fn check_privilege(cred: &Cred, port: u16) -> Result<(), Error> {
+    if port != 0 && port < 1024 && !cred.privileged {
+        Err(Error::PermissionDenied)
+    } else {
+        Ok(())
+    }
+}

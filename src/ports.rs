@@ -1,0 +1,279 @@
+//! Ephemeral port selection, per policy.
+//!
+//! - FreeBSD (`in_pcb_lport_dest`): a uniformly random starting point in the
+//!   range (or the last port handed out, when randomisation is off), then a
+//!   sequential scan with wraparound over the whole range.
+//! - Linux `bind(port 0)` (`inet_csk_find_open_port`): ports of the opposite
+//!   parity to `connect()`'s first (odd offsets), then the other parity;
+//!   SO_REUSEADDR sockets search the lower half of the range before the upper.
+//! - Linux `connect()` (`__inet_hash_connect`): RFC 6056 algorithm 4, the
+//!   double-hash scheme. A keyed hash of the local address and the peer picks a
+//!   slot of a perturbation table; the scan starts at the slot's offset, even
+//!   offsets first, and the slot advances past the port that was taken.
+//!
+//! The table tries candidates in order under each port's lock; this module
+//! only says in which order.
+
+use std::ops::RangeInclusive;
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Slots of the RFC 6056 perturbation table (Linux uses 2^16; the scheme only
+/// needs enough slots that unrelated peers rarely share one).
+const PERTURB_SLOTS: usize = 256;
+
+/// A candidate port and its position in the scan.
+pub(crate) type Candidate = (u32, u16);
+
+/// The ephemeral range and the generator state of one table.
+pub(crate) struct Ephemeral {
+    first: u16,
+    last: u16,
+    randomized: bool,
+    rng: AtomicU64,
+    cursor: AtomicU32,
+    perturb: Box<[AtomicU32]>,
+}
+
+impl Ephemeral {
+    /// A range (ends swapped if given backwards, as FreeBSD does) with a
+    /// generator seeded by `seed`.
+    pub(crate) fn new(range: RangeInclusive<u16>, seed: u64, randomized: bool) -> Self {
+        let (mut first, mut last) = range.into_inner();
+        if first > last {
+            std::mem::swap(&mut first, &mut last);
+        }
+        Self {
+            first,
+            last,
+            randomized,
+            rng: AtomicU64::new(seed),
+            cursor: AtomicU32::new(u32::from(first)),
+            perturb: (0..PERTURB_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// The range, inclusive.
+    pub(crate) fn range(&self) -> RangeInclusive<u16> {
+        self.first..=self.last
+    }
+
+    /// A 64-bit random number (splitmix64 over an atomic counter): lock-free
+    /// and, from a fixed seed, deterministic for a single thread.
+    pub(crate) fn random(&self) -> u64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// FreeBSD `in_pcb_lport_dest`: every port of the range once.
+    pub(crate) fn freebsd(&self) -> impl Iterator<Item = Candidate> {
+        let (first, last) = (u32::from(self.first), u32::from(self.last));
+        let count = last - first + 1;
+        let start = if self.randomized && first != last {
+            first + (self.random() % u64::from(last - first)) as u32
+        } else {
+            self.cursor.load(Ordering::Relaxed)
+        };
+        (1..=count).map(move |i| (i, (first + (start - first + i) % count) as u16))
+    }
+
+    /// Records the port FreeBSD's scan settled on (`ipi_lastport`).
+    pub(crate) fn freebsd_found(&self, port: u16) {
+        self.cursor.store(u32::from(port), Ordering::Relaxed);
+    }
+
+    /// Linux `inet_csk_find_open_port`: odd offsets first, then even; with
+    /// SO_REUSEADDR the lower half of the range, then the upper half.
+    pub(crate) fn linux_bind(&self, reuse_addr: bool) -> impl Iterator<Item = Candidate> {
+        let low = u32::from(self.first);
+        let high = u32::from(self.last) + 1;
+        let halves: Vec<(u32, u32)> = if reuse_addr && high - low >= 4 {
+            let half = low + (((high - low) >> 2) << 1);
+            vec![(low, half), (half, high)]
+        } else {
+            vec![(low, high)]
+        };
+        let mut passes = Vec::with_capacity(4);
+        for (low, high) in halves {
+            let mut remaining = high - low;
+            if remaining > 1 {
+                remaining &= !1;
+            }
+            let offset = (self.random() % u64::from(remaining.max(1))) as u32 | 1;
+            passes.push(ParityPass {
+                low,
+                high,
+                remaining,
+                offset,
+            });
+            if remaining > 1 {
+                passes.push(ParityPass {
+                    low,
+                    high,
+                    remaining,
+                    offset: offset - 1,
+                });
+            }
+        }
+        passes
+            .into_iter()
+            .flat_map(ParityPass::ports)
+            .enumerate()
+            .map(|(i, port)| (i as u32, port))
+    }
+
+    /// Linux `__inet_hash_connect`: RFC 6056 algorithm 4. `flow` is a keyed
+    /// hash of (local address, peer address, peer port).
+    pub(crate) fn linux_connect(&self, flow: u64) -> impl Iterator<Item = Candidate> {
+        let low = u32::from(self.first);
+        let high = u32::from(self.last) + 1;
+        let mut remaining = high - low;
+        if remaining > 1 {
+            remaining &= !1;
+        }
+        let slot = &self.perturb[flow as usize % PERTURB_SLOTS];
+        let start = slot
+            .load(Ordering::Relaxed)
+            .wrapping_add((flow >> 32) as u32)
+            % remaining.max(1);
+        let even = start & !1;
+        let mut passes = vec![ParityPass {
+            low,
+            high,
+            remaining,
+            offset: even,
+        }];
+        if remaining > 1 {
+            passes.push(ParityPass {
+                low,
+                high,
+                remaining,
+                offset: even + 1,
+            });
+        }
+        passes
+            .into_iter()
+            .flat_map(ParityPass::ports)
+            .enumerate()
+            .map(|(i, port)| (i as u32, port))
+    }
+
+    /// Advances the RFC 6056 slot of `flow` past the `attempt`-th candidate,
+    /// plus a small random step, as `__inet_hash_connect` does.
+    pub(crate) fn linux_connect_found(&self, flow: u64, attempt: u32) {
+        let jitter = (self.random() % 8) as u32 * 2;
+        let advance = attempt.max(jitter) + 2;
+        self.perturb[flow as usize % PERTURB_SLOTS].fetch_add(advance, Ordering::Relaxed);
+    }
+}
+
+/// One pass over ports of one parity: `low + offset`, then every second port,
+/// wrapping inside `[low, high)`.
+#[derive(Clone, Copy)]
+struct ParityPass {
+    low: u32,
+    high: u32,
+    remaining: u32,
+    offset: u32,
+}
+
+impl ParityPass {
+    fn ports(self) -> impl Iterator<Item = u16> {
+        let ParityPass {
+            low,
+            high,
+            remaining,
+            offset,
+        } = self;
+        let step = if remaining > 1 { 2 } else { 1 };
+        (0..remaining.max(1)).step_by(step).map(move |i| {
+            let mut port = low + offset % remaining.max(1) + i;
+            while port >= high {
+                port -= remaining.max(1);
+            }
+            port as u16
+        })
+    }
+}
+
+impl std::fmt::Debug for Ephemeral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ephemeral")
+            .field("range", &self.range())
+            .field("randomized", &self.randomized)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn freebsd_scan_covers_the_range_once() {
+        let eph = Ephemeral::new(10000..=10999, 7, true);
+        let ports: Vec<u16> = eph.freebsd().map(|(_, p)| p).collect();
+        assert_eq!(ports.len(), 1000);
+        assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 1000);
+        assert!(ports.iter().all(|p| (10000..=10999).contains(p)));
+        // Sequential after the random start.
+        for pair in ports.windows(2) {
+            assert!(pair[1] == pair[0] + 1 || (pair[0] == 10999 && pair[1] == 10000));
+        }
+    }
+
+    #[test]
+    fn freebsd_without_randomisation_continues_after_the_last_port() {
+        let eph = Ephemeral::new(5000..=5003, 1, false);
+        assert_eq!(
+            eph.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![5001, 5002, 5003, 5000]
+        );
+        eph.freebsd_found(5002);
+        assert_eq!(eph.freebsd().next(), Some((1, 5003)));
+        let single = Ephemeral::new(7..=7, 1, true);
+        assert_eq!(
+            single.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![7]
+        );
+    }
+
+    #[test]
+    fn linux_bind_tries_odd_ports_first_then_even() {
+        let eph = Ephemeral::new(32768..=60999, 3, true);
+        let ports: Vec<u16> = eph.linux_bind(false).map(|(_, p)| p).collect();
+        let half = ports.len() / 2;
+        assert_eq!(ports.len(), 28232);
+        assert!(ports[..half].iter().all(|p| p % 2 == 1));
+        assert!(ports[half..].iter().all(|p| p % 2 == 0));
+        assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 28232);
+    }
+
+    #[test]
+    fn linux_bind_with_reuseaddr_searches_the_lower_half_first() {
+        let eph = Ephemeral::new(32768..=60999, 3, true);
+        let ports: Vec<u16> = eph.linux_bind(true).map(|(_, p)| p).collect();
+        let split = 32768 + 14116;
+        let lower = ports.iter().take_while(|&&p| p < split).count();
+        assert_eq!(lower, 14116);
+        assert!(ports[lower..].iter().all(|&p| p >= split));
+    }
+
+    #[test]
+    fn linux_connect_tries_even_ports_first_and_moves_on_after_success() {
+        let eph = Ephemeral::new(32768..=60999, 3, true);
+        let flow = 0xDEAD_BEEF_1234_5678;
+        let first: Vec<u16> = eph.linux_connect(flow).map(|(_, p)| p).collect();
+        assert_eq!(first.len(), 28232);
+        assert!(first[..14116].iter().all(|p| p % 2 == 0));
+        eph.linux_connect_found(flow, 0);
+        let again = eph.linux_connect(flow).next().unwrap().1;
+        assert_ne!(again, first[0], "the perturbation slot advances");
+    }
+}

@@ -1,0 +1,64 @@
+//! `EpochCell`: a value that readers load lock-free and writers replace.
+
+use crossbeam_epoch::{Atomic, Guard, Owned};
+
+use crate::sync::Ordering;
+
+/// A heap value published through an atomic pointer.
+///
+/// This type maintains the invariant that its pointer is never null and that
+/// every value it ever pointed to is freed only after no guard that could have
+/// loaded it remains: replaced values are retired with `defer_destroy`, and the
+/// last value is freed when the cell itself is dropped (by which time no borrow
+/// of the cell, and so no reference obtained from [`EpochCell::load`], exists).
+pub(crate) struct EpochCell<T: Send + 'static> {
+    ptr: Atomic<T>,
+}
+
+impl<T: Send + 'static> EpochCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            ptr: Atomic::new(value),
+        }
+    }
+
+    /// The current value. Lock-free: one acquire load.
+    #[inline]
+    pub(crate) fn load<'g>(&'g self, guard: &'g Guard) -> &'g T {
+        let shared = self.ptr.load(Ordering::Acquire, guard);
+        // SAFETY: the pointer is never null (set from an `Owned` in `new` and
+        // `replace`), and a value is destroyed only after it was swapped out and
+        // every guard pinned before the swap is gone (`defer_destroy` below), or
+        // when the cell is dropped, which cannot happen while `self` is borrowed
+        // for `'g`.
+        unsafe { shared.deref() }
+    }
+
+    /// Publishes `value` and retires the previous one through the epoch.
+    pub(crate) fn replace(&self, value: T, guard: &Guard) {
+        let old = self.ptr.swap(Owned::new(value), Ordering::AcqRel, guard);
+        // SAFETY: `old` is no longer reachable from the cell, so no reader pinned
+        // after this point can load it; readers pinned before are protected by
+        // the deferral. `T: Send` lets another thread run the destructor.
+        unsafe { guard.defer_destroy(old) };
+    }
+}
+
+impl<T: Send + 'static> Drop for EpochCell<T> {
+    fn drop(&mut self) {
+        let guard = crossbeam_epoch::pin();
+        let last = self.ptr.load(Ordering::Relaxed, &guard);
+        // SAFETY: `&mut self` proves no borrow of the cell exists, so no
+        // reference from `load` is alive through the cell; the value may still be
+        // reachable by a reader that copied the reference before the cell's owner
+        // was retired, so it is deferred rather than freed at once.
+        unsafe { guard.defer_destroy(last) };
+    }
+}
+
+impl<T: Send + 'static + std::fmt::Debug> std::fmt::Debug for EpochCell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let guard = crossbeam_epoch::pin();
+        f.debug_tuple("EpochCell").field(self.load(&guard)).finish()
+    }
+}

@@ -1,0 +1,44 @@
+//! The unsafe core: epoch-protected concurrent indexes.
+//!
+//! This is the only module of the crate that contains `unsafe` code. It knows
+//! nothing about sockets or PCBs; it stores keys and values and hands out
+//! references that live as long as an epoch [`Guard`](crossbeam_epoch::Guard).
+//!
+//! - [`EpochCell`]: a value that readers load without a lock and writers replace,
+//!   retiring the old value through the epoch.
+//! - [`RawMap`]: a chained hash map with lock-free readers, per-bucket writer
+//!   locks and incremental resizing.
+//! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
+//!   lock stripes.
+//!
+//! The common invariant: a node or value is freed only through
+//! `Guard::defer_destroy` (or `defer_unchecked`) after it has been made
+//! unreachable, so anything a reader loaded under a guard stays valid until that
+//! guard is dropped.
+
+mod cell;
+mod map;
+mod ports;
+
+pub(crate) use cell::EpochCell;
+pub(crate) use map::RawMap;
+pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
+
+use crossbeam_epoch::{default_collector, Guard};
+
+/// Panics if `guard` was pinned on a collector other than the default one.
+///
+/// Every retirement in this crate goes through the default collector
+/// (`crossbeam_epoch::pin()`), so only its guards protect what lookups return.
+/// A guard from `crossbeam_epoch::unprotected()` carries no collector; obtaining
+/// one is already `unsafe`, and its caller has promised that nothing is being
+/// reclaimed concurrently.
+#[inline]
+pub(crate) fn check_guard(guard: &Guard) {
+    if let Some(collector) = guard.collector() {
+        assert!(
+            collector == default_collector(),
+            "pcbhash: the guard was pinned on a different crossbeam-epoch collector; use PcbTable::pin()"
+        );
+    }
+}

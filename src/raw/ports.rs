@@ -1,0 +1,446 @@
+//! `PortTable`: who holds each local port, with per-port writer locks.
+//!
+//! Every one of the 65536 ports has a slot with two lists: the PCBs that are not
+//! connected (bound or listening: the wildcard index) and the connected ones
+//! (established or TIME_WAIT). Slots live in 256 pages of 256, allocated on
+//! first use and never freed before the table, so a slot never moves and the
+//! table never resizes.
+//!
+//! Lists are singly linked for readers, who take no lock. Writers also keep a
+//! back pointer in each node, so that unlinking is O(1) even when a port has a
+//! hundred thousand connections. All writers of one port hold that port's lock
+//! (a stripe of mutexes shared by ports that are equal modulo the stripe count),
+//! which is also the lock that makes a bind-conflict check atomic with its
+//! insert.
+//!
+//! Each stripe also carries a *move sequence*, an even/odd counter that writers
+//! bump around a PCB's move between the wildcard and the exact index; a lookup
+//! reads it before and after and retries if it changed, which rules out false
+//! negatives while a PCB is between its two places.
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{lock, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+const PAGE_BITS: u32 = 8;
+const PAGE_LEN: usize = 1 << PAGE_BITS;
+const PAGES: usize = (u16::MAX as usize + 1) / PAGE_LEN;
+
+/// Port lock stripes. Few under loom, to keep models small.
+#[cfg(not(pcbhash_loom))]
+const STRIPES: usize = 256;
+#[cfg(pcbhash_loom)]
+const STRIPES: usize = 4;
+
+/// Which list of a port slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum List {
+    /// Bound or listening PCBs: the wildcard index.
+    Unconnected = 0,
+    /// Connected and TIME_WAIT PCBs.
+    Connected = 1,
+}
+
+struct PortNode<V> {
+    value: V,
+    next: Atomic<PortNode<V>>,
+    /// The previous node, or null for the first. Written and read only by
+    /// writers holding the port's lock.
+    prev: Atomic<PortNode<V>>,
+}
+
+struct Slot<V> {
+    heads: [Atomic<PortNode<V>>; 2],
+}
+
+struct Page<V> {
+    slots: Box<[Slot<V>]>,
+}
+
+impl<V> Page<V> {
+    fn new() -> Self {
+        Self {
+            slots: (0..PAGE_LEN)
+                .map(|_| Slot {
+                    heads: [Atomic::null(), Atomic::null()],
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Stripe {
+    lock: Mutex<()>,
+    moves: AtomicU64,
+}
+
+/// Distinguishes tables, so that an entry is never unlinked from the wrong one.
+static NEXT_TABLE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Per-port owner lists. See the module docs.
+///
+/// This type maintains the invariant that every node reachable from a slot is
+/// owned by exactly one live [`PortEntry`] and is freed only through the epoch,
+/// after being unlinked by `remove` or when the table is dropped.
+pub(crate) struct PortTable<V: Send + 'static> {
+    id: u64,
+    pages: Box<[Atomic<Page<V>>]>,
+    stripes: Box<[CachePadded<Stripe>]>,
+    len: AtomicUsize,
+}
+
+/// Proof that the caller holds the writer lock of `port`.
+pub(crate) struct PortLock<'a> {
+    _held: MutexGuard<'a, ()>,
+    stripe: &'a Stripe,
+    table: u64,
+    port: u16,
+}
+
+impl PortLock<'_> {
+    /// The port this lock serialises.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl std::fmt::Debug for PortLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortLock")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Stripe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stripe").finish_non_exhaustive()
+    }
+}
+
+/// The place of one value in a port list; needed to unlink it in O(1).
+///
+/// Not `Clone`: `PortTable::remove` consumes it, so a node is unlinked once.
+pub(crate) struct PortEntry<V> {
+    node: *const PortNode<V>,
+    table: u64,
+    port: u16,
+    list: List,
+}
+
+// SAFETY: the pointer is only dereferenced by `PortTable::remove`, under the
+// port's lock, on the table that created it; the node's value is `Send`.
+unsafe impl<V: Send> Send for PortEntry<V> {}
+// SAFETY: a shared `&PortEntry` exposes only the port and the list, plain data.
+unsafe impl<V: Send> Sync for PortEntry<V> {}
+
+impl<V> PortEntry<V> {
+    /// The list the value sits in.
+    pub(crate) fn list(&self) -> List {
+        self.list
+    }
+}
+
+impl<V> std::fmt::Debug for PortEntry<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortEntry")
+            .field("port", &self.port)
+            .field("list", &self.list)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Send + 'static> PortTable<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            id: NEXT_TABLE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pages: (0..PAGES).map(|_| Atomic::null()).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| {
+                    CachePadded::new(Stripe {
+                        lock: Mutex::new(()),
+                        moves: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many values the lists hold. One relaxed load.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Takes the writer lock of `port`. Blocks while another writer of a port in
+    /// the same stripe holds it.
+    pub(crate) fn lock(&self, port: u16) -> PortLock<'_> {
+        let stripe = &self.stripes[port as usize % STRIPES];
+        PortLock {
+            _held: lock(&stripe.lock),
+            stripe,
+            table: self.id,
+            port,
+        }
+    }
+
+    /// The move sequence of `port`'s stripe: odd while a move is in progress.
+    /// One acquire load.
+    #[inline]
+    pub(crate) fn move_seq(&self, port: u16) -> u64 {
+        self.stripes[port as usize % STRIPES]
+            .moves
+            .load(Ordering::Acquire)
+    }
+
+    /// Marks the start of a move between indexes. Must be paired with
+    /// [`end_move`](Self::end_move) under the same lock.
+    pub(crate) fn begin_move(&self, held: &PortLock<'_>) {
+        self.check(held);
+        let seq = held.stripe.moves.load(Ordering::Relaxed);
+        debug_assert!(seq % 2 == 0);
+        // The release stores that link and unlink the PCB come after this one
+        // in program order, so a reader that sees either of them also sees the
+        // odd sequence.
+        held.stripe.moves.store(seq + 1, Ordering::Relaxed);
+    }
+
+    /// Marks the end of a move.
+    pub(crate) fn end_move(&self, held: &PortLock<'_>) {
+        self.check(held);
+        let seq = held.stripe.moves.load(Ordering::Relaxed);
+        debug_assert!(seq % 2 == 1);
+        held.stripe.moves.store(seq + 1, Ordering::Release);
+    }
+
+    fn check(&self, held: &PortLock<'_>) {
+        assert_eq!(held.table, self.id, "port lock of another table");
+    }
+
+    fn slot<'g>(&self, port: u16, guard: &'g Guard) -> Option<&'g Slot<V>> {
+        let page = self.pages[port as usize >> PAGE_BITS].load(Ordering::Acquire, guard);
+        // SAFETY: pages are installed once and freed only when the table is
+        // dropped, through the epoch; a page loaded under `guard` is valid for
+        // as long as `guard` lives.
+        unsafe { page.as_ref() }.map(|page| &page.slots[port as usize & (PAGE_LEN - 1)])
+    }
+
+    fn slot_or_alloc<'g>(&self, port: u16, guard: &'g Guard) -> &'g Slot<V> {
+        let cell = &self.pages[port as usize >> PAGE_BITS];
+        let mut page = cell.load(Ordering::Acquire, guard);
+        if page.is_null() {
+            page = match cell.compare_exchange(
+                Shared::null(),
+                Owned::new(Page::new()),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                guard,
+            ) {
+                Ok(installed) => installed,
+                Err(lost) => lost.current,
+            };
+        }
+        // SAFETY: non-null after the exchange; see `slot` for validity.
+        let page = unsafe { page.deref() };
+        &page.slots[port as usize & (PAGE_LEN - 1)]
+    }
+
+    /// Links `value` at the front of `port`'s `list`. Allocates one node (and on
+    /// the port's page's first use, the page).
+    pub(crate) fn insert(
+        &self,
+        held: &PortLock<'_>,
+        list: List,
+        value: V,
+        guard: &Guard,
+    ) -> PortEntry<V> {
+        self.check(held);
+        let slot = self.slot_or_alloc(held.port, guard);
+        let head_cell = &slot.heads[list as usize];
+        let head = head_cell.load(Ordering::Relaxed, guard);
+        let node = Owned::new(PortNode {
+            value,
+            next: Atomic::from(head),
+            prev: Atomic::null(),
+        })
+        .into_shared(guard);
+        // SAFETY: `head`, if non-null, is a linked node of this list; we hold the
+        // port's lock, so no other writer touches it.
+        if let Some(first) = unsafe { head.as_ref() } {
+            first.prev.store(node, Ordering::Relaxed);
+        }
+        head_cell.store(node, Ordering::Release);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        PortEntry {
+            node: node.as_raw(),
+            table: self.id,
+            port: held.port,
+            list,
+        }
+    }
+
+    /// Unlinks the value of `entry` and retires its node. O(1).
+    pub(crate) fn remove(&self, held: &PortLock<'_>, entry: PortEntry<V>, guard: &Guard) {
+        self.check(held);
+        assert_eq!(entry.table, self.id, "entry of another port table");
+        assert_eq!(entry.port, held.port, "entry of another port");
+        let slot = self
+            .slot(entry.port, guard)
+            .expect("a linked entry's page exists");
+        let node_ptr = Shared::from(entry.node);
+        // SAFETY: the entry was created by `insert` on this table for this port
+        // and has not been removed (it is consumed here); its node is linked and
+        // therefore alive, and we hold the port's lock.
+        let node = unsafe { node_ptr.deref() };
+        let next = node.next.load(Ordering::Relaxed, guard);
+        let prev = node.prev.load(Ordering::Relaxed, guard);
+        // SAFETY: neighbours of a linked node are linked nodes of the same list,
+        // alive and only written under the lock we hold.
+        match unsafe { prev.as_ref() } {
+            None => slot.heads[entry.list as usize].store(next, Ordering::Release),
+            Some(before) => before.next.store(next, Ordering::Release),
+        }
+        // SAFETY: as above.
+        if let Some(after) = unsafe { next.as_ref() } {
+            after.prev.store(prev, Ordering::Relaxed);
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the node is unreachable from the list now; its `next` stays
+        // intact for readers standing on it, and the deferral protects them.
+        unsafe { guard.defer_destroy(node_ptr) };
+    }
+
+    /// The values in `port`'s `list`, newest first. Lock-free.
+    pub(crate) fn iter<'g>(&self, port: u16, list: List, guard: &'g Guard) -> ListIter<'g, V> {
+        let cursor = match self.slot(port, guard) {
+            Some(slot) => slot.heads[list as usize].load(Ordering::Acquire, guard),
+            None => Shared::null(),
+        };
+        ListIter { cursor, guard }
+    }
+
+    /// Every value of every port, port by port. Lock-free and weakly
+    /// consistent: a value present for the whole walk is visited exactly once.
+    pub(crate) fn iter_all<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = &'g V> + 'g {
+        (0..=u16::MAX)
+            .step_by(PAGE_LEN)
+            .filter(move |&first| self.slot(first, guard).is_some())
+            .flat_map(move |first| {
+                (first..=first | (PAGE_LEN as u16 - 1)).flat_map(move |port| {
+                    self.iter(port, List::Unconnected, guard).chain(self.iter(
+                        port,
+                        List::Connected,
+                        guard,
+                    ))
+                })
+            })
+    }
+}
+
+/// Iterator over one port list.
+pub(crate) struct ListIter<'g, V> {
+    cursor: Shared<'g, PortNode<V>>,
+    guard: &'g Guard,
+}
+
+impl<'g, V> Iterator for ListIter<'g, V> {
+    type Item = &'g V;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'g V> {
+        // SAFETY: nodes are retired through the epoch after being unlinked, so a
+        // node loaded under `guard` stays valid while it lives; an unlinked node
+        // keeps its `next`, so the walk can continue from it.
+        let node = unsafe { self.cursor.as_ref() }?;
+        self.cursor = node.next.load(Ordering::Acquire, self.guard);
+        Some(&node.value)
+    }
+}
+
+impl<V: Send + 'static> Drop for PortTable<V> {
+    fn drop(&mut self) {
+        let guard = crossbeam_epoch::pin();
+        for cell in self.pages.iter() {
+            let page = cell.load(Ordering::Relaxed, &guard);
+            // SAFETY: `&mut self`: no writer runs; readers that still hold
+            // references loaded under their guards are protected by deferring.
+            let Some(page_ref) = (unsafe { page.as_ref() }) else {
+                continue;
+            };
+            for slot in page_ref.slots.iter() {
+                for head in slot.heads.iter() {
+                    let mut cursor = head.load(Ordering::Relaxed, &guard);
+                    // SAFETY: as above; each node is in exactly one list.
+                    while let Some(node) = unsafe { cursor.as_ref() } {
+                        let next = node.next.load(Ordering::Relaxed, &guard);
+                        // SAFETY: unreachable once the table is gone.
+                        unsafe { guard.defer_destroy(cursor) };
+                        cursor = next;
+                    }
+                }
+            }
+            // SAFETY: as above.
+            unsafe { guard.defer_destroy(page) };
+        }
+    }
+}
+
+impl<V: Send + 'static> std::fmt::Debug for PortTable<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortTable")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(pcbhash_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_iterate_remove_in_any_order() {
+        let table = PortTable::<u32>::new();
+        let guard = crossbeam_epoch::pin();
+        let held = table.lock(443);
+        let mut entries: Vec<_> = (0..10)
+            .map(|v| table.insert(&held, List::Connected, v, &guard))
+            .collect();
+        let other = table.insert(&held, List::Unconnected, 99, &guard);
+        assert_eq!(table.iter(443, List::Connected, &guard).count(), 10);
+        // Remove the middle (5), the head (9, now at index 8) and the tail (0).
+        for index in [5, 8, 0] {
+            let entry = entries.remove(index);
+            table.remove(&held, entry, &guard);
+        }
+        let left: Vec<u32> = table.iter(443, List::Connected, &guard).copied().collect();
+        assert_eq!(left, vec![8, 7, 6, 4, 3, 2, 1]);
+        assert_eq!(
+            table
+                .iter(443, List::Unconnected, &guard)
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![99]
+        );
+        assert_eq!(table.len(), 8);
+        table.remove(&held, other, &guard);
+        drop(held);
+        let all: Vec<u32> = table.iter_all(&guard).copied().collect();
+        assert_eq!(all.len(), 7);
+        assert_eq!(table.iter(444, List::Connected, &guard).count(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "entry of another port")]
+    fn an_entry_cannot_be_removed_under_another_ports_lock() {
+        let table = PortTable::<u32>::new();
+        let guard = crossbeam_epoch::pin();
+        let entry = {
+            let held = table.lock(1);
+            table.insert(&held, List::Connected, 1, &guard)
+        };
+        let held = table.lock(2);
+        table.remove(&held, entry, &guard);
+    }
+}

@@ -1,0 +1,526 @@
+//! `PcbTable<S>`: the public API. It composes the indexes:
+//!
+//! - **exact**: connected and TIME_WAIT PCBs by 4-tuple (a [`RawMap`]);
+//! - **wildcard**: bound and listening PCBs, per local port (the unconnected
+//!   lists of the [`PortTable`]);
+//! - **by local port**: every PCB holding a port, what bind-conflict checks scan
+//!   (both lists of the [`PortTable`]).
+//!
+//! The lifecycle (bind, listen, connect, ...) lives in `lifecycle.rs`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+
+use crossbeam_epoch::Guard;
+
+use crate::addr::{loopback_source, Endpoint, Family, Tuple};
+use crate::flags::{Flags, State};
+use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
+use crate::policy::{self, Af, PcbView, Policy, Protocol, Rules};
+use crate::ports::Ephemeral;
+use crate::raw::{check_guard, List, PortTable, RawMap};
+use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
+
+/// The stack's source-address selector; see [`Builder::source_address`].
+pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
+
+/// Everything a table and its PCB handles share.
+pub(crate) struct Shared<S: Send + Sync + 'static> {
+    pub(crate) rules: Rules,
+    pub(crate) hasher: ahash::RandomState,
+    pub(crate) exact: RawMap<Tuple, Arc<PcbInner<S>>>,
+    pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
+    pub(crate) ephemeral: Ephemeral,
+    pub(crate) source_address: Box<SourceAddress>,
+    pub(crate) next_seq: AtomicU64,
+    pub(crate) attached: AtomicUsize,
+}
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// The keyed hash of a 4-tuple: the exact index's hash and the hash that
+    /// picks a group member.
+    #[inline]
+    pub(crate) fn tuple_hash(&self, tuple: &Tuple) -> u64 {
+        self.hasher.hash_one(tuple)
+    }
+
+    /// Views of every PCB on `port` but `me`. Call under the port's lock for a
+    /// stable answer.
+    pub(crate) fn owners(&self, port: u16, me: &PcbInner<S>, guard: &Guard) -> Vec<PcbView> {
+        self.ports
+            .iter(port, List::Unconnected, guard)
+            .chain(self.ports.iter(port, List::Connected, guard))
+            .filter(|pcb| !std::ptr::eq(&***pcb, me))
+            .map(|pcb| pcb.view(guard))
+            .collect()
+    }
+
+    /// The PCB holding `tuple` in the exact index.
+    pub(crate) fn exact_holder<'g>(
+        &self,
+        tuple: &Tuple,
+        guard: &'g Guard,
+    ) -> Option<&'g Arc<PcbInner<S>>> {
+        self.exact
+            .find(self.tuple_hash(tuple), guard, |key| key == tuple)
+            .map(|(_, pcb)| pcb)
+    }
+
+    /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
+    /// packet's local port. Lock-free; allocation-free.
+    fn best_wildcard<'g>(&self, local: &Endpoint, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
+        let mut best: Option<(u32, u64, &'g PcbInner<S>)> = None;
+        for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
+            let view = pcb.view(guard);
+            let Some(rank) = policy::wildcard_rank(self.rules, &view, local) else {
+                continue;
+            };
+            if best.is_none_or(|(r, seq, _)| (rank, view.seq) > (r, seq)) {
+                best = Some((rank, view.seq, pcb));
+            }
+        }
+        best.map(|(_, _, pcb)| pcb)
+    }
+}
+
+/// The PCB table: the socket-demux table of a network stack.
+///
+/// `S` is the stack's socket type. The table is `Send + Sync`; share it with an
+/// `Arc` or a reference. See the [crate docs](crate) for the concurrency
+/// contract.
+pub struct PcbTable<S: Send + Sync + 'static> {
+    pub(crate) shared: Arc<Shared<S>>,
+}
+
+impl<S: Send + Sync + 'static> Default for PcbTable<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Send + Sync + 'static> PcbTable<S> {
+    /// A TCP table with the FreeBSD policy and a random hash seed.
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A builder for other policies, protocols, ranges and seeds.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The policy the table follows.
+    pub fn policy(&self) -> Policy {
+        self.shared.rules.policy
+    }
+
+    /// The protocol the table holds.
+    pub fn protocol(&self) -> Protocol {
+        self.shared.rules.protocol
+    }
+
+    /// Creates a PCB for `socket`, like `socket(2)`: unbound, in no index.
+    /// An `Inet6` PCB starts with the policy's default V6ONLY (on for
+    /// FreeBSD, off for Linux). Allocates; takes no lock.
+    pub fn attach(&self, family: Family, cred: Cred, socket: Arc<S>) -> Pcb<S> {
+        let v6only = family == Family::Inet6 && policy::default_v6only(self.shared.rules.policy);
+        let flags = Flags::EMPTY
+            .set(Flags::V6ONLY, v6only)
+            .with_state(State::Closed);
+        self.shared.attached.fetch_add(1, Ordering::Relaxed);
+        Pcb {
+            table: self.shared.clone(),
+            inner: Arc::new(PcbInner::new(family, cred, flags, socket)),
+        }
+    }
+
+    /// Pins the current thread's epoch. One guard can serve any number of
+    /// lookups; memory that lookups return stays valid until it is dropped, so
+    /// keep guards short-lived (and never across an `.await`).
+    #[inline]
+    pub fn pin(&self) -> Guard {
+        crossbeam_epoch::pin()
+    }
+
+    /// Packet demultiplexing: the PCB that owns a packet from `remote` to
+    /// `local`.
+    ///
+    /// 1. the exact 4-tuple;
+    /// 2. otherwise the best unconnected PCB on the local port, by the
+    ///    policy's preference (a specific address before a wildcard, IPv4 PCBs
+    ///    before dual-stack IPv6 ones for IPv4 packets; FreeBSD puts
+    ///    load-balance groups first, Linux only considers TCP listeners);
+    /// 3. if that PCB is an active member of a reuseport / load-balance group,
+    ///    the group's member for this flow (a keyed hash of the tuple).
+    ///
+    /// Lock-free: no lock, no allocation, no atomic read-modify-write. Retries
+    /// only if a PCB of this port moved between indexes during the call.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` was pinned on another crossbeam-epoch collector than the
+    /// default one (use [`PcbTable::pin`]).
+    pub fn lookup<'g>(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        check_guard(guard);
+        let shared = &*self.shared;
+        let tuple = Tuple {
+            local: Endpoint::new(local),
+            remote: Endpoint::new(remote),
+        };
+        if tuple.local.is_v4() != tuple.remote.is_v4() {
+            return None;
+        }
+        let hash = shared.tuple_hash(&tuple);
+        loop {
+            let before = shared.ports.move_seq(tuple.local.port);
+            if before % 2 == 1 {
+                spin_loop();
+                continue;
+            }
+            if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| *key == tuple) {
+                return Some(PcbRef::new(pcb, guard));
+            }
+            let best = shared.best_wildcard(&tuple.local, guard);
+            if shared.ports.move_seq(tuple.local.port) != before {
+                continue;
+            }
+            let pcb = best?;
+            if pcb.flags.load().in_group() {
+                if let Some(group) = pcb.group.load(guard) {
+                    if let Some(member) = group.pick(shared.rules.policy, hash, guard) {
+                        return Some(PcbRef::new(member, guard));
+                    }
+                }
+            }
+            return Some(PcbRef::new(pcb, guard));
+        }
+    }
+
+    /// FreeBSD `in_pcblookup_local()`: who holds `local` (address and port).
+    ///
+    /// With `wildcard`, the best fit among every PCB on the port, connected or
+    /// not, where either side may be a wildcard (fewest wildcards win, then
+    /// unconnected before connected, then the newest). Without, only an
+    /// unconnected PCB bound to exactly `local` (a wildcard matches only a
+    /// wildcard).
+    ///
+    /// Lock-free and allocation-free; it walks the port's PCBs.
+    ///
+    /// # Panics
+    ///
+    /// As [`PcbTable::lookup`].
+    pub fn lookup_local<'g>(
+        &self,
+        local: SocketAddr,
+        wildcard: bool,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        check_guard(guard);
+        let local = Endpoint::new(local);
+        let ports = &self.shared.ports;
+        let candidates = ports
+            .iter(local.port, List::Unconnected, guard)
+            .chain(ports.iter(local.port, List::Connected, guard))
+            .map(|pcb| (pcb.view(guard), &**pcb));
+        let af = Af::of(&local);
+        let found = if wildcard {
+            policy::best_fit(candidates, af, &local)
+        } else {
+            policy::exact_unconnected(candidates, af, &local)
+        };
+        found.map(|(_, pcb)| PcbRef::new(pcb, guard))
+    }
+
+    /// How many PCBs hold a port: bound, listening, connected or in TIME_WAIT.
+    /// One relaxed load.
+    pub fn len(&self) -> usize {
+        self.shared.ports.len()
+    }
+
+    /// Whether no PCB holds a port.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every PCB that holds a port, port by port. Lock-free and weakly
+    /// consistent: a PCB in the table for the whole walk is visited exactly
+    /// once.
+    pub fn iter<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = PcbRef<'g, S>> + 'g {
+        check_guard(guard);
+        self.shared
+            .ports
+            .iter_all(guard)
+            .map(move |pcb| PcbRef::new(pcb, guard))
+    }
+
+    /// Counts by state, index sizes, the exact index's longest chain and its
+    /// resizes. Walks the whole table: O(n), lock-free.
+    pub fn stats(&self) -> Stats {
+        let guard = crossbeam_epoch::pin();
+        let shared = &*self.shared;
+        let map = shared.exact.stats(&guard);
+        let mut stats = Stats {
+            len: shared.ports.len(),
+            attached: shared.attached.load(Ordering::Relaxed),
+            exact: IndexStats {
+                entries: map.entries,
+                buckets: map.buckets,
+                longest_chain: map.longest_chain,
+                resizing: map.resizing,
+            },
+            resizes: shared.exact.resizes(),
+            ..Stats::default()
+        };
+        let mut last_port = None;
+        let mut on_port = 0;
+        for pcb in shared.ports.iter_all(&guard) {
+            let view = pcb.view(&guard);
+            match view.state() {
+                State::Bound => stats.bound += 1,
+                State::Listen => stats.listen += 1,
+                State::Connected => stats.connected += 1,
+                State::TimeWait => stats.time_wait += 1,
+                State::Closed | State::Dropped => {}
+            }
+            if !view.is_connected() {
+                stats.wildcard_entries += 1;
+            }
+            if view.flags.in_group() {
+                stats.group_members += 1;
+            }
+            if last_port != Some(view.local.port) {
+                last_port = Some(view.local.port);
+                stats.ports_in_use += 1;
+                on_port = 0;
+            }
+            on_port += 1;
+            stats.most_on_one_port = stats.most_on_one_port.max(on_port);
+        }
+        stats
+    }
+
+    /// Pushes this thread's retired memory to the global queue and tries to
+    /// free what no guard can see any more. Threads that retire memory and
+    /// then go idle should call it, so their garbage does not wait for them.
+    pub fn flush(&self) {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+impl<S: Send + Sync + 'static> fmt::Debug for PcbTable<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PcbTable")
+            .field("policy", &self.shared.rules.policy)
+            .field("protocol", &self.shared.rules.protocol)
+            .field("len", &self.len())
+            .field("ephemeral", &self.shared.ephemeral.range())
+            .finish()
+    }
+}
+
+/// Figures about a table; see [`PcbTable::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// PCBs holding a port ([`PcbTable::len`]).
+    pub len: usize,
+    /// Live [`Pcb`] handles, bound or not.
+    pub attached: usize,
+    /// PCBs in [`State::Bound`].
+    pub bound: usize,
+    /// PCBs in [`State::Listen`].
+    pub listen: usize,
+    /// PCBs in [`State::Connected`].
+    pub connected: usize,
+    /// PCBs in [`State::TimeWait`].
+    pub time_wait: usize,
+    /// Entries of the wildcard index (bound and listening PCBs).
+    pub wildcard_entries: usize,
+    /// Active members of reuseport / load-balance groups.
+    pub group_members: usize,
+    /// Distinct local ports in use.
+    pub ports_in_use: usize,
+    /// The most PCBs on one local port (the length a bind check scans).
+    pub most_on_one_port: usize,
+    /// The exact (4-tuple) index.
+    pub exact: IndexStats,
+    /// Completed resizes of the exact index.
+    pub resizes: u64,
+}
+
+/// Figures about the exact index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexStats {
+    /// Entries.
+    pub entries: usize,
+    /// Buckets of the current array.
+    pub buckets: usize,
+    /// The longest bucket chain (in the current array and, while resizing,
+    /// the next one).
+    pub longest_chain: usize,
+    /// Whether a resize is in progress.
+    pub resizing: bool,
+}
+
+/// Builds a [`PcbTable`] with another policy, protocol, port range or seed.
+///
+/// ```
+/// use pcbhash::{PcbTable, Policy, Protocol};
+/// let table: PcbTable<()> = PcbTable::<()>::builder()
+///     .policy(Policy::Linux)
+///     .protocol(Protocol::Udp)
+///     .ephemeral_ports(40000..=40999)
+///     .seed(42)
+///     .build();
+/// assert_eq!(table.policy(), Policy::Linux);
+/// ```
+pub struct Builder {
+    policy: Policy,
+    protocol: Protocol,
+    ephemeral: Option<RangeInclusive<u16>>,
+    seed: Option<u64>,
+    capacity: usize,
+    randomized_ports: bool,
+    source_address: Option<Box<SourceAddress>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            policy: Policy::FreeBsd,
+            protocol: Protocol::Tcp,
+            ephemeral: None,
+            seed: None,
+            capacity: 1024,
+            randomized_ports: true,
+            source_address: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The defaults: FreeBSD, TCP, the policy's port range, a random seed.
+    /// The same as [`PcbTable::builder`], without naming the socket type.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The kernel whose rules to follow. Default: FreeBSD.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// TCP or UDP. Default: TCP.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The ephemeral port range, inclusive. Default: the policy's
+    /// (10000–65535 for FreeBSD, 32768–60999 for Linux).
+    pub fn ephemeral_ports(mut self, range: RangeInclusive<u16>) -> Self {
+        self.ephemeral = Some(range);
+        self
+    }
+
+    /// A fixed seed for the hash keys and the port generator, for
+    /// reproducible tests. Default: random per table.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Expected number of connected PCBs; the exact index starts that large
+    /// and grows (incrementally) past it.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Whether FreeBSD ephemeral scans start at a random port
+    /// (`net.inet.ip.portrange.randomized`, default on) or after the last port
+    /// handed out.
+    pub fn randomized_ports(mut self, on: bool) -> Self {
+        self.randomized_ports = on;
+        self
+    }
+
+    /// The stack's routing decision: the local address `connect()` uses for a
+    /// peer when the PCB is unbound or bound to a wildcard. `None` makes
+    /// `connect()` fail with `NetworkUnreachable`. The default knows only
+    /// loopback: `127.0.0.0/8` → `127.0.0.1`, `::1` → `::1`,
+    /// `::ffff:127.x.y.z` → `::ffff:127.0.0.1`.
+    pub fn source_address<F>(mut self, select: F) -> Self
+    where
+        F: Fn(IpAddr) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        self.source_address = Some(Box::new(select));
+        self
+    }
+
+    /// The table.
+    pub fn build<S: Send + Sync + 'static>(self) -> PcbTable<S> {
+        let (hasher, port_seed) = match self.seed {
+            Some(seed) => (
+                ahash::RandomState::with_seeds(
+                    seed,
+                    seed ^ 0x243F_6A88_85A3_08D3,
+                    seed ^ 0x1319_8A2E_0370_7344,
+                    seed ^ 0xA409_3822_299F_31D0,
+                ),
+                seed,
+            ),
+            None => {
+                let hasher = ahash::RandomState::new();
+                let port_seed = ahash::RandomState::new().hash_one(0x5EED_u64);
+                (hasher, port_seed)
+            }
+        };
+        let range = self
+            .ephemeral
+            .unwrap_or_else(|| policy::default_ephemeral(self.policy));
+        let shared = Shared {
+            rules: Rules {
+                policy: self.policy,
+                protocol: self.protocol,
+            },
+            hasher,
+            exact: RawMap::with_capacity(self.capacity),
+            ports: PortTable::new(),
+            ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
+            source_address: self
+                .source_address
+                .unwrap_or_else(|| Box::new(loopback_source)),
+            next_seq: AtomicU64::new(1),
+            attached: AtomicUsize::new(0),
+        };
+        PcbTable {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("policy", &self.policy)
+            .field("protocol", &self.protocol)
+            .field("ephemeral", &self.ephemeral)
+            .field("seed", &self.seed)
+            .field("capacity", &self.capacity)
+            .field("randomized_ports", &self.randomized_ports)
+            .field(
+                "source_address",
+                &self.source_address.as_ref().map(|_| "custom"),
+            )
+            .finish()
+    }
+}
