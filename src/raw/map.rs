@@ -256,11 +256,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
     }
 
     /// Locks the bucket that currently owns `hash`, following moved buckets.
-    fn lock_for<'g>(
-        &self,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> HeldBucket<'g, K, V> {
+    fn lock_for<'g>(&self, hash: u64, guard: &'g Guard) -> HeldBucket<'g, K, V> {
         let mut array = self.buckets.load(Ordering::Acquire, guard);
         loop {
             // SAFETY: see `find`.

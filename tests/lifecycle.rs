@@ -1,0 +1,390 @@
+//! The lifecycle's semantics and error cases, for both policies where they
+//! agree, and with FreeBSD's answers where they differ.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{addr, bound, freebsd, listening, table, unused, Sock};
+use pcbhash::{Cred, Error, Family, Flags, Policy, Protocol, State};
+
+const BOTH: [Policy; 2] = [Policy::FreeBsd, Policy::Linux];
+
+#[test]
+fn a_failed_bind_changes_nothing() {
+    for policy in BOTH {
+        let table = table(policy, Protocol::Tcp);
+        let _holder = bound(&table, Cred::ROOT, "127.0.0.1:8080", 1);
+        let pcb = table.attach(Family::Inet, Cred::ROOT, unused());
+        assert_eq!(
+            pcb.bind(addr("127.0.0.1:8080")),
+            Err(Error::AddrInUse),
+            "{policy:?}"
+        );
+        assert_eq!(pcb.state(), State::Closed);
+        assert_eq!(pcb.local_addr(), None);
+        assert_eq!(table.len(), 1);
+        // The PCB is still usable.
+        assert_eq!(pcb.bind(addr("127.0.0.1:8081")), Ok(addr("127.0.0.1:8081")));
+        assert_eq!(table.len(), 2);
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    for policy in BOTH {
+        let table = table(policy, Protocol::Tcp);
+        let v4 = table.attach(Family::Inet, Cred::user(1000), unused());
+        assert_eq!(
+            v4.bind(addr("127.0.0.1:80")),
+            Err(Error::PermissionDenied),
+            "{policy:?}"
+        );
+        assert_eq!(
+            v4.bind(addr("[::1]:8080")),
+            Err(Error::FamilyNotSupported),
+            "{policy:?}"
+        );
+        assert_eq!(v4.set_v6only(true), Err(Error::OptionNotAvailable));
+        v4.bind(addr("127.0.0.1:8080")).unwrap();
+        assert_eq!(
+            v4.bind(addr("127.0.0.1:8081")),
+            Err(Error::InvalidInput),
+            "binding twice"
+        );
+
+        let v6 = table.attach(Family::Inet6, Cred::ROOT, unused());
+        v6.set_v6only(true).unwrap();
+        assert_eq!(
+            v6.bind(addr("[::ffff:127.0.0.1]:9000")),
+            Err(Error::InvalidInput),
+            "{policy:?}"
+        );
+        v6.bind(addr("[::1]:9000")).unwrap();
+        assert_eq!(
+            v6.set_v6only(false),
+            Err(Error::InvalidInput),
+            "V6ONLY after bind"
+        );
+
+        let client = table.attach(Family::Inet, Cred::ROOT, unused());
+        assert_eq!(
+            client.connect(addr("127.0.0.1:0")),
+            Err(Error::AddrNotAvailable)
+        );
+        assert_eq!(
+            client.connect(addr("0.0.0.0:80")),
+            Err(Error::AddrNotAvailable)
+        );
+        assert!(
+            client.connect(addr("224.0.0.1:80")).is_err(),
+            "multicast TCP peer"
+        );
+        assert_eq!(
+            client.connect(addr("10.0.0.1:80")),
+            Err(Error::NetworkUnreachable),
+            "no route"
+        );
+        assert_eq!(client.state(), State::Closed);
+        assert_eq!(client.time_wait(), Err(Error::InvalidInput));
+        assert_eq!(client.disconnect(), Err(Error::NotSupported));
+        assert_eq!(table.len(), 2);
+    }
+}
+
+#[test]
+fn listen_rules() {
+    let table = freebsd(Protocol::Udp);
+    let udp = table.attach(Family::Inet, Cred::ROOT, unused());
+    assert_eq!(udp.listen(), Err(Error::NotSupported));
+
+    let table = freebsd(Protocol::Tcp);
+    let autobound = table.attach(Family::Inet6, Cred::ROOT, unused());
+    autobound.listen().expect("listen binds an ephemeral port");
+    let local = autobound.local_addr().unwrap();
+    assert!(local.ip().is_unspecified() && (10000..=65535).contains(&local.port()));
+    let server = listening(&table, Cred::ROOT, "127.0.0.1:7000", 1);
+    let client = table.attach(Family::Inet, Cred::ROOT, unused());
+    client.connect(addr("127.0.0.1:7000")).unwrap();
+    assert_eq!(
+        client.listen(),
+        Err(Error::InvalidInput),
+        "listen on a connected PCB"
+    );
+    drop(server);
+}
+
+#[test]
+fn connect_moves_a_bound_pcb_and_keeps_tuples_unique() {
+    let table = freebsd(Protocol::Tcp);
+    let server = listening(&table, Cred::ROOT, "127.0.0.1:7000", 1);
+    let a = table.attach(Family::Inet, Cred::ROOT, unused());
+    a.set_reuse_addr(true).unwrap();
+    a.bind(addr("0.0.0.0:5000")).unwrap();
+    assert_eq!(
+        a.connect(addr("127.0.0.1:7000")),
+        Ok(addr("127.0.0.1:5000"))
+    );
+    assert_eq!(a.state(), State::Connected);
+    assert_eq!(a.peer_addr(), Some(addr("127.0.0.1:7000")));
+    assert_eq!(
+        a.connect(addr("127.0.0.1:7000")),
+        Err(Error::AlreadyConnected)
+    );
+
+    // A second PCB on the same port may connect elsewhere, not to the same peer.
+    let b = table.attach(Family::Inet, Cred::ROOT, unused());
+    b.set_reuse_addr(true).unwrap();
+    b.bind(addr("127.0.0.1:5000")).unwrap();
+    assert_eq!(
+        b.connect(addr("127.0.0.1:7000")),
+        Err(Error::AddrInUse),
+        "FreeBSD in_pcbconnect"
+    );
+    assert_eq!(b.state(), State::Bound, "nothing changed");
+    assert_eq!(
+        b.connect(addr("127.0.0.2:7000")),
+        Ok(addr("127.0.0.1:5000"))
+    );
+
+    let guard = table.pin();
+    let found = table
+        .lookup(addr("127.0.0.1:5000"), addr("127.0.0.1:7000"), &guard)
+        .unwrap();
+    assert!(found.is(&a));
+    assert_eq!(found.peer_addr(), Some(addr("127.0.0.1:7000")));
+    drop(server);
+}
+
+#[test]
+fn accept_replaces_only_a_time_wait_holder() {
+    let table = freebsd(Protocol::Tcp);
+    let server = listening(&table, Cred::ROOT, "0.0.0.0:80", 1);
+    let (local, peer) = (addr("127.0.0.1:80"), addr("127.0.0.5:40000"));
+    let first = server.accept(local, peer, Arc::new(Sock(2))).unwrap();
+    assert_eq!(first.flags().state(), State::Connected);
+    assert_eq!(
+        server.accept(local, peer, unused()).err(),
+        Some(Error::AddrInUse),
+        "a live connection keeps its tuple"
+    );
+    first.time_wait().unwrap();
+    assert_eq!(first.socket(), None);
+    let second = server
+        .accept(local, peer, Arc::new(Sock(3)))
+        .expect("replaces TIME_WAIT");
+    assert_eq!(
+        first.state(),
+        State::Dropped,
+        "the TIME_WAIT PCB was replaced"
+    );
+    assert_eq!(table.len(), 2);
+    let guard = table.pin();
+    assert!(table.lookup(local, peer, &guard).unwrap().is(&second));
+    drop(guard);
+    drop(first); // closing a replaced PCB removes nothing else
+    assert_eq!(table.len(), 2);
+    assert_eq!(second.socket().unwrap().0, 3);
+
+    let unbound_listener = table.attach(Family::Inet, Cred::ROOT, unused());
+    assert_eq!(
+        unbound_listener.accept(local, peer, unused()).err(),
+        Some(Error::InvalidInput)
+    );
+    assert_eq!(
+        server.accept(addr("127.0.0.1:81"), peer, unused()).err(),
+        Some(Error::InvalidInput)
+    );
+}
+
+#[test]
+fn accepted_pcbs_inherit_family_cred_and_reuse_bits() {
+    let table = freebsd(Protocol::Tcp);
+    let server = table.attach(Family::Inet6, Cred::user(1000), unused());
+    server.set_v6only(false).unwrap();
+    server.set_reuse_port(true).unwrap();
+    server.bind(addr("[::]:8443")).unwrap();
+    server.listen().unwrap();
+    let conn = server
+        .accept(addr("127.0.0.1:8443"), addr("127.0.0.7:5555"), unused())
+        .unwrap();
+    assert_eq!(conn.family(), Family::Inet6);
+    assert_eq!(conn.cred(), Cred::user(1000));
+    assert!(conn.flags().reuse_port());
+    assert_eq!(conn.local_addr(), Some(addr("[::ffff:127.0.0.1]:8443")));
+    assert_eq!(conn.peer_addr(), Some(addr("[::ffff:127.0.0.7]:5555")));
+}
+
+#[test]
+fn udp_disconnect_goes_back_to_the_wildcard_index() {
+    for policy in BOTH {
+        let table = table(policy, Protocol::Udp);
+        let pcb = bound(&table, Cred::ROOT, "127.0.0.1:5353", 1);
+        pcb.connect(addr("127.0.0.9:53")).unwrap();
+        let guard = table.pin();
+        assert!(table
+            .lookup(addr("127.0.0.1:5353"), addr("127.0.0.8:53"), &guard)
+            .is_none());
+        drop(guard);
+        pcb.disconnect().unwrap();
+        assert_eq!(pcb.state(), State::Bound);
+        let guard = table.pin();
+        let found = table
+            .lookup(addr("127.0.0.1:5353"), addr("127.0.0.8:53"), &guard)
+            .expect("wildcard again");
+        assert!(found.is(&pcb));
+        // FreeBSD's in_pcbdisconnect forgets the local address; Linux keeps an
+        // explicitly bound one.
+        let expected = match policy {
+            Policy::FreeBsd => addr("0.0.0.0:5353"),
+            Policy::Linux => addr("127.0.0.1:5353"),
+        };
+        assert_eq!(pcb.local_addr(), Some(expected), "{policy:?}");
+    }
+}
+
+#[test]
+fn dual_stack_lookup_prefers_inet_then_specific() {
+    let table = freebsd(Protocol::Tcp);
+    let dual = table.attach(Family::Inet6, Cred::ROOT, Arc::new(Sock(6)));
+    dual.set_v6only(false).unwrap();
+    dual.set_reuse_port(true).unwrap();
+    dual.bind(addr("[::]:443")).unwrap();
+    dual.listen().unwrap();
+    let guard = table.pin();
+    let v4_packet = (addr("127.0.0.1:443"), addr("127.0.0.2:1000"));
+    assert!(table
+        .lookup(v4_packet.0, v4_packet.1, &guard)
+        .unwrap()
+        .is(&dual));
+    drop(guard);
+
+    // FreeBSD: a dual-stack `::` without options would block this bind.
+    let blocked = table.attach(Family::Inet, Cred::ROOT, unused());
+    assert_eq!(blocked.bind(addr("0.0.0.0:443")), Err(Error::AddrInUse));
+    let plain = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(4)));
+    plain.set_reuse_port(true).unwrap();
+    plain.bind(addr("127.0.0.1:443")).unwrap();
+    plain.listen().unwrap();
+    let guard = table.pin();
+    assert!(table
+        .lookup(v4_packet.0, v4_packet.1, &guard)
+        .unwrap()
+        .is(&plain));
+    let v6 = table
+        .lookup(addr("[::1]:443"), addr("[::1]:1000"), &guard)
+        .unwrap();
+    assert!(v6.is(&dual), "IPv6 packets only reach the IPv6 PCB");
+    assert!(table
+        .lookup(addr("127.0.0.1:444"), v4_packet.1, &guard)
+        .is_none());
+}
+
+#[test]
+fn lookup_local_has_two_modes() {
+    let table = freebsd(Protocol::Tcp);
+    let wild = bound(&table, Cred::ROOT, "0.0.0.0:6000", 1);
+    let guard = table.pin();
+    let exact = table.lookup_local(addr("127.0.0.1:6000"), false, &guard);
+    assert!(
+        exact.is_none(),
+        "exact mode: a wildcard matches only a wildcard"
+    );
+    assert!(table
+        .lookup_local(addr("0.0.0.0:6000"), false, &guard)
+        .unwrap()
+        .is(&wild));
+    assert!(table
+        .lookup_local(addr("127.0.0.1:6000"), true, &guard)
+        .unwrap()
+        .is(&wild));
+    assert!(table
+        .lookup_local(addr("127.0.0.1:6001"), true, &guard)
+        .is_none());
+}
+
+#[test]
+fn close_hides_the_pcb_and_its_socket_at_once() {
+    let table = freebsd(Protocol::Tcp);
+    let server = listening(&table, Cred::ROOT, "127.0.0.1:9000", 1);
+    let (local, peer) = (addr("127.0.0.1:9000"), addr("127.0.0.2:9999"));
+    let conn = server.accept(local, peer, Arc::new(Sock(2))).unwrap();
+    let guard = table.pin();
+    let held = table.lookup(local, peer, &guard).unwrap();
+    assert_eq!(held.socket().unwrap().0, 2);
+    conn.close();
+    assert!(
+        held.socket().is_none(),
+        "a view held across close sees no socket"
+    );
+    assert_eq!(held.state(), State::Dropped);
+    let after = table.lookup(local, peer, &guard).unwrap();
+    assert!(after.is(&server), "the flow falls back to the listener");
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn iter_and_stats_agree_with_the_table() {
+    let table = freebsd(Protocol::Tcp);
+    let server = listening(&table, Cred::ROOT, "0.0.0.0:80", 1);
+    let _bound = bound(&table, Cred::ROOT, "127.0.0.1:81", 2);
+    let conns: Vec<_> = (0..10u16)
+        .map(|i| {
+            server
+                .accept(
+                    addr("127.0.0.1:80"),
+                    addr(&format!("127.0.0.3:{}", 2000 + i)),
+                    unused(),
+                )
+                .unwrap()
+        })
+        .collect();
+    conns[0].time_wait().unwrap();
+    let _unbound = table.attach(Family::Inet, Cred::ROOT, unused());
+    let guard = table.pin();
+    assert_eq!(table.iter(&guard).count(), 12);
+    let stats = table.stats();
+    assert_eq!((stats.len, stats.attached), (12, 13));
+    assert_eq!(
+        (stats.listen, stats.bound, stats.connected, stats.time_wait),
+        (1, 1, 9, 1)
+    );
+    assert_eq!((stats.ports_in_use, stats.most_on_one_port), (2, 11));
+    assert_eq!(stats.exact.entries, 10);
+    assert!(table
+        .iter(&guard)
+        .all(|pcb| pcb.flags().state().is_in_table()));
+}
+
+#[test]
+fn options_are_cached_in_the_flags_word() {
+    let table = freebsd(Protocol::Tcp);
+    let pcb = table.attach(Family::Inet6, Cred::ROOT, unused());
+    assert!(
+        pcb.flags().v6only(),
+        "FreeBSD's default net.inet6.ip6.v6only=1"
+    );
+    pcb.set_reuse_addr(true).unwrap();
+    pcb.set_reuse_port_lb(true).unwrap();
+    assert!(pcb.flags().contains(Flags::REUSEADDR | Flags::REUSEPORT_LB));
+    pcb.set_reuse_addr(false).unwrap();
+    assert!(!pcb.flags().reuse_addr());
+    let linux = table_of_linux();
+    let l = linux.attach(Family::Inet6, Cred::ROOT, unused());
+    assert!(!l.flags().v6only(), "Linux's default net.ipv6.bindv6only=0");
+    assert_eq!(l.set_reuse_port_lb(true), Err(Error::OptionNotAvailable));
+}
+
+fn table_of_linux() -> pcbhash::PcbTable<Sock> {
+    table(Policy::Linux, Protocol::Tcp)
+}
+
+#[test]
+fn errors_convert_to_io_errors_with_the_errno() {
+    let table = freebsd(Protocol::Tcp);
+    let _holder = bound(&table, Cred::ROOT, "127.0.0.1:8080", 1);
+    let pcb = table.attach(Family::Inet, Cred::ROOT, unused());
+    let error: std::io::Error = pcb.bind(addr("127.0.0.1:8080")).unwrap_err().into();
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(error.raw_os_error(), Some(libc::EADDRINUSE));
+}
