@@ -222,7 +222,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .ports
             .iter(held.port(), List::Unconnected, guard)
             .filter(|pcb| !Arc::ptr_eq(pcb, inner) && pcb.flags.load().in_group())
-            .filter_map(|pcb| pcb.group.load(guard).clone())
+            .filter_map(|pcb| pcb.group.load(guard).cloned())
             .find(|group| group.key == key);
         let group = match existing {
             Some(group) if group.len(guard) >= capacity => {
@@ -247,8 +247,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner
             .flags
             .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
-        let group = inner.group.load(guard).clone();
-        if let Some(group) = group {
+        if let Some(group) = inner.group.load(guard) {
             group.leave(inner, guard);
             inner.group.replace(None, guard);
         }
@@ -388,7 +387,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if let Some(old) = holder {
             self.unlink(&held, &old, &guard);
             old.flags.set_state(State::Dropped);
-            old.socket.clear();
+            old.socket.clear(&guard);
         }
         self.attached.fetch_add(1, Ordering::Relaxed);
         Ok(Pcb {
@@ -472,7 +471,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let _held = self.ports.lock(inner.tuple.load(&guard).local.port);
         inner.flags.set_state(State::TimeWait);
-        inner.socket.clear();
+        inner.socket.clear(&guard);
         Ok(())
     }
 
@@ -490,6 +489,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
         }
         inner.flags.set_state(State::Dropped);
-        inner.socket.clear();
+        inner.socket.clear(&guard);
     }
 }

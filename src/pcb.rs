@@ -13,7 +13,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use arc_swap::ArcSwapOption;
 use crossbeam_epoch::Guard;
 
 use crate::addr::{Family, Tuple};
@@ -21,7 +20,7 @@ use crate::error::Error;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::Group;
 use crate::policy::PcbView;
-use crate::raw::{EpochCell, PortEntry};
+use crate::raw::{EpochCell, EpochOption, PortEntry, SocketSlot};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::table::Shared;
 
@@ -51,24 +50,6 @@ impl Cred {
     }
 }
 
-/// The slot holding the stack's socket.
-pub(crate) struct SocketSlot<S>(ArcSwapOption<S>);
-
-impl<S> SocketSlot<S> {
-    fn new(socket: Arc<S>) -> Self {
-        Self(ArcSwapOption::new(Some(socket)))
-    }
-
-    #[inline]
-    pub(crate) fn get(&self) -> Option<Arc<S>> {
-        self.0.load_full()
-    }
-
-    pub(crate) fn clear(&self) {
-        self.0.store(None);
-    }
-}
-
 /// The shared part of a PCB. See the module docs for which fields are
 /// hash-safe.
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
@@ -80,7 +61,7 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) tuple: EpochCell<Tuple>,
     pub(crate) socket: SocketSlot<S>,
     /// The group this PCB is an active (or pending) member of.
-    pub(crate) group: EpochCell<Option<Arc<Group<S>>>>,
+    pub(crate) group: EpochOption<Arc<Group<S>>>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
     /// Serialises the owner's calls on this PCB. Lookups never take it.
@@ -96,7 +77,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: AtomicU64::new(0),
             tuple: EpochCell::new(Tuple::unbound(family)),
             socket: SocketSlot::new(socket),
-            group: EpochCell::new(None),
+            group: EpochOption::none(),
             port_entry: Mutex::new(None),
             owner: Mutex::new(()),
         }
@@ -385,6 +366,15 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
     /// reference count on the socket.
     pub fn socket(&self) -> Option<Arc<S>> {
         self.inner.socket.get()
+    }
+
+    /// The socket without a reference count, valid while the guard lives
+    /// (Linux's "noref" listener lookups do the same): the table releases a
+    /// socket it detaches only once no guard can still see it. `None` once the
+    /// PCB is in TIME_WAIT or closed.
+    #[inline]
+    pub fn socket_ref(&self) -> Option<&'g S> {
+        self.inner.socket.get_ref(self.guard)
     }
 
     /// Whether this is the PCB of `pcb`.

@@ -25,6 +25,17 @@ use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
 /// The stack's source-address selector; see [`Builder::source_address`].
 pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 
+/// The canonical tuple of a packet, or `None` when its two addresses are of
+/// different families (no PCB can own such a packet).
+#[inline]
+fn packet_tuple(local: SocketAddr, remote: SocketAddr) -> Option<Tuple> {
+    let tuple = Tuple {
+        local: Endpoint::new(local),
+        remote: Endpoint::new(remote),
+    };
+    (tuple.local.is_v4() == tuple.remote.is_v4()).then_some(tuple)
+}
+
 /// Everything a table and its PCB handles share.
 pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) rules: Rules,
@@ -168,22 +179,90 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         check_guard(guard);
+        let tuple = packet_tuple(local, remote)?;
+        self.lookup_tuple(&tuple, self.shared.tuple_hash(&tuple), guard)
+    }
+
+    /// [`lookup`](Self::lookup) for many packets under one guard, writing the
+    /// answer for `packets[i]` to `out[i]`. Returns how many packets were looked
+    /// up: `min(packets.len(), out.len())`.
+    ///
+    /// Packets go in groups of 16: all their hashes are computed and their
+    /// exact-index buckets, then those buckets' first nodes, are prefetched
+    /// before any of them is compared, so the memory latencies of a group
+    /// overlap instead of adding up (the technique of DPDK's
+    /// `rte_hash_lookup_bulk`). Lock-free and allocation-free, like `lookup`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use pcbhash::{Cred, Family, PcbTable};
+    /// let table: PcbTable<u32> = PcbTable::new();
+    /// let listener = table.attach(Family::Inet, Cred::ROOT, Arc::new(0));
+    /// listener.bind("127.0.0.1:80".parse()?)?;
+    /// listener.listen()?;
+    /// let packets: Vec<_> = (1..=40u16)
+    ///     .map(|port| ("127.0.0.1:80".parse().unwrap(), ([127, 0, 0, 2], port).into()))
+    ///     .collect();
+    /// let guard = table.pin();
+    /// let mut owners = vec![None; packets.len()];
+    /// assert_eq!(table.lookup_batch(&packets, &guard, &mut owners), 40);
+    /// assert!(owners.iter().all(|owner| owner.is_some_and(|pcb| pcb.is(&listener))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`PcbTable::lookup`].
+    pub fn lookup_batch<'g>(
+        &self,
+        packets: &[(SocketAddr, SocketAddr)],
+        guard: &'g Guard,
+        out: &mut [Option<PcbRef<'g, S>>],
+    ) -> usize {
+        const GROUP: usize = 16;
+        check_guard(guard);
         let shared = &*self.shared;
-        let tuple = Tuple {
-            local: Endpoint::new(local),
-            remote: Endpoint::new(remote),
-        };
-        if tuple.local.is_v4() != tuple.remote.is_v4() {
-            return None;
+        let count = packets.len().min(out.len());
+        for (packets, out) in packets[..count]
+            .chunks(GROUP)
+            .zip(out[..count].chunks_mut(GROUP))
+        {
+            let mut keys = [(None, 0u64); GROUP];
+            for (key, &(local, remote)) in keys.iter_mut().zip(packets) {
+                if let Some(tuple) = packet_tuple(local, remote) {
+                    let hash = shared.tuple_hash(&tuple);
+                    shared.exact.prefetch(hash, guard);
+                    *key = (Some(tuple), hash);
+                }
+            }
+            for (tuple, hash) in keys.iter().take(packets.len()) {
+                if tuple.is_some() {
+                    shared.exact.prefetch_chain(*hash, guard);
+                }
+            }
+            for (slot, (tuple, hash)) in out.iter_mut().zip(keys) {
+                *slot = tuple.and_then(|tuple| self.lookup_tuple(&tuple, hash, guard));
+            }
         }
-        let hash = shared.tuple_hash(&tuple);
+        count
+    }
+
+    /// The lookup proper, for a canonical tuple and its hash.
+    #[inline]
+    fn lookup_tuple<'g>(
+        &self,
+        tuple: &Tuple,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        let shared = &*self.shared;
         loop {
             let before = shared.ports.move_seq(tuple.local.port);
             if before % 2 == 1 {
                 spin_loop();
                 continue;
             }
-            if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| *key == tuple) {
+            if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
                 return Some(PcbRef::new(pcb, guard));
             }
             let best = shared.best_wildcard(&tuple.local, guard);

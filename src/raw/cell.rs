@@ -62,3 +62,64 @@ impl<T: Send + 'static + std::fmt::Debug> std::fmt::Debug for EpochCell<T> {
         f.debug_tuple("EpochCell").field(self.load(&guard)).finish()
     }
 }
+
+/// An optional heap value published through an atomic pointer: like
+/// [`EpochCell`], but null stands for `None`, so an empty cell costs no
+/// allocation.
+///
+/// This type maintains the invariant that every value it ever pointed to is
+/// freed only after no guard that could have loaded it remains.
+pub(crate) struct EpochOption<T: Send + 'static> {
+    ptr: Atomic<T>,
+}
+
+impl<T: Send + 'static> EpochOption<T> {
+    pub(crate) fn none() -> Self {
+        Self {
+            ptr: Atomic::null(),
+        }
+    }
+
+    /// The current value. Lock-free: one acquire load.
+    #[inline]
+    pub(crate) fn load<'g>(&'g self, guard: &'g Guard) -> Option<&'g T> {
+        let shared = self.ptr.load(Ordering::Acquire, guard);
+        // SAFETY: as in `EpochCell::load`: non-null values are retired through
+        // the epoch once swapped out, and the cell outlives `'g`.
+        unsafe { shared.as_ref() }
+    }
+
+    /// Publishes `value` (or empties the cell) and retires the previous value
+    /// through the epoch.
+    pub(crate) fn replace(&self, value: Option<T>, guard: &Guard) {
+        let new = match value {
+            Some(value) => Owned::new(value).into_shared(guard),
+            None => crossbeam_epoch::Shared::null(),
+        };
+        let old = self.ptr.swap(new, Ordering::AcqRel, guard);
+        if !old.is_null() {
+            // SAFETY: unreachable from the cell now; see `EpochCell::replace`.
+            unsafe { guard.defer_destroy(old) };
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for EpochOption<T> {
+    fn drop(&mut self) {
+        let guard = crossbeam_epoch::pin();
+        let last = self.ptr.load(Ordering::Relaxed, &guard);
+        if !last.is_null() {
+            // SAFETY: see `EpochCell::drop`.
+            unsafe { guard.defer_destroy(last) };
+        }
+    }
+}
+
+impl<T: Send + 'static + std::fmt::Debug> std::fmt::Debug for EpochOption<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let guard = crossbeam_epoch::pin();
+        f.debug_tuple("EpochOption")
+            .field(&self.load(&guard))
+            .finish()
+    }
+}

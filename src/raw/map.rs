@@ -165,6 +165,31 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
         }
     }
 
+    /// Starts loading the bucket of `hash` and, if its chain is not empty, the
+    /// chain's first node into the cache, so that a `find` shortly after does
+    /// not wait for memory. Lock-free; a hint only, it changes nothing.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64, guard: &Guard) {
+        let array = self.buckets.load(Ordering::Acquire, guard);
+        // SAFETY: see `find`.
+        let buckets = unsafe { array.deref() };
+        let bucket = buckets.bucket(hash);
+        prefetch_read(bucket as *const Atomic<Node<K, V>> as *const u8);
+    }
+
+    /// The second stage of a prefetch: the first node of the bucket's chain,
+    /// once the bucket itself is (likely) in the cache.
+    #[inline]
+    pub(crate) fn prefetch_chain(&self, hash: u64, guard: &Guard) {
+        let array = self.buckets.load(Ordering::Acquire, guard);
+        // SAFETY: see `find`.
+        let buckets = unsafe { array.deref() };
+        let head = buckets.bucket(hash).load(Ordering::Relaxed, guard);
+        if head.tag() & MOVED == 0 && !head.is_null() {
+            prefetch_read(head.as_raw() as *const u8);
+        }
+    }
+
     /// Inserts an entry. Takes one bucket lock; allocates one node.
     pub(crate) fn insert(&self, hash: u64, key: K, value: V, guard: &Guard) {
         let node = Owned::new(Node {
@@ -401,6 +426,19 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
             cursor = next;
         }
     }
+}
+
+/// A software prefetch of the cache line at `ptr` (a no-op off x86_64).
+#[inline(always)]
+fn prefetch_read(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is a hint: it never faults and reads nothing the
+    // program can observe, whatever the address; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
 }
 
 impl<K: Send + 'static, V: Send + 'static> Drop for RawMap<K, V> {

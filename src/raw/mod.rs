@@ -10,6 +10,8 @@
 //!   locks and incremental resizing.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
+//! - [`SocketSlot`]: the socket reference, readable without a reference count
+//!   under a guard.
 //!
 //! The common invariant: a node or value is freed only through
 //! `Guard::defer_destroy` (or `defer_unchecked`) after it has been made
@@ -19,10 +21,12 @@
 mod cell;
 mod map;
 mod ports;
+mod slot;
 
-pub(crate) use cell::EpochCell;
+pub(crate) use cell::{EpochCell, EpochOption};
 pub(crate) use map::RawMap;
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
+pub(crate) use slot::SocketSlot;
 
 use crossbeam_epoch::{default_collector, Guard};
 
