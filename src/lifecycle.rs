@@ -196,13 +196,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let list = entry.list();
             self.ports.remove(held, entry, guard);
             if list == List::Connected {
-                self.unlink_exact(inner, guard);
+                self.unlink_exact(inner, inner.tuple.load(guard), guard);
             }
         }
     }
 
-    fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let tuple = *inner.tuple.load(guard);
+    /// Removes `inner`'s entry for `tuple` from the exact index.
+    fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+        let tuple = *tuple;
         let removed = self
             .exact
             .remove(self.tuple_hash(&tuple), guard, |key, pcb| {
@@ -423,7 +424,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if let Some(old) = old {
                 self.ports.remove(&held, old, &guard);
             }
-            self.unlink_exact_by(&me, inner, &guard);
+            let before = Tuple {
+                local: me.local,
+                remote: me.remote,
+            };
+            self.unlink_exact(inner, &before, &guard);
             self.join_group_if_bound_member(&held, inner, &guard);
         } else {
             self.unlink(&held, inner, &guard);
@@ -436,19 +441,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         self.ports.end_move(&held);
         Ok(())
-    }
-
-    fn unlink_exact_by(&self, before: &PcbView, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let tuple = Tuple {
-            local: before.local,
-            remote: before.remote,
-        };
-        let removed = self
-            .exact
-            .remove(self.tuple_hash(&tuple), guard, |key, pcb| {
-                *key == tuple && Arc::ptr_eq(pcb, inner)
-            });
-        debug_assert!(removed, "a connected PCB is in the exact index");
     }
 
     fn join_group_if_bound_member(

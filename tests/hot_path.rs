@@ -17,7 +17,9 @@ fn lookup_batch_answers_like_lookup() {
     let conns: Vec<_> = (1..=300u16)
         .map(|i| {
             let peer = SocketAddr::from(([127, 0, 1, (i % 200) as u8], 1000 + i));
-            server.accept(service, peer, Arc::new(Sock(u32::from(i)))).unwrap()
+            server
+                .accept(service, peer, Arc::new(Sock(u32::from(i))))
+                .unwrap()
         })
         .collect();
     conns[7].time_wait().unwrap();
@@ -25,7 +27,11 @@ fn lookup_batch_answers_like_lookup() {
     let mut packets = Vec::new();
     for i in 1..=400u16 {
         let peer = SocketAddr::from(([127, 0, 1, (i % 200) as u8], 1000 + i));
-        let local = if i % 50 == 0 { addr("127.0.0.1:444") } else { service };
+        let local = if i % 50 == 0 {
+            addr("127.0.0.1:444")
+        } else {
+            service
+        };
         packets.push((local, peer));
     }
     packets.push((service, addr("[::1]:5000")));
@@ -43,7 +49,11 @@ fn lookup_batch_answers_like_lookup() {
         }
     }
     let mut short = vec![None; 3];
-    assert_eq!(table.lookup_batch(&packets, &guard, &mut short), 3, "bounded by the output");
+    assert_eq!(
+        table.lookup_batch(&packets, &guard, &mut short),
+        3,
+        "bounded by the output"
+    );
 }
 
 #[test]
@@ -58,7 +68,11 @@ fn socket_ref_follows_the_slot_without_a_reference_count() {
     let before = Arc::strong_count(&socket);
     let borrowed = view.socket_ref().expect("live socket");
     assert_eq!(borrowed.0, 42);
-    assert_eq!(Arc::strong_count(&socket), before, "no reference count taken");
+    assert_eq!(
+        Arc::strong_count(&socket),
+        before,
+        "no reference count taken"
+    );
     conn.time_wait().unwrap();
     assert!(view.socket_ref().is_none(), "detached at TIME_WAIT");
     // The reference taken before stays valid while the guard lives.
