@@ -13,7 +13,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use arc_swap::ArcSwapOption;
 use crossbeam_epoch::Guard;
 
 use crate::addr::{Family, Tuple};
@@ -22,7 +21,7 @@ use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::Group;
 use crate::policy::PcbView;
 use crate::raw::{EpochCell, PortEntry};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, ArcSlot, AtomicU64, Mutex, Ordering};
 use crate::table::Shared;
 
 /// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
@@ -51,17 +50,18 @@ impl Cred {
     }
 }
 
-/// The slot holding the stack's socket.
-pub(crate) struct SocketSlot<S>(ArcSwapOption<S>);
+/// The slot holding the stack's socket (an `ArcSwapOption`, or its loom
+/// stand-in under `cfg(pcbhash_loom)`: see [`ArcSlot`]).
+pub(crate) struct SocketSlot<S>(ArcSlot<S>);
 
 impl<S> SocketSlot<S> {
     fn new(socket: Arc<S>) -> Self {
-        Self(ArcSwapOption::new(Some(socket)))
+        Self(ArcSlot::new(Some(socket)))
     }
 
     #[inline]
     pub(crate) fn get(&self) -> Option<Arc<S>> {
-        self.0.load_full()
+        self.0.load()
     }
 
     pub(crate) fn clear(&self) {
