@@ -32,6 +32,10 @@
 //! | `lookup_during_connect` | a lookup always finds the PCB while it moves from the wildcard to the exact index |
 //! | `bind_vs_time_wait` | the seed's race: a bind checks against a PCB entering TIME_WAIT and closing; the errno is right in every order, and no socket is touched |
 //! | `lb_group_vs_lookup` | a load-balance group gains and loses a member while a lookup runs: the lookup always finds a member, never one closed before it started |
+//! | `lookup_during_connect_with_listener` | TCP: the connecting PCB is always found, never the listener behind it (no false negative that falls back to the listener) |
+//! | `lookup_during_disconnect` | UDP disconnect moves the PCB back to the wildcard index: always found |
+//! | `accept_over_time_wait_vs_lookup` | an accept replaces a TIME_WAIT PCB on its 4-tuple: the lookup finds one of them, never the listener |
+//! | `lookup_during_incremental_resize` | the exact index grows from two buckets to four over two writes: both old connections are always found |
 //! | `lookup_during_resize` | the exact index grows from one bucket to two while a lookup runs: the lookup finds the connection |
 
 #![cfg(pcbhash_loom)]
@@ -358,6 +362,127 @@ pub fn lookup_during_connect(broken: Option<&'static str>) {
     assert_eq!(pcb.state(), State::Connected);
 }
 
+/// TCP: a listener on `0.0.0.0:1000` and a PCB bound to `127.0.0.1:1000`
+/// (both SO_REUSEPORT); the PCB connects while a lookup runs for its flow.
+///
+/// Before the move the bound PCB outranks the listener in the wildcard stage
+/// (a specific address beats a wildcard), after it the connection matches
+/// exactly: so the lookup must find the PCB every time, never fall back to
+/// the listener, and find it connected once `connect()` returned before the
+/// lookup started.
+pub fn lookup_during_connect_with_listener(broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let table = Arc::new(builder(Protocol::Tcp, broken).build::<Sock>());
+    let (local, remote) = (addr("127.0.0.1:1000"), addr("127.0.0.2:2000"));
+    let listener = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    listener.set_reuse_port(true).unwrap();
+    listener.bind(addr("0.0.0.0:1000")).unwrap();
+    listener.listen().unwrap();
+    let pcb = table.attach(Family::Inet, cred(2), Sock::new(&drops));
+    pcb.set_reuse_port(true).unwrap();
+    pcb.bind(local).unwrap();
+    let connected = Arc::new(AtomicBool::new(false));
+
+    let mover = {
+        let connected = connected.clone();
+        thread::spawn(move || {
+            pcb.connect(remote).unwrap();
+            connected.store(true, Ordering::SeqCst);
+            pcb
+        })
+    };
+    let guard = table.pin();
+    let connected_before = connected.load(Ordering::SeqCst);
+    let found = table
+        .lookup(local, remote, &guard)
+        .expect("false negative: neither the listener nor the connection was found");
+    assert_eq!(
+        found.cred().uid,
+        2,
+        "false negative: the lookup fell back to the listener while the PCB moved"
+    );
+    if connected_before {
+        assert_eq!(found.state(), State::Connected);
+    }
+    drop(guard);
+    let _pcb = mover.join().unwrap();
+    drop(listener);
+}
+
+/// UDP `connect(AF_UNSPEC)`: a connected PCB on `127.0.0.1:1000` goes back to
+/// the wildcard index (FreeBSD: bound to `0.0.0.0:1000`) while a lookup runs
+/// for its old flow. It matches in both places, so the lookup must find it.
+pub fn lookup_during_disconnect(broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let table = Arc::new(builder(Protocol::Udp, broken).build::<Sock>());
+    let (local, remote) = (addr("127.0.0.1:1000"), addr("127.0.0.2:2000"));
+    let pcb = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    pcb.bind(local).unwrap();
+    pcb.connect(remote).unwrap();
+
+    let mover = thread::spawn(move || {
+        pcb.disconnect().unwrap();
+        pcb
+    });
+    let guard = table.pin();
+    let found = table
+        .lookup(local, remote, &guard)
+        .expect("false negative: the PCB was not found while it disconnected");
+    assert_eq!(found.cred().uid, 1);
+    drop(guard);
+    let pcb = mover.join().unwrap();
+    assert_eq!(pcb.state(), State::Bound);
+    assert_eq!(pcb.local_addr(), Some(addr("0.0.0.0:1000")));
+}
+
+/// Passive open over a TIME_WAIT PCB: a listener accepts a new connection on
+/// the 4-tuple that an older, TIME_WAIT connection still holds, replacing it,
+/// while a lookup runs for that tuple. The lookup finds the old or the new
+/// connection, never the listener (the tuple is held throughout), and the new
+/// one once `accept()` returned before it started. The old PCB never has a
+/// socket again.
+pub fn accept_over_time_wait_vs_lookup(broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let table = Arc::new(builder(Protocol::Tcp, broken).build::<Sock>());
+    let (local, remote) = (addr("127.0.0.1:1000"), addr("127.0.0.2:2000"));
+    let listener = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    listener.bind(addr("0.0.0.0:1000")).unwrap();
+    listener.listen().unwrap();
+    let old = listener.accept(local, remote, Sock::new(&drops)).unwrap();
+    old.time_wait().unwrap();
+    let accepted = Arc::new(AtomicBool::new(false));
+
+    let acceptor = {
+        let (accepted, drops) = (accepted.clone(), drops.clone());
+        thread::spawn(move || {
+            let new = listener.accept(local, remote, Sock::new(&drops)).unwrap();
+            accepted.store(true, Ordering::SeqCst);
+            (listener, new)
+        })
+    };
+    let guard = table.pin();
+    let accepted_before = accepted.load(Ordering::SeqCst);
+    let found = table
+        .lookup(local, remote, &guard)
+        .expect("false negative: nothing found for a held 4-tuple");
+    match found.state() {
+        State::Connected => assert!(found.socket().is_some()),
+        State::TimeWait | State::Dropped => {
+            assert!(
+                !accepted_before,
+                "the replaced PCB was found after accept() returned"
+            );
+            assert!(found.socket().is_none(), "a TIME_WAIT PCB has no socket");
+        }
+        other => panic!("the lookup found a {other:?} PCB instead of the connection"),
+    }
+    drop(guard);
+    let (_listener, new) = acceptor.join().unwrap();
+    assert_eq!(old.state(), State::Dropped);
+    let guard = table.pin();
+    assert!(table.lookup(local, remote, &guard).unwrap().is(&new));
+}
+
 /// The seed's race (FreeBSD 9.0, `in_pcbbind_setup`): a bind checks its port
 /// against a connected PCB that concurrently enters TIME_WAIT (its socket is
 /// detached) and is then closed.
@@ -491,6 +616,61 @@ pub fn lookup_during_resize(broken: Option<&'static str>) {
     assert_eq!(stats.resizes, 1, "the model must resize");
     assert_eq!(stats.exact.buckets, 2);
     drop(first);
+}
+
+/// Incremental resize: the exact index has two buckets and two connections.
+/// Thread A connects a third PCB, which installs a four-bucket array and
+/// migrates one bucket (one per write under loom), then closes it, which
+/// migrates the other bucket and completes the resize. Thread B looks both
+/// old connections up meanwhile: each is found in every interleaving, wherever
+/// its bucket is in the migration.
+pub fn lookup_during_incremental_resize(broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let table = Arc::new(
+        builder(Protocol::Udp, broken)
+            .exact_buckets(2)
+            .build::<Sock>(),
+    );
+    let remote = addr("127.0.0.2:2000");
+    let locals = [
+        addr("127.0.0.1:1000"),
+        addr("127.0.0.1:1001"),
+        addr("127.0.0.1:1002"),
+    ];
+    let pcbs: Vec<_> = (0..3)
+        .map(|i| {
+            let pcb = table.attach(Family::Inet, cred(i + 1), Sock::new(&drops));
+            pcb.bind(locals[i as usize]).unwrap();
+            pcb
+        })
+        .collect();
+    let mut pcbs = pcbs.into_iter();
+    let (first, second, third) = (
+        pcbs.next().unwrap(),
+        pcbs.next().unwrap(),
+        pcbs.next().unwrap(),
+    );
+    first.connect(remote).unwrap();
+    second.connect(remote).unwrap();
+    assert_eq!(table.stats().exact.buckets, 2);
+
+    let churn = thread::spawn(move || {
+        third.connect(remote).unwrap();
+        third.close();
+    });
+    let guard = table.pin();
+    for (uid, local) in [(1, locals[0]), (2, locals[1])] {
+        let found = table
+            .lookup(local, remote, &guard)
+            .expect("false negative: a connection was not found during a resize");
+        assert_eq!(found.cred().uid, uid);
+    }
+    drop(guard);
+    churn.join().unwrap();
+    let stats = table.stats();
+    assert_eq!(stats.resizes, 1, "the model must complete a resize");
+    assert_eq!(stats.exact.buckets, 4);
+    drop((first, second));
 }
 
 /// `EADDRINUSE` on this host.

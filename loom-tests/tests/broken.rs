@@ -21,6 +21,25 @@ fn resize_moved_first_is_caught() {
     );
 }
 
+/// The same bug, caught in a migration spread over two writes.
+#[test]
+fn resize_moved_first_is_caught_incrementally() {
+    models::expect_caught(
+        "model_resize_moved_first_incremental",
+        "false negative: a connection was not found during a resize",
+    );
+}
+
+/// TCP: without the move sequence a lookup can miss the connecting PCB and
+/// hand its flow to the listener.
+#[test]
+fn no_move_seq_is_caught_with_listener() {
+    models::expect_caught(
+        "model_no_move_seq_with_listener",
+        "false negative: the lookup fell back to the listener while the PCB moved",
+    );
+}
+
 /// Without the move sequence a lookup can miss a PCB between its two places.
 #[test]
 fn no_move_seq_is_caught() {
@@ -58,4 +77,22 @@ fn model_no_port_lock() {
     models::check("bind_vs_bind (broken: no-port-lock)", || {
         models::bind_vs_bind(Some("no-port-lock"))
     });
+}
+
+#[test]
+#[ignore = "run in a child process by resize_moved_first_is_caught_incrementally"]
+fn model_resize_moved_first_incremental() {
+    models::check(
+        "lookup_during_incremental_resize (broken: resize-moved-first)",
+        || models::lookup_during_incremental_resize(Some("resize-moved-first")),
+    );
+}
+
+#[test]
+#[ignore = "run in a child process by no_move_seq_is_caught_with_listener"]
+fn model_no_move_seq_with_listener() {
+    models::check(
+        "lookup_during_connect_with_listener (broken: no-move-seq)",
+        || models::lookup_during_connect_with_listener(Some("no-move-seq")),
+    );
 }

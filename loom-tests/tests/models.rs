@@ -43,3 +43,31 @@ fn lookup_during_resize() {
         models::lookup_during_resize(None)
     });
 }
+
+#[test]
+fn lookup_during_connect_with_listener() {
+    models::check("lookup_during_connect_with_listener", || {
+        models::lookup_during_connect_with_listener(None)
+    });
+}
+
+#[test]
+fn lookup_during_disconnect() {
+    models::check("lookup_during_disconnect", || {
+        models::lookup_during_disconnect(None)
+    });
+}
+
+#[test]
+fn accept_over_time_wait_vs_lookup() {
+    models::check("accept_over_time_wait_vs_lookup", || {
+        models::accept_over_time_wait_vs_lookup(None)
+    });
+}
+
+#[test]
+fn lookup_during_incremental_resize() {
+    models::check("lookup_during_incremental_resize", || {
+        models::lookup_during_incremental_resize(None)
+    });
+}
