@@ -387,8 +387,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.link_connected(&held, &child, tuple, inherited, true, &guard);
         if let Some(old) = holder {
             self.unlink(&held, &old, &guard);
-            old.flags.set_state(State::Dropped);
             old.socket.clear(&guard);
+            old.flags.set_state(State::Dropped);
         }
         self.attached.fetch_add(1, Ordering::Relaxed);
         Ok(Pcb {
@@ -462,8 +462,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let guard = crossbeam_epoch::pin();
         let _held = self.ports.lock(inner.tuple.load(&guard).local.port);
-        inner.flags.set_state(State::TimeWait);
+        // The socket goes first: whoever sees the new state sees no socket.
         inner.socket.clear(&guard);
+        inner.flags.set_state(State::TimeWait);
         Ok(())
     }
 
@@ -480,7 +481,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.unlink(&held, inner, &guard);
             }
         }
-        inner.flags.set_state(State::Dropped);
         inner.socket.clear(&guard);
+        inner.flags.set_state(State::Dropped);
     }
 }

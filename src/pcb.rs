@@ -223,8 +223,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// Closes the PCB: it leaves every index and its group, and its socket
     /// slot is emptied. Once this returns, no new lookup finds it, and
-    /// `socket()` on any `PcbRef` still held gives `None`. Memory is freed when
-    /// the last guard that could see it is dropped.
+    /// `socket()` on any `PcbRef` still held gives `None`. Memory, and the
+    /// table's reference to the socket, are released when the last guard that
+    /// could see them is dropped ([`PcbTable::flush`](crate::PcbTable::flush)
+    /// hastens it on an idle thread).
     pub fn close(self) {
         // `Drop` does the work.
     }

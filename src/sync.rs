@@ -1,9 +1,19 @@
 //! Synchronisation primitives, switched between `std` and `loom`.
 //!
 //! Every atomic, mutex and spin hint that the crate uses comes from here, so that
-//! building with `--cfg pcbhash_loom` (together with crossbeam's `--cfg crossbeam_loom`)
-//! puts the whole table under loom's scheduler. No other module names
-//! `std::sync::atomic` directly.
+//! building with `--cfg pcbhash_loom` (together with crossbeam's `--cfg crossbeam_loom`
+//! and this crate's `loom` feature) puts the whole table under loom's scheduler. No
+//! other module names `std::sync::atomic` directly.
+//!
+//! What changes under `cfg(pcbhash_loom)`:
+//!
+//! - atomics and mutexes are loom's, so loom sees and permutes every access;
+//! - [`ArcSlot`], the socket slot's register, is a loom mutex around an `Option<Arc<T>>`
+//!   instead of an `arc_swap::ArcSwapOption` (arc-swap has no loom support). Both
+//!   are linearizable registers of an optional `Arc`: `load` returns the value of
+//!   the latest `store`, and a `store` drops the previous value;
+//! - [`unique_id`] keeps a `std` counter: loom atomics cannot live in a `static`,
+//!   and the ids only tell tables apart, which no model races on.
 
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -15,8 +25,10 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering}
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
-/// `Arc` stays the standard one under loom: loom's `Arc` lacks `ptr_eq` on trait
-/// objects and the reference count is not where the table's races are.
+/// `Arc` stays the standard one under loom: the public API hands out
+/// `std::sync::Arc<S>` sockets, and the reference count is not where the table's
+/// races are (every shared `Arc` is published through an epoch pointer or a
+/// lock, which loom does see).
 pub(crate) use std::sync::Arc;
 
 /// A hint inside a spin loop. Under loom it yields, so that the model can
@@ -37,5 +49,104 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A process-wide unique, non-zero id (distinguishes tables). One relaxed
+/// read-modify-write on a `std` atomic, also under loom: see the module docs.
+pub(crate) fn unique_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A register holding an optional `Arc<T>`: readers take a clone of the
+/// current value, writers replace it.
+///
+/// With `std` it is an `arc_swap::ArcSwapOption` (a read takes no lock); under
+/// loom, a loom mutex with the same observable semantics: every `load`
+/// returns the value of the last `swap` before it in the register's total
+/// order, and `swap` hands the replaced `Arc` back to the caller.
+pub(crate) struct ArcSlot<T> {
+    #[cfg(not(pcbhash_loom))]
+    inner: arc_swap::ArcSwapOption<T>,
+    #[cfg(pcbhash_loom)]
+    inner: Mutex<Option<Arc<T>>>,
+}
+
+impl<T> ArcSlot<T> {
+    /// A slot holding `value`.
+    pub(crate) fn new(value: Option<Arc<T>>) -> Self {
+        Self {
+            #[cfg(not(pcbhash_loom))]
+            inner: arc_swap::ArcSwapOption::new(value),
+            #[cfg(pcbhash_loom)]
+            inner: Mutex::new(value),
+        }
+    }
+
+    /// A clone of the current value.
+    #[inline]
+    pub(crate) fn load(&self) -> Option<Arc<T>> {
+        #[cfg(not(pcbhash_loom))]
+        return self.inner.load_full();
+        #[cfg(pcbhash_loom)]
+        return lock(&self.inner).clone();
+    }
+
+    /// The address of the current value, without taking a reference count.
+    /// The caller must keep the value alive by other means (see
+    /// `raw::SocketSlot`, which retires removed values through the epoch).
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> Option<*const T> {
+        #[cfg(not(pcbhash_loom))]
+        return self.inner.load().as_ref().map(Arc::as_ptr);
+        #[cfg(pcbhash_loom)]
+        return lock(&self.inner).as_ref().map(Arc::as_ptr);
+    }
+
+    /// Replaces the value and hands back the previous one.
+    pub(crate) fn swap(&self, value: Option<Arc<T>>) -> Option<Arc<T>> {
+        #[cfg(not(pcbhash_loom))]
+        return self.inner.swap(value);
+        #[cfg(pcbhash_loom)]
+        return std::mem::replace(&mut *lock(&self.inner), value);
+    }
+}
+
+/// Deliberately broken synchronisation, compiled only with `--cfg pcbhash_broken`
+/// and chosen per table with the hidden `Builder::broken`. It exists so that the
+/// loom models can prove they catch real bugs: each switch removes one piece of
+/// synchronisation that a documented guarantee rests on.
+#[cfg(pcbhash_broken)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Broken {
+    /// The exact index marks a bucket `MOVED` before copying its entries
+    /// (breaks "no false negatives during a resize").
+    pub(crate) resize_moved_first: bool,
+    /// Moves between the wildcard and the exact index do not bump the move
+    /// sequence (breaks "no false negatives during connect").
+    pub(crate) no_move_seq: bool,
+    /// Port locks lock nothing (breaks "conflict checks are atomic with their
+    /// insert").
+    pub(crate) no_port_lock: bool,
+}
+
+#[cfg(pcbhash_broken)]
+impl Broken {
+    /// The switch named `variant`: `"resize-moved-first"`, `"no-move-seq"` or
+    /// `"no-port-lock"`.
+    ///
+    /// # Panics
+    ///
+    /// On any other name.
+    pub(crate) fn named(variant: &str) -> Self {
+        let mut broken = Self::default();
+        match variant {
+            "resize-moved-first" => broken.resize_moved_first = true,
+            "no-move-seq" => broken.no_move_seq = true,
+            "no-port-lock" => broken.no_port_lock = true,
+            other => panic!("pcbhash: no broken variant named {other:?}"),
+        }
+        broken
     }
 }

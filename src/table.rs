@@ -466,8 +466,11 @@ pub struct Builder {
     ephemeral: Option<RangeInclusive<u16>>,
     seed: Option<u64>,
     capacity: usize,
+    exact_buckets: Option<usize>,
     randomized_ports: bool,
     source_address: Option<Box<SourceAddress>>,
+    #[cfg(pcbhash_broken)]
+    broken: crate::sync::Broken,
 }
 
 impl Default for Builder {
@@ -478,8 +481,11 @@ impl Default for Builder {
             ephemeral: None,
             seed: None,
             capacity: 1024,
+            exact_buckets: None,
             randomized_ports: true,
             source_address: None,
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
         }
     }
 }
@@ -521,6 +527,33 @@ impl Builder {
     /// and grows (incrementally) past it.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// For tests and model checking: the exact index starts with `buckets`
+    /// buckets (rounded up to a power of two, at least one) instead of the
+    /// 16 or more that [`capacity`](Self::capacity) gives, and never shrinks
+    /// below that. It grows as soon as it holds more connections than buckets,
+    /// so with one bucket the second connection triggers a resize. Overrides
+    /// `capacity`.
+    #[doc(hidden)]
+    pub fn exact_buckets(mut self, buckets: usize) -> Self {
+        self.exact_buckets = Some(buckets);
+        self
+    }
+
+    /// For the loom models' self-test only (compiled with
+    /// `--cfg pcbhash_broken`): a table with one piece of its synchronisation
+    /// deliberately removed. `variant` is `"resize-moved-first"`,
+    /// `"no-move-seq"` or `"no-port-lock"`.
+    ///
+    /// # Panics
+    ///
+    /// On an unknown variant.
+    #[cfg(pcbhash_broken)]
+    #[doc(hidden)]
+    pub fn broken(mut self, variant: &str) -> Self {
+        self.broken = crate::sync::Broken::named(variant);
         self
     }
 
@@ -566,13 +599,17 @@ impl Builder {
         let range = self
             .ephemeral
             .unwrap_or_else(|| policy::default_ephemeral(self.policy));
-        let shared = Shared {
+        #[cfg_attr(not(pcbhash_broken), allow(unused_mut))]
+        let mut shared = Shared {
             rules: Rules {
                 policy: self.policy,
                 protocol: self.protocol,
             },
             hasher,
-            exact: RawMap::with_capacity(self.capacity),
+            exact: match self.exact_buckets {
+                Some(buckets) => RawMap::with_buckets(buckets),
+                None => RawMap::with_capacity(self.capacity),
+            },
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
             source_address: self
@@ -581,6 +618,11 @@ impl Builder {
             next_seq: AtomicU64::new(1),
             attached: AtomicUsize::new(0),
         };
+        #[cfg(pcbhash_broken)]
+        {
+            shared.exact.set_broken(self.broken);
+            shared.ports.set_broken(self.broken);
+        }
         PcbTable {
             shared: Arc::new(shared),
         }
@@ -595,6 +637,7 @@ impl fmt::Debug for Builder {
             .field("ephemeral", &self.ephemeral)
             .field("seed", &self.seed)
             .field("capacity", &self.capacity)
+            .field("exact_buckets", &self.exact_buckets)
             .field("randomized_ports", &self.randomized_ports)
             .field(
                 "source_address",

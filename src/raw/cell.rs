@@ -45,14 +45,26 @@ impl<T: Send + 'static> EpochCell<T> {
 }
 
 impl<T: Send + 'static> Drop for EpochCell<T> {
+    /// Frees the last value at once, without pinning.
+    ///
+    /// Pinning here would be wrong as well as slow: cells are dropped with
+    /// their owners (PCBs, groups), and owners are often dropped by a deferred
+    /// function that the epoch runs while a thread's epoch state is being torn
+    /// down, where the collector may no longer be reachable (under loom it is
+    /// not, and the model aborts).
     fn drop(&mut self) {
-        let guard = crossbeam_epoch::pin();
-        let last = self.ptr.load(Ordering::Relaxed, &guard);
-        // SAFETY: `&mut self` proves no borrow of the cell exists, so no
-        // reference from `load` is alive through the cell; the value may still be
-        // reachable by a reader that copied the reference before the cell's owner
-        // was retired, so it is deferred rather than freed at once.
-        unsafe { guard.defer_destroy(last) };
+        // SAFETY: the `unprotected` guard is only used to read our own pointer,
+        // which `&mut self` makes exclusive; nothing is deferred through it.
+        let last = self
+            .ptr
+            .load(Ordering::Relaxed, unsafe { crossbeam_epoch::unprotected() });
+        // SAFETY: the pointer is never null and `&mut self` proves that no
+        // borrow of the cell exists, so no `&'g T` from `load` is alive (it
+        // borrows the cell for `'g`). Every reader reaches a cell through an
+        // owner kept alive by its guard (a PCB or group held by an `Arc` in an
+        // epoch-protected node, value or handle), so once the owner is dropped
+        // no reader can load this pointer any more: it is ours to free.
+        drop(unsafe { last.into_owned() });
     }
 }
 
@@ -105,12 +117,18 @@ impl<T: Send + 'static> EpochOption<T> {
 }
 
 impl<T: Send + 'static> Drop for EpochOption<T> {
+    /// Frees the last value at once, without pinning, for the reasons given on
+    /// `EpochCell`'s `Drop`.
     fn drop(&mut self) {
-        let guard = crossbeam_epoch::pin();
-        let last = self.ptr.load(Ordering::Relaxed, &guard);
+        // SAFETY: the `unprotected` guard only reads our own pointer, which
+        // `&mut self` makes exclusive; nothing is deferred through it.
+        let last = self
+            .ptr
+            .load(Ordering::Relaxed, unsafe { crossbeam_epoch::unprotected() });
         if !last.is_null() {
-            // SAFETY: see `EpochCell::drop`.
-            unsafe { guard.defer_destroy(last) };
+            // SAFETY: as in `EpochCell::drop`: no borrow of the cell is alive,
+            // and no reader can reach the cell once its owner is dropped.
+            drop(unsafe { last.into_owned() });
         }
     }
 }

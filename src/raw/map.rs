@@ -31,8 +31,13 @@ use crate::sync::{spin_loop, AtomicU64, AtomicUsize, Ordering};
 const LOCKED: usize = 0b01;
 const MOVED: usize = 0b10;
 
-/// How many buckets one write migrates while a resize is in progress.
+/// How many buckets one write migrates while a resize is in progress. One
+/// under loom, so that a model with a few buckets sees a migration spread over
+/// several writes.
+#[cfg(not(pcbhash_loom))]
 const MIGRATE_CHUNK: usize = 64;
+#[cfg(pcbhash_loom)]
+const MIGRATE_CHUNK: usize = 1;
 
 struct Node<K, V> {
     hash: u64,
@@ -92,6 +97,9 @@ pub(crate) struct RawMap<K: Send + 'static, V: Send + 'static> {
     len: AtomicUsize,
     min_buckets: usize,
     resizes: AtomicU64,
+    /// Deliberately broken synchronisation, for the loom models' own test.
+    #[cfg(pcbhash_broken)]
+    broken: crate::sync::Broken,
 }
 
 /// A locked bucket and its (untagged) head.
@@ -106,15 +114,31 @@ enum Locked<'g, K, V> {
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
-    /// A map sized for about `capacity` entries before its first resize.
+    /// A map sized for about `capacity` entries before its first resize (at
+    /// least 16 buckets).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let len = capacity.max(16).next_power_of_two();
+        Self::with_buckets(capacity.max(16))
+    }
+
+    /// A map that starts with `buckets` buckets (rounded up to a power of two,
+    /// at least one) and never shrinks below that. It grows when it holds more
+    /// entries than buckets: a one-bucket map resizes on its second insert.
+    pub(crate) fn with_buckets(buckets: usize) -> Self {
+        let len = buckets.max(1).next_power_of_two();
         Self {
             buckets: Atomic::new(Buckets::new(len)),
             len: AtomicUsize::new(0),
             min_buckets: len,
             resizes: AtomicU64::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
         }
+    }
+
+    /// Turns on deliberately broken synchronisation (see `sync::Broken`).
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.broken = broken;
     }
 
     /// Number of entries. One relaxed load.
@@ -365,8 +389,12 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
             return;
         }
         let end = (start + MIGRATE_CHUNK).min(total);
+        #[cfg(not(pcbhash_broken))]
+        let moved_first = false;
+        #[cfg(pcbhash_broken)]
+        let moved_first = self.broken.resize_moved_first;
         for index in start..end {
-            Self::migrate_bucket(&old.heads[index], new, guard);
+            Self::migrate_bucket(&old.heads[index], new, moved_first, guard);
         }
         let done = old.migrated.fetch_add(end - start, Ordering::AcqRel) + (end - start);
         if done == total
@@ -386,12 +414,24 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
 
     /// Copies one old bucket into `new`, then marks it `MOVED` and retires its
     /// nodes.
-    fn migrate_bucket(bucket: &Atomic<Node<K, V>>, new: &Buckets<K, V>, guard: &Guard) {
+    ///
+    /// `moved_first` is always false outside the loom models' self-test: it
+    /// marks the bucket `MOVED` *before* copying, the bug the order above
+    /// prevents (a reader redirected to `new` misses entries not copied yet).
+    fn migrate_bucket(
+        bucket: &Atomic<Node<K, V>>,
+        new: &Buckets<K, V>,
+        moved_first: bool,
+        guard: &Guard,
+    ) {
         let head = match Self::lock_bucket(bucket, guard) {
             Locked::Held(head) => head,
             // Each bucket is claimed by exactly one migrating writer.
             Locked::Moved => return,
         };
+        if moved_first {
+            bucket.store(Shared::null().with_tag(MOVED), Ordering::Release);
+        }
         let mut cursor = head;
         // SAFETY: we hold the old bucket's lock; its chain is stable and valid.
         while let Some(node) = unsafe { cursor.as_ref() } {

@@ -21,7 +21,7 @@
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{lock, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, unique_id, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 const PAGE_BITS: u32 = 8;
 const PAGE_LEN: usize = 1 << PAGE_BITS;
@@ -75,9 +75,6 @@ struct Stripe {
     moves: AtomicU64,
 }
 
-/// Distinguishes tables, so that an entry is never unlinked from the wrong one.
-static NEXT_TABLE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 /// Per-port owner lists. See the module docs.
 ///
 /// This type maintains the invariant that every node reachable from a slot is
@@ -88,11 +85,15 @@ pub(crate) struct PortTable<V: Send + 'static> {
     pages: Box<[Atomic<Page<V>>]>,
     stripes: Box<[CachePadded<Stripe>]>,
     len: AtomicUsize,
+    /// Deliberately broken synchronisation, for the loom models' own test.
+    #[cfg(pcbhash_broken)]
+    broken: crate::sync::Broken,
 }
 
 /// Proof that the caller holds the writer lock of `port`.
 pub(crate) struct PortLock<'a> {
-    _held: MutexGuard<'a, ()>,
+    /// `None` only in the deliberately broken `no_port_lock` variant.
+    _held: Option<MutexGuard<'a, ()>>,
     stripe: &'a Stripe,
     table: u64,
     port: u16,
@@ -154,7 +155,9 @@ impl<V> std::fmt::Debug for PortEntry<V> {
 impl<V: Send + 'static> PortTable<V> {
     pub(crate) fn new() -> Self {
         Self {
-            id: NEXT_TABLE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            // Distinguishes tables, so that an entry is never unlinked from the
+            // wrong one.
+            id: unique_id(),
             pages: (0..PAGES).map(|_| Atomic::null()).collect(),
             stripes: (0..STRIPES)
                 .map(|_| {
@@ -165,7 +168,15 @@ impl<V: Send + 'static> PortTable<V> {
                 })
                 .collect(),
             len: AtomicUsize::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
         }
+    }
+
+    /// Turns on deliberately broken synchronisation (see `sync::Broken`).
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.broken = broken;
     }
 
     /// How many values the lists hold. One relaxed load.
@@ -178,8 +189,17 @@ impl<V: Send + 'static> PortTable<V> {
     /// the same stripe holds it.
     pub(crate) fn lock(&self, port: u16) -> PortLock<'_> {
         let stripe = &self.stripes[port as usize % STRIPES];
+        #[cfg(pcbhash_broken)]
+        if self.broken.no_port_lock {
+            return PortLock {
+                _held: None,
+                stripe,
+                table: self.id,
+                port,
+            };
+        }
         PortLock {
-            _held: lock(&stripe.lock),
+            _held: Some(lock(&stripe.lock)),
             stripe,
             table: self.id,
             port,
@@ -199,6 +219,10 @@ impl<V: Send + 'static> PortTable<V> {
     /// [`end_move`](Self::end_move) under the same lock.
     pub(crate) fn begin_move(&self, held: &PortLock<'_>) {
         self.check(held);
+        #[cfg(pcbhash_broken)]
+        if self.broken.no_move_seq {
+            return;
+        }
         let seq = held.stripe.moves.load(Ordering::Relaxed);
         debug_assert!(seq % 2 == 0);
         // The release stores that link and unlink the PCB come after this one
@@ -210,6 +234,10 @@ impl<V: Send + 'static> PortTable<V> {
     /// Marks the end of a move.
     pub(crate) fn end_move(&self, held: &PortLock<'_>) {
         self.check(held);
+        #[cfg(pcbhash_broken)]
+        if self.broken.no_move_seq {
+            return;
+        }
         let seq = held.stripe.moves.load(Ordering::Relaxed);
         debug_assert!(seq % 2 == 1);
         held.stripe.moves.store(seq + 1, Ordering::Release);

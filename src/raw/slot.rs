@@ -1,15 +1,14 @@
 //! `SocketSlot`: the PCB's reference to the stack's socket.
 //!
-//! The slot is an `ArcSwapOption`: `get` clones the `Arc` through arc-swap's
-//! fast path. Emptying the slot (TIME_WAIT, close) does not drop the old `Arc`
+//! The slot is an [`ArcSlot`] (an `ArcSwapOption`, or its loom stand-in): `get`
+//! clones the `Arc` through arc-swap's fast path. Emptying the slot (TIME_WAIT, close) does not drop the old `Arc`
 //! at once: the drop is deferred through the epoch, so a reference obtained
 //! with [`SocketSlot::get_ref`] under a guard stays valid until that guard is
 //! gone, with no reference count taken on the read path.
 
-use arc_swap::ArcSwapOption;
 use crossbeam_epoch::Guard;
 
-use crate::sync::Arc;
+use crate::sync::{Arc, ArcSlot};
 
 /// See the module docs.
 ///
@@ -17,25 +16,24 @@ use crate::sync::Arc;
 /// `clear` (which defers its drop through the epoch) or when the slot is
 /// dropped, so a socket reachable from the slot when a guard was pinned stays
 /// alive until that guard is dropped.
-pub(crate) struct SocketSlot<S: Send + Sync + 'static>(ArcSwapOption<S>);
+pub(crate) struct SocketSlot<S: Send + Sync + 'static>(ArcSlot<S>);
 
 impl<S: Send + Sync + 'static> SocketSlot<S> {
     pub(crate) fn new(socket: Arc<S>) -> Self {
-        Self(ArcSwapOption::new(Some(socket)))
+        Self(ArcSlot::new(Some(socket)))
     }
 
     /// The socket, with a new reference count.
     #[inline]
     pub(crate) fn get(&self) -> Option<Arc<S>> {
-        self.0.load_full()
+        self.0.load()
     }
 
     /// The socket, borrowed for as long as `guard` lives. No reference count.
     #[inline]
     pub(crate) fn get_ref<'g>(&'g self, guard: &'g Guard) -> Option<&'g S> {
         let _ = guard;
-        let loaded = self.0.load();
-        let ptr = loaded.as_ref().map(Arc::as_ptr)?;
+        let ptr = self.0.as_ptr()?;
         // SAFETY: the `Arc` behind `ptr` was in the slot while `guard` was
         // pinned (we just loaded it). It leaves the slot only through `clear`,
         // which defers its drop until every guard pinned before the removal is

@@ -1,0 +1,98 @@
+//! The models have teeth: each test runs a model against a table with one
+//! piece of synchronisation deliberately removed (`Builder::broken`, compiled
+//! only with `--cfg pcbhash_broken`) and expects loom to find an interleaving
+//! that breaks the model's assertion.
+//!
+//! A model that fails under loom cannot unwind cleanly (loom objects dropped
+//! after the execution ended abort the process), so each `*_is_caught` test
+//! runs its model in a child process (the `#[ignore]`d `model_*` test of this
+//! binary) and checks that the child failed with the model's message.
+
+#![cfg(all(pcbhash_loom, pcbhash_broken))]
+
+use pcbhash_loom_tests as models;
+
+/// Marking a bucket MOVED before copying it hides connections from lookups.
+#[test]
+fn resize_moved_first_is_caught() {
+    models::expect_caught(
+        "model_resize_moved_first",
+        "false negative: a connection was not found during a resize",
+    );
+}
+
+/// The same bug, caught in a migration spread over two writes.
+#[test]
+fn resize_moved_first_is_caught_incrementally() {
+    models::expect_caught(
+        "model_resize_moved_first_incremental",
+        "false negative: a connection was not found during a resize",
+    );
+}
+
+/// TCP: without the move sequence a lookup can miss the connecting PCB and
+/// hand its flow to the listener.
+#[test]
+fn no_move_seq_is_caught_with_listener() {
+    models::expect_caught(
+        "model_no_move_seq_with_listener",
+        "false negative: the lookup fell back to the listener while the PCB moved",
+    );
+}
+
+/// Without the move sequence a lookup can miss a PCB between its two places.
+#[test]
+fn no_move_seq_is_caught() {
+    models::expect_caught(
+        "model_no_move_seq",
+        "false negative: the PCB was not found while it moved",
+    );
+}
+
+/// Without the port lock the conflict check is not atomic with the insert.
+#[test]
+fn no_port_lock_is_caught() {
+    models::expect_caught("model_no_port_lock", "both or neither bind won");
+}
+
+#[test]
+#[ignore = "run in a child process by resize_moved_first_is_caught"]
+fn model_resize_moved_first() {
+    models::check("lookup_during_resize (broken: resize-moved-first)", || {
+        models::lookup_during_resize(Some("resize-moved-first"))
+    });
+}
+
+#[test]
+#[ignore = "run in a child process by no_move_seq_is_caught"]
+fn model_no_move_seq() {
+    models::check("lookup_during_connect (broken: no-move-seq)", || {
+        models::lookup_during_connect(Some("no-move-seq"))
+    });
+}
+
+#[test]
+#[ignore = "run in a child process by no_port_lock_is_caught"]
+fn model_no_port_lock() {
+    models::check("bind_vs_bind (broken: no-port-lock)", || {
+        models::bind_vs_bind(Some("no-port-lock"))
+    });
+}
+
+#[test]
+#[ignore = "run in a child process by resize_moved_first_is_caught_incrementally"]
+fn model_resize_moved_first_incremental() {
+    models::check(
+        "lookup_during_incremental_resize (broken: resize-moved-first)",
+        || models::lookup_during_incremental_resize(Some("resize-moved-first")),
+    );
+}
+
+#[test]
+#[ignore = "run in a child process by no_move_seq_is_caught_with_listener"]
+fn model_no_move_seq_with_listener() {
+    models::check(
+        "lookup_during_connect_with_listener (broken: no-move-seq)",
+        || models::lookup_during_connect_with_listener(Some("no-move-seq")),
+    );
+}

@@ -1,0 +1,73 @@
+//! The loom models, each against a correct table. See the crate docs for what
+//! each one asserts and how to run them.
+
+#![cfg(all(pcbhash_loom, not(pcbhash_broken)))]
+
+use pcbhash_loom_tests as models;
+
+#[test]
+fn lookup_vs_close() {
+    models::check("lookup_vs_close", || models::lookup_vs_close(None));
+}
+
+#[test]
+fn bind_vs_bind() {
+    models::check("bind_vs_bind", || models::bind_vs_bind(None));
+}
+
+#[test]
+fn connect_vs_connect() {
+    models::check("connect_vs_connect", || models::connect_vs_connect(None));
+}
+
+#[test]
+fn lookup_during_connect() {
+    models::check("lookup_during_connect", || {
+        models::lookup_during_connect(None)
+    });
+}
+
+#[test]
+fn bind_vs_time_wait() {
+    models::check("bind_vs_time_wait", || models::bind_vs_time_wait(None));
+}
+
+#[test]
+fn lb_group_vs_lookup() {
+    models::check("lb_group_vs_lookup", || models::lb_group_vs_lookup(None));
+}
+
+#[test]
+fn lookup_during_resize() {
+    models::check("lookup_during_resize", || {
+        models::lookup_during_resize(None)
+    });
+}
+
+#[test]
+fn lookup_during_connect_with_listener() {
+    models::check("lookup_during_connect_with_listener", || {
+        models::lookup_during_connect_with_listener(None)
+    });
+}
+
+#[test]
+fn lookup_during_disconnect() {
+    models::check("lookup_during_disconnect", || {
+        models::lookup_during_disconnect(None)
+    });
+}
+
+#[test]
+fn accept_over_time_wait_vs_lookup() {
+    models::check("accept_over_time_wait_vs_lookup", || {
+        models::accept_over_time_wait_vs_lookup(None)
+    });
+}
+
+#[test]
+fn lookup_during_incremental_resize() {
+    models::check("lookup_during_incremental_resize", || {
+        models::lookup_during_incremental_resize(None)
+    });
+}
