@@ -403,6 +403,9 @@ pub(crate) fn check_accept(
         || remote.is_wildcard()
         || remote.ip.is_multicast()
         || local.is_wildcard()
+        // Both kernels drop a SYN to a multicast destination (FreeBSD
+        // `tcp_input`, Linux `tcp_v4_rcv`: not PACKET_HOST).
+        || local.ip.is_multicast()
         || local.port != listener.local.port
         || !wild_match(listener, &local)
     {
