@@ -72,16 +72,26 @@ fn committed_corpus_and_artifacts_agree_with_the_model() {
 /// prints the operations of seeded case `n` (a debugging aid).
 #[test]
 fn show_case() {
-    let Ok(case) = std::env::var("PCBHASH_CASE") else {
+    let data = if let Ok(path) = std::env::var("PCBHASH_FILE") {
+        std::fs::read(path).expect("a readable input")
+    } else if let Ok(case) = std::env::var("PCBHASH_CASE") {
+        seeded::input(SEED, case.parse().expect("a case number"))
+    } else {
         return;
     };
-    let data = seeded::input(SEED, case.parse().expect("a case number"));
-    let s = pcbhash_model::Scenario::decode(&data, 96).expect("a scenario");
+    let lookup = std::env::var("PCBHASH_FILE").is_ok_and(|p| p.contains("lookup"));
+    let s = if lookup {
+        pcbhash_model::LookupCase::decode(&data)
+            .expect("a case")
+            .scenario()
+    } else {
+        pcbhash_model::Scenario::decode(&data, 96).expect("a scenario")
+    };
     eprintln!("{:?} {:?}", s.policy, s.protocol);
     for (i, op) in s.ops.iter().enumerate() {
         eprintln!("{i}: {op:?}");
     }
-    eprintln!("{:?}", run_bytes(&data).err().map(|d| d.to_string()));
+    eprintln!("{:?}", pcbhash_model::run(&s).err().map(|d| d.to_string()));
     if let Ok(path) = std::env::var("PCBHASH_DUMP") {
         std::fs::write(path, &data).expect("a writable path");
     }

@@ -105,8 +105,19 @@ pub fn run(s: &Scenario) -> Result<(), Divergence> {
         if let Err(what) = h.check() {
             return Err(fail(what, &h));
         }
+        // iter() walks every port: every few steps, and at the end.
+        if step % 8 == 7 {
+            if let Err(what) = h.check_iter() {
+                return Err(fail(what, &h));
+            }
+        }
     }
-    Ok(())
+    h.check_iter().map_err(|what| Divergence {
+        step: s.ops.len().min(MAX_OPS),
+        op: None,
+        what,
+        state: format!("{:#?}", h.model.summary()),
+    })
 }
 
 /// The prefix of a step's error that ends the scenario without failing it.
@@ -246,20 +257,12 @@ impl Harness {
                     return Ok(());
                 };
                 let h = self.handles.swap_remove(i);
-                let guard = self.table.pin();
-                let seen = self.table.iter(&guard).any(|r| r.is(&h.pcb));
-                drop(guard);
                 self.model.close(h.id);
-                let id = h.id;
+                let socket = h.pcb.socket();
                 h.pcb.close();
-                let guard = self.table.pin();
-                if seen
-                    && self
-                        .table
-                        .iter(&guard)
-                        .any(|r| r.socket().is_some_and(|s| *s == id as u32))
-                {
-                    return Err("a closed PCB is still in the table".into());
+                // The table let go of the socket: only this copy is left.
+                if socket.is_some_and(|s| Arc::strong_count(&s) != 1) {
+                    return Err("a closed PCB still holds its socket".into());
                 }
             }
             Op::Lookup {
@@ -347,14 +350,6 @@ impl Harness {
                 self.model.len()
             ));
         }
-        let guard = self.table.pin();
-        let walked = self.table.iter(&guard).count();
-        if walked != self.model.len() {
-            return Err(format!(
-                "iter() visits {walked}, model has {}",
-                self.model.len()
-            ));
-        }
         for h in &self.handles {
             let (ts, ms) = (h.pcb.state(), self.model.state(h.id));
             if ts != ms {
@@ -374,6 +369,30 @@ impl Harness {
                     h.id
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// iter() visits exactly the PCBs the model has in the table.
+    fn check_iter(&self) -> Result<(), String> {
+        let guard = self.table.pin();
+        let mut walked = 0;
+        for r in self.table.iter(&guard) {
+            let id = self.handle_of(&r)?;
+            if !self.model.state(id).is_in_table() {
+                return Err(format!(
+                    "iter() visits pcb {id}, out of the table in the model"
+                ));
+            }
+            walked += 1;
+        }
+        if walked != self.model.len() {
+            return Err(format!(
+                "iter() visits {walked}, model has {}",
+                self.model.len()
+            ));
         }
         Ok(())
     }

@@ -19,6 +19,60 @@ fn v6only(r: &Rec) -> bool {
     r.inet6 && (r.v6only || r.forced_v6only)
 }
 
+/// The table's reading, which takes every PCB on a specific IPv6 address for
+/// V6ONLY, also one that got its address from connect() or accept(). Used
+/// only to tell a known difference from a new one.
+fn v6only_alt(r: &Rec) -> bool {
+    v6only(r) || (r.inet6 && kind6(r) == Kind::Specific)
+}
+
+thread_local! {
+    static ALT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn v6only_sel(r: &Rec) -> bool {
+    if ALT.with(|a| a.get()) {
+        v6only_alt(r)
+    } else {
+        v6only(r)
+    }
+}
+
+/// Like [`kernel_or_known`] for a port choice: the kernel's answer when the
+/// table's choice fits it, the known difference when only the table's
+/// reading allows it.
+fn port_or_known(f: impl Fn() -> MResult<u16>) -> MResult<u16> {
+    let kernel = f();
+    if kernel.is_ok() {
+        return kernel;
+    }
+    ALT.with(|a| a.set(true));
+    let alt = f();
+    ALT.with(|a| a.set(false));
+    match (kernel, alt) {
+        (Err(k), Err(a)) if k == a => Err(k),
+        _ => Err(ModelError::Known(
+            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
+        )),
+    }
+}
+
+/// Runs `f` under the kernel's rules and under the table's reading of
+/// V6ONLY; a different answer is the known difference.
+fn kernel_or_known<T: PartialEq>(f: impl Fn() -> T) -> Result<T, ModelError> {
+    let kernel = f();
+    ALT.with(|a| a.set(true));
+    let alt = f();
+    ALT.with(|a| a.set(false));
+    if kernel == alt {
+        Ok(kernel)
+    } else {
+        Err(ModelError::Known(
+            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
+        ))
+    }
+}
+
 /// `inet_rcv_saddr` of an IPv6 socket: `::` gives 0, a mapped address its
 /// IPv4 address, a specific IPv6 address `LOOPBACK4_IPV6`.
 fn v4_view(r: &Rec) -> Ipv4Addr {
@@ -47,7 +101,7 @@ fn kind6(r: &Rec) -> Kind {
 /// `inet_rcv_saddr_equal(sk, sk2, match_wildcard = true)`.
 fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     if !sk.inet6 {
-        if v6only(sk2) {
+        if v6only_sel(sk2) {
             return false;
         }
         let (a, b) = (v4_view(sk), v4_view(sk2));
@@ -56,7 +110,7 @@ fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     let t1 = kind6(sk);
     let t2 = if sk2.inet6 { kind6(sk2) } else { Kind::Mapped };
     if t1 == Kind::Mapped && t2 == Kind::Mapped {
-        if v6only(sk2) {
+        if v6only_sel(sk2) {
             return false;
         }
         let (a, b) = (v4_view(sk), v4_view(sk2));
@@ -65,10 +119,10 @@ fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     if t1 == Kind::Any && t2 == Kind::Any {
         return true;
     }
-    if t2 == Kind::Any && !(v6only(sk2) && t1 == Kind::Mapped) {
+    if t2 == Kind::Any && !(v6only_sel(sk2) && t1 == Kind::Mapped) {
         return true;
     }
-    if t1 == Kind::Any && !(v6only(sk) && t2 == Kind::Mapped) {
+    if t1 == Kind::Any && !(v6only_sel(sk) && t2 == Kind::Mapped) {
         return true;
     }
     sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk.local.0 == sk2.local.0
@@ -266,18 +320,18 @@ pub(crate) fn bind(
     n.forced_v6only = n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
     let port = if ep.1 != 0 {
         let conflict = if m.tcp() {
-            tcp_explicit_conflict(m, id, &n, ep.1)
+            kernel_or_known(|| tcp_explicit_conflict(m, id, &n, ep.1))?
         } else {
-            udp_explicit_conflict(m, id, &n, ep.1)
+            kernel_or_known(|| udp_explicit_conflict(m, id, &n, ep.1))?
         };
         if conflict {
             return Err(Error::AddrInUse.into());
         }
         ep.1
     } else if m.tcp() {
-        tcp_autobind(m, id, &n, pick)?
+        port_or_known(|| tcp_autobind(m, id, &n, pick))?
     } else {
-        udp_autobind(m, id, &n, pick, Error::AddrInUse)?
+        port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))?
     };
     n.addr_locked = !ep.0.is_unspecified();
     n.port_locked = ep.1 != 0;
@@ -296,13 +350,13 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         State::Listen => return Ok(()),
         State::Closed => {
             n.state = State::Listen;
-            let port = tcp_autobind(m, id, &n, pick)?;
+            let port = port_or_known(|| tcp_autobind(m, id, &n, pick))?;
             let local = (n.local.0, port);
             m.enter(id, local, State::Listen);
         }
         State::Bound => {
             n.state = State::Listen;
-            if tcp_explicit_conflict(m, id, &n, n.local.1) {
+            if kernel_or_known(|| tcp_explicit_conflict(m, id, &n, n.local.1))? {
                 return Err(Error::AddrInUse.into());
             }
             m.recs[id].state = State::Listen;
@@ -336,6 +390,14 @@ pub(crate) fn connect(
     let mapped = peer.is_ipv6() && rep.0.is_ipv4();
     if mapped && v6only(&n) {
         return Err(Error::NetworkUnreachable.into());
+    }
+    if n.inet6 && n.state == State::Bound && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
+        // Bound to a v4-mapped address (::ffff:0.0.0.0 too), connecting to an
+        // IPv6 peer: the 6.18 kernel answers EAFNOSUPPORT (ENETUNREACH when
+        // the peer has no route), the table EINVAL.
+        return Err(ModelError::Known(
+            "Linux connect from a mapped address to IPv6",
+        ));
     }
     let has_addr = !n.local.0.is_unspecified();
     if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() {
@@ -401,8 +463,15 @@ pub(crate) fn connect(
             // inet_autobind(): the port first, on the socket's own address.
             let mut w = n.clone();
             w.local = (n.local.0, 0);
+            // The kernel fails an exhausted autobind with EAGAIN, which the
+            // table's errors do not have: any error will do. A port the
+            // kernel would not share is the known difference: the table
+            // applies connect()'s TCP rule (__inet_hash_connect) to UDP.
             udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
                 ModelError::Errno(_) => ModelError::AnyError,
+                ModelError::Diverged(_) => ModelError::Known(
+                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
+                ),
                 d => d,
             })?
         };
