@@ -362,11 +362,14 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
         return Err(Error::NotConnected.into());
     }
     // in_pcbdisconnect(): the local address is zeroed, the port kept; the
-    // PCB goes back to the wildcard hash.
+    // PCB goes back to the wildcard hash by a rehash, which leaves its place
+    // in the port list (and so its rank among equals) as it was.
     let any = if n.local.0.is_ipv4() { V4_ANY } else { V6_ANY };
     leave_group(m, id);
-    m.recs[id].remote = None;
-    m.enter(id, (any, n.local.1), State::Bound);
+    let r = &mut m.recs[id];
+    r.remote = None;
+    r.local = (any, n.local.1);
+    r.state = State::Bound;
     join_group(m, id);
     Ok(())
 }

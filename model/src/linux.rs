@@ -468,6 +468,9 @@ pub(crate) fn connect(
             // kernel would not share is the known difference: the table
             // applies connect()'s TCP rule (__inet_hash_connect) to UDP.
             udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
+                ModelError::Errno(_) if pick.is_some() => ModelError::Known(
+                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
+                ),
                 ModelError::Errno(_) => ModelError::AnyError,
                 ModelError::Diverged(_) => ModelError::Known(
                     "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
