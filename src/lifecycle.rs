@@ -403,32 +403,45 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let keep = policy::disconnect(self.rules, &me)?;
-        if me.state() != State::Connected {
+        // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
+        // an address bind() did not name goes back to the wildcard, and a
+        // port bind() did not name is released.
+        let connected = me.state() == State::Connected;
+        if !connected && me.state() != State::Bound {
+            return Ok(());
+        }
+        let local = if keep.keep_addr {
+            me.local
+        } else {
+            policy::disconnected_wildcard(self.rules, inner.family, &me.local)
+        };
+        if !connected && keep.keep_port && local == me.local {
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
         self.ports.begin_move(&held);
         if keep.keep_port {
-            let local = if keep.keep_addr {
-                me.local
-            } else {
-                Endpoint::unspecified(inner.family).with_port(me.local.port)
-            };
             let flags = me
                 .flags
                 .without(Flags::CONNECT_BIND)
                 .with_state(State::Bound);
+            if !connected {
+                // The group is keyed by address: join again after the move.
+                self.leave_group(&held, inner, &guard);
+            }
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
             self.link_unconnected(&held, inner, local, flags, false, &guard);
             if let Some(old) = old {
                 self.ports.remove(&held, old, &guard);
             }
-            let before = Tuple {
-                local: me.local,
-                remote: me.remote,
-            };
-            self.unlink_exact(inner, &before, &guard);
+            if connected {
+                let before = Tuple {
+                    local: me.local,
+                    remote: me.remote,
+                };
+                self.unlink_exact(inner, &before, &guard);
+            }
             self.join_group_if_bound_member(&held, inner, &guard);
         } else {
             self.unlink(&held, inner, &guard);

@@ -34,10 +34,15 @@ pub(crate) fn check_bind(
     Ok(endpoint)
 }
 
+/// `tcp6_usr_bind` / `tcp6_usr_connect` (and the UDP twins) check the
+/// sockaddr's length before its family: a `sockaddr_in` given to an IPv6
+/// socket is EINVAL. `tcp_usr_bind` / `tcp_usr_connect` check the family of
+/// what an IPv4 socket is given: EAFNOSUPPORT.
 fn check_family(me: &PcbView, addr: SocketAddr) -> Result<(), Error> {
     match (me.family, addr) {
         (Family::Inet, SocketAddr::V4(_)) | (Family::Inet6, SocketAddr::V6(_)) => Ok(()),
-        _ => Err(Error::FamilyNotSupported),
+        (Family::Inet6, SocketAddr::V4(_)) => Err(Error::InvalidInput),
+        (Family::Inet, SocketAddr::V6(_)) => Err(Error::FamilyNotSupported),
     }
 }
 
@@ -169,10 +174,8 @@ pub(crate) fn check_connect(
     me: &PcbView,
     remote: SocketAddr,
 ) -> Result<Endpoint, Error> {
-    if protocol == Protocol::Tcp && me.flags.reuse_port_lb() {
-        // so_reuseport_lb_test: connect_not_bound / connect_bound.
-        return Err(Error::NotSupported);
-    }
+    // `soconnectat` judges the socket's state before the protocol looks at
+    // the address; `tcp_usr_connect` checks the address before the PCB.
     match me.state() {
         State::Listen => return Err(Error::NotSupported),
         State::Connected | State::TimeWait => return Err(Error::AlreadyConnected),
@@ -192,6 +195,10 @@ pub(crate) fn check_connect(
     }
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::FamilyNotSupported);
+    }
+    if protocol == Protocol::Tcp && me.flags.reuse_port_lb() {
+        // so_reuseport_lb_test: connect_not_bound / connect_bound.
+        return Err(Error::NotSupported);
     }
     if peer.port == 0 || peer.is_wildcard() {
         return Err(Error::AddrNotAvailable);

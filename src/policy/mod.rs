@@ -319,6 +319,20 @@ pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error
     }
 }
 
+/// The wildcard a disconnected UDP PCB falls back to, with its port.
+///
+/// FreeBSD `in_pcbdisconnect` zeroes the address in the family the
+/// connection used: an `Inet6` PCB that connected to a v4-mapped peer keeps
+/// only `INP_IPV4` and ends on the IPv4 wildcard (`::ffff:0.0.0.0`). Linux
+/// `inet_reset_saddr` clears both views: an `Inet6` PCB ends on `::`.
+pub(crate) fn disconnected_wildcard(rules: Rules, family: Family, local: &Endpoint) -> Endpoint {
+    let family = match rules.policy {
+        Policy::FreeBsd if local.is_v4() => Family::Inet,
+        _ => family,
+    };
+    Endpoint::unspecified(family).with_port(local.port)
+}
+
 /// The default ephemeral port range.
 pub(crate) fn default_ephemeral(policy: Policy) -> RangeInclusive<u16> {
     match policy {
@@ -403,6 +417,9 @@ pub(crate) fn check_accept(
         || remote.is_wildcard()
         || remote.ip.is_multicast()
         || local.is_wildcard()
+        // Both kernels drop a SYN to a multicast destination (FreeBSD
+        // `tcp_input`, Linux `tcp_v4_rcv`: not PACKET_HOST).
+        || local.ip.is_multicast()
         || local.port != listener.local.port
         || !wild_match(listener, &local)
     {

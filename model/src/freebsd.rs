@@ -1,0 +1,523 @@
+//! FreeBSD 14/15 rules, read from `sys/netinet/in_pcb.c`,
+//! `sys/netinet6/in6_pcb.c` and `tcp_usrreq.c`: `in_pcbbind_avail`,
+//! `in6_pcbbind_avail`, `in_pcblookup_local`, `in_pcb_lport_dest`,
+//! `in_pcbconnect`, `in_pcblookup_hash_locked`, `in_pcbinslbgrouphash`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use pcbhash::{Error, State};
+
+use crate::addrs::{canonical, shown, Ep, V4_ANY, V6_ANY};
+use crate::model::{choose, Expect, Group, MResult, Model, Rec};
+
+/// The order of the wildcard hash chain (`_in_pcbinshash_wild` and
+/// `_in6_pcbinshash_wild`, no jails): PCBs with a specific local address at
+/// the head, newest first; then unbound PCBs, each inserted before the first
+/// unbound entry (newest first); unbound IPv4-mapped PCBs of IPv6 sockets are
+/// appended at the tail (oldest first).
+fn chain_key(r: &Rec) -> (u8, i64) {
+    let seq = r.seq as i64;
+    if !r.is_wild() {
+        (0, -seq)
+    } else if r.inet6 && r.local.0.is_ipv4() {
+        (2, seq)
+    } else {
+        (1, -seq)
+    }
+}
+
+fn first_in_chain<'a>(it: impl Iterator<Item = (usize, &'a Rec)>) -> Option<usize> {
+    it.min_by_key(|(_, r)| chain_key(r)).map(|(i, _)| i)
+}
+
+/// The reuse options as `so_options` bits.
+const RA: u8 = 1;
+const RP: u8 = 2;
+const LB: u8 = 4;
+
+fn so_options(r: &Rec) -> u8 {
+    (if r.ra { RA } else { 0 }) | (if r.rp { RP } else { 0 }) | (if r.lb { LB } else { 0 })
+}
+
+/// `in_pcblookup_local()` for an IPv4 address: the exact unconnected match
+/// (first in the wildcard chain), or the best fit over the port (newest
+/// first among equal costs, as the port list is head-inserted).
+pub(crate) fn local_v4(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
+    let on_port = m
+        .live()
+        .filter(move |(_, r)| r.local.1 == lport && r.takes_v4());
+    if !wildcard {
+        return first_in_chain(
+            on_port.filter(|(_, r)| r.unconnected_in_table() && r.v4_laddr() == laddr),
+        );
+    }
+    let mut best: Option<(u32, u64, usize)> = None;
+    for (i, r) in on_port {
+        let mut cost = 0;
+        if r.takes_v6() {
+            cost += 3; // INP_LOOKUP_MAPPED_PCB_COST
+        }
+        if r.connected() {
+            cost += 1;
+        }
+        let own = r.v4_laddr();
+        if !own.is_unspecified() {
+            if laddr.is_unspecified() {
+                cost += 1;
+            } else if own != laddr {
+                continue;
+            }
+        } else if !laddr.is_unspecified() {
+            cost += 1;
+        }
+        if best.is_none_or(|(c, s, _)| cost < c || (cost == c && r.seq > s)) {
+            best = Some((cost, r.seq, i));
+        }
+    }
+    best.map(|(_, _, i)| i)
+}
+
+/// `in6_pcblookup_local()`: the same over PCBs with `INP_IPV6`, without the
+/// mapped cost.
+pub(crate) fn local_v6(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
+    let on_port = m
+        .live()
+        .filter(move |(_, r)| r.local.1 == lport && r.takes_v6());
+    if !wildcard {
+        return first_in_chain(
+            on_port.filter(|(_, r)| r.unconnected_in_table() && r.local.0 == laddr),
+        );
+    }
+    let mut best: Option<(u32, u64, usize)> = None;
+    for (i, r) in on_port {
+        let mut cost = 0;
+        if r.connected() {
+            cost += 1;
+        }
+        let own = r.local.0;
+        if !own.is_unspecified() {
+            if laddr.is_unspecified() {
+                cost += 1;
+            } else if own != laddr {
+                continue;
+            }
+        } else if !laddr.is_unspecified() {
+            cost += 1;
+        }
+        if best.is_none_or(|(c, s, _)| cost < c || (cost == c && r.seq > s)) {
+            best = Some((cost, r.seq, i));
+        }
+    }
+    best.map(|(_, _, i)| i)
+}
+
+pub(crate) fn lookup_local(m: &Model, local: Ep, wildcard: bool) -> Expect {
+    let found = if local.0.is_ipv4() {
+        local_v4(m, local.0, local.1, wildcard)
+    } else {
+        local_v6(m, local.0, local.1, wildcard)
+    };
+    found.map_or(Expect::None, Expect::One)
+}
+
+/// The reuse mask `in_pcbbind_avail` tests against the other PCB's options.
+fn reuse_mask(n: &Rec, multicast: bool) -> u8 {
+    let mut mask = if n.rp { RP } else { 0 } | if n.lb { LB } else { 0 };
+    if multicast {
+        if n.ra || n.rp {
+            mask |= RA | RP;
+        }
+        if n.ra || n.lb {
+            mask |= RA | LB;
+        }
+    }
+    mask
+}
+
+fn uid_conflict(m: &Model, n: &Rec, t: Option<usize>) -> bool {
+    t.is_some_and(|t| {
+        let t = &m.recs[t];
+        (!m.tcp() || !t.connected()) && t.cred.uid != n.cred.uid
+    })
+}
+
+/// `in_pcbbind_avail()`, IPv4 (§4.4 of the notes).
+fn avail_v4(m: &Model, n: &Rec, laddr: IpAddr, lport: u16) -> MResult<()> {
+    let mc = laddr.is_multicast();
+    if !mc && !n.cred.privileged && uid_conflict(m, n, local_v4(m, laddr, lport, true)) {
+        return Err(Error::AddrInUse.into());
+    }
+    let wild = so_options(n) == 0;
+    if let Some(t) = local_v4(m, laddr, lport, wild) {
+        let t = &m.recs[t];
+        if reuse_mask(n, mc) & so_options(t) == 0 {
+            let waived =
+                laddr.is_unspecified() && t.v4_laddr().is_unspecified() && n.inet6 && t.inet6;
+            if !waived {
+                return Err(Error::AddrInUse.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `in6_pcbbind_avail()` (§4.5 of the notes).
+fn avail_v6(m: &Model, n: &Rec, laddr: IpAddr, lport: u16) -> MResult<()> {
+    let mc = laddr.is_multicast();
+    let dual = !n.v6only && laddr == V6_ANY;
+    if !mc && !n.cred.privileged {
+        if uid_conflict(m, n, local_v6(m, laddr, lport, true)) {
+            return Err(Error::AddrInUse.into());
+        }
+        if dual && uid_conflict(m, n, local_v4(m, V4_ANY, lport, true)) {
+            return Err(Error::AddrInUse.into());
+        }
+    }
+    let wild = so_options(n) == 0;
+    let mask = reuse_mask(n, mc);
+    if let Some(t) = local_v6(m, laddr, lport, wild) {
+        if mask & so_options(&m.recs[t]) == 0 {
+            return Err(Error::AddrInUse.into());
+        }
+    }
+    if dual {
+        if let Some(t) = local_v4(m, V4_ANY, lport, wild) {
+            let t = &m.recs[t];
+            if mask & so_options(t) == 0 && (!t.v4_laddr().is_unspecified() || t.inet6) {
+                return Err(Error::AddrInUse.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `port` is taken for a bind(port 0) of `n` on `laddr`
+/// (`in_pcb_lport_dest` without a foreign address).
+fn bind_port_busy(m: &Model, n: &Rec, laddr: IpAddr, port: u16) -> bool {
+    let wild = so_options(n) == 0;
+    if laddr.is_ipv4() {
+        local_v4(m, laddr, port, wild).is_some()
+    } else {
+        local_v6(m, laddr, port, wild).is_some()
+            || (laddr == V6_ANY && !n.v6only && local_v4(m, V4_ANY, port, wild).is_some())
+    }
+}
+
+fn ephemeral_for_bind(m: &Model, n: &Rec, laddr: IpAddr, pick: Option<u16>) -> MResult<u16> {
+    let free: Vec<u16> = m
+        .range_ports()
+        .filter(|&p| !bind_port_busy(m, n, laddr, p))
+        .collect();
+    if free.is_empty() {
+        return Err(Error::AddrNotAvailable.into());
+    }
+    choose(&free, pick, "FreeBSD in_pcb_lport")
+}
+
+pub(crate) fn bind(
+    m: &mut Model,
+    id: usize,
+    addr: SocketAddr,
+    pick: Option<u16>,
+) -> MResult<SocketAddr> {
+    let ep = m.check_family(id, addr)?;
+    let n = m.recs[id].clone();
+    let mapped = addr.is_ipv6() && ep.0.is_ipv4();
+    // A v4-mapped address on a V6ONLY socket is refused first (the table's
+    // contract; FreeBSD itself would fail it later, in the address check).
+    if mapped && n.v6only {
+        return Err(Error::InvalidInput.into());
+    }
+    // tcp_usr_bind / tcp6_usr_bind: no multicast for TCP.
+    if m.tcp() && ep.0.is_multicast() {
+        return Err(Error::FamilyNotSupported.into());
+    }
+    if n.state != State::Closed {
+        return Err(Error::InvalidInput.into());
+    }
+    if ep.1 != 0 && ep.1 < 1024 && !n.cred.privileged {
+        return Err(Error::PermissionDenied.into());
+    }
+    let port = if ep.1 != 0 {
+        if ep.0.is_ipv4() {
+            avail_v4(m, &n, ep.0, ep.1)?;
+        } else {
+            avail_v6(m, &n, ep.0, ep.1)?;
+        }
+        ep.1
+    } else {
+        ephemeral_for_bind(m, &n, ep.0, pick)?
+    };
+    m.enter(id, (ep.0, port), State::Bound);
+    join_group(m, id);
+    Ok(shown(m.recs[id].local, n.inet6))
+}
+
+pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()> {
+    let n = m.recs[id].clone();
+    match n.state {
+        State::Listen => return Ok(()),
+        State::Bound => {}
+        State::Closed => {
+            let any = if n.inet6 { V6_ANY } else { V4_ANY };
+            let port = ephemeral_for_bind(m, &n, any, pick)?;
+            m.enter(id, (any, port), State::Bound);
+            join_group(m, id);
+        }
+        _ => return Err(Error::InvalidInput.into()),
+    }
+    m.recs[id].state = State::Listen;
+    // in_pcblisten(): a pending load-balance member becomes active.
+    m.recs[id].pending = false;
+    Ok(())
+}
+
+/// The default source-address selector: loopback only.
+pub(crate) fn source_for(peer: IpAddr) -> Option<IpAddr> {
+    match peer {
+        IpAddr::V4(v4) if v4.is_loopback() => Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(v6) if v6.is_loopback() => Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+        _ => None,
+    }
+}
+
+pub(crate) fn connect(
+    m: &mut Model,
+    id: usize,
+    peer: SocketAddr,
+    pick: Option<u16>,
+) -> MResult<SocketAddr> {
+    let n = m.recs[id].clone();
+    match n.state {
+        State::Connected | State::TimeWait => return Err(Error::AlreadyConnected.into()),
+        State::Listen => return Err(Error::NotSupported.into()),
+        State::Dropped => return Err(Error::InvalidInput.into()),
+        State::Closed | State::Bound => {}
+    }
+    crate::model::family_check(n.inet6, peer)?;
+    let rep = canonical(peer);
+    let mapped = peer.is_ipv6() && rep.0.is_ipv4();
+    if mapped && n.v6only {
+        return Err(Error::InvalidInput.into());
+    }
+    // A bound PCB whose vflag lacks the peer's family (INP_IPV4 / INP_IPV6).
+    if n.state == State::Bound
+        && !(if rep.0.is_ipv4() {
+            n.takes_v4()
+        } else {
+            n.takes_v6()
+        })
+    {
+        return Err(Error::FamilyNotSupported.into());
+    }
+    if m.tcp() && rep.0.is_multicast() {
+        return Err(Error::FamilyNotSupported.into());
+    }
+    if m.tcp() && n.lb {
+        return Err(Error::NotSupported.into());
+    }
+    if rep.1 == 0 || rep.0.is_unspecified() {
+        return Err(Error::AddrNotAvailable.into());
+    }
+    let laddr = if n.state == State::Bound && !n.is_wild() {
+        n.local.0
+    } else {
+        source_for(rep.0).ok_or(Error::NetworkUnreachable)?
+    };
+    let port = if n.state == State::Closed {
+        // in_pcb_lport_dest(..., INPLOOKUP_WILDCARD): a port is taken when a
+        // packet from the peer to (laddr, port) would find any PCB.
+        let free: Vec<u16> = m
+            .range_ports()
+            .filter(|&p| lookup_hit(m, (laddr, p), rep).is_none())
+            .collect();
+        if free.is_empty() {
+            return Err(Error::AddrNotAvailable.into());
+        }
+        choose(&free, pick, "FreeBSD in_pcb_lport_dest")?
+    } else {
+        let port = n.local.1;
+        if m.live()
+            .any(|(_, r)| r.connected() && r.local == (laddr, port) && r.remote == Some(rep))
+        {
+            return Err(Error::AddrInUse.into());
+        }
+        port
+    };
+    if n.state == State::Closed {
+        m.enter(id, (laddr, port), State::Connected);
+    } else {
+        leave_group(m, id);
+        let r = &mut m.recs[id];
+        r.local = (laddr, port);
+        r.state = State::Connected;
+    }
+    m.recs[id].remote = Some(rep);
+    Ok(shown(m.recs[id].local, n.inet6))
+}
+
+pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
+    let n = m.recs[id].clone();
+    if n.state != State::Connected {
+        return Err(Error::NotConnected.into());
+    }
+    // in_pcbdisconnect(): the local address is zeroed, the port kept; the
+    // PCB goes back to the wildcard hash by a rehash, which leaves its place
+    // in the port list (and so its rank among equals) as it was.
+    let any = if n.local.0.is_ipv4() { V4_ANY } else { V6_ANY };
+    leave_group(m, id);
+    let r = &mut m.recs[id];
+    r.remote = None;
+    r.local = (any, n.local.1);
+    r.state = State::Bound;
+    join_group(m, id);
+    Ok(())
+}
+
+/// `in_pcbinslbgrouphash()`.
+pub(crate) fn join_group(m: &mut Model, id: usize) {
+    let r = m.recs[id].clone();
+    if !r.lb || !r.in_table() || r.group.is_some() {
+        return;
+    }
+    // A connected UDP PCB only receives from its peer (so_reuseport_lb_test
+    // connect_udp).
+    if !m.tcp() && r.connected() {
+        return;
+    }
+    // "Don't allow IPv4 mapped INET6 wild socket."
+    if r.inet6 && r.takes_v4() && r.v4_laddr().is_unspecified() {
+        return;
+    }
+    let members = |m: &Model, gid: u64| {
+        m.recs
+            .iter()
+            .filter(|x| x.group == Some(gid) && x.in_table())
+            .count()
+    };
+    let found = m
+        .groups
+        .iter()
+        .position(|g| g.inet6 == r.inet6 && g.laddr == r.local.0 && g.lport == r.local.1);
+    let gid = match found {
+        None => {
+            let id_ = m.next_group;
+            m.next_group += 1;
+            let pos = -(m.tick() as i64);
+            m.groups.push(Group {
+                id: id_,
+                inet6: r.inet6,
+                laddr: r.local.0,
+                lport: r.local.1,
+                pos,
+                size: 8,
+            });
+            id_
+        }
+        Some(g) => {
+            let gid = m.groups[g].id;
+            if members(m, gid) == m.groups[g].size {
+                if m.groups[g].size >= 256 {
+                    return;
+                }
+                // in_pcblbgroup_resize(): the new group goes to the head.
+                m.groups[g].size *= 2;
+                m.groups[g].pos = -(m.tick() as i64);
+            }
+            gid
+        }
+    };
+    let pending = m.tcp() && r.state != State::Listen;
+    let x = &mut m.recs[id];
+    x.group = Some(gid);
+    x.pending = pending;
+}
+
+/// `in_pcbremlbgrouphash()`: the group is freed when its last active member
+/// leaves and nothing is pending; a pending member leaving frees nothing.
+pub(crate) fn leave_group(m: &mut Model, id: usize) {
+    let Some(gid) = m.recs[id].group.take() else {
+        return;
+    };
+    let was_pending = std::mem::take(&mut m.recs[id].pending);
+    let left = m.recs.iter().filter(|x| x.group == Some(gid)).count();
+    if !was_pending && left == 0 {
+        m.groups.retain(|g| g.id != gid);
+    }
+}
+
+/// What `in_pcblookup_hash_locked(..., INPLOOKUP_WILDCARD)` finds past the
+/// exact stage, or any hit including it.
+fn lookup_hit(m: &Model, l: Ep, r: Ep) -> Option<()> {
+    let exact = m
+        .live()
+        .any(|(_, p)| p.connected() && p.local == l && p.remote == Some(r));
+    if exact || lookup_wild(m, l, r) != Expect::None {
+        Some(())
+    } else {
+        None
+    }
+}
+
+pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
+    let v4 = l.0.is_ipv4();
+    // in_pcblookup_lbgroup(): an exact group before a wildcard one; among
+    // equals the last in the bucket (every group "lb_match"es without NUMA
+    // domains and FIBs). An empty group ends the stage with nothing.
+    let any = if v4 { V4_ANY } else { V6_ANY };
+    let pick_group = |laddr: IpAddr| {
+        m.groups
+            .iter()
+            .filter(|g| g.lport == l.1 && g.laddr == laddr)
+            .max_by_key(|g| g.pos)
+    };
+    if let Some(g) = pick_group(l.0).or_else(|| pick_group(any)) {
+        let members: Vec<usize> = m
+            .live()
+            .filter(|(_, r)| r.group == Some(g.id) && !r.pending)
+            .map(|(i, _)| i)
+            .collect();
+        match members.len() {
+            0 => {}
+            1 => return Expect::One(members[0]),
+            _ => return Expect::AnyOf(members),
+        }
+    }
+    // in_pcblookup_hash_wild_locked(): a specific address, then IPv4
+    // wildcards, then IPv6 sockets' wildcards (for IPv4 packets). Among equals
+    // the first in the chain, as the lock-free path returns it.
+    let rank = |r: &Rec| -> Option<u8> {
+        if !r.unconnected_in_table() || r.local.1 != l.1 {
+            return None;
+        }
+        if v4 {
+            if !r.takes_v4() {
+                return None;
+            }
+            let own = r.v4_laddr();
+            if own == l.0 {
+                Some(3)
+            } else if own.is_unspecified() {
+                Some(if r.inet6 { 1 } else { 2 })
+            } else {
+                None
+            }
+        } else {
+            if !r.takes_v6() {
+                return None;
+            }
+            if r.local.0 == l.0 {
+                Some(3)
+            } else if r.local.0.is_unspecified() {
+                Some(2)
+            } else {
+                None
+            }
+        }
+    };
+    let top = m.live().filter_map(|(_, r)| rank(r)).max();
+    let Some(top) = top else {
+        return Expect::None;
+    };
+    first_in_chain(m.live().filter(|(_, r)| rank(r) == Some(top))).map_or(Expect::None, Expect::One)
+}

@@ -1,0 +1,417 @@
+//! The lock-step interpreter: every operation runs on a real table and on
+//! the model, and the two are compared after every step.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
+
+use crate::addrs::{ephemeral_range, local_addr, remote_addr};
+use crate::model::{Expect, MResult, Model, ModelError};
+use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
+
+/// Most operations one scenario runs.
+pub const MAX_OPS: usize = 96;
+/// Most handles alive at once.
+pub const MAX_HANDLES: usize = 10;
+
+/// The first disagreement between the table and the model.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    /// Index of the operation.
+    pub step: usize,
+    /// The operation.
+    pub op: Option<Op>,
+    /// What differed.
+    pub what: String,
+    /// The model's records at that point.
+    pub state: String,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "divergence at step {} ({:?}): {}\nmodel:\n{}",
+            self.step, self.op, self.what, self.state
+        )
+    }
+}
+
+impl std::error::Error for Divergence {}
+
+/// Decodes `data` as a [`Scenario`] and runs it. Inputs that do not decode
+/// run nothing.
+pub fn run_bytes(data: &[u8]) -> Result<(), Divergence> {
+    match Scenario::decode(data, MAX_OPS) {
+        Some(s) => run(&s),
+        None => Ok(()),
+    }
+}
+
+/// Decodes `data` as a [`crate::LookupCase`] and runs it.
+pub fn run_lookup_bytes(data: &[u8]) -> Result<(), Divergence> {
+    match crate::LookupCase::decode(data) {
+        Some(c) => run(&c.scenario()),
+        None => Ok(()),
+    }
+}
+
+struct Handle {
+    pcb: Pcb<u32>,
+    id: usize,
+}
+
+struct Harness {
+    table: PcbTable<u32>,
+    model: Model,
+    handles: Vec<Handle>,
+}
+
+/// Runs a scenario on a fresh table and model.
+pub fn run(s: &Scenario) -> Result<(), Divergence> {
+    let range = ephemeral_range();
+    let table = PcbTable::<u32>::builder()
+        .policy(match s.policy {
+            PolicySel::FreeBsd => Policy::FreeBsd,
+            PolicySel::Linux => Policy::Linux,
+        })
+        .protocol(match s.protocol {
+            ProtoSel::Tcp => Protocol::Tcp,
+            ProtoSel::Udp => Protocol::Udp,
+        })
+        .ephemeral_ports(range.clone())
+        .seed(0x5EED)
+        .capacity(2)
+        .build();
+    let mut h = Harness {
+        table,
+        model: Model::new(s.policy, s.protocol, (*range.start(), *range.end())),
+        handles: Vec::new(),
+    };
+    for (step, op) in s.ops.iter().take(MAX_OPS).enumerate() {
+        let fail = |what: String, h: &Harness| Divergence {
+            step,
+            op: Some(*op),
+            what,
+            state: format!("{:#?}", h.model.summary()),
+        };
+        match h.step(op) {
+            Err(what) if what.starts_with(KNOWN) => return Ok(()),
+            Err(what) => return Err(fail(what, &h)),
+            Ok(()) => {}
+        }
+        if let Err(what) = h.check() {
+            return Err(fail(what, &h));
+        }
+        // iter() walks every port: every few steps, and at the end.
+        if step % 8 == 7 {
+            if let Err(what) = h.check_iter() {
+                return Err(fail(what, &h));
+            }
+        }
+    }
+    h.check_iter().map_err(|what| Divergence {
+        step: s.ops.len().min(MAX_OPS),
+        op: None,
+        what,
+        state: format!("{:#?}", h.model.summary()),
+    })
+}
+
+/// The prefix of a step's error that ends the scenario without failing it.
+const KNOWN: &str = "known: ";
+
+fn compare<T: PartialEq + fmt::Debug>(
+    what: &str,
+    table: Result<T, Error>,
+    model: MResult<T>,
+) -> Result<(), String> {
+    match (table, model) {
+        (_, Err(ModelError::Known(k))) => Err(format!("{KNOWN}{k}")),
+        (_, Err(ModelError::Diverged(d))) => Err(format!("{what}: {d}")),
+        (Err(_), Err(ModelError::AnyError)) => Ok(()),
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Err(e), Err(ModelError::Errno(f))) if e == f => Ok(()),
+        (t, m) => Err(format!("{what}: table {t:?}, model {m:?}")),
+    }
+}
+
+fn port_of<T>(r: &Result<T, Error>, f: impl Fn(&T) -> u16) -> Option<u16> {
+    r.as_ref().ok().map(f)
+}
+
+impl Harness {
+    fn pick(&self, pcb: u8) -> Option<usize> {
+        (!self.handles.is_empty()).then(|| usize::from(pcb) % self.handles.len())
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        match *op {
+            Op::Attach { v6, user } => {
+                if self.handles.len() >= MAX_HANDLES {
+                    return Ok(());
+                }
+                let family = if v6 { Family::Inet6 } else { Family::Inet };
+                let id = self.model.attach(v6, user.cred());
+                let pcb = self.table.attach(family, user.cred(), Arc::new(id as u32));
+                self.handles.push(Handle { pcb, id });
+            }
+            Op::SetOpt { pcb, opt, on } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                let t = match opt {
+                    Opt::ReuseAddr => h.pcb.set_reuse_addr(on),
+                    Opt::ReusePort => h.pcb.set_reuse_port(on),
+                    Opt::ReusePortLb => h.pcb.set_reuse_port_lb(on),
+                    Opt::V6Only => h.pcb.set_v6only(on),
+                };
+                let m = self.model.set_opt(h.id, opt, on);
+                compare("setsockopt", t, m)?;
+            }
+            Op::Bind { pcb, addr, port } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let a = local_addr(addr, port);
+                let h = &self.handles[i];
+                let t = h.pcb.bind(a);
+                let m = self.model.bind(h.id, a, port_of(&t, |s| s.port()));
+                compare(&format!("bind({a})"), t, m)?;
+            }
+            Op::Listen { pcb } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                let t = h.pcb.listen();
+                let pick = t
+                    .is_ok()
+                    .then(|| h.pcb.local_addr().map(|a| a.port()))
+                    .flatten();
+                let m = self.model.listen(h.id, pick);
+                compare("listen", t, m)?;
+            }
+            Op::Connect { pcb, addr, port } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let a = remote_addr(addr, port);
+                let h = &self.handles[i];
+                let t = h.pcb.connect(a);
+                let m = self.model.connect(h.id, a, port_of(&t, |s| s.port()));
+                compare(&format!("connect({a})"), t, m)?;
+            }
+            Op::Accept {
+                pcb,
+                local,
+                remote,
+                rport,
+            } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                if self.handles.len() >= MAX_HANDLES {
+                    return Ok(());
+                }
+                let h = &self.handles[i];
+                // The listener's own port, so that accepts mostly fit.
+                let lport = h.pcb.local_addr().map_or(0, |a| a.port());
+                let mut l = local_addr(local, 0);
+                l.set_port(lport);
+                let r = remote_addr(remote, rport);
+                let next = self.model.recs_len() as u32;
+                let t = h.pcb.accept(l, r, Arc::new(next));
+                let m = self.model.accept(h.id, l, r);
+                match (t, m) {
+                    (Ok(pcb), Ok(id)) => self.handles.push(Handle { pcb, id }),
+                    (t, m) => compare(&format!("accept({l}, {r})"), t.map(|_| ()), m.map(|_| ()))?,
+                }
+            }
+            Op::Disconnect { pcb } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                compare(
+                    "disconnect",
+                    h.pcb.disconnect(),
+                    self.model.disconnect(h.id),
+                )?;
+            }
+            Op::TimeWait { pcb } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                compare("time_wait", h.pcb.time_wait(), self.model.time_wait(h.id))?;
+                if h.pcb.state() == pcbhash::State::TimeWait && h.pcb.socket().is_some() {
+                    return Err("a TIME_WAIT PCB still hands out its socket".into());
+                }
+            }
+            Op::Close { pcb } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = self.handles.swap_remove(i);
+                self.model.close(h.id);
+                let socket = h.pcb.socket();
+                h.pcb.close();
+                // The table let go of the socket: besides this copy, at most
+                // its own reference is left, waiting in the epoch for the
+                // guards that could still see it.
+                if socket.is_some_and(|s| Arc::strong_count(&s) > 2) {
+                    return Err("a closed PCB still holds its socket".into());
+                }
+            }
+            Op::Lookup {
+                local,
+                lport,
+                remote,
+                rport,
+            } => {
+                let (l, r) = self.packet(local, lport, remote, rport);
+                let guard = self.table.pin();
+                let got = self.table.lookup(l, r, &guard).map(|p| self.handle_of(&p));
+                let got = got.transpose()?;
+                let want = self.model.lookup(l, r);
+                check_expect(&format!("lookup({l} <- {r})"), got, want)?;
+            }
+            Op::LookupLocal {
+                addr,
+                port: p,
+                wildcard,
+            } => {
+                let mut a = local_addr(addr, p);
+                if p % 2 == 1 {
+                    if let Some(own) = self.live_port(usize::from(addr)) {
+                        a.set_port(own);
+                    }
+                }
+                let guard = self.table.pin();
+                let got = self
+                    .table
+                    .lookup_local(a, wildcard, &guard)
+                    .map(|p| self.handle_of(&p));
+                let got = got.transpose()?;
+                let want = self.model.lookup_local(a, wildcard);
+                check_expect(&format!("lookup_local({a}, {wildcard})"), got, want)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The port of a PCB in the table, if any.
+    fn live_port(&self, k: usize) -> Option<u16> {
+        let ports: Vec<u16> = self
+            .handles
+            .iter()
+            .filter_map(|h| h.pcb.local_addr().map(|a| a.port()))
+            .collect();
+        (!ports.is_empty()).then(|| ports[k % ports.len()])
+    }
+
+    /// A packet: mostly aimed at live ports, sometimes at a live 4-tuple.
+    fn packet(&self, local: u8, lport: u8, remote: u8, rport: u8) -> (SocketAddr, SocketAddr) {
+        if local >= 192 {
+            let conns: Vec<(SocketAddr, SocketAddr)> = self
+                .handles
+                .iter()
+                .filter_map(|h| Some((h.pcb.local_addr()?, h.pcb.peer_addr()?)))
+                .collect();
+            if !conns.is_empty() {
+                return conns[usize::from(remote) % conns.len()];
+            }
+        }
+        let mut l = local_addr(local, lport);
+        if lport % 2 == 1 {
+            if let Some(p) = self.live_port(usize::from(rport)) {
+                l.set_port(p);
+            }
+        }
+        (l, remote_addr(remote, rport))
+    }
+
+    fn handle_of(&self, r: &pcbhash::PcbRef<'_, u32>) -> Result<usize, String> {
+        self.handles
+            .iter()
+            .find(|h| r.is(&h.pcb))
+            .map(|h| h.id)
+            .ok_or_else(|| format!("a lookup returned a PCB with no live handle: {r:?}"))
+    }
+
+    /// After every step: len(), and every handle's state and addresses.
+    fn check(&self) -> Result<(), String> {
+        if self.table.len() != self.model.len() {
+            return Err(format!(
+                "len(): table {}, model {}",
+                self.table.len(),
+                self.model.len()
+            ));
+        }
+        for h in &self.handles {
+            let (ts, ms) = (h.pcb.state(), self.model.state(h.id));
+            if ts != ms {
+                return Err(format!("pcb {}: state: table {ts:?}, model {ms:?}", h.id));
+            }
+            let (tl, ml) = (h.pcb.local_addr(), self.model.local_addr(h.id));
+            if tl != ml {
+                return Err(format!(
+                    "pcb {}: local_addr: table {tl:?}, model {ml:?}",
+                    h.id
+                ));
+            }
+            let (tp, mp) = (h.pcb.peer_addr(), self.model.peer_addr(h.id));
+            if tp != mp {
+                return Err(format!(
+                    "pcb {}: peer_addr: table {tp:?}, model {mp:?}",
+                    h.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// iter() visits exactly the PCBs the model has in the table.
+    fn check_iter(&self) -> Result<(), String> {
+        let guard = self.table.pin();
+        let mut walked = 0;
+        for r in self.table.iter(&guard) {
+            let id = self.handle_of(&r)?;
+            if !self.model.state(id).is_in_table() {
+                return Err(format!(
+                    "iter() visits pcb {id}, out of the table in the model"
+                ));
+            }
+            walked += 1;
+        }
+        if walked != self.model.len() {
+            return Err(format!(
+                "iter() visits {walked}, model has {}",
+                self.model.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_expect(what: &str, got: Option<usize>, want: Expect) -> Result<(), String> {
+    let ok = match (&want, got) {
+        (Expect::None, None) => true,
+        (Expect::One(w), Some(g)) => *w == g,
+        (Expect::AnyOf(ws), Some(g)) => ws.contains(&g),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: table gave {got:?}, model expects {want:?}"
+        ))
+    }
+}

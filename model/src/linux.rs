@@ -1,0 +1,605 @@
+//! Linux 6.18 rules, read from `net/ipv4/af_inet.c`, `net/ipv6/af_inet6.c`,
+//! `inet_connection_sock.c` (`inet_csk_get_port`, `inet_bind_conflict`,
+//! `inet_rcv_saddr_equal`, `inet_csk_find_open_port`), `inet_hashtables.c`
+//! (`__inet_hash_connect`, `__inet_lookup_listener`,
+//! `inet_reuseport_add_sock`) and `udp.c` (`udp_lib_lport_inuse`,
+//! `udp_lib_get_port`, `__udp_disconnect`, `udp4_lib_lookup2`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use pcbhash::{Error, State};
+
+use crate::addrs::{canonical, shown, Ep, V4_ANY, V6_ANY};
+use crate::freebsd::source_for;
+use crate::model::{choose, Expect, MResult, Model, ModelError, Rec};
+
+/// `ipv6_only_sock()`: V6ONLY, or forced by a bind to a specific IPv6
+/// address.
+fn v6only(r: &Rec) -> bool {
+    r.inet6 && (r.v6only || r.forced_v6only)
+}
+
+/// The table's reading, which takes every PCB on a specific IPv6 address for
+/// V6ONLY, also one that got its address from connect() or accept(). Used
+/// only to tell a known difference from a new one.
+fn v6only_alt(r: &Rec) -> bool {
+    v6only(r) || (r.inet6 && kind6(r) == Kind::Specific)
+}
+
+thread_local! {
+    static ALT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn v6only_sel(r: &Rec) -> bool {
+    if ALT.with(|a| a.get()) {
+        v6only_alt(r)
+    } else {
+        v6only(r)
+    }
+}
+
+/// Like [`kernel_or_known`] for a port choice: the kernel's answer when the
+/// table's choice fits it, the known difference when only the table's
+/// reading allows it.
+fn port_or_known(f: impl Fn() -> MResult<u16>) -> MResult<u16> {
+    let kernel = f();
+    if kernel.is_ok() {
+        return kernel;
+    }
+    ALT.with(|a| a.set(true));
+    let alt = f();
+    ALT.with(|a| a.set(false));
+    match (kernel, alt) {
+        (Err(k), Err(a)) if k == a => Err(k),
+        _ => Err(ModelError::Known(
+            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
+        )),
+    }
+}
+
+/// Runs `f` under the kernel's rules and under the table's reading of
+/// V6ONLY; a different answer is the known difference.
+fn kernel_or_known<T: PartialEq>(f: impl Fn() -> T) -> Result<T, ModelError> {
+    let kernel = f();
+    ALT.with(|a| a.set(true));
+    let alt = f();
+    ALT.with(|a| a.set(false));
+    if kernel == alt {
+        Ok(kernel)
+    } else {
+        Err(ModelError::Known(
+            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
+        ))
+    }
+}
+
+/// `inet_rcv_saddr` of an IPv6 socket: `::` gives 0, a mapped address its
+/// IPv4 address, a specific IPv6 address `LOOPBACK4_IPV6`.
+fn v4_view(r: &Rec) -> Ipv4Addr {
+    match r.local.0 {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) if v6.is_unspecified() => Ipv4Addr::UNSPECIFIED,
+        IpAddr::V6(_) => Ipv4Addr::new(127, 0, 0, 6),
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Kind {
+    Mapped,
+    Any,
+    Specific,
+}
+
+fn kind6(r: &Rec) -> Kind {
+    match r.local.0 {
+        IpAddr::V4(_) => Kind::Mapped,
+        IpAddr::V6(v6) if v6.is_unspecified() => Kind::Any,
+        IpAddr::V6(_) => Kind::Specific,
+    }
+}
+
+/// `inet_rcv_saddr_equal(sk, sk2, match_wildcard = true)`.
+fn overlap(sk: &Rec, sk2: &Rec) -> bool {
+    if !sk.inet6 {
+        if v6only_sel(sk2) {
+            return false;
+        }
+        let (a, b) = (v4_view(sk), v4_view(sk2));
+        return a == b || a.is_unspecified() || b.is_unspecified();
+    }
+    let t1 = kind6(sk);
+    let t2 = if sk2.inet6 { kind6(sk2) } else { Kind::Mapped };
+    if t1 == Kind::Mapped && t2 == Kind::Mapped {
+        if v6only_sel(sk2) {
+            return false;
+        }
+        let (a, b) = (v4_view(sk), v4_view(sk2));
+        return a == b || a.is_unspecified() || b.is_unspecified();
+    }
+    if t1 == Kind::Any && t2 == Kind::Any {
+        return true;
+    }
+    if t2 == Kind::Any && !(v6only_sel(sk2) && t1 == Kind::Mapped) {
+        return true;
+    }
+    if t1 == Kind::Any && !(v6only_sel(sk) && t2 == Kind::Mapped) {
+        return true;
+    }
+    sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk.local.0 == sk2.local.0
+}
+
+/// The other PCBs holding `port`, newest first.
+fn owners(m: &Model, me: usize, port: u16) -> Vec<usize> {
+    let mut v: Vec<usize> = m
+        .live()
+        .filter(|&(i, r)| i != me && r.local.1 == port)
+        .map(|(i, _)| i)
+        .collect();
+    v.sort_by_key(|&i| std::cmp::Reverse(m.recs[i].seq));
+    v
+}
+
+/// `inet_bind_conflict()` with relax and reuseport_ok (explicit bind and the
+/// re-check at listen()).
+fn tcp_pair_conflict(n: &Rec, e: &Rec) -> bool {
+    if n.ra && e.ra && e.state != State::Listen {
+        return false;
+    }
+    !(n.rp && e.rp && (e.state == State::TimeWait || n.cred.uid == e.cred.uid))
+}
+
+fn tcp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
+    owners(m, id, port).into_iter().any(|e| {
+        let e = &m.recs[e];
+        overlap(n, e) && tcp_pair_conflict(n, e)
+    })
+}
+
+/// `udp_lib_lport_inuse()` without a bitmap: the newest eligible owner
+/// decides; a SO_REUSEPORT pair of one uid frees the port at once.
+fn udp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
+    for e in owners(m, id, port) {
+        let e = &m.recs[e];
+        if (!e.ra || !n.ra) && overlap(n, e) {
+            return !(e.rp && n.rp && e.cred.uid == n.cred.uid);
+        }
+    }
+    false
+}
+
+/// The same with a bitmap (autobind): every eligible owner but a
+/// SO_REUSEPORT pair of one uid marks the port.
+fn udp_autobind_busy(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
+    owners(m, id, port).into_iter().any(|e| {
+        let e = &m.recs[e];
+        let shares_port = e.rp && n.rp && e.cred.uid == n.cred.uid;
+        let both_reuse = e.ra && n.ra;
+        !both_reuse && overlap(n, e) && !shares_port
+    })
+}
+
+/// `inet_csk_find_open_port()`: the classes of ports in the order they are
+/// tried. Without SO_REUSEADDR: the ports at an odd offset from the range
+/// start, then the even ones. With it: the lower half first, then the upper.
+fn bind_classes(m: &Model, ra: bool) -> Vec<Vec<u16>> {
+    let (low, high) = (u32::from(m.range.0), u32::from(m.range.1) + 1);
+    let parity = |lo: u32, hi: u32| -> Vec<Vec<u16>> {
+        let odd = (lo..hi)
+            .filter(|p| (p - lo) % 2 == 1)
+            .map(|p| p as u16)
+            .collect();
+        let even = (lo..hi)
+            .filter(|p| (p - lo) % 2 == 0)
+            .map(|p| p as u16)
+            .collect();
+        vec![odd, even]
+    };
+    if ra && high - low >= 4 {
+        let half = low + (((high - low) >> 2) << 1);
+        let mut v = parity(low, half);
+        v.extend(parity(half, high));
+        v
+    } else {
+        parity(low, high)
+    }
+}
+
+/// The first class with a free port.
+fn pick_from_classes(
+    classes: Vec<Vec<u16>>,
+    free: impl Fn(u16) -> bool,
+    pick: Option<u16>,
+    what: &str,
+    exhausted: Error,
+) -> MResult<u16> {
+    for class in classes {
+        let ok: Vec<u16> = class.into_iter().filter(|&p| free(p)).collect();
+        if !ok.is_empty() {
+            return choose(&ok, pick, what);
+        }
+    }
+    Err(exhausted.into())
+}
+
+fn tcp_autobind(m: &Model, id: usize, n: &Rec, pick: Option<u16>) -> MResult<u16> {
+    pick_from_classes(
+        bind_classes(m, n.ra),
+        |p| {
+            owners(m, id, p)
+                .into_iter()
+                .all(|e| !overlap(n, &m.recs[e]))
+        },
+        pick,
+        "Linux inet_csk_find_open_port",
+        Error::AddrInUse,
+    )
+}
+
+fn udp_autobind(
+    m: &Model,
+    id: usize,
+    n: &Rec,
+    pick: Option<u16>,
+    exhausted: Error,
+) -> MResult<u16> {
+    let free: Vec<u16> = m
+        .range_ports()
+        .filter(|&p| !udp_autobind_busy(m, id, n, p))
+        .collect();
+    if free.is_empty() {
+        return Err(exhausted.into());
+    }
+    choose(&free, pick, "Linux udp_lib_get_port")
+}
+
+/// Inserts into the listener (TCP) or hash2 (UDP) list: SO_REUSEPORT IPv6
+/// sockets at the tail, the rest at the head; and joins a reuseport group.
+fn hash_in(m: &mut Model, id: usize) {
+    let r = m.recs[id].clone();
+    if r.rp && r.inet6 {
+        m.ltail += 1;
+        m.recs[id].lpos = m.ltail;
+    } else {
+        m.lhead -= 1;
+        m.recs[id].lpos = m.lhead;
+    }
+    if !r.rp {
+        return;
+    }
+    let tcp = m.tcp();
+    let mut peers: Vec<usize> = m
+        .live()
+        .filter(|&(i, e)| {
+            i != id
+                && (!tcp || e.state == State::Listen)
+                && e.inet6 == r.inet6
+                && v6only(e) == v6only(&r)
+                && e.rp
+                && e.cred.uid == r.cred.uid
+                && e.local == r.local
+        })
+        .map(|(i, _)| i)
+        .collect();
+    peers.sort_by_key(|&i| m.recs[i].lpos);
+    let gid = match peers.first() {
+        Some(&p) => match m.recs[p].lgroup {
+            Some(g) => g,
+            None => {
+                let g = m.tick();
+                m.recs[p].lgroup = Some(g);
+                g
+            }
+        },
+        None => m.tick(),
+    };
+    m.recs[id].lgroup = Some(gid);
+}
+
+pub(crate) fn bind(
+    m: &mut Model,
+    id: usize,
+    addr: SocketAddr,
+    pick: Option<u16>,
+) -> MResult<SocketAddr> {
+    let ep = m.check_family(id, addr)?;
+    let mut n = m.recs[id].clone();
+    let mapped = addr.is_ipv6() && ep.0.is_ipv4();
+    if addr.is_ipv6() && !mapped && ep.0.is_multicast() && m.tcp() {
+        return Err(Error::InvalidInput.into());
+    }
+    if ep.1 != 0 && ep.1 < 1024 && !n.cred.privileged {
+        return Err(Error::PermissionDenied.into());
+    }
+    if n.state != State::Closed || n.local.1 != 0 {
+        return Err(Error::InvalidInput.into());
+    }
+    if mapped && n.v6only {
+        return Err(Error::InvalidInput.into());
+    }
+    n.local = (ep.0, 0);
+    n.forced_v6only = n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
+    let port = if ep.1 != 0 {
+        let conflict = if m.tcp() {
+            kernel_or_known(|| tcp_explicit_conflict(m, id, &n, ep.1))?
+        } else {
+            kernel_or_known(|| udp_explicit_conflict(m, id, &n, ep.1))?
+        };
+        if conflict {
+            return Err(Error::AddrInUse.into());
+        }
+        ep.1
+    } else if m.tcp() {
+        port_or_known(|| tcp_autobind(m, id, &n, pick))?
+    } else {
+        port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))?
+    };
+    n.addr_locked = !ep.0.is_unspecified();
+    n.port_locked = ep.1 != 0;
+    n.connect_bind = false;
+    m.recs[id] = n;
+    m.enter(id, (ep.0, port), State::Bound);
+    if !m.tcp() {
+        hash_in(m, id);
+    }
+    Ok(shown(m.recs[id].local, m.recs[id].inet6))
+}
+
+pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()> {
+    let mut n = m.recs[id].clone();
+    match n.state {
+        State::Listen => return Ok(()),
+        State::Closed => {
+            n.state = State::Listen;
+            let port = port_or_known(|| tcp_autobind(m, id, &n, pick))?;
+            let local = (n.local.0, port);
+            m.enter(id, local, State::Listen);
+        }
+        State::Bound => {
+            n.state = State::Listen;
+            if kernel_or_known(|| tcp_explicit_conflict(m, id, &n, n.local.1))? {
+                return Err(Error::AddrInUse.into());
+            }
+            m.recs[id].state = State::Listen;
+        }
+        _ => return Err(Error::InvalidInput.into()),
+    }
+    hash_in(m, id);
+    Ok(())
+}
+
+pub(crate) fn connect(
+    m: &mut Model,
+    id: usize,
+    peer: SocketAddr,
+    pick: Option<u16>,
+) -> MResult<SocketAddr> {
+    let n = m.recs[id].clone();
+    let tcp = m.tcp();
+    match n.state {
+        State::Connected | State::TimeWait | State::Listen if tcp => {
+            return Err(Error::AlreadyConnected.into())
+        }
+        State::Dropped => return Err(Error::InvalidInput.into()),
+        // Linux lets a connected UDP socket connect again (to a new peer);
+        // the table answers EISCONN.
+        State::Connected => return Err(ModelError::Known("Linux UDP reconnect")),
+        _ => {}
+    }
+    crate::model::family_check(n.inet6, peer)?;
+    let rep = canonical(peer);
+    let mapped = peer.is_ipv6() && rep.0.is_ipv4();
+    if mapped && v6only(&n) {
+        return Err(Error::NetworkUnreachable.into());
+    }
+    if n.inet6 && n.state == State::Bound && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
+        // Bound to a v4-mapped address (::ffff:0.0.0.0 too), connecting to an
+        // IPv6 peer: the 6.18 kernel answers EAFNOSUPPORT (ENETUNREACH when
+        // the peer has no route), the table EINVAL.
+        return Err(ModelError::Known(
+            "Linux connect from a mapped address to IPv6",
+        ));
+    }
+    let has_addr = !n.local.0.is_unspecified();
+    if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() {
+        // A mapped local address toward an IPv6 peer, or the reverse: the
+        // kernel fails these on routing; any error will do.
+        return Err(ModelError::AnyError);
+    }
+    if tcp && rep.0.is_multicast() {
+        return Err(Error::NetworkUnreachable.into());
+    }
+    if rep.1 == 0 || rep.0.is_unspecified() {
+        return Err(Error::AddrNotAvailable.into());
+    }
+    let laddr = if has_addr {
+        n.local.0
+    } else {
+        source_for(rep.0).ok_or(Error::NetworkUnreachable)?
+    };
+    let bound = n.local.1 != 0 && n.state != State::Closed;
+    if tcp {
+        let port = if bound {
+            if m.live().any(|(_, r)| {
+                r.connected() && r.local == (laddr, n.local.1) && r.remote == Some(rep)
+            }) {
+                return Err(Error::AddrNotAvailable.into());
+            }
+            n.local.1
+        } else {
+            // __inet_hash_connect(): a port is usable when every PCB on it got
+            // its port from connect() and the 4-tuple is free; ports of the
+            // range start's parity first.
+            let low = m.range.0;
+            let classes: Vec<Vec<u16>> = vec![
+                m.range_ports().filter(|p| (p - low) % 2 == 0).collect(),
+                m.range_ports().filter(|p| (p - low) % 2 == 1).collect(),
+            ];
+            let free = |p: u16| {
+                owners(m, id, p).into_iter().all(|e| m.recs[e].connect_bind)
+                    && !m.live().any(|(_, r)| {
+                        r.connected() && r.local == (laddr, p) && r.remote == Some(rep)
+                    })
+            };
+            pick_from_classes(
+                classes,
+                free,
+                pick,
+                "Linux __inet_hash_connect",
+                Error::AddrNotAvailable,
+            )?
+        };
+        if bound {
+            let r = &mut m.recs[id];
+            r.local = (laddr, port);
+            r.state = State::Connected;
+        } else {
+            m.recs[id].connect_bind = true;
+            m.enter(id, (laddr, port), State::Connected);
+        }
+    } else {
+        let port = if n.local.1 != 0 {
+            n.local.1
+        } else {
+            // inet_autobind(): the port first, on the socket's own address.
+            let mut w = n.clone();
+            w.local = (n.local.0, 0);
+            // The kernel fails an exhausted autobind with EAGAIN, which the
+            // table's errors do not have: any error will do. A port the
+            // kernel would not share is the known difference: the table
+            // applies connect()'s TCP rule (__inet_hash_connect) to UDP.
+            udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
+                ModelError::Errno(_) if pick.is_some() => ModelError::Known(
+                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
+                ),
+                ModelError::Errno(_) => ModelError::AnyError,
+                ModelError::Diverged(_) => ModelError::Known(
+                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
+                ),
+                d => d,
+            })?
+        };
+        if n.local.1 == 0 {
+            m.enter(id, (laddr, port), State::Connected);
+            hash_in(m, id);
+        } else {
+            let r = &mut m.recs[id];
+            r.local = (laddr, port);
+            r.state = State::Connected;
+        }
+    }
+    m.recs[id].remote = Some(rep);
+    Ok(shown(m.recs[id].local, n.inet6))
+}
+
+pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
+    // __udp_disconnect(): also on an unconnected socket.
+    let n = m.recs[id].clone();
+    if !n.in_table() {
+        return Ok(());
+    }
+    let any = if n.inet6 { V6_ANY } else { V4_ANY };
+    let r = &mut m.recs[id];
+    r.remote = None;
+    if !n.addr_locked {
+        r.local.0 = any;
+    }
+    if n.port_locked {
+        r.state = State::Bound;
+    } else {
+        // The kernel keeps an address bind() named on the now portless
+        // socket (and uses it at the next autobind); the table's Closed state
+        // holds no address, so the model forgets it too.
+        r.local = (any, 0);
+        r.addr_locked = false;
+        r.forced_v6only = false;
+        m.remove(id, State::Closed);
+    }
+    Ok(())
+}
+
+/// The listener (TCP) / unconnected socket (UDP) stage: the specific
+/// address's list, then the wildcard's; in each, the first socket (in list
+/// order) with the highest score, or its reuseport group.
+pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
+    let tcp = m.tcp();
+    let v4 = l.0.is_ipv4();
+    let mut cands: Vec<usize> = m
+        .live()
+        .filter(|(_, r)| {
+            r.local.1 == l.1
+                && if tcp {
+                    r.state == State::Listen
+                } else {
+                    r.state == State::Bound
+                }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    cands.sort_by_key(|&i| m.recs[i].lpos);
+    let score = |r: &Rec, pass_addr: IpAddr| -> i32 {
+        if v4 {
+            let IpAddr::V4(want) = pass_addr else {
+                return -1;
+            };
+            if v6only(r) || v4_view(r) != want {
+                return -1;
+            }
+            if r.inet6 {
+                1
+            } else {
+                2
+            }
+        } else if r.inet6 && r.local.0 == pass_addr {
+            1
+        } else {
+            -1
+        }
+    };
+    let any = if v4 { V4_ANY } else { V6_ANY };
+    for pass in [l.0, any] {
+        let mut best = 0;
+        let mut result: Option<Expect> = None;
+        for &i in &cands {
+            let r = &m.recs[i];
+            let s = score(r, pass);
+            if s <= best {
+                continue;
+            }
+            best = s;
+            if r.rp {
+                if let Some(g) = r.lgroup {
+                    let members: Vec<usize> = m
+                        .live()
+                        .filter(|(_, x)| x.lgroup == Some(g))
+                        .map(|(j, _)| j)
+                        .collect();
+                    let unconnected: Vec<usize> = members
+                        .iter()
+                        .copied()
+                        .filter(|&j| !m.recs[j].connected())
+                        .collect();
+                    if !unconnected.is_empty() {
+                        let e = if unconnected.len() == 1 {
+                            Expect::One(unconnected[0])
+                        } else {
+                            Expect::AnyOf(unconnected.clone())
+                        };
+                        if unconnected.len() == members.len() {
+                            return e;
+                        }
+                        result = Some(e);
+                        continue;
+                    }
+                }
+            }
+            result = Some(Expect::One(i));
+        }
+        if let Some(e) = result {
+            return e;
+        }
+        if l.0 == any {
+            break;
+        }
+    }
+    Expect::None
+}
