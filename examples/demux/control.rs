@@ -70,6 +70,12 @@ impl FlowCounts {
         self.accepted + self.connected
     }
 
+    /// Flows started: inbound SYNs and outbound connects (those that
+    /// succeeded). This is what `--churn` paces.
+    pub fn started(&self) -> u64 {
+        self.syns + self.connected
+    }
+
     /// PCBs of flows that left the table during the run.
     pub fn closed(&self) -> u64 {
         self.fin_passive + self.rst + self.time_wait_expired
@@ -141,7 +147,7 @@ impl<'a> Control<'a> {
     /// Steps until `deadline`, pacing new flows to the configured churn.
     pub fn run_until(&mut self, deadline: Instant) {
         let start = Instant::now();
-        let base = self.counts.opened() + self.counts.syns;
+        let base = self.counts.started();
         let mut next_restart = start + self.config.restart_every;
         loop {
             let now = Instant::now();
@@ -155,7 +161,7 @@ impl<'a> Control<'a> {
             }
             let due = f64::from(self.config.churn) * (now - start).as_secs_f64();
             let mut budget = 4096;
-            while ((self.counts.opened() + self.counts.syns - base) as f64) < due && budget > 0 {
+            while ((self.counts.started() - base) as f64) < due && budget > 0 {
                 self.step();
                 budget -= 1;
             }

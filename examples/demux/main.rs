@@ -71,7 +71,7 @@ impl From<PolicyArg> for Policy {
 /// replays real captures instead. Either way it ends with a summary and an
 /// invariant check; the exit status is 1 if the check fails.
 #[derive(Debug, Parser)]
-#[command(name = "demux", version)]
+#[command(name = "demux", version, after_help = EXAMPLES)]
 struct Args {
     /// Whose bind-conflict and lookup rules the table follows.
     #[arg(long, value_enum, default_value_t = PolicyArg::Freebsd)]
@@ -105,6 +105,13 @@ struct Args {
     pcap: Vec<PathBuf>,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  cargo run --release --example demux
+  cargo run --release --example demux -- --policy linux --threads 4 --seconds 10
+  cargo run --release --example demux -- --pcap capture.pcap other.pcapng
+  cargo run --release --example demux -- --pcap captures/   # every .pcap/.pcapng in it";
+
 fn parse_seconds(text: &str) -> Result<f64, String> {
     let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
     if seconds > 0.0 && seconds <= 86_400.0 {
@@ -116,15 +123,10 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let passed = if args.pcap.is_empty() {
+    if args.pcap.is_empty() {
         synthetic(&args)
     } else {
         replay(&args)
-    };
-    if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -159,7 +161,8 @@ impl Progress {
     }
 }
 
-fn synthetic(args: &Args) -> bool {
+/// Runs the synthetic workload; fails if an invariant does.
+fn synthetic(args: &Args) -> ExitCode {
     let config = workload::Config {
         policy: args.policy.into(),
         threads: usize::from(args.threads),
@@ -196,12 +199,20 @@ fn synthetic(args: &Args) -> bool {
     match result {
         Ok(summary) => {
             print!("{}", report::workload(&summary));
-            summary.passed()
+            exit_code(summary.passed())
         }
         Err(error) => {
             eprintln!("demux: {error}");
-            false
+            ExitCode::from(2)
         }
+    }
+}
+
+fn exit_code(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -233,7 +244,9 @@ fn is_capture_name(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "pcap" | "pcapng" | "cap"))
 }
 
-fn replay(args: &Args) -> bool {
+/// Replays the captures; fails if an invariant does, and with status 2 if a
+/// file could not be opened at all (a malformed file is not a failure).
+fn replay(args: &Args) -> ExitCode {
     let policy: Policy = args.policy.into();
     let files = capture_files(&args.pcap);
     eprintln!(
@@ -247,6 +260,7 @@ fn replay(args: &Args) -> bool {
     );
     let mut replayer = replay::Replayer::new(policy);
     let start = Instant::now();
+    let mut unopened = 0;
     for (i, path) in files.iter().enumerate() {
         let name = path
             .file_name()
@@ -257,8 +271,11 @@ fn replay(args: &Args) -> bool {
                 replayer.replay(BufReader::new(file));
             }
             Err(error) => {
-                eprintln!("demux: {}: {error}", path.display());
+                progress
+                    .bar
+                    .suspend(|| eprintln!("demux: {}: {error}", path.display()));
                 replayer.unopenable();
+                unopened += 1;
             }
         }
         let packets = replayer.report().packets.total;
@@ -276,5 +293,12 @@ fn replay(args: &Args) -> bool {
     progress.bar.finish_and_clear();
     let report = replayer.report();
     print!("{}", report::replay(report, policy, elapsed));
-    report.passed()
+    if files.is_empty() || unopened > 0 {
+        eprintln!(
+            "demux: {unopened} of {} capture files could not be opened",
+            files.len()
+        );
+        return ExitCode::from(2);
+    }
+    exit_code(report.passed())
 }

@@ -92,26 +92,46 @@ fn outcomes(out: &mut String, outcomes: &Outcomes) {
     }
 }
 
+/// The width summaries wrap at.
+const WIDTH: usize = 100;
+
+/// Writes `items` after a 12-column `head`, separated by ", ", wrapping
+/// before [`WIDTH`].
+fn wrapped(out: &mut String, head: &str, items: &[String]) {
+    let mut line = format!("{head:<12}");
+    let mut first = true;
+    for item in items {
+        if !first && line.len() + 2 + item.len() > WIDTH {
+            let _ = writeln!(out, "{line},");
+            line = format!("{:<12}", "");
+            first = true;
+        }
+        if !first {
+            line.push_str(", ");
+        }
+        line.push_str(item);
+        first = false;
+    }
+    let _ = writeln!(out, "{line}");
+}
+
 fn errors(out: &mut String, errors: &ErrorCounts) {
     if errors.total() == 0 {
         let _ = writeln!(out, "{:<12}none", "errors");
         return;
     }
-    for (i, (name, errno, op, n)) in errors.rows().enumerate() {
-        let head = if i == 0 { "errors" } else { "" };
-        let _ = writeln!(
-            out,
-            "{head:<12}{:<27}{:>15}",
-            format!("{name} ({errno}) on {op}"),
-            thousands(n)
-        );
-    }
+    let rows: Vec<String> = errors
+        .rows()
+        .map(|(name, errno, op, n)| format!("{} x {name} ({errno}) from {op}", thousands(n)))
+        .collect();
+    wrapped(out, "errors", &rows);
 }
 
-fn table(out: &mut String, head: &str, stats: &Stats) {
+fn table(out: &mut String, stats: &Stats) {
     let _ = writeln!(
         out,
-        "{head:<12}{} PCBs: {} listening, {} connected, {} in TIME_WAIT, {} bound; {} group members",
+        "{:<12}{} PCBs: {} listening, {} connected, {} in TIME_WAIT, {} bound; {} in groups",
+        "table",
         thousands(stats.len as u64),
         thousands(stats.listen as u64),
         thousands(stats.connected as u64),
@@ -121,12 +141,17 @@ fn table(out: &mut String, head: &str, stats: &Stats) {
     );
     let _ = writeln!(
         out,
-        "{:<12}exact index {} entries in {} buckets, longest chain {}, {} resizes; {} ports in use, at most {} PCBs on one",
+        "{:<12}exact index: {} entries, {} buckets, longest chain {}, {} resizes",
         "",
         thousands(stats.exact.entries as u64),
         thousands(stats.exact.buckets as u64),
         stats.exact.longest_chain,
         stats.resizes,
+    );
+    let _ = writeln!(
+        out,
+        "{:<12}{} local ports in use, at most {} PCBs on one port",
+        "",
         thousands(stats.ports_in_use as u64),
         thousands(stats.most_on_one_port as u64),
     );
@@ -139,13 +164,19 @@ pub fn workload(summary: &Summary) -> String {
     let packets = summary.packets();
     let _ = writeln!(
         out,
-        "pcbhash demux: synthetic workload, policy {}, seed {}, {} RX thread{}, {} flow slots, churn {}/s",
+        "pcbhash demux: synthetic workload, policy {}, seed {}",
         policy_name(config.policy),
         config.seed,
+    );
+    let _ = writeln!(
+        out,
+        "{:<12}{} RX thread{}, {} flow slots, {} new connections/s, TIME_WAIT {:?}",
+        "setup",
         config.threads,
         if config.threads == 1 { "" } else { "s" },
         thousands(u64::from(config.flows)),
         thousands(u64::from(config.churn)),
+        config.time_wait,
     );
     let mut listeners: Vec<(usize, String)> = Vec::new();
     for id in 0..summary.listeners.len() {
@@ -165,7 +196,7 @@ pub fn workload(summary: &Summary) -> String {
             }
         })
         .collect();
-    let _ = writeln!(out, "{:<12}{}", "listeners", listeners.join(", "));
+    wrapped(&mut out, "listeners", &listeners);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -178,14 +209,9 @@ pub fn workload(summary: &Summary) -> String {
     );
     outcomes(&mut out, &summary.outcomes());
     let hits = summary.listener_hits();
-    let group: Vec<usize> = (0..summary.listeners.len())
-        .filter(|&id| summary.listeners[id].group)
-        .collect();
     for family in [pcbhash::Family::Inet, pcbhash::Family::Inet6] {
-        let members: Vec<usize> = group
-            .iter()
-            .copied()
-            .filter(|&id| summary.listeners[id].family == family)
+        let members: Vec<usize> = (0..summary.listeners.len())
+            .filter(|&id| summary.listeners[id].group && summary.listeners[id].family == family)
             .collect();
         let total: u64 = members.iter().map(|&id| hits[id]).sum();
         if members.is_empty() || total == 0 {
@@ -197,9 +223,8 @@ pub fn workload(summary: &Summary) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<12}{} members of {}: {} of {} lookups",
+            "{:<12}{}: {} of {} lookups, by member",
             "group",
-            members.len(),
             summary.listeners[members[0]].addr,
             shares.join(" / "),
             thousands(total),
@@ -208,30 +233,35 @@ pub fn workload(summary: &Summary) -> String {
     let flows = &summary.flows;
     let _ = writeln!(
         out,
-        "{:<12}opened {} (accepted {}, connected {}); closed {} (peer FIN {}, RST {}, TIME_WAIT expired {}); {} entered TIME_WAIT",
+        "{:<12}opened {}: {} accepted, {} connected (outbound)",
         "flows",
         thousands(flows.opened()),
         thousands(flows.accepted),
         thousands(flows.connected),
+    );
+    let _ = writeln!(
+        out,
+        "{:<12}closed {}: {} after the peer's FIN, {} by RST, {} at the end of TIME_WAIT",
+        "",
         thousands(flows.closed()),
         thousands(flows.fin_passive),
         thousands(flows.rst),
         thousands(flows.time_wait_expired),
-        thousands(flows.fin_active),
     );
     let _ = writeln!(
         out,
-        "{:<12}{} HTTPS workers restarted while traffic flowed; {} flows still open at the end",
+        "{:<12}{} entered TIME_WAIT; {} HTTPS workers restarted; {} flows open at the end",
         "",
+        thousands(flows.fin_active),
         flows.listener_restarts,
         thousands(flows.closed_at_shutdown),
     );
     errors(&mut out, &summary.errors);
-    table(&mut out, "table", &summary.stats);
+    table(&mut out, &summary.stats);
     let checks = summary.checks();
     let _ = writeln!(
         out,
-        "{:<12}{}: {} lookups checked, {} violations ({} unchecked: their flow changed phase mid-lookup)",
+        "{:<12}{}: {} lookups checked, {} violations, {} unchecked (flow changed phase)",
         "invariants",
         if summary.passed() { "PASSED" } else { "FAILED" },
         thousands(checks.checked()),
@@ -253,8 +283,8 @@ pub fn workload(summary: &Summary) -> String {
         out,
         "{:<12}{:<48}{:>15}",
         "",
-        "after closing everything, PCBs left in the table",
-        format!("{} (handles {})", after.len, after.attached),
+        "PCBs left after closing every handle",
+        format!("{} ({} handles)", after.len, after.attached),
     );
     out
 }
@@ -266,7 +296,7 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
     let packets = &report.packets;
     let _ = writeln!(
         out,
-        "pcbhash demux: replay of {} capture{}, policy {}",
+        "pcbhash demux: replay of {} capture file{}, policy {}",
         thousands(files.total),
         if files.total == 1 { "" } else { "s" },
         policy_name(policy),
@@ -274,7 +304,7 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<12}{} read ({} pcap, {} pcapng), {} unreadable, {} cut short by a bad record",
+        "{:<12}{} read ({} pcap, {} pcapng), {} unreadable, {} ending in a bad record",
         "files",
         thousands(files.read()),
         thousands(files.pcap),
@@ -288,7 +318,7 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
         .map(|(name, n)| format!("{name} {}", thousands(*n)))
         .collect();
     if !links.is_empty() {
-        let _ = writeln!(out, "{:<12}{} (files)", "link types", links.join(", "));
+        wrapped(&mut out, "link types", &links);
     }
     let _ = writeln!(
         out,
@@ -300,57 +330,80 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
         thousands(packets.parsed()),
         thousands(packets.unparseable()),
     );
-    let _ = writeln!(
-        out,
-        "{:<12}TCP {}, UDP {}; not for a socket: {} non-IP, {} other IP protocols, {} IP fragments, {} bad ports or addresses",
+    wrapped(
+        &mut out,
         "  parsed",
-        thousands(packets.tcp),
-        thousands(packets.udp),
-        thousands(packets.non_ip),
-        thousands(packets.other_ip),
-        thousands(packets.fragments),
-        thousands(packets.bad_endpoints),
+        &[
+            format!("TCP {}", thousands(packets.tcp)),
+            format!("UDP {}", thousands(packets.udp)),
+            format!("non-IP {}", thousands(packets.non_ip)),
+            format!("other IP protocols {}", thousands(packets.other_ip)),
+            format!("IP fragments {}", thousands(packets.fragments)),
+            format!(
+                "bad ports or addresses {}",
+                thousands(packets.bad_endpoints)
+            ),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "{:<12}link header {}, IP header {}, TCP/UDP header {}, unsupported link type {}",
-        "  unparse.",
-        thousands(packets.bad_link),
-        thousands(packets.bad_ip),
-        thousands(packets.bad_transport),
-        thousands(packets.unsupported_link),
+    wrapped(
+        &mut out,
+        "  unparsed",
+        &[
+            format!("unreadable record {}", thousands(packets.bad_records)),
+            format!("link header {}", thousands(packets.bad_link)),
+            format!("IP header {}", thousands(packets.bad_ip)),
+            format!("TCP/UDP header {}", thousands(packets.bad_transport)),
+            format!("unknown link type {}", thousands(packets.unsupported_link)),
+        ],
     );
     outcomes(&mut out, &report.outcomes);
     let actions = &report.actions;
-    let _ = writeln!(
-        out,
-        "{:<12}TCP: {} listeners opened for SYNs, {} accepted, {} connected; {} FIN -> TIME_WAIT, {} closed by FIN, {} by RST, {} TIME_WAIT reused by a SYN",
-        "actions",
-        thousands(actions.listeners),
-        thousands(actions.accepted),
-        thousands(actions.connected),
-        thousands(actions.time_wait),
-        thousands(actions.fin_closed),
-        thousands(actions.rst_closed),
-        thousands(actions.time_wait_reused),
+    wrapped(
+        &mut out,
+        "TCP",
+        &[
+            format!("{} listeners opened for SYNs", thousands(actions.listeners)),
+            format!("{} accepted", thousands(actions.accepted)),
+            format!("{} connected", thousands(actions.connected)),
+            format!("{} into TIME_WAIT", thousands(actions.time_wait)),
+            format!("{} closed after FIN", thousands(actions.fin_closed)),
+            format!("{} by RST", thousands(actions.rst_closed)),
+            format!("{} TIME_WAIT reused", thousands(actions.time_wait_reused)),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "{:<12}UDP: {} servers bound for datagrams, {} client sockets connected; {} PCBs expired by capture time",
-        "",
-        thousands(actions.udp_servers),
-        thousands(actions.udp_clients),
-        thousands(actions.expired),
+    wrapped(
+        &mut out,
+        "UDP",
+        &[
+            format!(
+                "{} servers bound for datagrams",
+                thousands(actions.udp_servers)
+            ),
+            format!(
+                "{} client sockets connected",
+                thousands(actions.udp_clients)
+            ),
+            format!(
+                "{} PCBs expired by capture time",
+                thousands(actions.expired)
+            ),
+        ],
     );
     errors(&mut out, &report.errors);
     let checks = &report.checks;
     let _ = writeln!(
         out,
-        "{:<12}{}: {} lookups checked, {} violations; {} of {} files left both tables empty once closed",
+        "{:<12}{}: {} lookups checked, {} violations, {} reader panics",
         "invariants",
         if report.passed() { "PASSED" } else { "FAILED" },
         thousands(checks.checked),
         thousands(checks.violations),
+        files.panicked,
+    );
+    let _ = writeln!(
+        out,
+        "{:<12}{} of {} files left both tables empty once every handle was closed",
+        "",
         thousands(checks.clean_files),
         thousands(files.read()),
     );
