@@ -262,7 +262,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Summa
                 control
             })
             .expect("spawning the control thread");
-        while !control_thread.is_finished() {
+        // At least one report, however short the run.
+        loop {
             thread::sleep(PROGRESS_EVERY);
             progress(&Progress {
                 elapsed: start.elapsed(),
@@ -271,6 +272,9 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Summa
                 opened: shared.opened.load(Ordering::Relaxed),
                 closed: shared.closed.load(Ordering::Relaxed),
             });
+            if control_thread.is_finished() {
+                break;
+            }
         }
         let control = control_thread.join().expect("the control thread panicked");
         shared.stop.store(true, Ordering::Relaxed);
