@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{self, PcbView, Policy, Protocol};
+use crate::policy::{self, AfterFailedConnect, PcbView, Policy, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::Shared;
@@ -78,6 +78,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             pinned = pinned | Flags::PORT_LOCKED;
         }
+        pinned = pinned | policy::bind_sets(self.rules, &me, &local);
         let (bound, held) = self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)?;
         if !policy::group_joins_at_listen(self.rules) {
             self.join_group(&held, inner, &guard);
@@ -106,16 +107,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             let held = self.ports.lock(local.port);
             let owners = self.owners(local.port, inner, guard);
-            policy::bind_conflict(self.rules, &new, &owners)?;
+            let memo = self.memos.get(local.port);
+            policy::bind_conflict(self.rules, &new, &owners, memo)?;
             self.link_unconnected(&held, inner, local, new.flags, true, guard);
+            self.memos.set(
+                local.port,
+                policy::bound(self.rules, &new, &owners, memo, false),
+            );
             return Ok((local, held));
         }
         let listening = state == State::Listen;
-        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> = match self.rules.policy {
-            Policy::FreeBsd => Box::new(self.ephemeral.freebsd()),
-            Policy::Linux => Box::new(self.ephemeral.linux_bind(me.flags.reuse_addr())),
-        };
-        for (_, port) in &mut candidates {
+        for (_, port) in self.bind_candidates(me) {
             new.local = local.with_port(port);
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, guard);
@@ -126,9 +128,23 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.ephemeral.freebsd_found(port);
             }
             self.link_unconnected(&held, inner, new.local, new.flags, true, guard);
+            let memo = self.memos.get(port);
+            self.memos
+                .set(port, policy::bound(self.rules, &new, &owners, memo, false));
             return Ok((new.local, held));
         }
         Err(policy::bind_exhausted(self.rules))
+    }
+
+    /// The ephemeral ports `bind(port 0)` tries, in order.
+    fn bind_candidates(&self, me: &PcbView) -> Box<dyn Iterator<Item = (u32, u16)> + '_> {
+        match (self.rules.policy, self.rules.protocol) {
+            (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
+            (Policy::Linux, Protocol::Tcp) => {
+                Box::new(self.ephemeral.linux_bind(me.flags.reuse_addr()))
+            }
+            (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
+        }
     }
 
     /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
@@ -144,16 +160,24 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         inner.tuple.replace(Tuple::bound(local), guard);
         if fresh {
-            inner.seq.store(
-                self.next_seq.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.stamp_seq(inner, flags);
         }
         inner.flags.update(|_| flags);
         let entry = self
             .ports
             .insert(held, List::Unconnected, inner.clone(), guard);
         *lock(&inner.port_entry) = Some(entry);
+    }
+
+    /// Gives `inner` its place among the PCBs of its port (`PcbView::seq`),
+    /// as the policy orders an insertion with `flags`. Caller holds the port's
+    /// lock.
+    fn stamp_seq(&self, inner: &PcbInner<S>, flags: Flags) {
+        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        inner.seq.store(
+            policy::insertion_seq(self.rules, inner.family, flags, counter),
+            Ordering::Relaxed,
+        );
     }
 
     /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
@@ -169,10 +193,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         inner.tuple.replace(tuple, guard);
         if fresh {
-            inner.seq.store(
-                self.next_seq.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.stamp_seq(inner, flags);
         }
         inner.flags.update(|_| flags.with_state(State::Connected));
         self.exact
@@ -266,18 +287,31 @@ impl<S: Send + Sync + 'static> Shared<S> {
             State::Listen => return Ok(()),
             State::Connected | State::TimeWait | State::Dropped => return Err(Error::InvalidInput),
             State::Closed => {
-                let any = Endpoint::unspecified(inner.family);
+                // The address a failed connect() left (Linux), or the wildcard.
+                let any = me.local.with_port(0);
                 self.bind_locked(inner, &me, any, Flags::EMPTY, State::Listen, &guard)?
                     .1
             }
             State::Bound => {
                 let held = self.ports.lock(me.local.port);
                 let owners = self.owners(me.local.port, inner, &guard);
-                policy::listen_check(self.rules, &me, &owners)?;
+                let memo = self.memos.get(me.local.port);
+                policy::listen_check(self.rules, &me, &owners, memo)?;
+                let listening = PcbView {
+                    flags: me.flags.with_state(State::Listen),
+                    ..me
+                };
+                self.memos.set(
+                    me.local.port,
+                    policy::bound(self.rules, &listening, &owners, memo, true),
+                );
                 held
             }
         };
-        inner.flags.set_state(State::Listen);
+        let flags = inner.flags.set_state(State::Listen);
+        if policy::inserts_at_listen(self.rules) {
+            self.stamp_seq(inner, flags);
+        }
         self.join_group(&held, inner, &guard);
         Ok(())
     }
@@ -292,7 +326,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let peer = policy::check_connect(self.rules, &me, remote)?;
-        let source = if me.state() == State::Bound && !me.local.is_wildcard() {
+        let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
             (self.source_address)(remote.ip())
@@ -309,12 +343,26 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: peer,
             };
             let held = self.ports.lock(me.local.port);
-            if self.exact_holder(&tuple, &guard).is_some() {
-                return Err(policy::connect_tuple_taken(self.rules));
-            }
+            let holder = self.exact_holder(&tuple, &guard).cloned();
+            let replace = match &holder {
+                Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
+                    Ok(replace) => replace,
+                    Err(error) => {
+                        self.connect_failed(&held, inner, &me, source, &guard);
+                        return Err(error);
+                    }
+                },
+                None => TupleTaken::Share,
+            };
             self.ports.begin_move(&held);
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
+            if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
+                // A TIME_WAIT twin gives way to the new connection.
+                self.unlink(&held, &old, &guard);
+                old.flags.set_state(State::Dropped);
+                old.socket.clear();
+            }
             self.ports.end_move(&held);
             return Ok(tuple.local.to_socket(inner.family));
         }
@@ -325,10 +373,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
             },
             remote: peer,
         });
-        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> = match self.rules.policy {
-            Policy::FreeBsd => Box::new(self.ephemeral.freebsd()),
-            Policy::Linux => Box::new(self.ephemeral.linux_connect(flow)),
-        };
+        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> =
+            match (self.rules.policy, self.rules.protocol) {
+                (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
+                (Policy::Linux, Protocol::Tcp) => Box::new(self.ephemeral.linux_connect(flow)),
+                (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
+            };
         let flags = me.flags | Flags::CONNECT_BIND;
         for (attempt, port) in &mut candidates {
             let tuple = Tuple {
@@ -349,14 +399,52 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref()) {
                 continue;
             }
-            match self.rules.policy {
-                Policy::FreeBsd => self.ephemeral.freebsd_found(port),
-                Policy::Linux => self.ephemeral.linux_connect_found(flow, attempt),
+            match (self.rules.policy, self.rules.protocol) {
+                (Policy::FreeBsd, _) => self.ephemeral.freebsd_found(port),
+                (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
+                (Policy::Linux, Protocol::Udp) => {}
             }
             self.link_connected(&held, inner, tuple, flags, true, &guard);
             return Ok(tuple.local.to_socket(inner.family));
         }
         Err(Error::AddrNotAvailable)
+    }
+
+    /// What a `connect()` refused by the 4-tuple check leaves of the bound
+    /// PCB `me` (Linux: it may move to the source address, or lose its port).
+    /// Caller holds the port's lock.
+    fn connect_failed(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        match policy::after_failed_connect(self.rules, me, source) {
+            AfterFailedConnect::Unchanged => {}
+            AfterFailedConnect::Rebound(ip) => {
+                let local = Endpoint { ip, ..me.local };
+                self.ports.begin_move(held);
+                let old = lock(&inner.port_entry).take();
+                self.link_unconnected(held, inner, local, me.flags, false, guard);
+                if let Some(old) = old {
+                    self.ports.remove(held, old, guard);
+                }
+                self.ports.end_move(held);
+            }
+            AfterFailedConnect::Released(ip) => {
+                self.unlink(held, inner, guard);
+                inner
+                    .tuple
+                    .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
+                inner.flags.update(|flags| {
+                    flags
+                        .without(Flags::PORT_LOCKED | Flags::CONNECT_BIND)
+                        .with_state(State::Closed)
+                });
+            }
+        }
     }
 
     /// The passive open on `listener`.
