@@ -10,7 +10,8 @@
 //! - `sk_rcv_saddr`, the IPv4 address: `0.0.0.0` for `::`, and the placeholder
 //!   `127.0.0.6` (`LOOPBACK4_IPV6`) for a specific IPv6 address;
 //! - `ipv6_only_sock()`: IPV6_V6ONLY, which `bind()` forces on for a specific
-//!   IPv6 address and which a TIME_WAIT socket never has (`tw_ipv6only = 0`).
+//!   IPv6 address, and which a TIME_WAIT socket keeps (`inet_twsk_alloc`
+//!   clears `tw_ipv6only`, but `tcp_time_wait` copies it back for IPv6).
 //!
 //! The predicates below follow `ipv4_rcv_saddr_equal`, `ipv6_rcv_saddr_equal`,
 //! `inet_rcv_saddr_equal`, `inet_use_hash2_on_bind` and
@@ -20,7 +21,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::addr::Family;
-use crate::flags::State;
 use crate::policy::PcbView;
 
 /// `LOOPBACK4_IPV6`: the `sk_rcv_saddr` of an AF_INET6 socket on a specific
@@ -96,11 +96,11 @@ impl Sk {
     }
 }
 
-/// `ipv6_only_sock()`, as the kernel stores it: IPV6_V6ONLY of an AF_INET6
-/// socket (the table sets it on a bind to a specific IPv6 address, as the
-/// kernel does), never for a TIME_WAIT socket.
+/// `ipv6_only_sock()`: IPV6_V6ONLY of an AF_INET6 socket (the table sets it
+/// on a bind to a specific IPv6 address, as the kernel does), TIME_WAIT
+/// included.
 pub(crate) fn ipv6_only_sock(view: &PcbView) -> bool {
-    view.family == Family::Inet6 && view.flags.v6only() && view.state() != State::TimeWait
+    view.family == Family::Inet6 && view.flags.v6only()
 }
 
 /// The three address types the comparisons tell apart (`ipv6_addr_type()`
