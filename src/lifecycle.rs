@@ -79,7 +79,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
             pinned = pinned | Flags::PORT_LOCKED;
         }
         pinned = pinned | policy::bind_sets(self.rules, &me, &local);
-        let (bound, held) = self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)?;
+        let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
+        {
+            Ok(bound) => bound,
+            Err(error) => {
+                let unbound = Tuple::unbound(inner.family);
+                if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
+                    // The PCB is not in the table: nothing else sees it.
+                    inner.tuple.replace(unbound, &guard);
+                }
+                return Err(error);
+            }
+        };
         if !policy::group_joins_at_listen(self.rules) {
             self.join_group(&held, inner, &guard);
         } else if policy::group_key(self.rules, &inner.view(&guard)).is_some() {
@@ -324,8 +335,22 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Result<SocketAddr, Error> {
         let _owner = lock(&inner.owner);
         let guard = crossbeam_epoch::pin();
-        let me = inner.view(&guard);
+        let mut me = inner.view(&guard);
+        if policy::binds_before_connect(self.rules, &me) {
+            // Linux `inet_dgram_connect`: the port comes first, even if the
+            // checks below then fail.
+            let local = me.local.with_port(0);
+            match self.bind_locked(inner, &me, local, Flags::EMPTY, State::Bound, &guard) {
+                Ok((_, held)) => self.join_group_if_bound_member(&held, inner, &guard),
+                Err(_) => return Err(policy::connect_autobind_failed(self.rules)),
+            }
+            me = inner.view(&guard);
+        }
         let peer = policy::check_connect(self.rules, &me, remote)?;
+        if me.state() == State::Connected {
+            // Connecting again (Linux UDP): same local address and port.
+            return Ok(self.reconnect(inner, &me, peer, &guard));
+        }
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
@@ -410,6 +435,31 @@ impl<S: Send + Sync + 'static> Shared<S> {
         Err(Error::AddrNotAvailable)
     }
 
+    /// A connected PCB connects to another peer (Linux UDP): the exact index
+    /// gets the new 4-tuple before it loses the old one.
+    fn reconnect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        peer: Endpoint,
+        guard: &Guard,
+    ) -> SocketAddr {
+        let tuple = Tuple {
+            local: me.local,
+            remote: peer,
+        };
+        if peer != me.remote {
+            let held = self.ports.lock(me.local.port);
+            self.ports.begin_move(&held);
+            self.exact
+                .insert(self.tuple_hash(&tuple), tuple, inner.clone(), guard);
+            inner.tuple.replace(tuple, guard);
+            self.unlink_exact_by(me, inner, guard);
+            self.ports.end_move(&held);
+        }
+        tuple.local.to_socket(inner.family)
+    }
+
     /// What a `connect()` refused by the 4-tuple check leaves of the bound
     /// PCB `me` (Linux: it may move to the source address, or lose its port).
     /// Caller holds the port's lock.
@@ -434,15 +484,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.ports.end_move(held);
             }
             AfterFailedConnect::Released(ip) => {
-                self.unlink(held, inner, guard);
-                inner
-                    .tuple
-                    .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
-                inner.flags.update(|flags| {
-                    flags
-                        .without(Flags::PORT_LOCKED | Flags::CONNECT_BIND)
-                        .with_state(State::Closed)
-                });
+                let kept = PcbView {
+                    local: Endpoint { ip, ..me.local },
+                    ..*me
+                };
+                let keep_addr = me.flags.contains(Flags::ADDR_LOCKED);
+                self.release_port(held, inner, &kept, keep_addr, guard);
             }
         }
     }
@@ -491,6 +538,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let keep = policy::disconnect(self.rules, &me)?;
+        if me.state() == State::Bound && !keep.keep_port {
+            // Linux `__udp_disconnect` also runs on a PCB that is only bound:
+            // a port that bind() chose goes back.
+            let held = self.ports.lock(me.local.port);
+            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            return Ok(());
+        }
         if me.state() != State::Connected {
             return Ok(());
         }
@@ -515,16 +569,42 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.unlink_exact_by(&me, inner, &guard);
             self.join_group_if_bound_member(&held, inner, &guard);
         } else {
-            self.unlink(&held, inner, &guard);
-            inner.tuple.replace(Tuple::unbound(inner.family), &guard);
-            inner.flags.update(|flags| {
-                flags
-                    .without(Flags::CONNECT_BIND | Flags::ADDR_LOCKED | Flags::PORT_LOCKED)
-                    .with_state(State::Closed)
-            });
+            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
         }
         self.ports.end_move(&held);
         Ok(())
+    }
+
+    /// Takes `inner` out of the table, back to `Closed`; an address bound
+    /// explicitly stays for a later `connect()` or `listen()` when
+    /// `keep_addr` (Linux keeps it while SOCK_BINDADDR_LOCK is set). Caller
+    /// holds the port's lock.
+    fn release_port(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        keep_addr: bool,
+        guard: &Guard,
+    ) {
+        self.unlink(held, inner, guard);
+        let ip = if keep_addr {
+            me.local.ip
+        } else {
+            Endpoint::unspecified(inner.family).ip
+        };
+        inner
+            .tuple
+            .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
+        inner.flags.update(|flags| {
+            let mut flags = flags
+                .without(Flags::CONNECT_BIND | Flags::PORT_LOCKED)
+                .with_state(State::Closed);
+            if !keep_addr {
+                flags = flags.without(Flags::ADDR_LOCKED);
+            }
+            flags
+        });
     }
 
     fn unlink_exact_by(&self, before: &PcbView, inner: &Arc<PcbInner<S>>, guard: &Guard) {

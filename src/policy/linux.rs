@@ -263,9 +263,14 @@ pub(crate) fn check_connect(
         // UDP may connect again to another peer.
         (State::Closed | State::Bound, _) | (State::Connected, Protocol::Udp) => {}
     }
-    match (me.family, remote) {
-        (Family::Inet, SocketAddr::V6(_)) => return Err(Error::FamilyNotSupported),
-        (Family::Inet6, SocketAddr::V4(_)) => return Err(Error::InvalidInput),
+    match (me.family, remote, protocol) {
+        (Family::Inet, SocketAddr::V6(_), _) => return Err(Error::FamilyNotSupported),
+        // `__ip6_datagram_connect` takes a `sockaddr_in` as IPv4, unless V6ONLY.
+        (Family::Inet6, SocketAddr::V4(_), Protocol::Udp) if ipv6_only_sock(me) => {
+            return Err(Error::FamilyNotSupported)
+        }
+        // TCP: a `sockaddr_in` is shorter than SIN6_LEN_RFC2133.
+        (Family::Inet6, SocketAddr::V4(_), Protocol::Tcp) => return Err(Error::InvalidInput),
         _ => {}
     }
     let peer = Endpoint::new(remote);
@@ -397,8 +402,8 @@ pub(crate) fn wildcard_rank(
 /// insertions count down.
 const LIST_MIDDLE: u64 = 1 << 62;
 
-/// `__inet_hash` (listeners, at `listen()`) and `udp_lib_get_port` (the
-/// per-address list, at bind): an AF_INET6 SO_REUSEPORT socket goes to the
+/// `__inet_hash` (listeners, at `listen()`) and `udp_lib_get_port` (both of
+/// its lists, at bind): an AF_INET6 SO_REUSEPORT socket goes to the
 /// tail of its list, any other socket to the head. A lookup takes the first
 /// socket of the best score in list order, so among equals the newest head
 /// insertion wins, and without one the oldest tail insertion. The `seq`
@@ -409,11 +414,6 @@ pub(crate) fn insertion_seq(family: Family, flags: Flags, counter: u64) -> u64 {
     } else {
         LIST_MIDDLE + counter
     }
-}
-
-/// The insertion counter back from a `seq`: larger is newer.
-pub(crate) fn insertion_order(seq: u64) -> u64 {
-    seq.abs_diff(LIST_MIDDLE)
 }
 
 /// `inet_reuseport_add_sock` / `udp_reuseport_add_sock`: same family, V6ONLY,

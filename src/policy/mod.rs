@@ -320,6 +320,30 @@ pub(crate) fn check_connect(
     }
 }
 
+/// Whether a `bind()` that found its port taken leaves the PCB without the
+/// address it may have kept from an earlier bind (Linux `__inet_bind` and
+/// `__inet6_bind` store the new address before `get_port()` and reset it to
+/// the wildcard when that fails).
+pub(crate) fn failed_bind_forgets_address(rules: Rules) -> bool {
+    rules.policy == Policy::Linux
+}
+
+/// Whether `connect()` on `me` binds a port before it looks at the peer
+/// (Linux `inet_dgram_connect` for an unbound UDP socket).
+pub(crate) fn binds_before_connect(rules: Rules, me: &PcbView) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp && me.state() == State::Closed
+}
+
+/// The error of `connect()` when that early bind finds no port.
+pub(crate) fn connect_autobind_failed(rules: Rules) -> Error {
+    match rules.policy {
+        Policy::FreeBsd => Error::AddrNotAvailable,
+        // `inet_autobind` gives EAGAIN, which `Error` cannot say yet: the
+        // closest it has is the TCP exhaustion error.
+        Policy::Linux => Error::AddrNotAvailable,
+    }
+}
+
 /// Whether connecting `new` (a connected view on a candidate ephemeral port) is
 /// refused on that port. `holder` is the PCB that already has the 4-tuple.
 pub(crate) fn connect_port_busy(

@@ -251,6 +251,20 @@ pub fn connect(socket: &Socket, to: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// `connect(AF_UNSPEC)`: dissolves a UDP association.
+pub fn disconnect(socket: &Socket) -> io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+    // SAFETY: `sockaddr` is plain data; all-zero is AF_UNSPEC.
+    let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket and `unspec` a valid `sockaddr` of
+    // `len` bytes that outlives the call.
+    if unsafe { libc::connect(fd, &unspec, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Accepts one pending connection on `listener` without blocking, as `uid`.
 ///
 /// `accept(2)` gives the connection a new `struct socket` and `sock_graft`

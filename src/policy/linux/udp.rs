@@ -5,16 +5,16 @@
 //! an overlapping address and port completely. Otherwise two overlapping
 //! sockets may share only if both set SO_REUSEPORT and have the same owner.
 //!
-//! An explicit bind scans the port's sockets in the kernel's list order
-//! (newest first) and stops at the first overlapping one that is not an
-//! SO_REUSEADDR pair: an SO_REUSEPORT pair of the same owner there lets the
-//! bind through without looking further. With more than ten sockets on the
+//! An explicit bind scans the port's sockets in the kernel's list order and
+//! stops at the first overlapping one that is not an SO_REUSEADDR pair: an
+//! SO_REUSEPORT pair of the same owner there lets the bind through without
+//! looking further. The list has the newest socket first, except that
+//! AF_INET6 SO_REUSEPORT sockets join at its tail (`seq` encodes that order). With more than ten sockets on the
 //! port, a specific-address bind scans only its own address's sockets, then
 //! the wildcard ones (`udp_lib_lport_inuse2`).
 
 use std::cmp::Reverse;
 
-use super::insertion_order;
 use super::saddr::{inet_rcv_saddr_equal, Sk};
 use crate::policy::PcbView;
 
@@ -41,10 +41,10 @@ pub(crate) fn bind_conflict(new: &PcbView, owners: &[PcbView]) -> bool {
     if sk.is_specific() && owners.len() > PRIMARY_SCAN_MAX {
         return hash2_conflict(new, &sk, owners);
     }
-    // The port's primary list: every socket at the head, newest first.
-    let mut newest_first: Vec<&PcbView> = owners.iter().collect();
-    newest_first.sort_by_key(|o| Reverse(insertion_order(o.seq)));
-    newest_first
+    // The port's list, in the order `seq` encodes.
+    let mut in_list_order: Vec<&PcbView> = owners.iter().collect();
+    in_list_order.sort_by_key(|o| Reverse(o.seq));
+    in_list_order
         .into_iter()
         .find_map(|o| shares(new, &sk, o))
         .is_some_and(|share| !share)
