@@ -293,4 +293,48 @@ mod tests {
         let again = eph.linux_connect(flow).next().unwrap().1;
         assert_ne!(again, first[0], "the perturbation slot advances");
     }
+
+    #[test]
+    fn linux_connect_counts_two_per_port_in_each_pass() {
+        let eph = Ephemeral::new(40000..=40003, 5, true);
+        let candidates: Vec<Candidate> = eph.linux_connect(42).collect();
+        let indexes: Vec<u32> = candidates.iter().map(|&(i, _)| i).collect();
+        assert_eq!(indexes, vec![0, 2, 0, 2]);
+        let ports: HashSet<u16> = candidates.iter().map(|&(_, p)| p).collect();
+        assert_eq!(ports, (40000..=40003).collect());
+        assert!(candidates[..2].iter().all(|&(_, p)| p % 2 == 0));
+    }
+
+    #[test]
+    fn linux_scans_leave_out_the_last_port_of_an_odd_range() {
+        let eph = Ephemeral::new(40000..=40002, 5, true);
+        for reuse_addr in [false, true] {
+            let ports: Vec<u16> = eph.linux_bind(reuse_addr).map(|(_, p)| p).collect();
+            assert_eq!(ports, vec![40001, 40000]);
+        }
+        let ports: Vec<u16> = eph.linux_connect(9).map(|(_, p)| p).collect();
+        assert_eq!(ports, vec![40000, 40001]);
+        let single = Ephemeral::new(40000..=40000, 5, true);
+        assert_eq!(
+            single.linux_bind(false).map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![40000]
+        );
+        assert_eq!(
+            single.linux_connect(1).map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![40000]
+        );
+    }
+
+    #[test]
+    fn linux_udp_tries_every_port_once_from_a_random_start() {
+        let eph = Ephemeral::new(40000..=40063, 5, true);
+        for _ in 0..8 {
+            let ports: Vec<u16> = eph.linux_udp().map(|(_, p)| p).collect();
+            assert_eq!(ports.len(), 64);
+            assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 64);
+            for pair in ports.windows(2) {
+                assert!(pair[1] == pair[0] + 1 || (pair[0] == 40063 && pair[1] == 40000));
+            }
+        }
+    }
 }

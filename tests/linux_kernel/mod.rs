@@ -13,6 +13,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod dual;
+
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
