@@ -3,7 +3,14 @@
 //!
 //! Lock order: the PCB's owner lock, then one port lock, then (leaf locks)
 //! the PCB's port-entry cell and exact-index buckets. Every check that can fail
-//! runs before the first change, so a failing call changes nothing.
+//! runs before the first change, so a failing call changes nothing, except
+//! where the Linux kernel itself leaves traces of a failed call, which
+//! `Policy::Linux` reproduces: a UDP `connect()` keeps the port it bound
+//! before checking the peer (`inet_dgram_connect`), a TCP `connect()` refused
+//! by the 4-tuple check gives back a port that `bind()` chose or keeps its
+//! source address (`tcp_v4_connect`'s failure path), and a `bind()` that
+//! finds its port taken forgets an address kept from an earlier bind
+//! (`__inet_bind`).
 //!
 //! Every change to which index holds a PCB happens under its port's lock; so
 //! does every state change that another PCB's conflict check reads.

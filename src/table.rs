@@ -498,7 +498,10 @@ impl Builder {
             exact: RawMap::with_capacity(self.capacity),
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
-            memos: PortMemos::new(),
+            memos: PortMemos::for_rules(Rules {
+                policy: self.policy,
+                protocol: self.protocol,
+            }),
             source_address: self
                 .source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),

@@ -553,9 +553,9 @@ pub(crate) enum PortMemo {
     LinuxStrict(linux::FastOwner),
 }
 
-/// Stripes of the per-port memory; a writer of port `p` holds `p`'s port lock,
-/// so the stripe lock is never contended by writers of the same port.
-const MEMO_STRIPES: usize = 64;
+/// Stripes of the per-port memory, as many as the port lock has: a writer of
+/// port `p` holds `p`'s port lock, so no two writers meet on a stripe.
+const MEMO_STRIPES: usize = 256;
 
 /// Per-port [`PortMemo`]s of one table. Read and written only by writers that
 /// hold the port's lock; never read by lookups.
@@ -563,33 +563,41 @@ const MEMO_STRIPES: usize = 64;
 /// This type maintains the invariant that it stores no [`PortMemo::Empty`]
 /// entry, so its size is bounded by the ports whose memory is not empty.
 pub(crate) struct PortMemos {
+    /// Empty when the rules keep no memory (every call is then a no-op).
     stripes: Box<[Mutex<HashMap<u16, PortMemo>>]>,
 }
 
 impl PortMemos {
-    pub(crate) fn new() -> Self {
+    /// The memory a table with `rules` needs: Linux TCP keeps the bind
+    /// buckets' fast-reuse record, the others keep nothing.
+    pub(crate) fn for_rules(rules: Rules) -> Self {
+        let stripes = if rules.policy == Policy::Linux && rules.protocol == Protocol::Tcp {
+            MEMO_STRIPES
+        } else {
+            0
+        };
         Self {
-            stripes: (0..MEMO_STRIPES)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            stripes: (0..stripes).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
-    fn stripe(&self, port: u16) -> &Mutex<HashMap<u16, PortMemo>> {
-        &self.stripes[port as usize % MEMO_STRIPES]
+    fn stripe(&self, port: u16) -> Option<&Mutex<HashMap<u16, PortMemo>>> {
+        self.stripes.get(port as usize % MEMO_STRIPES)
     }
 
     /// The memory of `port`. Call under the port's lock.
     pub(crate) fn get(&self, port: u16) -> PortMemo {
-        lock(self.stripe(port))
-            .get(&port)
-            .copied()
+        self.stripe(port)
+            .and_then(|stripe| lock(stripe).get(&port).copied())
             .unwrap_or_default()
     }
 
     /// Replaces the memory of `port`. Call under the port's lock.
     pub(crate) fn set(&self, port: u16, memo: PortMemo) {
-        let mut map = lock(self.stripe(port));
+        let Some(stripe) = self.stripe(port) else {
+            return;
+        };
+        let mut map = lock(stripe);
         if memo == PortMemo::Empty {
             map.remove(&port);
         } else {
