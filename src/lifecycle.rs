@@ -3,7 +3,14 @@
 //!
 //! Lock order: the PCB's owner lock, then one port lock, then (leaf locks)
 //! the PCB's port-entry cell and exact-index buckets. Every check that can fail
-//! runs before the first change, so a failing call changes nothing.
+//! runs before the first change, so a failing call changes nothing, except
+//! where the Linux kernel itself leaves traces of a failed call, which
+//! `Policy::Linux` reproduces: a UDP `connect()` keeps the port it bound
+//! before checking the peer (`inet_dgram_connect`), a TCP `connect()` refused
+//! by the 4-tuple check gives back a port that `bind()` chose or keeps its
+//! source address (`tcp_v4_connect`'s failure path), and a `bind()` that
+//! finds its port taken forgets an address kept from an earlier bind
+//! (`__inet_bind`).
 //!
 //! Every change to which index holds a PCB happens under its port's lock; so
 //! does every state change that another PCB's conflict check reads.
@@ -17,7 +24,7 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{self, PcbView, Policy, Protocol};
+use crate::policy::{self, AfterFailedConnect, PcbView, Policy, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::Shared;
@@ -78,7 +85,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             pinned = pinned | Flags::PORT_LOCKED;
         }
-        let (bound, held) = self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)?;
+        pinned = pinned | policy::bind_sets(self.rules, &me, &local);
+        let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
+        {
+            Ok(bound) => bound,
+            Err(error) => {
+                let unbound = Tuple::unbound(inner.family);
+                if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
+                    // The PCB is not in the table: nothing else sees it.
+                    inner.tuple.replace(unbound, &guard);
+                }
+                return Err(error);
+            }
+        };
         if !policy::group_joins_at_listen(self.rules) {
             self.join_group(&held, inner, &guard);
         } else if policy::group_key(self.rules, &inner.view(&guard)).is_some() {
@@ -106,16 +125,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             let held = self.ports.lock(local.port);
             let owners = self.owners(local.port, inner, guard);
-            policy::bind_conflict(self.rules, &new, &owners)?;
+            let memo = self.memos.get(local.port);
+            policy::bind_conflict(self.rules, &new, &owners, memo)?;
             self.link_unconnected(&held, inner, local, new.flags, true, guard);
+            self.memos.set(
+                local.port,
+                policy::bound(self.rules, &new, &owners, memo, false),
+            );
             return Ok((local, held));
         }
         let listening = state == State::Listen;
-        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> = match self.rules.policy {
-            Policy::FreeBsd => Box::new(self.ephemeral.freebsd()),
-            Policy::Linux => Box::new(self.ephemeral.linux_bind(me.flags.reuse_addr())),
-        };
-        for (_, port) in &mut candidates {
+        for (_, port) in self.bind_candidates(me) {
             new.local = local.with_port(port);
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, guard);
@@ -126,9 +146,23 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.ephemeral.freebsd_found(port);
             }
             self.link_unconnected(&held, inner, new.local, new.flags, true, guard);
+            let memo = self.memos.get(port);
+            self.memos
+                .set(port, policy::bound(self.rules, &new, &owners, memo, false));
             return Ok((new.local, held));
         }
         Err(policy::bind_exhausted(self.rules))
+    }
+
+    /// The ephemeral ports `bind(port 0)` tries, in order.
+    fn bind_candidates(&self, me: &PcbView) -> Box<dyn Iterator<Item = (u32, u16)> + '_> {
+        match (self.rules.policy, self.rules.protocol) {
+            (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
+            (Policy::Linux, Protocol::Tcp) => {
+                Box::new(self.ephemeral.linux_bind(me.flags.reuse_addr()))
+            }
+            (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
+        }
     }
 
     /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
@@ -144,16 +178,24 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         inner.tuple.replace(Tuple::bound(local), guard);
         if fresh {
-            inner.seq.store(
-                self.next_seq.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.stamp_seq(inner, flags);
         }
         inner.flags.update(|_| flags);
         let entry = self
             .ports
             .insert(held, List::Unconnected, inner.clone(), guard);
         *lock(&inner.port_entry) = Some(entry);
+    }
+
+    /// Gives `inner` its place among the PCBs of its port (`PcbView::seq`),
+    /// as the policy orders an insertion with `flags`. Caller holds the port's
+    /// lock.
+    fn stamp_seq(&self, inner: &PcbInner<S>, flags: Flags) {
+        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        inner.seq.store(
+            policy::insertion_seq(self.rules, inner.family, flags, counter),
+            Ordering::Relaxed,
+        );
     }
 
     /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
@@ -169,10 +211,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         inner.tuple.replace(tuple, guard);
         if fresh {
-            inner.seq.store(
-                self.next_seq.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.stamp_seq(inner, flags);
         }
         inner.flags.update(|_| flags.with_state(State::Connected));
         self.exact
@@ -266,18 +305,31 @@ impl<S: Send + Sync + 'static> Shared<S> {
             State::Listen => return Ok(()),
             State::Connected | State::TimeWait | State::Dropped => return Err(Error::InvalidInput),
             State::Closed => {
-                let any = Endpoint::unspecified(inner.family);
+                // The address a failed connect() left (Linux), or the wildcard.
+                let any = me.local.with_port(0);
                 self.bind_locked(inner, &me, any, Flags::EMPTY, State::Listen, &guard)?
                     .1
             }
             State::Bound => {
                 let held = self.ports.lock(me.local.port);
                 let owners = self.owners(me.local.port, inner, &guard);
-                policy::listen_check(self.rules, &me, &owners)?;
+                let memo = self.memos.get(me.local.port);
+                policy::listen_check(self.rules, &me, &owners, memo)?;
+                let listening = PcbView {
+                    flags: me.flags.with_state(State::Listen),
+                    ..me
+                };
+                self.memos.set(
+                    me.local.port,
+                    policy::bound(self.rules, &listening, &owners, memo, true),
+                );
                 held
             }
         };
-        inner.flags.set_state(State::Listen);
+        let flags = inner.flags.set_state(State::Listen);
+        if policy::inserts_at_listen(self.rules) {
+            self.stamp_seq(inner, flags);
+        }
         self.join_group(&held, inner, &guard);
         Ok(())
     }
@@ -290,9 +342,23 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Result<SocketAddr, Error> {
         let _owner = lock(&inner.owner);
         let guard = crossbeam_epoch::pin();
-        let me = inner.view(&guard);
+        let mut me = inner.view(&guard);
+        if policy::binds_before_connect(self.rules, &me) {
+            // Linux `inet_dgram_connect`: the port comes first, even if the
+            // checks below then fail.
+            let local = me.local.with_port(0);
+            match self.bind_locked(inner, &me, local, Flags::EMPTY, State::Bound, &guard) {
+                Ok((_, held)) => self.join_group_if_bound_member(&held, inner, &guard),
+                Err(_) => return Err(policy::connect_autobind_failed(self.rules)),
+            }
+            me = inner.view(&guard);
+        }
         let peer = policy::check_connect(self.rules, &me, remote)?;
-        let source = if me.state() == State::Bound && !me.local.is_wildcard() {
+        if me.state() == State::Connected {
+            // Connecting again (Linux UDP): same local address and port.
+            return Ok(self.reconnect(inner, &me, peer, &guard));
+        }
+        let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
             (self.source_address)(remote.ip())
@@ -309,12 +375,26 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: peer,
             };
             let held = self.ports.lock(me.local.port);
-            if self.exact_holder(&tuple, &guard).is_some() {
-                return Err(policy::connect_tuple_taken(self.rules));
-            }
+            let holder = self.exact_holder(&tuple, &guard).cloned();
+            let replace = match &holder {
+                Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
+                    Ok(replace) => replace,
+                    Err(error) => {
+                        self.connect_failed(&held, inner, &me, source, &guard);
+                        return Err(error);
+                    }
+                },
+                None => TupleTaken::Share,
+            };
             self.ports.begin_move(&held);
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
+            if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
+                // A TIME_WAIT twin gives way to the new connection.
+                self.unlink(&held, &old, &guard);
+                old.socket.clear(&guard);
+                old.flags.set_state(State::Dropped);
+            }
             self.ports.end_move(&held);
             return Ok(tuple.local.to_socket(inner.family));
         }
@@ -325,10 +405,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
             },
             remote: peer,
         });
-        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> = match self.rules.policy {
-            Policy::FreeBsd => Box::new(self.ephemeral.freebsd()),
-            Policy::Linux => Box::new(self.ephemeral.linux_connect(flow)),
-        };
+        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> =
+            match (self.rules.policy, self.rules.protocol) {
+                (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
+                (Policy::Linux, Protocol::Tcp) => Box::new(self.ephemeral.linux_connect(flow)),
+                (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
+            };
         let flags = me.flags | Flags::CONNECT_BIND;
         for (attempt, port) in &mut candidates {
             let tuple = Tuple {
@@ -349,14 +431,78 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref()) {
                 continue;
             }
-            match self.rules.policy {
-                Policy::FreeBsd => self.ephemeral.freebsd_found(port),
-                Policy::Linux => self.ephemeral.linux_connect_found(flow, attempt),
+            match (self.rules.policy, self.rules.protocol) {
+                (Policy::FreeBsd, _) => self.ephemeral.freebsd_found(port),
+                (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
+                (Policy::Linux, Protocol::Udp) => {}
             }
             self.link_connected(&held, inner, tuple, flags, true, &guard);
             return Ok(tuple.local.to_socket(inner.family));
         }
         Err(Error::AddrNotAvailable)
+    }
+
+    /// A connected PCB connects to another peer (Linux UDP): the exact index
+    /// gets the new 4-tuple before it loses the old one.
+    fn reconnect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        peer: Endpoint,
+        guard: &Guard,
+    ) -> SocketAddr {
+        let tuple = Tuple {
+            local: me.local,
+            remote: peer,
+        };
+        if peer != me.remote {
+            let held = self.ports.lock(me.local.port);
+            self.ports.begin_move(&held);
+            self.exact
+                .insert(self.tuple_hash(&tuple), tuple, inner.clone(), guard);
+            inner.tuple.replace(tuple, guard);
+            let before = Tuple {
+                local: me.local,
+                remote: me.remote,
+            };
+            self.unlink_exact(inner, &before, guard);
+            self.ports.end_move(&held);
+        }
+        tuple.local.to_socket(inner.family)
+    }
+
+    /// What a `connect()` refused by the 4-tuple check leaves of the bound
+    /// PCB `me` (Linux: it may move to the source address, or lose its port).
+    /// Caller holds the port's lock.
+    fn connect_failed(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        match policy::after_failed_connect(self.rules, me, source) {
+            AfterFailedConnect::Unchanged => {}
+            AfterFailedConnect::Rebound(ip) => {
+                let local = Endpoint { ip, ..me.local };
+                self.ports.begin_move(held);
+                let old = lock(&inner.port_entry).take();
+                self.link_unconnected(held, inner, local, me.flags, false, guard);
+                if let Some(old) = old {
+                    self.ports.remove(held, old, guard);
+                }
+                self.ports.end_move(held);
+            }
+            AfterFailedConnect::Released(ip) => {
+                let kept = PcbView {
+                    local: Endpoint { ip, ..me.local },
+                    ..*me
+                };
+                let keep_addr = me.flags.contains(Flags::ADDR_LOCKED);
+                self.release_port(held, inner, &kept, keep_addr, guard);
+            }
+        }
     }
 
     /// The passive open on `listener`.
@@ -410,12 +556,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if !connected && me.state() != State::Bound {
             return Ok(());
         }
+        if !connected && !keep.keep_port {
+            let held = self.ports.lock(me.local.port);
+            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            return Ok(());
+        }
         let local = if keep.keep_addr {
             me.local
         } else {
             policy::disconnected_wildcard(self.rules, inner.family, &me.local)
         };
-        if !connected && keep.keep_port && local == me.local {
+        if !connected && local == me.local {
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
@@ -444,16 +595,42 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             self.join_group_if_bound_member(&held, inner, &guard);
         } else {
-            self.unlink(&held, inner, &guard);
-            inner.tuple.replace(Tuple::unbound(inner.family), &guard);
-            inner.flags.update(|flags| {
-                flags
-                    .without(Flags::CONNECT_BIND | Flags::ADDR_LOCKED | Flags::PORT_LOCKED)
-                    .with_state(State::Closed)
-            });
+            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
         }
         self.ports.end_move(&held);
         Ok(())
+    }
+
+    /// Takes `inner` out of the table, back to `Closed`; an address bound
+    /// explicitly stays for a later `connect()` or `listen()` when
+    /// `keep_addr` (Linux keeps it while SOCK_BINDADDR_LOCK is set). Caller
+    /// holds the port's lock.
+    fn release_port(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        keep_addr: bool,
+        guard: &Guard,
+    ) {
+        self.unlink(held, inner, guard);
+        let ip = if keep_addr {
+            me.local.ip
+        } else {
+            Endpoint::unspecified(inner.family).ip
+        };
+        inner
+            .tuple
+            .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
+        inner.flags.update(|flags| {
+            let mut flags = flags
+                .without(Flags::CONNECT_BIND | Flags::PORT_LOCKED)
+                .with_state(State::Closed);
+            if !keep_addr {
+                flags = flags.without(Flags::ADDR_LOCKED);
+            }
+            flags
+        });
     }
 
     fn join_group_if_bound_member(

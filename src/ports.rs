@@ -89,6 +89,10 @@ impl Ephemeral {
 
     /// Linux `inet_csk_find_open_port`: odd offsets first, then even; with
     /// SO_REUSEADDR the lower half of the range, then the upper half.
+    ///
+    /// As in the kernel, a range with an odd number of ports leaves its last
+    /// port out (`remaining &= ~1`), and a range of fewer than four ports is
+    /// not split in halves.
     pub(crate) fn linux_bind(&self, reuse_addr: bool) -> impl Iterator<Item = Candidate> {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
@@ -100,11 +104,8 @@ impl Ephemeral {
         };
         let mut passes = Vec::with_capacity(4);
         for (low, high) in halves {
-            let mut remaining = high - low;
-            if remaining > 1 {
-                remaining &= !1;
-            }
-            let offset = (self.random() % u64::from(remaining.max(1))) as u32 | 1;
+            let remaining = Self::linux_remaining(low, high);
+            let offset = (self.random() % u64::from(remaining)) as u32 | 1;
             passes.push(ParityPass {
                 low,
                 high,
@@ -120,27 +121,34 @@ impl Ephemeral {
                 });
             }
         }
-        passes
-            .into_iter()
-            .flat_map(ParityPass::ports)
-            .enumerate()
-            .map(|(i, port)| (i as u32, port))
+        passes.into_iter().flat_map(ParityPass::ports)
+    }
+
+    /// `remaining` of the Linux scans: the size of `[low, high)`, made even.
+    fn linux_remaining(low: u32, high: u32) -> u32 {
+        let remaining = high - low;
+        if remaining > 1 {
+            remaining & !1
+        } else {
+            remaining.max(1)
+        }
     }
 
     /// Linux `__inet_hash_connect`: RFC 6056 algorithm 4. `flow` is a keyed
-    /// hash of (local address, peer address, peer port).
+    /// hash of (local address, peer address, peer port). The scan starts at
+    /// the flow's slot offset, on ports of `low`'s parity, then tries the
+    /// other parity. Each candidate carries the kernel's loop index `i` (two
+    /// per port), which [`linux_connect_found`](Self::linux_connect_found)
+    /// needs.
     pub(crate) fn linux_connect(&self, flow: u64) -> impl Iterator<Item = Candidate> {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
-        let mut remaining = high - low;
-        if remaining > 1 {
-            remaining &= !1;
-        }
+        let remaining = Self::linux_remaining(low, high);
         let slot = &self.perturb[flow as usize % PERTURB_SLOTS];
         let start = slot
             .load(Ordering::Relaxed)
             .wrapping_add((flow >> 32) as u32)
-            % remaining.max(1);
+            % remaining;
         let even = start & !1;
         let mut passes = vec![ParityPass {
             low,
@@ -156,24 +164,34 @@ impl Ephemeral {
                 offset: even + 1,
             });
         }
-        passes
-            .into_iter()
-            .flat_map(ParityPass::ports)
-            .enumerate()
-            .map(|(i, port)| (i as u32, port))
+        passes.into_iter().flat_map(ParityPass::ports)
     }
 
-    /// Advances the RFC 6056 slot of `flow` past the `attempt`-th candidate,
-    /// plus a small random step, as `__inet_hash_connect` does.
-    pub(crate) fn linux_connect_found(&self, flow: u64, attempt: u32) {
+    /// Advances the RFC 6056 slot of `flow` after the candidate with loop
+    /// index `i` was taken: by `max(i, 2 * random(0..8)) + 2`, as
+    /// `__inet_hash_connect` does.
+    pub(crate) fn linux_connect_found(&self, flow: u64, i: u32) {
         let jitter = (self.random() % 8) as u32 * 2;
-        let advance = attempt.max(jitter) + 2;
+        let advance = i.max(jitter) + 2;
         self.perturb[flow as usize % PERTURB_SLOTS].fetch_add(advance, Ordering::Relaxed);
+    }
+
+    /// Linux `udp_lib_get_port(sk, 0)`: a random first port
+    /// (`reciprocal_scale(random, remaining) + low`), then the following
+    /// ports, wrapping around. (The kernel walks hash slots in that order and
+    /// each slot's ports in a random order; with at least as many slots as
+    /// the range has ports, which the UDP table's size ensures for the ranges
+    /// in use, every slot holds one port of the range.)
+    pub(crate) fn linux_udp(&self) -> impl Iterator<Item = Candidate> {
+        let low = u32::from(self.first);
+        let count = u32::from(self.last) - low + 1;
+        let first = ((self.random() as u32 as u64 * u64::from(count)) >> 32) as u32;
+        (0..count).map(move |i| (i, (low + (first + i) % count) as u16))
     }
 }
 
 /// One pass over ports of one parity: `low + offset`, then every second port,
-/// wrapping inside `[low, high)`.
+/// wrapping inside `[low, high)`. Yields the kernel's loop index with each port.
 #[derive(Clone, Copy)]
 struct ParityPass {
     low: u32,
@@ -183,20 +201,19 @@ struct ParityPass {
 }
 
 impl ParityPass {
-    fn ports(self) -> impl Iterator<Item = u16> {
+    fn ports(self) -> impl Iterator<Item = Candidate> {
         let ParityPass {
             low,
             high,
             remaining,
             offset,
         } = self;
-        let step = if remaining > 1 { 2 } else { 1 };
-        (0..remaining.max(1)).step_by(step).map(move |i| {
-            let mut port = low + offset % remaining.max(1) + i;
+        (0..remaining).step_by(2).map(move |i| {
+            let mut port = low + offset % remaining + i;
             while port >= high {
-                port -= remaining.max(1);
+                port -= remaining;
             }
-            port as u16
+            (i, port as u16)
         })
     }
 }
@@ -275,5 +292,49 @@ mod tests {
         eph.linux_connect_found(flow, 0);
         let again = eph.linux_connect(flow).next().unwrap().1;
         assert_ne!(again, first[0], "the perturbation slot advances");
+    }
+
+    #[test]
+    fn linux_connect_counts_two_per_port_in_each_pass() {
+        let eph = Ephemeral::new(40000..=40003, 5, true);
+        let candidates: Vec<Candidate> = eph.linux_connect(42).collect();
+        let indexes: Vec<u32> = candidates.iter().map(|&(i, _)| i).collect();
+        assert_eq!(indexes, vec![0, 2, 0, 2]);
+        let ports: HashSet<u16> = candidates.iter().map(|&(_, p)| p).collect();
+        assert_eq!(ports, (40000..=40003).collect());
+        assert!(candidates[..2].iter().all(|&(_, p)| p % 2 == 0));
+    }
+
+    #[test]
+    fn linux_scans_leave_out_the_last_port_of_an_odd_range() {
+        let eph = Ephemeral::new(40000..=40002, 5, true);
+        for reuse_addr in [false, true] {
+            let ports: Vec<u16> = eph.linux_bind(reuse_addr).map(|(_, p)| p).collect();
+            assert_eq!(ports, vec![40001, 40000]);
+        }
+        let ports: Vec<u16> = eph.linux_connect(9).map(|(_, p)| p).collect();
+        assert_eq!(ports, vec![40000, 40001]);
+        let single = Ephemeral::new(40000..=40000, 5, true);
+        assert_eq!(
+            single.linux_bind(false).map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![40000]
+        );
+        assert_eq!(
+            single.linux_connect(1).map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![40000]
+        );
+    }
+
+    #[test]
+    fn linux_udp_tries_every_port_once_from_a_random_start() {
+        let eph = Ephemeral::new(40000..=40063, 5, true);
+        for _ in 0..8 {
+            let ports: Vec<u16> = eph.linux_udp().map(|(_, p)| p).collect();
+            assert_eq!(ports.len(), 64);
+            assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 64);
+            for pair in ports.windows(2) {
+                assert!(pair[1] == pair[0] + 1 || (pair[0] == 40063 && pair[1] == 40000));
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use crossbeam_epoch::Guard;
 use crate::addr::{loopback_source, Endpoint, Family, Tuple};
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
-use crate::policy::{self, Af, PcbView, Policy, Protocol, Rules};
+use crate::policy::{self, Af, PcbView, Policy, PortMemos, Protocol, Rules};
 use crate::ports::Ephemeral;
 use crate::raw::{check_guard, List, PortTable, RawMap};
 use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
@@ -43,6 +43,8 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) exact: RawMap<Tuple, Arc<PcbInner<S>>>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
+    /// What the policy remembers about each port (Linux bind buckets).
+    pub(crate) memos: PortMemos,
     pub(crate) source_address: Box<SourceAddress>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) attached: AtomicUsize,
@@ -612,6 +614,10 @@ impl Builder {
             },
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
+            memos: PortMemos::for_rules(Rules {
+                policy: self.policy,
+                protocol: self.protocol,
+            }),
             source_address: self
                 .source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),

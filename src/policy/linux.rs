@@ -1,19 +1,71 @@
-//! Linux's rules (6.18): `inet_csk_get_port`, `inet_bind_conflict`,
-//! `inet_rcv_saddr_equal`, `__inet_hash_connect`, `__inet_lookup_listener` and
-//! reuseport groups.
+//! Linux's rules, as Linux 6.18 applies them: `__inet_bind` / `__inet6_bind`,
+//! `inet_csk_get_port`, `inet_bind_conflict`, `inet_csk_find_open_port`,
+//! `__inet_hash_connect`, `__inet_lookup_listener`, reuseport groups, and for
+//! UDP `udp_lib_get_port` (in [`udp`]).
 //!
-//! Devices (SO_BINDTODEVICE, scope ids), network namespaces and BPF are outside
-//! the table's knowledge: every PCB is unbound from devices, in one namespace.
+//! # TCP bind conflicts
+//!
+//! `inet_csk_get_port` decides in two steps:
+//!
+//! 1. **The fast path.** The port's bind bucket remembers the last
+//!    SO_REUSEPORT socket that joined it without matching its record
+//!    (`FASTREUSEPORT_STRICT`, [`FastOwner`]). A new SO_REUSEPORT socket of the
+//!    same owner whose address that record covers skips the conflict scan
+//!    altogether, even where the scan would have found a conflict (for
+//!    instance with a socket that shares the port through SO_REUSEADDR only,
+//!    or one that has cleared SO_REUSEPORT since). Any socket without
+//!    SO_REUSEPORT that joins clears the record. The record lives in the
+//!    table's per-port memory ([`PortMemo`]), because it outlives the socket
+//!    that set it. (`FASTREUSEPORT_ANY` and `fastreuse > 0` are never reached
+//!    in 6.18: the bucket already holds the new socket's bind2 bucket when
+//!    `inet_csk_update_fastreuse` tests it for emptiness.)
+//! 2. **The scan** (`inet_csk_bind_conflict`). A socket on a specific address
+//!    looks at the owners of its own bind2 bucket and of the wildcard buckets
+//!    (`inet_bhash2_addr_any_conflict`), skipping V6ONLY owners when it is
+//!    IPv4 or v4-mapped. A wildcard socket looks at every owner whose address
+//!    overlaps (`inet_rcv_saddr_equal`). Each overlapping pair goes through
+//!    `inet_bind_conflict`: SO_REUSEADDR on both sides shares unless the other
+//!    side listens; SO_REUSEPORT on both sides shares when the owners are
+//!    equal or the other side is in TIME_WAIT.
+//!
+//! `listen()` runs `get_port` again with the socket already in LISTEN, so two
+//! SO_REUSEADDR sockets may bind the same address but only one may listen.
+//! `bind(port 0)` (and the autobind of `listen()`) accepts only ports where no
+//! owner overlaps at all.
+//!
+//! # connect()
+//!
+//! An unbound socket gets a port from `__inet_hash_connect`: a port is skipped
+//! if any owner holds it by `bind()` (its bucket is not connect-only) or the
+//! 4-tuple is taken. A bound socket only needs a free 4-tuple; a TIME_WAIT
+//! twin holding it gives way (`tcp_twsk_unique` with TCP timestamps, the Linux
+//! default). An unbound socket never takes over a TIME_WAIT twin: that is
+//! Linux with `tcp_tw_reuse=0`, or within `tcp_tw_reuse_delay` of the twin's
+//! birth; the table has no clock.
+//!
+//! Devices (SO_BINDTODEVICE, scope ids), network namespaces, BPF and
+//! `IP_BIND_ADDRESS_NO_PORT` are outside the table's knowledge: every PCB is
+//! unbound from devices, in one namespace.
+
+mod saddr;
+mod udp;
 
 use std::net::SocketAddr;
 
-use super::{check_privilege, Disconnect, GroupKey, PcbView};
+use super::{
+    check_privilege, AfterFailedConnect, Disconnect, GroupKey, PcbView, PortMemo, TupleTaken,
+};
 use crate::addr::{Endpoint, Family};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
+use saddr::{inet_rcv_saddr_equal, ipv6_only_sock, Sk};
 
-/// `__inet_bind` / `__inet6_bind` checks before `get_port`.
+pub(crate) use saddr::FastOwner;
+
+/// `__inet_bind` / `__inet6_bind` checks before `get_port`, in the kernel's
+/// order: family, multicast (TCP over IPv6), privilege, double bind, then a
+/// v4-mapped address on a V6ONLY socket.
 pub(crate) fn check_bind(
     protocol: Protocol,
     me: &PcbView,
@@ -43,139 +95,196 @@ pub(crate) fn check_bind(
     Ok(endpoint)
 }
 
-/// The address kind `inet_rcv_saddr_equal` distinguishes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// AF_INET, or AF_INET6 bound to a v4-mapped address.
-    Mapped,
-    /// AF_INET6 on `::`.
-    Any,
-    /// AF_INET6 on a specific IPv6 address.
-    Specific,
-}
-
-fn kind(view: &PcbView) -> Kind {
-    if view.local.is_v4() {
-        Kind::Mapped
-    } else if view.local.is_wildcard() {
-        Kind::Any
-    } else {
-        Kind::Specific
+/// `__inet6_bind`: a specific (not v4-mapped) IPv6 address makes the socket
+/// V6ONLY (`sk->sk_ipv6only = 1`); any address but `::` locks it
+/// (`SOCK_BINDADDR_LOCK`), `::ffff:0.0.0.0` included, although connect()
+/// still chooses a source for that one.
+pub(crate) fn bind_sets(me: &PcbView, local: &Endpoint) -> Flags {
+    match me.family {
+        Family::Inet6 if !local.is_v4() && !local.is_wildcard() => Flags::V6ONLY,
+        Family::Inet6 if local.is_v4() && local.is_wildcard() => Flags::ADDR_LOCKED,
+        _ => Flags::EMPTY,
     }
 }
 
-/// `sk_ipv6only`, which a specific IPv6 bind forces on.
-fn v6only(view: &PcbView) -> bool {
-    view.family == Family::Inet6 && (view.flags.v6only() || kind(view) == Kind::Specific)
-}
-
-/// `inet_rcv_saddr_equal(sk, sk2, match_wildcard = true)`.
-fn overlap(sk: &PcbView, sk2: &PcbView) -> bool {
-    match (kind(sk), kind(sk2)) {
-        (Kind::Mapped, Kind::Mapped) => {
-            !v6only(sk2)
-                && (sk.local.ip == sk2.local.ip
-                    || sk.local.is_wildcard()
-                    || sk2.local.is_wildcard())
-        }
-        (Kind::Any, Kind::Any) => true,
-        (_, Kind::Any) => !(v6only(sk2) && kind(sk) == Kind::Mapped),
-        (Kind::Any, _) => !(v6only(sk) && kind(sk2) == Kind::Mapped),
-        (Kind::Specific, Kind::Specific) => sk.local.ip == sk2.local.ip,
-        _ => false,
-    }
-}
-
-/// `inet_bind_conflict(sk, sk2, ...)` for an overlapping pair.
+/// `inet_bind_conflict(sk, sk2, ...)` for a pair whose addresses overlap.
 fn pair_conflict(sk: &PcbView, sk2: &PcbView, relax: bool, reuseport_ok: bool) -> bool {
     let time_wait = sk2.state() == State::TimeWait;
+    let same_owner = time_wait || sk.cred.uid == sk2.cred.uid;
+    let both_reuseport = sk.flags.reuse_port() && sk2.flags.reuse_port();
     if sk.flags.reuse_addr() && sk2.flags.reuse_addr() && sk2.state() != State::Listen {
-        !relax
-            || (!reuseport_ok
-                && sk.flags.reuse_port()
-                && sk2.flags.reuse_port()
-                && (time_wait || sk.cred.uid == sk2.cred.uid))
+        !relax || (!reuseport_ok && both_reuseport && same_owner)
     } else {
-        !reuseport_ok
-            || !sk.flags.reuse_port()
-            || !sk2.flags.reuse_port()
-            || (!time_wait && sk.cred.uid != sk2.cred.uid)
+        !reuseport_ok || !both_reuseport || !same_owner
     }
 }
 
-fn any_conflict(new: &PcbView, owners: &[PcbView], relax: bool, reuseport_ok: bool) -> bool {
-    owners
-        .iter()
-        .any(|old| overlap(new, old) && pair_conflict(new, old, relax, reuseport_ok))
+/// `inet_csk_bind_conflict` (with `inet_bhash2_addr_any_conflict` for a
+/// specific address): whether any owner conflicts with `new`.
+fn scan_conflict(new: &PcbView, others: &[PcbView], relax: bool, reuseport_ok: bool) -> bool {
+    let sk = Sk::of(new);
+    if sk.is_specific() {
+        others.iter().any(|owner| {
+            let theirs = Sk::of(owner);
+            (sk.same_bucket(&theirs) || sk.checks_wildcard_bucket_of(&theirs))
+                && !(theirs.ipv6only && sk.is_v4())
+                && pair_conflict(new, owner, relax, reuseport_ok)
+        })
+    } else {
+        others.iter().any(|owner| {
+            pair_conflict(new, owner, relax, reuseport_ok)
+                && inet_rcv_saddr_equal(&sk, &Sk::of(owner), true)
+        })
+    }
 }
 
-/// `inet_csk_get_port` with an explicit port.
+/// The port's fast-path record as the kernel would hold it. The record is
+/// only meaningful while some owner holds the port by `bind()` or `listen()`:
+/// once every owner left is connect-bound, 6.18 resets the bucket to the
+/// connect-only state (`inet_bind_bucket_destroy`), and a port with no owner
+/// has no bucket at all. `me_owner`: `new` already holds the port (the
+/// re-check of `listen()`).
+fn fast_record(memo: PortMemo, others: &[PcbView], me_owner: bool) -> Option<FastOwner> {
+    let held_by_bind = me_owner
+        || others
+            .iter()
+            .any(|o| !o.flags.contains(Flags::CONNECT_BIND));
+    match memo {
+        PortMemo::LinuxStrict(owner) if held_by_bind => Some(owner),
+        _ => None,
+    }
+}
+
+/// `sk_reuseport_match()`.
+fn reuseport_match(record: Option<FastOwner>, new: &PcbView) -> bool {
+    record.is_some_and(|fast| {
+        new.flags.reuse_port() && fast.uid == new.cred.uid && fast.covers(&Sk::of(new))
+    })
+}
+
+/// `inet_csk_get_port(sk, port)` for a given port: fast path, then scan.
+fn get_port_conflict(new: &PcbView, others: &[PcbView], memo: PortMemo, me_owner: bool) -> bool {
+    if reuseport_match(fast_record(memo, others, me_owner), new) {
+        return false;
+    }
+    scan_conflict(new, others, true, true)
+}
+
+/// `inet_csk_get_port` / `udp_lib_get_port` with an explicit port.
 pub(crate) fn bind_conflict(
-    _protocol: Protocol,
+    protocol: Protocol,
     new: &PcbView,
     owners: &[PcbView],
+    memo: PortMemo,
 ) -> Result<(), Error> {
-    if any_conflict(new, owners, true, true) {
+    let conflict = match protocol {
+        Protocol::Tcp => get_port_conflict(new, owners, memo, false),
+        Protocol::Udp => udp::bind_conflict(new, owners),
+    };
+    if conflict {
         Err(Error::AddrInUse)
     } else {
         Ok(())
     }
 }
 
-/// `inet_csk_find_open_port`, first pass: no sharing at all.
+/// `inet_csk_update_fastreuse()` after `new` joined the port (by `bind()`,
+/// or by `listen()` when `new` is listening): a SO_REUSEPORT socket that the
+/// record does not cover becomes the record; any other socket clears it.
+pub(crate) fn bound(
+    protocol: Protocol,
+    new: &PcbView,
+    owners: &[PcbView],
+    memo: PortMemo,
+    already_held: bool,
+) -> PortMemo {
+    if protocol != Protocol::Tcp || !new.flags.reuse_port() {
+        return PortMemo::Empty;
+    }
+    let record = fast_record(memo, owners, already_held);
+    if reuseport_match(record, new) {
+        return memo;
+    }
+    PortMemo::LinuxStrict(FastOwner {
+        uid: new.cred.uid,
+        sk: Sk::of(new),
+    })
+}
+
+/// `inet_csk_find_open_port` (first pass: no sharing at all; the
+/// `ip_autobind_reuse` pass is off by default) / `udp_lib_get_port(sk, 0)`.
 pub(crate) fn bind_port_busy(
-    _protocol: Protocol,
+    protocol: Protocol,
     new: &PcbView,
     owners: &[PcbView],
     _listening: bool,
 ) -> bool {
-    any_conflict(new, owners, false, false)
+    match protocol {
+        Protocol::Tcp => scan_conflict(new, owners, false, false),
+        Protocol::Udp => udp::port_busy(new, owners),
+    }
 }
 
 /// `inet_csk_listen_start` re-runs `get_port` with the socket in LISTEN.
 pub(crate) fn listen_check(
-    _protocol: Protocol,
+    protocol: Protocol,
     me: &PcbView,
     owners: &[PcbView],
+    memo: PortMemo,
 ) -> Result<(), Error> {
+    if protocol != Protocol::Tcp {
+        return Err(Error::NotSupported);
+    }
     let listening = PcbView {
         flags: me.flags.with_state(State::Listen),
         ..*me
     };
-    if any_conflict(&listening, owners, true, true) {
+    if get_port_conflict(&listening, owners, memo, true) {
         Err(Error::AddrInUse)
     } else {
         Ok(())
     }
 }
 
-/// `inet_stream_connect` / `tcp_v4_connect` / `tcp_v6_connect` / UDP checks.
+/// `inet_stream_connect` + `tcp_v4_connect` / `tcp_v6_connect`, and
+/// `ip4_datagram_connect` / `ip6_datagram_connect` for UDP: the checks made
+/// before a port is chosen.
 pub(crate) fn check_connect(
     protocol: Protocol,
     me: &PcbView,
     remote: SocketAddr,
 ) -> Result<Endpoint, Error> {
-    match me.state() {
-        State::Listen | State::Connected | State::TimeWait => return Err(Error::AlreadyConnected),
-        State::Dropped => return Err(Error::InvalidInput),
-        State::Closed | State::Bound => {}
+    match (me.state(), protocol) {
+        (State::Listen | State::Connected | State::TimeWait, Protocol::Tcp) => {
+            return Err(Error::AlreadyConnected)
+        }
+        (State::Listen | State::TimeWait, Protocol::Udp) => return Err(Error::InvalidInput),
+        (State::Dropped, _) => return Err(Error::InvalidInput),
+        // UDP may connect again to another peer.
+        (State::Closed | State::Bound, _) | (State::Connected, Protocol::Udp) => {}
     }
-    match (me.family, remote) {
-        (Family::Inet, SocketAddr::V6(_)) => return Err(Error::FamilyNotSupported),
-        (Family::Inet6, SocketAddr::V4(_)) => return Err(Error::InvalidInput),
+    match (me.family, remote, protocol) {
+        (Family::Inet, SocketAddr::V6(_), _) => return Err(Error::FamilyNotSupported),
+        // `__ip6_datagram_connect` takes a `sockaddr_in` as IPv4, unless V6ONLY.
+        (Family::Inet6, SocketAddr::V4(_), Protocol::Udp) if ipv6_only_sock(me) => {
+            return Err(Error::FamilyNotSupported)
+        }
+        // TCP: a `sockaddr_in` is shorter than SIN6_LEN_RFC2133.
+        (Family::Inet6, SocketAddr::V4(_), Protocol::Tcp) => return Err(Error::InvalidInput),
         _ => {}
     }
     let peer = Endpoint::new(remote);
-    if me.family == Family::Inet6 {
-        if peer.is_v4() && v6only(me) {
-            return Err(Error::NetworkUnreachable);
-        }
-        if me.state() == State::Bound && !peer.is_v4() && me.local.is_v4() {
-            return Err(Error::InvalidInput);
-        }
-    }
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::NetworkUnreachable);
+    }
+    if me.family == Family::Inet6 {
+        if peer.is_v4() && ipv6_only_sock(me) {
+            return Err(Error::NetworkUnreachable);
+        }
+        // `ip6_dst_lookup_tail`: a v4-mapped source cannot reach an IPv6 peer.
+        if !peer.is_v4() && me.local.is_v4() {
+            return Err(Error::FamilyNotSupported);
+        }
     }
     if peer.port == 0 || peer.is_wildcard() {
         return Err(Error::AddrNotAvailable);
@@ -183,17 +292,74 @@ pub(crate) fn check_connect(
     Ok(peer)
 }
 
-/// `__inet_hash_connect`: a port on which any PCB was bound with `bind()`
-/// (not by `connect()`) is skipped; otherwise the 4-tuple must be free.
+/// Whether an unbound `connect()` must pass over a candidate port.
+///
+/// TCP (`__inet_hash_connect`): a port that any owner holds by `bind()` or
+/// `listen()` is skipped (its bucket's `fastreuse`/`fastreuseport` is not
+/// `-1`), whatever the addresses; otherwise the 4-tuple must be free. UDP
+/// (`inet_autobind`): the port is chosen as `bind(port 0)` on the wildcard
+/// address would choose it.
 pub(crate) fn connect_port_busy(
-    _new: &PcbView,
+    protocol: Protocol,
+    new: &PcbView,
     owners: &[PcbView],
     holder: Option<&PcbView>,
 ) -> bool {
-    holder.is_some()
-        || owners
-            .iter()
-            .any(|o| !o.flags.contains(Flags::CONNECT_BIND))
+    match protocol {
+        Protocol::Tcp => {
+            holder.is_some()
+                || owners
+                    .iter()
+                    .any(|o| !o.flags.contains(Flags::CONNECT_BIND))
+        }
+        Protocol::Udp => {
+            let unbound = PcbView {
+                local: Endpoint::unspecified(new.family).with_port(new.local.port),
+                ..*new
+            };
+            udp::port_busy(&unbound, owners)
+        }
+    }
+}
+
+/// `__inet_check_established` for a bound TCP socket: a TIME_WAIT twin gives
+/// way, anything else is `EADDRNOTAVAIL`. UDP never checks the 4-tuple.
+pub(crate) fn connect_tuple_taken(
+    protocol: Protocol,
+    holder: &PcbView,
+) -> Result<TupleTaken, Error> {
+    match protocol {
+        Protocol::Udp => Ok(TupleTaken::Share),
+        Protocol::Tcp if holder.state() == State::TimeWait => Ok(TupleTaken::Replace),
+        Protocol::Tcp => Err(Error::AddrNotAvailable),
+    }
+}
+
+/// The failure path of `tcp_v4_connect` / `tcp_v6_connect` after
+/// `inet_hash_connect` refused the 4-tuple: `tcp_set_state(TCP_CLOSE)` gives
+/// back a port that `bind()` chose (no `SOCK_BINDPORT_LOCK`), and
+/// `inet_bhash2_reset_saddr` forgets the source address chosen for a wildcard
+/// only if the address was not locked, which it is for `::ffff:0.0.0.0`.
+pub(crate) fn after_failed_connect(
+    protocol: Protocol,
+    me: &PcbView,
+    source: std::net::IpAddr,
+) -> AfterFailedConnect {
+    if protocol != Protocol::Tcp {
+        return AfterFailedConnect::Unchanged;
+    }
+    let ip = if me.local.is_wildcard() && me.flags.contains(Flags::ADDR_LOCKED) {
+        source
+    } else {
+        me.local.ip
+    };
+    if !me.flags.contains(Flags::PORT_LOCKED) {
+        AfterFailedConnect::Released(ip)
+    } else if ip != me.local.ip {
+        AfterFailedConnect::Rebound(ip)
+    } else {
+        AfterFailedConnect::Unchanged
+    }
 }
 
 /// `__udp_disconnect`: the address is kept only if it was bound explicitly,
@@ -206,8 +372,9 @@ pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
 }
 
 /// `__inet_lookup_listener` / `__udp4_lib_lookup`: a PCB bound to the packet's
-/// address before a wildcard one; among equals, AF_INET before a dual-stack
-/// AF_INET6. For TCP only listeners take packets.
+/// address (the first pass) before a wildcard one (the second pass); within a
+/// pass, AF_INET scores one more than AF_INET6 (`compute_score`). For TCP only
+/// listeners take packets in this stage.
 pub(crate) fn wildcard_rank(
     protocol: Protocol,
     candidate: &PcbView,
@@ -219,7 +386,7 @@ pub(crate) fn wildcard_rank(
     if !super::wild_match(candidate, local) {
         return None;
     }
-    if local.is_v4() && v6only(candidate) {
+    if local.is_v4() && ipv6_only_sock(candidate) {
         return None;
     }
     let specific = if local.is_v4() {
@@ -231,14 +398,33 @@ pub(crate) fn wildcard_rank(
     Some(if specific { 10 } else { 0 } + 1 + family_bonus)
 }
 
-/// `inet_reuseport_add_sock`: same family, V6ONLY, uid and exact address.
+/// The middle of the `seq` space: head insertions count up from it, tail
+/// insertions count down.
+const LIST_MIDDLE: u64 = 1 << 62;
+
+/// `__inet_hash` (listeners, at `listen()`) and `udp_lib_get_port` (both of
+/// its lists, at bind): an AF_INET6 SO_REUSEPORT socket goes to the
+/// tail of its list, any other socket to the head. A lookup takes the first
+/// socket of the best score in list order, so among equals the newest head
+/// insertion wins, and without one the oldest tail insertion. The `seq`
+/// encodes that order (larger is earlier in the list).
+pub(crate) fn insertion_seq(family: Family, flags: Flags, counter: u64) -> u64 {
+    if family == Family::Inet6 && flags.reuse_port() {
+        LIST_MIDDLE - counter
+    } else {
+        LIST_MIDDLE + counter
+    }
+}
+
+/// `inet_reuseport_add_sock` / `udp_reuseport_add_sock`: same family, V6ONLY,
+/// owner and exact address.
 pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
     if !view.flags.reuse_port() {
         return None;
     }
     Some(GroupKey {
         family: view.family,
-        v6only: v6only(view),
+        v6only: ipv6_only_sock(view),
         uid: Some(view.cred.uid),
         local: view.local,
     })

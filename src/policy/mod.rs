@@ -12,6 +12,7 @@
 pub(crate) mod freebsd;
 pub(crate) mod linux;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
@@ -19,6 +20,7 @@ use crate::addr::{Endpoint, Family};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::pcb::Cred;
+use crate::sync::{lock, Mutex};
 
 /// Which kernel's rules the table follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -61,7 +63,9 @@ pub(crate) struct PcbView {
     pub(crate) local: Endpoint,
     /// Unspecified with port 0 unless connected.
     pub(crate) remote: Endpoint,
-    /// Insertion order: larger is newer.
+    /// The PCB's place among those a lookup ranks equally: larger is
+    /// preferred. FreeBSD: insertion order (newer first). Linux: the order of
+    /// the kernel's lists (see [`insertion_seq`]).
     pub(crate) seq: u64,
 }
 
@@ -229,11 +233,43 @@ pub(crate) fn check_bind(rules: Rules, me: &PcbView, local: SocketAddr) -> Resul
 }
 
 /// The bind-conflict decision for an explicit port: `new` (already carrying
-/// its local endpoint) against the other PCBs on that port.
-pub(crate) fn bind_conflict(rules: Rules, new: &PcbView, owners: &[PcbView]) -> Result<(), Error> {
+/// its local endpoint) against the other PCBs on that port, given what the
+/// policy remembers about the port.
+pub(crate) fn bind_conflict(
+    rules: Rules,
+    new: &PcbView,
+    owners: &[PcbView],
+    memo: PortMemo,
+) -> Result<(), Error> {
     match rules.policy {
         Policy::FreeBsd => freebsd::bind_conflict(rules.protocol, new, owners),
-        Policy::Linux => linux::bind_conflict(rules.protocol, new, owners),
+        Policy::Linux => linux::bind_conflict(rules.protocol, new, owners, memo),
+    }
+}
+
+/// What the policy remembers about the port once `new` (in its new state)
+/// holds it after a successful `bind()` or `listen()`; `owners` are the other
+/// PCBs on the port, `memo` the memory before the call, and `already_held`
+/// says that `new` held the port before (the re-check of `listen()`).
+pub(crate) fn bound(
+    rules: Rules,
+    new: &PcbView,
+    owners: &[PcbView],
+    memo: PortMemo,
+    already_held: bool,
+) -> PortMemo {
+    match rules.policy {
+        Policy::FreeBsd => memo,
+        Policy::Linux => linux::bound(rules.protocol, new, owners, memo, already_held),
+    }
+}
+
+/// Flag bits a successful `bind()` to `local` sets on the PCB besides the
+/// address and port locks (Linux forces V6ONLY on a specific IPv6 address).
+pub(crate) fn bind_sets(rules: Rules, me: &PcbView, local: &Endpoint) -> Flags {
+    match rules.policy {
+        Policy::FreeBsd => Flags::EMPTY,
+        Policy::Linux => linux::bind_sets(me, local),
     }
 }
 
@@ -260,10 +296,15 @@ pub(crate) fn bind_exhausted(rules: Rules) -> Error {
 }
 
 /// The check at `listen()` on a bound PCB (Linux re-runs the conflict check).
-pub(crate) fn listen_check(rules: Rules, me: &PcbView, owners: &[PcbView]) -> Result<(), Error> {
+pub(crate) fn listen_check(
+    rules: Rules,
+    me: &PcbView,
+    owners: &[PcbView],
+    memo: PortMemo,
+) -> Result<(), Error> {
     match rules.policy {
         Policy::FreeBsd => Ok(()),
-        Policy::Linux => linux::listen_check(rules.protocol, me, owners),
+        Policy::Linux => linux::listen_check(rules.protocol, me, owners, memo),
     }
 }
 
@@ -279,6 +320,30 @@ pub(crate) fn check_connect(
     }
 }
 
+/// Whether a `bind()` that found its port taken leaves the PCB without the
+/// address it may have kept from an earlier bind (Linux `__inet_bind` and
+/// `__inet6_bind` store the new address before `get_port()` and reset it to
+/// the wildcard when that fails).
+pub(crate) fn failed_bind_forgets_address(rules: Rules) -> bool {
+    rules.policy == Policy::Linux
+}
+
+/// Whether `connect()` on `me` binds a port before it looks at the peer
+/// (Linux `inet_dgram_connect` for an unbound UDP socket).
+pub(crate) fn binds_before_connect(rules: Rules, me: &PcbView) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp && me.state() == State::Closed
+}
+
+/// The error of `connect()` when that early bind finds no port.
+pub(crate) fn connect_autobind_failed(rules: Rules) -> Error {
+    match rules.policy {
+        Policy::FreeBsd => Error::AddrNotAvailable,
+        // `inet_autobind` gives EAGAIN, which `Error` cannot say yet: the
+        // closest it has is the TCP exhaustion error.
+        Policy::Linux => Error::AddrNotAvailable,
+    }
+}
+
 /// Whether connecting `new` (a connected view on a candidate ephemeral port) is
 /// refused on that port. `holder` is the PCB that already has the 4-tuple.
 pub(crate) fn connect_port_busy(
@@ -289,15 +354,50 @@ pub(crate) fn connect_port_busy(
 ) -> bool {
     match rules.policy {
         Policy::FreeBsd => holder.is_some() || owners.iter().any(|o| wild_match(o, &new.local)),
-        Policy::Linux => linux::connect_port_busy(new, owners, holder),
+        Policy::Linux => linux::connect_port_busy(rules.protocol, new, owners, holder),
     }
 }
 
-/// The error of `connect()` from a bound port whose 4-tuple is taken.
-pub(crate) fn connect_tuple_taken(rules: Rules) -> Error {
+/// What `connect()` from a bound port does about `holder`, the PCB that
+/// already has the 4-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TupleTaken {
+    /// The holder stays; the new PCB is inserted beside it (Linux UDP).
+    Share,
+    /// The holder is a TIME_WAIT twin that the new connection replaces.
+    Replace,
+}
+
+/// `connect()` from a bound port whose 4-tuple `holder` already has: share
+/// it, replace it, or fail with the policy's error.
+pub(crate) fn connect_tuple_taken(rules: Rules, holder: &PcbView) -> Result<TupleTaken, Error> {
     match rules.policy {
-        Policy::FreeBsd => Error::AddrInUse,
-        Policy::Linux => Error::AddrNotAvailable,
+        Policy::FreeBsd => Err(Error::AddrInUse),
+        Policy::Linux => linux::connect_tuple_taken(rules.protocol, holder),
+    }
+}
+
+/// What a `connect()` that the 4-tuple check refused leaves of a bound PCB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailedConnect {
+    /// Nothing changes.
+    Unchanged,
+    /// The PCB stays on its port, now at this address.
+    Rebound(IpAddr),
+    /// The PCB gives its port back; it keeps this address for a later
+    /// `listen()` or `connect()` (a `bind()` replaces it).
+    Released(IpAddr),
+}
+
+/// A bound PCB's `connect()` from `source` failed the 4-tuple check.
+pub(crate) fn after_failed_connect(
+    rules: Rules,
+    me: &PcbView,
+    source: IpAddr,
+) -> AfterFailedConnect {
+    match rules.policy {
+        Policy::FreeBsd => AfterFailedConnect::Unchanged,
+        Policy::Linux => linux::after_failed_connect(rules.protocol, me, source),
     }
 }
 
@@ -308,7 +408,8 @@ pub(crate) struct Disconnect {
     pub(crate) keep_port: bool,
 }
 
-/// `connect(AF_UNSPEC)` on a UDP PCB.
+/// `connect(AF_UNSPEC)` on a UDP PCB. Linux also runs it on a PCB that is
+/// not connected: one bound to an ephemeral port gives the port back.
 pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error> {
     if rules.protocol == Protocol::Tcp {
         return Err(Error::NotSupported);
@@ -331,6 +432,21 @@ pub(crate) fn disconnected_wildcard(rules: Rules, family: Family, local: &Endpoi
         _ => family,
     };
     Endpoint::unspecified(family).with_port(local.port)
+}
+
+/// The [`PcbView::seq`] of a PCB that enters its port's lists with `flags`,
+/// given a table-wide counter that grows with each insertion.
+pub(crate) fn insertion_seq(rules: Rules, family: Family, flags: Flags, counter: u64) -> u64 {
+    match rules.policy {
+        Policy::FreeBsd => counter,
+        Policy::Linux => linux::insertion_seq(family, flags, counter),
+    }
+}
+
+/// Whether `listen()` inserts the PCB anew (Linux hashes a listener into
+/// the listening table only at `listen()`).
+pub(crate) fn inserts_at_listen(rules: Rules) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Tcp
 }
 
 /// The default ephemeral port range.
@@ -434,5 +550,81 @@ pub(crate) fn check_privilege(cred: &Cred, port: u16) -> Result<(), Error> {
         Err(Error::PermissionDenied)
     } else {
         Ok(())
+    }
+}
+
+/// What a policy remembers about one port beyond the PCBs that hold it.
+///
+/// Linux keeps a little history in `struct inet_bind_bucket`: after a
+/// SO_REUSEPORT socket joins a port that it did not "fast-match", the bucket
+/// records that socket's owner and address (`FASTREUSEPORT_STRICT`), and later
+/// SO_REUSEPORT binds of the same owner on a covered address skip the conflict
+/// scan. The record outlives the socket that set it, so it cannot be derived
+/// from the PCBs on the port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PortMemo {
+    /// Nothing remembered.
+    #[default]
+    Empty,
+    /// Linux `tb->fastreuseport == FASTREUSEPORT_STRICT` with the fast owner.
+    LinuxStrict(linux::FastOwner),
+}
+
+/// Stripes of the per-port memory, as many as the port lock has: a writer of
+/// port `p` holds `p`'s port lock, so no two writers meet on a stripe.
+const MEMO_STRIPES: usize = 256;
+
+/// Per-port [`PortMemo`]s of one table. Read and written only by writers that
+/// hold the port's lock; never read by lookups.
+///
+/// This type maintains the invariant that it stores no [`PortMemo::Empty`]
+/// entry, so its size is bounded by the ports whose memory is not empty.
+pub(crate) struct PortMemos {
+    /// Empty when the rules keep no memory (every call is then a no-op).
+    stripes: Box<[Mutex<HashMap<u16, PortMemo>>]>,
+}
+
+impl PortMemos {
+    /// The memory a table with `rules` needs: Linux TCP keeps the bind
+    /// buckets' fast-reuse record, the others keep nothing.
+    pub(crate) fn for_rules(rules: Rules) -> Self {
+        let stripes = if rules.policy == Policy::Linux && rules.protocol == Protocol::Tcp {
+            MEMO_STRIPES
+        } else {
+            0
+        };
+        Self {
+            stripes: (0..stripes).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn stripe(&self, port: u16) -> Option<&Mutex<HashMap<u16, PortMemo>>> {
+        self.stripes.get(port as usize % MEMO_STRIPES)
+    }
+
+    /// The memory of `port`. Call under the port's lock.
+    pub(crate) fn get(&self, port: u16) -> PortMemo {
+        self.stripe(port)
+            .and_then(|stripe| lock(stripe).get(&port).copied())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the memory of `port`. Call under the port's lock.
+    pub(crate) fn set(&self, port: u16, memo: PortMemo) {
+        let Some(stripe) = self.stripe(port) else {
+            return;
+        };
+        let mut map = lock(stripe);
+        if memo == PortMemo::Empty {
+            map.remove(&port);
+        } else {
+            map.insert(port, memo);
+        }
+    }
+}
+
+impl std::fmt::Debug for PortMemos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortMemos").finish_non_exhaustive()
     }
 }
