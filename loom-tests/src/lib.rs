@@ -24,6 +24,11 @@
 //!     LOOM_MAX_PREEMPTIONS=2 cargo test --release -p pcbhash-loom-tests --test broken
 //! ```
 //!
+//! Loom cannot see a use-after-free by itself: `.ci/asan.sh` runs the same
+//! models under AddressSanitizer, and proves that this catches one with a table
+//! that frees unlinked nodes at once (`free-at-once`, the `#[ignore]`d
+//! `free_at_once_is_caught_by_asan` in `tests/broken.rs`).
+//!
 //! | model | property |
 //! |---|---|
 //! | `lookup_vs_close` | a lookup started after close returned misses; `socket()` is `None` once close returned; nothing is freed under a guard |
