@@ -129,12 +129,16 @@ pub(crate) struct Broken {
     /// Port locks lock nothing (breaks "conflict checks are atomic with their
     /// insert").
     pub(crate) no_port_lock: bool,
+    /// The exact index frees a removed node at once instead of through the
+    /// epoch (breaks "memory stays valid while a guard could see it": a real
+    /// use-after-free, for AddressSanitizer to catch).
+    pub(crate) free_at_once: bool,
 }
 
 #[cfg(pcbhash_broken)]
 impl Broken {
-    /// The switch named `variant`: `"resize-moved-first"`, `"no-move-seq"` or
-    /// `"no-port-lock"`.
+    /// The switch named `variant`: `"resize-moved-first"`, `"no-move-seq"`,
+    /// `"no-port-lock"` or `"free-at-once"`.
     ///
     /// # Panics
     ///
@@ -145,6 +149,7 @@ impl Broken {
             "resize-moved-first" => broken.resize_moved_first = true,
             "no-move-seq" => broken.no_move_seq = true,
             "no-port-lock" => broken.no_port_lock = true,
+            "free-at-once" => broken.free_at_once = true,
             other => panic!("pcbhash: no broken variant named {other:?}"),
         }
         broken

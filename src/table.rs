@@ -547,7 +547,8 @@ impl Builder {
     /// For the loom models' self-test only (compiled with
     /// `--cfg pcbhash_broken`): a table with one piece of its synchronisation
     /// deliberately removed. `variant` is `"resize-moved-first"`,
-    /// `"no-move-seq"` or `"no-port-lock"`.
+    /// `"no-move-seq"`, `"no-port-lock"` or `"free-at-once"` (the last one is
+    /// memory-unsafe on purpose, for a sanitizer to catch).
     ///
     /// # Panics
     ///

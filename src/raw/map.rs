@@ -253,6 +253,17 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
                     link.store(next, Ordering::Release);
                     bucket.store(head, Ordering::Release);
                 }
+                #[cfg(pcbhash_broken)]
+                if self.broken.free_at_once {
+                    // SAFETY: none: this deliberately unsound branch exists only
+                    // in `--cfg pcbhash_broken` builds, switched on per table for
+                    // the sanitizer's self-test (a reader pinned before the
+                    // unlink may still stand on the node).
+                    drop(unsafe { cursor.into_owned() });
+                    let len = self.len.fetch_sub(1, Ordering::Relaxed) - 1;
+                    self.after_write(len, guard);
+                    return true;
+                }
                 // SAFETY: the node is unlinked and the bucket lock is released;
                 // no new reader can reach it, current readers are protected by
                 // the deferral. Its `next` is left intact so that a reader
