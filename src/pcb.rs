@@ -109,7 +109,12 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 ///
 /// Each method takes this PCB's owner lock and, when the PCB holds or takes a
 /// port, that port's writer lock; none takes a global lock. A method that
-/// fails leaves the PCB and the table exactly as they were.
+/// fails leaves the PCB and the table exactly as they were, with one exception
+/// that mirrors the kernel: under [`Policy::Linux`](crate::Policy), a failed
+/// `connect()` or `bind()` leaves the traces Linux leaves (a UDP `connect()`
+/// binds its port before checking the peer and keeps it; a failed TCP
+/// `connect()` gives back a port `bind()` chose but keeps a source address it
+/// had to pick).
 pub struct Pcb<S: Send + Sync + 'static> {
     pub(crate) table: Arc<Shared<S>>,
     pub(crate) inner: Arc<PcbInner<S>>,
