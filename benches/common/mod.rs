@@ -560,11 +560,11 @@ pub struct Growth {
     pub p999_ns: u64,
     pub max_ns: u64,
     /// The worst lookup among windows of [`GROWTH_WINDOW`] lookups during which
-    /// the reader thread was not switched out (Linux `getrusage`); equal to
-    /// `max_ns` where that cannot be told.
+    /// the reader thread was not preempted (Linux `getrusage`, involuntary
+    /// context switches); equal to `max_ns` where that cannot be told.
     pub max_quiet_ns: u64,
-    /// Windows in which the reader was switched out.
-    pub switched_windows: u64,
+    /// Windows in which the reader was preempted.
+    pub preempted_windows: u64,
     /// The writer's time to insert every key.
     pub fill: Duration,
 }
@@ -572,7 +572,9 @@ pub struct Growth {
 /// Lookups per context-switch check in [`growth`].
 pub const GROWTH_WINDOW: usize = 256;
 
-/// Context switches of the calling thread so far (voluntary + involuntary).
+/// Involuntary context switches of the calling thread so far: preemptions by
+/// the scheduler. Blocking on a lock is a voluntary switch and is not counted,
+/// so a lookup that waits for a writer still counts as a stall.
 fn context_switches() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
@@ -584,7 +586,7 @@ fn context_switches() -> Option<u64> {
         }
         // SAFETY: initialised by the successful call above.
         let usage = unsafe { usage.assume_init() };
-        Some((usage.ru_nvcsw + usage.ru_nivcsw) as u64)
+        Some(usage.ru_nivcsw as u64)
     }
     #[cfg(not(target_os = "linux"))]
     None
@@ -614,7 +616,7 @@ pub fn growth<P: ConcurrentPeer>(keys: &[Key]) -> (Growth, P, Vec<P::Conn>) {
         });
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
         let mut rng = Rng::new(SEED ^ 0x9);
-        let (mut misses, mut max_quiet, mut switched) = (0, 0, 0);
+        let (mut misses, mut max_quiet, mut preempted) = (0, 0, 0);
         let mut switches = context_switches();
         ready.wait();
         while inserted.load(Ordering::Acquire) == 0 {
@@ -638,7 +640,7 @@ pub fn growth<P: ConcurrentPeer>(keys: &[Key]) -> (Growth, P, Vec<P::Conn>) {
             if now.is_some() && now == switches {
                 max_quiet = max_quiet.max(window_max);
             } else {
-                switched += 1;
+                preempted += 1;
             }
             switches = now;
         }
@@ -656,7 +658,7 @@ pub fn growth<P: ConcurrentPeer>(keys: &[Key]) -> (Growth, P, Vec<P::Conn>) {
             } else {
                 max_ns
             },
-            switched_windows: switched,
+            preempted_windows: preempted,
             fill,
         };
         (stats, conns)
@@ -668,6 +670,8 @@ pub fn growth<P: ConcurrentPeer>(keys: &[Key]) -> (Growth, P, Vec<P::Conn>) {
 #[derive(Clone, Debug)]
 pub struct Storm {
     pub policy: Policy,
+    /// FreeBSD's `net.inet.ip.portrange.randomized`.
+    pub randomized: bool,
     pub range: RangeInclusive<u16>,
     /// Successful connects (the range, when it ends in exhaustion).
     pub connects: usize,
@@ -691,8 +695,18 @@ pub const STORM_PEER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LO
 /// Connects from unbound PCBs toward [`STORM_PEER`] (a listener on
 /// `127.0.0.1:80` in the same table) until the ephemeral range is exhausted,
 /// timing each connect (`attach` is outside the clock).
-pub fn connect_storm(policy: Policy, range: Option<RangeInclusive<u16>>) -> Storm {
-    let mut builder = PcbTable::<()>::builder().policy(policy).seed(SEED);
+/// `randomized` is FreeBSD's `net.inet.ip.portrange.randomized` (the
+/// default, on: each scan starts at a random port; off: after the last port
+/// handed out).
+pub fn connect_storm(
+    policy: Policy,
+    range: Option<RangeInclusive<u16>>,
+    randomized: bool,
+) -> Storm {
+    let mut builder = PcbTable::<()>::builder()
+        .policy(policy)
+        .seed(SEED)
+        .randomized_ports(randomized);
     if let Some(range) = range.clone() {
         builder = builder.ephemeral_ports(range);
     }
@@ -730,6 +744,7 @@ pub fn connect_storm(policy: Policy, range: Option<RangeInclusive<u16>>) -> Stor
     });
     Storm {
         policy,
+        randomized,
         range,
         connects: costs.len(),
         decile_ns,
