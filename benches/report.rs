@@ -470,15 +470,20 @@ fn main() {
             Some(false) => "**no**",
             None => "",
         };
-        println!("| {} | {} | {} | {met} |", r.workload, r.target, r.measured);
+        println!(
+            "| {} | {} | {} | {met} |",
+            md(&r.workload),
+            r.target,
+            md(&r.measured)
+        );
     }
-    println!("\n{memory}");
-    println!("\ndemux mix throughput, Mops/s: {mix_line}");
+    println!("\n{}", md(&memory));
+    println!("\ndemux mix throughput, Mops/s: {}", md(&mix_line));
 
     println!("\n## Lookup time (ns per lookup, median of {rounds} rounds)\n");
     print!("| entries |");
     for name in PEERS_ORDER {
-        print!(" {name} |");
+        print!(" {} |", md(name));
     }
     println!("\n|---|{}", "---|".repeat(PEERS_ORDER.len()));
     for (size, points) in &curve {
@@ -515,7 +520,8 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, g) in &growths {
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
+            md(name),
             us(g.p50_ns),
             us(g.p99_ns),
             us(g.p999_ns),
@@ -596,6 +602,12 @@ fn grown<P: ConcurrentPeer>(keys: &[Key]) -> Growth {
     drop(peer);
     settle_epoch();
     stats
+}
+
+/// A name as Markdown: a type with generics in backticks, so that its `<...>`
+/// is not taken for an HTML tag.
+fn md(text: &str) -> String {
+    text.replace("RwLock<HashMap>", "`RwLock<HashMap>`")
 }
 
 fn storm_name(storm: &Storm) -> String {
