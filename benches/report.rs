@@ -764,7 +764,8 @@ fn svg(curve: &[(usize, Vec<(String, f64)>)]) -> String {
 
 /// Only a lookup loop, for `valgrind --tool=callgrind
 /// --toggle-collect='*profile_loop*'`: `exact`, `syn`, `miss`, `batch`,
-/// `socket` (pcbhash) or `hashbrown`, on 100k entries.
+/// `socket`, `churn` (20k accepts and closes; pcbhash) or `hashbrown`, on
+/// 100k entries.
 fn profile(what: &str) {
     let set = KeySet::new(100_000, 100_000, 0, 0);
     let probe = probe_order(&set.table, 200_000, SEED ^ 0x1);
@@ -789,7 +790,13 @@ fn profile(what: &str) {
                 _ => profile_batch(&table, &probe),
             }
         }
-        other => panic!("--profile: exact, syn, miss, batch, socket or hashbrown, not {other}"),
+        "churn" => {
+            let table = Pcbhash::with_keys(&set.table);
+            profile_churn(&table, &set.syn[..20_000])
+        }
+        other => {
+            panic!("--profile: exact, syn, miss, batch, socket, churn or hashbrown, not {other}")
+        }
     };
     println!("{what}: {hits} hits of {}", probe.len());
 }
@@ -797,6 +804,17 @@ fn profile(what: &str) {
 #[inline(never)]
 fn profile_loop<P: Peer>(peer: &P, keys: &[Key]) -> usize {
     lookups(peer, keys)
+}
+
+/// 20k accepts, then their closes, on a table of 100k connections.
+#[inline(never)]
+fn profile_churn(table: &Pcbhash, keys: &[Key]) -> usize {
+    let conns: Vec<_> = keys.iter().map(|key| table.insert(key, 0)).collect();
+    let accepted = conns.len();
+    for (key, conn) in keys.iter().zip(conns) {
+        table.remove(key, conn);
+    }
+    accepted
 }
 
 #[inline(never)]
