@@ -307,12 +307,12 @@ pub struct Scc(scc::HashIndex<Key, u32, ahash::RandomState>);
 
 impl Peer for Scc {
     const NAME: &'static str = "scc HashIndex";
-    type Pin<'a> = scc::Guard;
-    fn pin(&self) -> scc::Guard {
-        scc::Guard::new()
+    type Pin<'a> = scc::ebr::Guard;
+    fn pin(&self) -> scc::ebr::Guard {
+        scc::ebr::Guard::new()
     }
     #[inline]
-    fn get(&self, pin: &scc::Guard, key: &Key) -> bool {
+    fn get(&self, pin: &scc::ebr::Guard, key: &Key) -> bool {
         black_box(self.0.peek(key, pin)).is_some()
     }
 }
@@ -321,7 +321,7 @@ impl Build for Scc {
     fn with_keys(keys: &[Key]) -> Self {
         let map = scc::HashIndex::with_capacity_and_hasher(keys.len(), hasher());
         for (i, k) in keys.iter().enumerate() {
-            let _ = map.insert_sync(*k, i as u32);
+            let _ = map.insert(*k, i as u32);
         }
         Self(map)
     }
@@ -330,10 +330,10 @@ impl Build for Scc {
 impl ConcurrentPeer for Scc {
     type Conn = ();
     fn insert(&self, key: &Key, id: u32) {
-        let _ = self.0.insert_sync(*key, id);
+        let _ = self.0.insert(*key, id);
     }
     fn remove(&self, key: &Key, _: ()) {
-        self.0.remove_sync(key);
+        self.0.remove(key);
     }
 }
 
