@@ -249,8 +249,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         count
     }
 
-    /// The lookup proper, for a canonical tuple and its hash.
-    #[inline]
+    /// The lookup proper, for a canonical tuple and its hash: the exact stage
+    /// inline (the common case, an established flow), the rest out of line so
+    /// that it does not weigh on the exact hit's code.
+    #[inline(always)]
     fn lookup_tuple<'g>(
         &self,
         tuple: &Tuple,
@@ -258,15 +260,43 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         let shared = &*self.shared;
+        let before = shared.ports.move_seq(tuple.local.port);
+        if before % 2 == 1 {
+            return self.lookup_slow(tuple, hash, guard, None);
+        }
+        if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
+            return Some(PcbRef::new(pcb, guard));
+        }
+        self.lookup_slow(tuple, hash, guard, Some(before))
+    }
+
+    /// The lookup after an exact miss at move sequence `missed_at` (or from
+    /// the start, with `None`): the wildcard and group stages, retried while
+    /// a PCB of the port moves between indexes.
+    #[inline(never)]
+    fn lookup_slow<'g>(
+        &self,
+        tuple: &Tuple,
+        hash: u64,
+        guard: &'g Guard,
+        mut missed_at: Option<u64>,
+    ) -> Option<PcbRef<'g, S>> {
+        let shared = &*self.shared;
         loop {
-            let before = shared.ports.move_seq(tuple.local.port);
-            if before % 2 == 1 {
-                spin_loop();
-                continue;
-            }
-            if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
-                return Some(PcbRef::new(pcb, guard));
-            }
+            let before = match missed_at.take() {
+                Some(before) => before,
+                None => {
+                    let before = shared.ports.move_seq(tuple.local.port);
+                    if before % 2 == 1 {
+                        spin_loop();
+                        continue;
+                    }
+                    if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
+                        return Some(PcbRef::new(pcb, guard));
+                    }
+                    before
+                }
+            };
             let best = shared.best_wildcard(&tuple.local, guard);
             if shared.ports.move_seq(tuple.local.port) != before {
                 continue;

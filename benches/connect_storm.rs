@@ -1,0 +1,49 @@
+//! Connect storms: connects from unbound PCBs toward one peer until a small
+//! ephemeral range (2048 ports) is full, per policy. Criterion reports the
+//! mean cost of one connect over the whole fill; `cargo bench --bench report`
+//! fills the policies' whole default ranges and compares the last tenth of
+//! the connects with the first.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fill_range;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pcbhash::Policy;
+
+const FIRST: u16 = 20_000;
+const PORTS: u16 = 2048;
+
+fn storm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("connect_storm_fill_2048_ports");
+    group.throughput(Throughput::Elements(u64::from(PORTS)));
+    for (name, policy) in [("freebsd", Policy::FreeBsd), ("linux", Policy::Linux)] {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (spent, connects) = fill_range(policy, FIRST..=FIRST + PORTS - 1);
+                        assert_eq!(connects, usize::from(PORTS), "{name}: the range fills");
+                        spent
+                    })
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = storm
+}
+criterion_main!(benches);
