@@ -202,7 +202,12 @@ impl Harness {
                 let a = remote_addr(addr, port);
                 let h = &self.handles[i];
                 let t = h.pcb.connect(a);
-                let m = self.model.connect(h.id, a, port_of(&t, |s| s.port()));
+                // The table's port choice, also when a Linux UDP connect()
+                // bound a port and then failed (`inet_dgram_connect` binds
+                // first).
+                let picked = port_of(&t, |s| s.port())
+                    .or_else(|| h.pcb.local_addr().map(|l| l.port()).filter(|&p| p != 0));
+                let m = self.model.connect(h.id, a, picked);
                 compare(&format!("connect({a})"), t, m)?;
             }
             Op::Accept {

@@ -333,7 +333,9 @@ pub(crate) fn bind(
     } else {
         port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))?
     };
-    n.addr_locked = !ep.0.is_unspecified();
+    // __inet6_bind() sets SOCK_BINDADDR_LOCK for any address type but ANY:
+    // `::ffff:0.0.0.0` is MAPPED, so it counts as named.
+    n.addr_locked = !ep.0.is_unspecified() || mapped;
     n.port_locked = ep.1 != 0;
     n.connect_bind = false;
     m.recs[id] = n;
@@ -373,8 +375,23 @@ pub(crate) fn connect(
     peer: SocketAddr,
     pick: Option<u16>,
 ) -> MResult<SocketAddr> {
-    let n = m.recs[id].clone();
+    let mut n = m.recs[id].clone();
     let tcp = m.tcp();
+    if !tcp && n.state == State::Closed {
+        // inet_dgram_connect(): an unbound socket gets its port from
+        // inet_autobind() before the protocol looks at the peer, and keeps
+        // it if the connect then fails.
+        let mut w = n.clone();
+        w.local = (n.local.0, 0);
+        let port = udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
+            // The kernel's EAGAIN has no counterpart in the table's errors.
+            ModelError::Errno(_) => ModelError::AnyError,
+            d => d,
+        })?;
+        m.enter(id, (n.local.0, port), State::Bound);
+        hash_in(m, id);
+        n = m.recs[id].clone();
+    }
     match n.state {
         State::Connected | State::TimeWait | State::Listen if tcp => {
             return Err(Error::AlreadyConnected.into())
@@ -385,6 +402,17 @@ pub(crate) fn connect(
         State::Connected => return Err(ModelError::Known("Linux UDP reconnect")),
         _ => {}
     }
+    // __ip6_datagram_connect(): a UDP AF_INET6 socket given a sockaddr_in
+    // connects over IPv4 (EAFNOSUPPORT if V6ONLY); TCP answers EINVAL.
+    let peer = match peer {
+        SocketAddr::V4(v4) if !tcp && n.inet6 => {
+            if v6only(&n) {
+                return Err(Error::FamilyNotSupported.into());
+            }
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        other => other,
+    };
     crate::model::family_check(n.inet6, peer)?;
     let rep = canonical(peer);
     let mapped = peer.is_ipv6() && rep.0.is_ipv4();
