@@ -56,10 +56,7 @@ fn grow(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(3))
+    common::criterion_config(Duration::from_secs(3))
 }
 
 criterion_group! {

@@ -136,10 +136,7 @@ fn pcbhash_1m(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
+    common::criterion_config(Duration::from_secs(2))
 }
 
 criterion_group! {

@@ -43,6 +43,15 @@ pub const PIN_EVERY: usize = 64;
 pub const SERVICE: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 443));
 
 /// The hasher every peer uses: ahash with fixed seeds.
+/// The criterion settings every bench shares: short, small samples, sized
+/// for a 2-core machine; `measurement` per benchmark.
+pub fn criterion_config(measurement: Duration) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(measurement)
+}
+
 pub fn hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(SEED, SEED ^ 1, SEED ^ 2, SEED ^ 3)
 }
