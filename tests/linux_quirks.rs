@@ -320,3 +320,48 @@ fn linux_ephemeral_port_classes() {
         held.push(c);
     }
 }
+
+/// `__udp_disconnect` gives back a port that bind() chose but keeps the
+/// address bind() named (SOCK_BINDADDR_LOCK), and with it the V6ONLY that a
+/// specific IPv6 address forced (`__inet6_bind` sets `sk_ipv6only`, nothing
+/// clears it). The next connect() autobinds on that address
+/// (`inet_dgram_connect` -> `inet_autobind`) and uses it as the source, even
+/// when the peer is then refused.
+#[test]
+fn linux_udp_disconnect_keeps_the_named_address() {
+    const EAFNOSUPPORT: i32 = libc::EAFNOSUPPORT;
+    let Some(scene) = Scene::with(Protocol::Udp, (40000, 40000)) else {
+        return;
+    };
+    // AF_INET: the kept address is the source, not the route's 127.0.0.1.
+    let v4 = scene.socket(false, 0);
+    v4.bind("bind(127.0.0.2:0)", "127.0.0.2", 0, OK);
+    v4.disconnect("connect(AF_UNSPEC)", OK);
+    assert_eq!(v4.local("after the disconnect"), None, "the port went back");
+    v4.connect("connect(127.0.0.1)", at("127.0.0.1:30000"), OK);
+    assert_eq!(v4.local("after connect"), Some(at("127.0.0.2:40000")));
+    v4.disconnect("connect(AF_UNSPEC) again", OK);
+    // A refused peer (a sockaddr_in6 on AF_INET) after the autobind.
+    v4.connect(
+        "connect(sockaddr_in6) on AF_INET",
+        at("[::ffff:127.0.0.1]:30000"),
+        EAFNOSUPPORT,
+    );
+    assert_eq!(v4.local("after the refusal"), Some(at("127.0.0.2:40000")));
+    drop(v4);
+    // AF_INET6 on ::1: still V6ONLY after the disconnect, so an IPv4 peer is
+    // refused (`__ip6_datagram_connect`), from the kept address.
+    let v6 = scene.socket(true, 0);
+    v6.bind("bind([::1]:0)", "::1", 0, OK);
+    v6.disconnect("connect(AF_UNSPEC)", OK);
+    assert_eq!(v6.local("after the disconnect"), None, "the port went back");
+    v6.connect(
+        "connect(sockaddr_in 127.0.0.1) on a formerly ::1 socket",
+        at("127.0.0.1:30000"),
+        EAFNOSUPPORT,
+    );
+    assert_eq!(v6.local("after the refusal"), Some(at("[::1]:40000")));
+    v6.disconnect("connect(AF_UNSPEC) again", OK);
+    v6.connect("connect([::1])", at("[::1]:30000"), OK);
+    assert_eq!(v6.local("after connect"), Some(at("[::1]:40000")));
+}

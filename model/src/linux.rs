@@ -313,11 +313,16 @@ pub(crate) fn bind(
     if n.state != State::Closed || n.local.1 != 0 {
         return Err(Error::InvalidInput.into());
     }
-    if mapped && n.v6only {
+    // `ipv6_only_sock()`: also V6ONLY that an earlier bind to a specific
+    // IPv6 address forced and a disconnect kept.
+    if mapped && v6only(&n) {
         return Err(Error::InvalidInput.into());
     }
     n.local = (ep.0, 0);
-    n.forced_v6only = n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
+    // __inet6_bind(): `sk->sk_ipv6only = 1` for a specific IPv6 address; the
+    // flag is the IPV6_V6ONLY option itself, so only setsockopt clears it (a
+    // failed get_port() restores the value it had before).
+    n.forced_v6only |= n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
     let port = if ep.1 != 0 {
         let conflict = if m.tcp() {
             kernel_or_known(|| tcp_explicit_conflict(m, id, &n, ep.1))?
@@ -325,17 +330,20 @@ pub(crate) fn bind(
             kernel_or_known(|| udp_explicit_conflict(m, id, &n, ep.1))?
         };
         if conflict {
+            forget_address(m, id);
             return Err(Error::AddrInUse.into());
         }
         ep.1
     } else if m.tcp() {
-        port_or_known(|| tcp_autobind(m, id, &n, pick))?
+        port_or_known(|| tcp_autobind(m, id, &n, pick)).inspect_err(|_| forget_address(m, id))?
     } else {
-        port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))?
+        port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))
+            .inspect_err(|_| forget_address(m, id))?
     };
     // __inet6_bind() sets SOCK_BINDADDR_LOCK for any address type but ANY:
-    // `::ffff:0.0.0.0` is MAPPED, so it counts as named.
-    n.addr_locked = !ep.0.is_unspecified() || mapped;
+    // `::ffff:0.0.0.0` is MAPPED, so it counts as named. `sk_userlocks` is
+    // only ever or-ed: an earlier named bind keeps it set.
+    n.addr_locked |= !ep.0.is_unspecified() || mapped;
     n.port_locked = ep.1 != 0;
     n.connect_bind = false;
     m.recs[id] = n;
@@ -344,6 +352,15 @@ pub(crate) fn bind(
         hash_in(m, id);
     }
     Ok(shown(m.recs[id].local, m.recs[id].inet6))
+}
+
+/// A bind() whose get_port() failed: `__inet_bind` / `__inet6_bind` stored
+/// the new address first and now reset it to the wildcard
+/// (`inet_reset_saddr`), also over an address that a disconnect had kept.
+/// The locks (`sk_userlocks`) stay.
+fn forget_address(m: &mut Model, id: usize) {
+    let r = &mut m.recs[id];
+    r.local.0 = if r.inet6 { V6_ANY } else { V4_ANY };
 }
 
 pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()> {
@@ -534,12 +551,11 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     if n.port_locked {
         r.state = State::Bound;
     } else {
-        // The kernel keeps an address bind() named on the now portless
-        // socket (and uses it at the next autobind); the table's Closed state
-        // holds no address, so the model forgets it too.
-        r.local = (any, 0);
-        r.addr_locked = false;
-        r.forced_v6only = false;
+        // `sk->sk_prot->unhash(sk); inet->inet_sport = 0`: the port goes
+        // back, but an address bind() named stays on the portless socket,
+        // with its lock and any V6ONLY it forced; the next autobind
+        // (inet_autobind() from inet_dgram_connect()) happens there.
+        r.local.1 = 0;
         m.remove(id, State::Closed);
     }
     Ok(())

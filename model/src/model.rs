@@ -259,6 +259,9 @@ impl Model {
                     return Err(Error::InvalidInput.into());
                 }
                 r.v6only = on;
+                // Linux: one flag (`sk_ipv6only`) for the option and for the
+                // V6ONLY a bind to a specific IPv6 address forced.
+                r.forced_v6only = false;
             }
         }
         Ok(())
