@@ -139,7 +139,11 @@ struct Ctx {
     /// Holder uid of each 4-tuple, and a generation that changes with every
     /// claim, so that "held by the same claim before and after" means "held
     /// throughout".
-    tuples: Mutex<HashMap<(SocketAddr, SocketAddr), (u32, u64)>>,
+    ///
+    /// Linux UDP `connect()` does not make 4-tuples unique (the kernel checks
+    /// nothing), so there a tuple may have several holders: `holders` counts
+    /// them, and a shared tuple has no single expected owner (uid 0).
+    tuples: Mutex<HashMap<(SocketAddr, SocketAddr), (u32, u64, u32)>>,
     generation: AtomicU64,
     /// Logical clock for close stamps.
     clock: AtomicU64,
@@ -153,27 +157,53 @@ impl Ctx {
         self.next_uid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Whether two PCBs may hold one 4-tuple (Linux UDP).
+    fn shares_tuples(&self) -> bool {
+        self.policy == Policy::Linux && self.protocol == Protocol::Udp
+    }
+
     fn claim_tuple(&self, tuple: (SocketAddr, SocketAddr), uid: u32) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let previous = self.tuples.lock().unwrap().insert(tuple, (uid, generation));
-        assert_eq!(
-            previous, None,
-            "duplicate 4-tuple {tuple:?}: held by {previous:?}, granted to {uid}"
-        );
+        let mut tuples = self.tuples.lock().unwrap();
+        match tuples.get_mut(&tuple) {
+            None => {
+                tuples.insert(tuple, (uid, generation, 1));
+            }
+            Some(previous) if self.shares_tuples() => {
+                *previous = (0, generation, previous.2 + 1);
+            }
+            Some(previous) => {
+                let previous = *previous;
+                drop(tuples);
+                self.violation(format!(
+                    "duplicate 4-tuple {tuple:?}: held by {previous:?}, granted to {uid}"
+                ));
+            }
+        }
     }
 
     fn release_tuple(&self, tuple: (SocketAddr, SocketAddr), uid: u32) {
-        let previous = self.tuples.lock().unwrap().remove(&tuple);
-        assert_eq!(
-            previous.map(|(holder, _)| holder),
-            Some(uid),
-            "tuple registry out of step"
-        );
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let mut tuples = self.tuples.lock().unwrap();
+        let Some(&(holder, _, holders)) = tuples.get(&tuple) else {
+            panic!("tuple registry out of step: {tuple:?} released by {uid}, held by nobody");
+        };
+        assert!(holder == uid || holder == 0, "tuple registry out of step");
+        if holders == 1 {
+            tuples.remove(&tuple);
+        } else {
+            tuples.insert(tuple, (0, generation, holders - 1));
+        }
     }
 
-    /// The claim on `tuple`, if any.
+    /// The claim on `tuple`, if any: its single holder (0 while shared) and
+    /// the claim's generation.
     fn claim(&self, tuple: &(SocketAddr, SocketAddr)) -> Option<(u32, u64)> {
-        self.tuples.lock().unwrap().get(tuple).copied()
+        self.tuples
+            .lock()
+            .unwrap()
+            .get(tuple)
+            .map(|&(uid, generation, _)| (uid, generation))
     }
 
     fn stamp_close(&self, uid: u32, listener: bool) {
@@ -537,6 +567,7 @@ impl Worker<'_> {
         // A view taken before the close, read after it.
         let guard = self.ctx.table.pin();
         let before = tuple.and_then(|(l, r)| self.ctx.table.lookup(l, r, &guard));
+        let before = before.filter(|_| !self.ctx.shares_tuples());
         if let Some(before) = before {
             assert!(before.is(&pcb), "a held tuple resolves to its holder");
         }
@@ -592,8 +623,18 @@ impl Worker<'_> {
                     if let Some((local, remote)) = held.tuple {
                         match self.ctx.table.lookup(local, remote, &guard) {
                             Some(found) if found.is(&held.pcb) => self.counts.hits += 1,
+                            // Linux UDP: another holder of the same tuple.
+                            Some(found)
+                                if self.ctx.shares_tuples()
+                                    && found.peer_addr() == Some(remote) =>
+                            {
+                                self.counts.hits += 1
+                            }
                             other => self.ctx.violation(format!(
-                                "held {local} <- {remote} resolved to {other:?}"
+                                "held {local} <- {remote} (holder now {:?} {:?} -> {:?}) resolved to {other:?}",
+                                held.pcb.state(),
+                                held.pcb.local_addr(),
+                                held.pcb.peer_addr()
                             )),
                         }
                     }
@@ -632,15 +673,25 @@ impl Worker<'_> {
                     // Held by one claim throughout: another worker's
                     // connection, which must be found whatever that worker
                     // and the index are doing meanwhile.
-                    if let Some((uid, _)) =
-                        claim.filter(|_| self.ctx.claim(&(local, remote)) == claim)
+                    if let Some((uid, _)) = claim
+                        .filter(|_| self.ctx.claim(&(local, remote)) == claim)
+                        .filter(|&(uid, _)| uid != 0)
                     {
                         match found {
                             Some(found) if found.cred().uid == uid => {}
+                            // Linux UDP: a second holder whose claim is not
+                            // registered yet (claims follow the table call).
+                            Some(found)
+                                if self.ctx.shares_tuples()
+                                    && found.peer_addr() == Some(remote) => {}
                             other => self.ctx.violation(format!(
                                 "false negative: {local} <- {remote} held by uid {uid} \
                                  throughout, lookup gave {:?}",
-                                other.map(|found| found.cred().uid)
+                                other.map(|found| (
+                                    found.cred().uid,
+                                    found.state(),
+                                    found.peer_addr()
+                                ))
                             )),
                         }
                     }
@@ -704,14 +755,16 @@ fn check_quiescent(ctx: &Ctx, held: &[Held]) {
     for pcb in table.iter(&guard) {
         if pcb.state().is_connected() {
             let tuple = (pcb.local_addr(), pcb.peer_addr().unwrap());
+            let first = tuples.insert(tuple);
             assert!(
-                tuples.insert(tuple),
+                first || ctx.shares_tuples(),
                 "duplicate 4-tuple {tuple:?} at quiescence"
             );
-            assert!(table
-                .lookup(tuple.0, tuple.1, &guard)
-                .unwrap()
-                .same_pcb(&pcb));
+            let found = table.lookup(tuple.0, tuple.1, &guard).unwrap();
+            assert!(
+                found.same_pcb(&pcb) || ctx.shares_tuples(),
+                "a connected PCB is what its tuple resolves to"
+            );
         } else {
             by_local.entry(pcb.local_addr()).or_default().push(pcb);
         }
@@ -729,7 +782,10 @@ fn check_quiescent(ctx: &Ctx, held: &[Held]) {
     }
     for h in held {
         if let Some((local, remote)) = h.tuple {
-            assert!(table.lookup(local, remote, &guard).unwrap().is(&h.pcb));
+            let found = table.lookup(local, remote, &guard).unwrap();
+            // Linux UDP: any holder of the shared tuple is a right answer.
+            let shared = ctx.shares_tuples() && found.peer_addr() == Some(remote);
+            assert!(found.is(&h.pcb) || shared, "{local} <- {remote}: {found:?}");
         }
     }
 }
