@@ -433,15 +433,18 @@ pub(crate) fn join_group(m: &mut Model, id: usize) {
     x.pending = pending;
 }
 
-/// `in_pcbremlbgrouphash()`: the group is freed when its last active member
-/// leaves and nothing is pending; a pending member leaving frees nothing.
+/// `in_pcbremlbgrouphash()`: the group is freed with its last member.
+///
+/// FreeBSD frees it only when the last *active* member leaves with nothing
+/// pending; a pending member leaving last leaves an empty group behind in
+/// the bucket for good (a leak that would also shadow a wildcard group). The
+/// model does not ask the table to copy that.
 pub(crate) fn leave_group(m: &mut Model, id: usize) {
     let Some(gid) = m.recs[id].group.take() else {
         return;
     };
-    let was_pending = std::mem::take(&mut m.recs[id].pending);
-    let left = m.recs.iter().filter(|x| x.group == Some(gid)).count();
-    if !was_pending && left == 0 {
+    m.recs[id].pending = false;
+    if !m.recs.iter().any(|x| x.group == Some(gid)) {
         m.groups.retain(|g| g.id != gid);
     }
 }

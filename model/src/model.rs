@@ -364,10 +364,9 @@ impl Model {
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
         }
+        // The child inherits SO_REUSEPORT_LB but joins no group here: whether
+        // FreeBSD's syncache inserts it into one was not established.
         self.enter(child, lep, State::Connected);
-        if self.freebsd() {
-            crate::freebsd::join_group(self, child);
-        }
         Ok(child)
     }
 
