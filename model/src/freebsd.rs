@@ -267,8 +267,11 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         _ => return Err(Error::InvalidInput.into()),
     }
     m.recs[id].state = State::Listen;
-    // in_pcblisten(): a pending load-balance member becomes active.
+    // in_pcblisten(): a pending load-balance member becomes active. (The
+    // table also lets a PCB that set SO_REUSEPORT_LB after bind() join here,
+    // where FreeBSD decided at bind(); the model follows the table.)
     m.recs[id].pending = false;
+    join_group(m, id);
     Ok(())
 }
 
