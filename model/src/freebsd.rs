@@ -500,11 +500,14 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             if !r.takes_v4() {
                 return None;
             }
+            // in_pcblookup_wild_match(): a wildcard PCB is a WILD match
+            // before its address is compared (so also for a packet to
+            // 0.0.0.0).
             let own = r.v4_laddr();
-            if own == l.0 {
-                Some(3)
-            } else if own.is_unspecified() {
+            if own.is_unspecified() {
                 Some(if r.inet6 { 1 } else { 2 })
+            } else if own == l.0 {
+                Some(3)
             } else {
                 None
             }
@@ -512,10 +515,10 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             if !r.takes_v6() {
                 return None;
             }
-            if r.local.0 == l.0 {
-                Some(3)
-            } else if r.local.0.is_unspecified() {
+            if r.local.0.is_unspecified() {
                 Some(2)
+            } else if r.local.0 == l.0 {
+                Some(3)
             } else {
                 None
             }
