@@ -267,8 +267,11 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         _ => return Err(Error::InvalidInput.into()),
     }
     m.recs[id].state = State::Listen;
-    // in_pcblisten(): a pending load-balance member becomes active.
+    // in_pcblisten(): a pending load-balance member becomes active. (The
+    // table also lets a PCB that set SO_REUSEPORT_LB after bind() join here,
+    // where FreeBSD decided at bind(); the model follows the table.)
     m.recs[id].pending = false;
+    join_group(m, id);
     Ok(())
 }
 
@@ -433,15 +436,18 @@ pub(crate) fn join_group(m: &mut Model, id: usize) {
     x.pending = pending;
 }
 
-/// `in_pcbremlbgrouphash()`: the group is freed when its last active member
-/// leaves and nothing is pending; a pending member leaving frees nothing.
+/// `in_pcbremlbgrouphash()`: the group is freed with its last member.
+///
+/// FreeBSD frees it only when the last *active* member leaves with nothing
+/// pending; a pending member leaving last leaves an empty group behind in
+/// the bucket for good (a leak that would also shadow a wildcard group). The
+/// model does not ask the table to copy that.
 pub(crate) fn leave_group(m: &mut Model, id: usize) {
     let Some(gid) = m.recs[id].group.take() else {
         return;
     };
-    let was_pending = std::mem::take(&mut m.recs[id].pending);
-    let left = m.recs.iter().filter(|x| x.group == Some(gid)).count();
-    if !was_pending && left == 0 {
+    m.recs[id].pending = false;
+    if !m.recs.iter().any(|x| x.group == Some(gid)) {
         m.groups.retain(|g| g.id != gid);
     }
 }
@@ -494,11 +500,14 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             if !r.takes_v4() {
                 return None;
             }
+            // in_pcblookup_wild_match(): a wildcard PCB is a WILD match
+            // before its address is compared (so also for a packet to
+            // 0.0.0.0).
             let own = r.v4_laddr();
-            if own == l.0 {
-                Some(3)
-            } else if own.is_unspecified() {
+            if own.is_unspecified() {
                 Some(if r.inet6 { 1 } else { 2 })
+            } else if own == l.0 {
+                Some(3)
             } else {
                 None
             }
@@ -506,10 +515,10 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             if !r.takes_v6() {
                 return None;
             }
-            if r.local.0 == l.0 {
-                Some(3)
-            } else if r.local.0.is_unspecified() {
+            if r.local.0.is_unspecified() {
                 Some(2)
+            } else if r.local.0 == l.0 {
+                Some(3)
             } else {
                 None
             }

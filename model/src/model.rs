@@ -249,9 +249,6 @@ impl Model {
         match opt {
             Opt::ReuseAddr => r.ra = on,
             Opt::ReusePort => r.rp = on,
-            // FreeBSD decides membership when the PCB enters the hash
-            // (`in_pcbinshash`) and leaves only when it leaves the hash; the
-            // option itself is only read by later binds.
             Opt::ReusePortLb => r.lb = on,
             Opt::V6Only => {
                 // Both kernels: EINVAL once the socket has a port.
@@ -262,6 +259,18 @@ impl Model {
                 // Linux: one flag (`sk_ipv6only`) for the option and for the
                 // V6ONLY a bind to a specific IPv6 address forced.
                 r.forced_v6only = false;
+            }
+        }
+        // The kernels keep a PCB in its group when the option is cleared
+        // (FreeBSD decides membership in `in_pcbinshash` and drops it in
+        // `in_pcbremhash`; Linux keeps `sk_reuseport_cb`). The table's
+        // documented API lets a cleared option leave the group; the model
+        // follows the API here, and the difference is reported.
+        if !on && self.recs[id].in_table() {
+            match opt {
+                Opt::ReusePortLb => crate::freebsd::leave_group(self, id),
+                Opt::ReusePort if linux => self.recs[id].lgroup = None,
+                _ => {}
             }
         }
         Ok(())
@@ -367,10 +376,9 @@ impl Model {
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
         }
+        // The child inherits SO_REUSEPORT_LB but joins no group here: whether
+        // FreeBSD's syncache inserts it into one was not established.
         self.enter(child, lep, State::Connected);
-        if self.freebsd() {
-            crate::freebsd::join_group(self, child);
-        }
         Ok(child)
     }
 

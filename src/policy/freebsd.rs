@@ -232,16 +232,22 @@ pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<u32
     };
     let rank = if candidate.flags.in_group() {
         if exact {
-            6
+            12
         } else {
-            5
+            10
         }
+    } else if exact && candidate.flags.contains(Flags::GROUP_PENDING) {
+        // A group on the packet's own address whose members all wait for
+        // listen() still wins over a wildcard group: in_pcblookup_lbgroup()
+        // picks it, finds no active member and returns nothing, and the
+        // wildcard hash then finds the bound PCB with the packet's address.
+        11
     } else if exact {
-        3
+        6
     } else if local.is_v4() && candidate.family == Family::Inet6 {
-        1
-    } else {
         2
+    } else {
+        4
     };
     Some(rank)
 }
@@ -451,10 +457,21 @@ mod tests {
         let mut grouped = view(Inet, "0.0.0.0:80", LB, 0, 4);
         grouped.flags = grouped.flags | Flags::IN_GROUP;
         let other = view(Inet, "127.0.0.2:80", NONE, 0, 5);
-        let ranks: Vec<_> = [grouped, exact, wild, dual, other]
+        let mut grouped_exact = view(Inet, "127.0.0.1:80", LB, 0, 6);
+        grouped_exact.flags = grouped_exact.flags | Flags::IN_GROUP;
+        // A member of a group on the packet's address that waits for
+        // listen(): its (empty) group still shadows the wildcard group.
+        let mut pending_exact = view(Inet, "127.0.0.1:80", LB, 0, 7);
+        pending_exact.flags = pending_exact.flags | Flags::GROUP_PENDING;
+        let order = [grouped_exact, pending_exact, grouped, exact, wild, dual];
+        let ranks: Vec<u32> = order
             .iter()
-            .map(|v| wildcard_rank(v, &local))
+            .map(|v| wildcard_rank(v, &local).expect("a match"))
             .collect();
-        assert_eq!(ranks, vec![Some(5), Some(3), Some(2), Some(1), None]);
+        assert!(
+            ranks.windows(2).all(|w| w[0] > w[1]),
+            "ranks must fall in this order: {ranks:?}"
+        );
+        assert_eq!(wildcard_rank(&other, &local), None);
     }
 }
