@@ -20,7 +20,11 @@ for target in ops lookup concurrent; do
     # Work on a copy, so the committed seed corpus stays as it is.
     work=$(mktemp -d)
     cp -R "corpus/$target/." "$work/"
-    echo "fuzz smoke: $target for 60 s"
-    cargo +nightly fuzz run "$target" "$work" -- -max_total_time=60 -max_len=512
+    echo "fuzz smoke: $target for ${PCBHASH_FUZZ_SECS:-60} s, seed ${PCBHASH_FUZZ_SEED:-1}"
+    # A fixed seed makes the run a fixed trajectory: CI's minute explores a
+    # prefix of what a longer local run with the same seed has explored.
+    # PCBHASH_FUZZ_SEED picks another one; PCBHASH_FUZZ_SECS runs longer.
+    cargo +nightly fuzz run "$target" "$work" -- \
+        -seed="${PCBHASH_FUZZ_SEED:-1}" -max_total_time="${PCBHASH_FUZZ_SECS:-60}" -max_len=512
     rm -rf "$work"
 done

@@ -39,76 +39,92 @@ fn so_options(r: &Rec) -> u8 {
     (if r.ra { RA } else { 0 }) | (if r.rp { RP } else { 0 }) | (if r.lb { LB } else { 0 })
 }
 
-/// `in_pcblookup_local()` for an IPv4 address: the exact unconnected match
-/// (first in the wildcard chain), or the best fit over the port (newest
-/// first among equal costs, as the port list is head-inserted).
+/// The cost `in_pcblookup_local(..., INPLOOKUP_WILDCARD)` gives `r` for
+/// `laddr`, seen from IPv4 when `v4`, or `None` if it does not fit: +3 for a
+/// dual-stack PCB seen from IPv4 (`INP_LOOKUP_MAPPED_PCB_COST`), +1 if
+/// connected, +1 if exactly one side is a wildcard.
+fn fit_cost(r: &Rec, laddr: IpAddr, v4: bool) -> Option<u32> {
+    let mut cost = 0;
+    if v4 && r.takes_v6() {
+        cost += 3;
+    }
+    if r.connected() {
+        cost += 1;
+    }
+    let own = if v4 { r.v4_laddr() } else { r.local.0 };
+    if !own.is_unspecified() {
+        if laddr.is_unspecified() {
+            cost += 1;
+        } else if own != laddr {
+            return None;
+        }
+    } else if !laddr.is_unspecified() {
+        cost += 1;
+    }
+    Some(cost)
+}
+
+/// The PCBs on `lport` that `laddr`'s family can see (`INP_IPV4` or `INP_IPV6`).
+fn on_port(m: &Model, laddr: IpAddr, lport: u16) -> impl Iterator<Item = (usize, &Rec)> {
+    let v4 = laddr.is_ipv4();
+    m.live()
+        .filter(move |(_, r)| r.local.1 == lport && if v4 { r.takes_v4() } else { r.takes_v6() })
+}
+
+/// Every candidate `in_pcblookup_local()` could return, before ties are
+/// broken: the unconnected PCBs on exactly `laddr`, or the best-fitting ones.
+fn local_candidates(
+    m: &Model,
+    laddr: IpAddr,
+    lport: u16,
+    wildcard: bool,
+) -> Vec<(u32, &Rec, usize)> {
+    let v4 = laddr.is_ipv4();
+    let fits = on_port(m, laddr, lport).filter_map(|(i, r)| {
+        if wildcard {
+            fit_cost(r, laddr, v4).map(|cost| (cost, r, i))
+        } else {
+            let own = if v4 { r.v4_laddr() } else { r.local.0 };
+            (r.unconnected_in_table() && own == laddr).then_some((0, r, i))
+        }
+    });
+    let all: Vec<_> = fits.collect();
+    let best = all.iter().map(|(cost, _, _)| *cost).min();
+    all.into_iter()
+        .filter(|(cost, _, _)| Some(*cost) == best)
+        .collect()
+}
+
+/// `in_pcblookup_local()` (IPv4 when `laddr` is): ties go to the wild chain's
+/// order (exact mode) or to the newest PCB (best fit).
 pub(crate) fn local_v4(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
-    let on_port = m
-        .live()
-        .filter(move |(_, r)| r.local.1 == lport && r.takes_v4());
-    if !wildcard {
-        return first_in_chain(
-            on_port.filter(|(_, r)| r.unconnected_in_table() && r.v4_laddr() == laddr),
-        );
-    }
-    let mut best: Option<(u32, u64, usize)> = None;
-    for (i, r) in on_port {
-        let mut cost = 0;
-        if r.takes_v6() {
-            cost += 3; // INP_LOOKUP_MAPPED_PCB_COST
-        }
-        if r.connected() {
-            cost += 1;
-        }
-        let own = r.v4_laddr();
-        if !own.is_unspecified() {
-            if laddr.is_unspecified() {
-                cost += 1;
-            } else if own != laddr {
-                continue;
-            }
-        } else if !laddr.is_unspecified() {
-            cost += 1;
-        }
-        if best.is_none_or(|(c, s, _)| cost < c || (cost == c && r.seq > s)) {
-            best = Some((cost, r.seq, i));
-        }
-    }
-    best.map(|(_, _, i)| i)
+    local_pick(m, laddr, lport, wildcard)
 }
 
 /// `in6_pcblookup_local()`: the same over PCBs with `INP_IPV6`, without the
 /// mapped cost.
 pub(crate) fn local_v6(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
-    let on_port = m
-        .live()
-        .filter(move |(_, r)| r.local.1 == lport && r.takes_v6());
-    if !wildcard {
-        return first_in_chain(
-            on_port.filter(|(_, r)| r.unconnected_in_table() && r.local.0 == laddr),
-        );
+    local_pick(m, laddr, lport, wildcard)
+}
+
+fn local_pick(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
+    let ties = local_candidates(m, laddr, lport, wildcard);
+    if wildcard {
+        ties.into_iter()
+            .max_by_key(|(_, r, _)| r.seq)
+            .map(|(_, _, i)| i)
+    } else {
+        first_in_chain(ties.into_iter().map(|(_, r, i)| (i, r)))
     }
-    let mut best: Option<(u32, u64, usize)> = None;
-    for (i, r) in on_port {
-        let mut cost = 0;
-        if r.connected() {
-            cost += 1;
-        }
-        let own = r.local.0;
-        if !own.is_unspecified() {
-            if laddr.is_unspecified() {
-                cost += 1;
-            } else if own != laddr {
-                continue;
-            }
-        } else if !laddr.is_unspecified() {
-            cost += 1;
-        }
-        if best.is_none_or(|(c, s, _)| cost < c || (cost == c && r.seq > s)) {
-            best = Some((cost, r.seq, i));
-        }
-    }
-    best.map(|(_, _, i)| i)
+}
+
+/// Every PCB tied for `lookup_local`'s answer, for rule sets that do not fix
+/// the order of ties.
+pub(crate) fn lookup_local_ties(m: &Model, local: Ep, wildcard: bool) -> Vec<usize> {
+    local_candidates(m, local.0, local.1, wildcard)
+        .into_iter()
+        .map(|(_, _, i)| i)
+        .collect()
 }
 
 pub(crate) fn lookup_local(m: &Model, local: Ep, wildcard: bool) -> Expect {

@@ -449,7 +449,19 @@ impl Model {
 
     /// `in_pcblookup_local()`.
     pub fn lookup_local(&self, local: SocketAddr, wildcard: bool) -> Expect {
-        crate::freebsd::lookup_local(self, canonical(local), wildcard)
+        if self.freebsd() {
+            return crate::freebsd::lookup_local(self, canonical(local), wildcard);
+        }
+        // `in_pcblookup_local()` is FreeBSD's; Linux has no such call, so no
+        // kernel orders its ties. The table breaks them by the kernel's
+        // listening-list order, which the model does not track: any tied
+        // candidate is a right answer.
+        let ties = crate::freebsd::lookup_local_ties(self, canonical(local), wildcard);
+        match ties.as_slice() {
+            [] => Expect::None,
+            [one] => Expect::One(*one),
+            _ => Expect::AnyOf(ties),
+        }
     }
 
     pub(crate) fn live(&self) -> impl Iterator<Item = (usize, &Rec)> {
