@@ -67,8 +67,15 @@ fn fit_cost(r: &Rec, laddr: IpAddr, v4: bool) -> Option<u32> {
 /// The PCBs on `lport` that `laddr`'s family can see (`INP_IPV4` or `INP_IPV6`).
 fn on_port(m: &Model, laddr: IpAddr, lport: u16) -> impl Iterator<Item = (usize, &Rec)> {
     let v4 = laddr.is_ipv4();
-    m.live()
-        .filter(move |(_, r)| r.local.1 == lport && if v4 { r.takes_v4() } else { r.takes_v6() })
+    let freebsd = m.freebsd();
+    m.live().filter(move |(_, r)| {
+        r.local.1 == lport
+            && if v4 {
+                r.takes_v4_for(freebsd)
+            } else {
+                r.takes_v6()
+            }
+    })
 }
 
 /// Every candidate `in_pcblookup_local()` could return, before ties are

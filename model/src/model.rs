@@ -479,7 +479,10 @@ impl Rec {
         if freebsd {
             self.takes_v4()
         } else {
-            self.local.0.is_ipv4() || (self.inet6 && self.local.0 == V6_ANY && !self.v6only)
+            // `sk_ipv6only` is one flag in Linux: set by IPV6_V6ONLY or forced
+            // by a specific IPv6 bind.
+            self.local.0.is_ipv4()
+                || (self.inet6 && self.local.0 == V6_ANY && !self.v6only && !self.forced_v6only)
         }
     }
 }
