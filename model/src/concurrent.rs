@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use pcbhash::{Family, Pcb, PcbTable, State};
+use pcbhash::{Family, Pcb, PcbTable, Policy, Protocol, State};
 
 use crate::addrs::{ephemeral_range, local_addr, remote_addr};
 use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
@@ -184,8 +184,14 @@ pub fn run(s: &Scenario) -> Result<(), String> {
         Arc::new((0..MAX_SOCKETS).map(|_| AtomicUsize::new(0)).collect());
     let range = ephemeral_range();
     let table = PcbTable::<Tracked>::builder()
-        .policy(s.policy.into())
-        .protocol(s.protocol.into())
+        .policy(match s.policy {
+            PolicySel::FreeBsd => Policy::FreeBsd,
+            PolicySel::Linux => Policy::Linux,
+        })
+        .protocol(match s.protocol {
+            ProtoSel::Tcp => Protocol::Tcp,
+            ProtoSel::Udp => Protocol::Udp,
+        })
         .ephemeral_ports(range)
         .capacity(2)
         .build();

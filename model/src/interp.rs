@@ -5,11 +5,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use pcbhash::{Error, Family, Pcb, PcbTable};
+use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
 
 use crate::addrs::{ephemeral_range, local_addr, remote_addr};
 use crate::model::{Expect, MResult, Model, ModelError};
-use crate::ops::{Op, Opt, Scenario};
+use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
 
 /// Most operations one scenario runs.
 pub const MAX_OPS: usize = 96;
@@ -73,8 +73,14 @@ struct Harness {
 pub fn run(s: &Scenario) -> Result<(), Divergence> {
     let range = ephemeral_range();
     let table = PcbTable::<u32>::builder()
-        .policy(s.policy.into())
-        .protocol(s.protocol.into())
+        .policy(match s.policy {
+            PolicySel::FreeBsd => Policy::FreeBsd,
+            PolicySel::Linux => Policy::Linux,
+        })
+        .protocol(match s.protocol {
+            ProtoSel::Tcp => Protocol::Tcp,
+            ProtoSel::Udp => Protocol::Udp,
+        })
         .ephemeral_ports(range.clone())
         .seed(0x5EED)
         .capacity(2)

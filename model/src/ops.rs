@@ -266,21 +266,3 @@ impl LookupCase {
         })
     }
 }
-
-impl From<PolicySel> for pcbhash::Policy {
-    fn from(policy: PolicySel) -> Self {
-        match policy {
-            PolicySel::FreeBsd => pcbhash::Policy::FreeBsd,
-            PolicySel::Linux => pcbhash::Policy::Linux,
-        }
-    }
-}
-
-impl From<ProtoSel> for pcbhash::Protocol {
-    fn from(protocol: ProtoSel) -> Self {
-        match protocol {
-            ProtoSel::Tcp => pcbhash::Protocol::Tcp,
-            ProtoSel::Udp => pcbhash::Protocol::Udp,
-        }
-    }
-}
