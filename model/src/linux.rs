@@ -445,6 +445,15 @@ pub(crate) fn connect(
         ));
     }
     let has_addr = !n.local.0.is_unspecified();
+    if !tcp && has_addr && !n.local.0.is_ipv4() && rep.0.is_ipv4() {
+        // A UDP AF_INET6 socket whose IPv6 source came from an earlier
+        // connect() (not V6ONLY) connecting to an IPv4 peer: the running
+        // kernel accepts it (the live differential test compares the table
+        // with it); the model does not know which source it then uses.
+        return Err(ModelError::Known(
+            "Linux UDP connect from an IPv6 source to an IPv4 peer",
+        ));
+    }
     if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() {
         // A mapped local address toward an IPv6 peer, or the reverse: the
         // kernel fails these on routing; any error will do.
