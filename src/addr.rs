@@ -88,35 +88,99 @@ pub(crate) struct Tuple {
     pub(crate) remote: Endpoint,
 }
 
-/// The exact index's key hash: the two ports in one word, then both IPv4
-/// addresses in one word (or each IPv6 address in one `u128`), so a keyed
-/// hasher runs two or three rounds instead of one per field and discriminant.
-/// Equal tuples hash equally: every field is fed in, and canonical addresses
-/// have one representation each.
-impl std::hash::Hash for Tuple {
+/// The exact index's key: a 4-tuple as plain integers.
+///
+/// Addresses are 128-bit, an IPv4 address in its v4-mapped form
+/// (`::ffff:a.b.c.d`). Mapped addresses are exactly the ones
+/// [`Endpoint::new`] turns into IPv4, so an IPv4 packet and a mapped one give
+/// the same key, and building a key from a packet's addresses needs neither
+/// canonicalisation nor a branch per field.
+///
+/// This type maintains the invariant that two keys are equal exactly when
+/// the canonical tuples they were built from are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FlowKey {
+    local: [u64; 2],
+    remote: [u64; 2],
+    /// The local port in the high half, the remote port in the low half.
+    ports: u32,
+}
+
+/// The high 96 bits of a v4-mapped address.
+const MAPPED: u128 = 0xffff << 32;
+
+impl FlowKey {
+    /// The key of a packet from `remote` to `local`, or `None` when the two
+    /// addresses are of different families after canonicalisation (no PCB
+    /// can own such a packet).
     #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u32(u32::from(self.local.port) << 16 | u32::from(self.remote.port));
-        match (self.local.ip, self.remote.ip) {
-            (IpAddr::V4(local), IpAddr::V4(remote)) => {
-                state.write_u64(u64::from(local.to_bits()) << 32 | u64::from(remote.to_bits()));
-            }
-            (local, remote) => {
-                state.write_u128(bits(local));
-                state.write_u128(bits(remote));
-            }
+    pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
+        let (l, r) = (socket_bits(local), socket_bits(remote));
+        (is_mapped(l) == is_mapped(r)).then(|| Self::from_bits(l, r, local.port(), remote.port()))
+    }
+
+    /// The key of a canonical tuple.
+    #[inline]
+    pub(crate) fn of_tuple(tuple: &Tuple) -> Self {
+        Self::from_bits(
+            ip_bits(tuple.local.ip),
+            ip_bits(tuple.remote.ip),
+            tuple.local.port,
+            tuple.remote.port,
+        )
+    }
+
+    #[inline]
+    fn from_bits(local: u128, remote: u128, local_port: u16, remote_port: u16) -> Self {
+        let split = |bits: u128| [(bits >> 64) as u64, bits as u64];
+        Self {
+            local: split(local),
+            remote: split(remote),
+            ports: u32::from(local_port) << 16 | u32::from(remote_port),
+        }
+    }
+
+    /// The key's hash under `hasher`: two rounds for an IPv4 tuple (the ports,
+    /// then both addresses in one word), three for IPv6.
+    #[inline(always)]
+    pub(crate) fn hash(&self, hasher: &ahash::RandomState) -> u64 {
+        if self.local[0] == 0
+            && self.remote[0] == 0
+            && self.local[1] >> 32 == 0xffff
+            && self.remote[1] >> 32 == 0xffff
+        {
+            hasher.hash_one((
+                self.ports,
+                self.local[1] << 32 | (self.remote[1] & 0xffff_ffff),
+            ))
+        } else {
+            hasher.hash_one((self.ports, self.local, self.remote))
         }
     }
 }
 
-/// An address as one integer; IPv4 addresses are tagged so that they never
-/// collide with the IPv6 addresses of the same value.
+/// An address as 128 bits, IPv4 in v4-mapped form.
 #[inline]
-fn bits(ip: IpAddr) -> u128 {
+fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_bits()) | 1 << 127,
+        IpAddr::V4(v4) => MAPPED | u128::from(v4.to_bits()),
         IpAddr::V6(v6) => v6.to_bits(),
     }
+}
+
+/// A socket address's address as 128 bits, IPv4 in v4-mapped form.
+#[inline]
+fn socket_bits(addr: &SocketAddr) -> u128 {
+    match addr {
+        SocketAddr::V4(v4) => MAPPED | u128::from(v4.ip().to_bits()),
+        SocketAddr::V6(v6) => v6.ip().to_bits(),
+    }
+}
+
+/// Whether 128 address bits are a v4-mapped address.
+#[inline]
+fn is_mapped(bits: u128) -> bool {
+    bits >> 32 == 0xffff
 }
 
 impl Tuple {
@@ -178,6 +242,52 @@ mod tests {
         let any_mapped: SocketAddr = "[::ffff:0.0.0.0]:1".parse().unwrap();
         assert!(Endpoint::new(any_mapped).is_wildcard());
         assert!(Endpoint::new(any_mapped).is_v4());
+    }
+
+    #[test]
+    fn flow_keys_agree_with_canonical_tuples() {
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let sock = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let tuple = |l: &str, r: &str| Tuple {
+            local: Endpoint::new(sock(l)),
+            remote: Endpoint::new(sock(r)),
+        };
+        let packets = [
+            ("127.0.0.1:80", "127.0.0.2:5000"),
+            ("[::ffff:127.0.0.1]:80", "[::ffff:127.0.0.2]:5000"),
+            ("[::ffff:127.0.0.1]:80", "127.0.0.2:5000"),
+            ("[::1]:80", "[::2]:5000"),
+            ("[::1]:80", "[::1]:5000"),
+            ("127.0.0.1:5000", "127.0.0.2:80"),
+            ("[::ffff:0.0.0.0]:80", "0.0.0.0:5000"),
+        ];
+        let keys: Vec<FlowKey> = packets
+            .iter()
+            .map(|(l, r)| {
+                let key = FlowKey::of_packet(&sock(l), &sock(r)).expect("same family");
+                assert_eq!(key, FlowKey::of_tuple(&tuple(l, r)), "{l} {r}");
+                key
+            })
+            .collect();
+        // The three spellings of one IPv4 flow are one key with one hash.
+        assert_eq!(keys[0], keys[1]);
+        assert_eq!(keys[0], keys[2]);
+        assert_eq!(keys[0].hash(&hasher), keys[2].hash(&hasher));
+        // Everything else differs: addresses, families, port order.
+        for (i, a) in keys.iter().enumerate().skip(2) {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // IPv4 against IPv6 (not mapped) is no flow at all.
+        assert_eq!(
+            FlowKey::of_packet(&sock("127.0.0.1:80"), &sock("[::1]:80")),
+            None
+        );
+        assert_eq!(
+            FlowKey::of_packet(&sock("[::ffff:1.2.3.4]:80"), &sock("[::1]:80")),
+            None
+        );
     }
 
     #[test]

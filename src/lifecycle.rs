@@ -214,8 +214,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.stamp_seq(inner, flags);
         }
         inner.flags.update(|_| flags.with_state(State::Connected));
-        self.exact
-            .insert(self.tuple_hash(&tuple), tuple, inner.clone(), guard);
+        self.exact_insert(&tuple, inner, guard);
         let entry = self
             .ports
             .insert(held, List::Connected, inner.clone(), guard);
@@ -242,12 +241,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Removes `inner`'s entry for `tuple` from the exact index.
     fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
-        let tuple = *tuple;
-        let removed = self
-            .exact
-            .remove(self.tuple_hash(&tuple), guard, |key, pcb| {
-                *key == tuple && Arc::ptr_eq(pcb, inner)
-            });
+        let removed = self.exact_remove(tuple, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
     }
 
@@ -458,8 +452,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
             self.ports.begin_move(&held);
-            self.exact
-                .insert(self.tuple_hash(&tuple), tuple, inner.clone(), guard);
+            self.exact_insert(&tuple, inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,

@@ -14,7 +14,7 @@ use std::ops::RangeInclusive;
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::{loopback_source, Endpoint, Family, Tuple};
+use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
 use crate::policy::{self, Af, PcbView, Policy, PortMemos, Protocol, Rules};
@@ -25,22 +25,11 @@ use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
 /// The stack's source-address selector; see [`Builder::source_address`].
 pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 
-/// The canonical tuple of a packet, or `None` when its two addresses are of
-/// different families (no PCB can own such a packet).
-#[inline]
-fn packet_tuple(local: SocketAddr, remote: SocketAddr) -> Option<Tuple> {
-    let tuple = Tuple {
-        local: Endpoint::new(local),
-        remote: Endpoint::new(remote),
-    };
-    (tuple.local.is_v4() == tuple.remote.is_v4()).then_some(tuple)
-}
-
 /// Everything a table and its PCB handles share.
 pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) rules: Rules,
     pub(crate) hasher: ahash::RandomState,
-    pub(crate) exact: RawMap<Tuple, Arc<PcbInner<S>>>,
+    pub(crate) exact: RawMap<FlowKey, Arc<PcbInner<S>>>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
     /// What the policy remembers about each port (Linux bind buckets).
@@ -55,7 +44,28 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// picks a group member.
     #[inline]
     pub(crate) fn tuple_hash(&self, tuple: &Tuple) -> u64 {
-        self.hasher.hash_one(tuple)
+        FlowKey::of_tuple(tuple).hash(&self.hasher)
+    }
+
+    /// Inserts `pcb` into the exact index under `tuple`. Takes one bucket lock.
+    pub(crate) fn exact_insert(&self, tuple: &Tuple, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+        let key = FlowKey::of_tuple(tuple);
+        self.exact
+            .insert(key.hash(&self.hasher), key, pcb.clone(), guard);
+    }
+
+    /// Removes `pcb`'s entry for `tuple` from the exact index. Takes one
+    /// bucket lock. Whether there was one.
+    pub(crate) fn exact_remove(
+        &self,
+        tuple: &Tuple,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) -> bool {
+        let key = FlowKey::of_tuple(tuple);
+        self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
+            *k == key && Arc::ptr_eq(held, pcb)
+        })
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -75,8 +85,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         tuple: &Tuple,
         guard: &'g Guard,
     ) -> Option<&'g Arc<PcbInner<S>>> {
+        let key = FlowKey::of_tuple(tuple);
         self.exact
-            .find(self.tuple_hash(tuple), guard, |key| key == tuple)
+            .find(key.hash(&self.hasher), guard, |k| *k == key)
             .map(|(_, pcb)| pcb)
     }
 
@@ -181,8 +192,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         check_guard(guard);
-        let tuple = packet_tuple(local, remote)?;
-        self.lookup_tuple(&tuple, self.shared.tuple_hash(&tuple), guard)
+        let key = FlowKey::of_packet(&local, &remote)?;
+        self.lookup_flow(&local, &key, key.hash(&self.shared.hasher), guard)
     }
 
     /// [`lookup`](Self::lookup) for many packets under one guard, writing the
@@ -230,44 +241,46 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             .zip(out[..count].chunks_mut(GROUP))
         {
             let mut keys = [(None, 0u64); GROUP];
-            for (key, &(local, remote)) in keys.iter_mut().zip(packets) {
-                if let Some(tuple) = packet_tuple(local, remote) {
-                    let hash = shared.tuple_hash(&tuple);
+            for (key, (local, remote)) in keys.iter_mut().zip(packets) {
+                if let Some(flow) = FlowKey::of_packet(local, remote) {
+                    let hash = flow.hash(&shared.hasher);
                     shared.exact.prefetch(hash, guard);
-                    *key = (Some(tuple), hash);
+                    *key = (Some(flow), hash);
                 }
             }
-            for (tuple, hash) in keys.iter().take(packets.len()) {
-                if tuple.is_some() {
+            for (flow, hash) in keys.iter().take(packets.len()) {
+                if flow.is_some() {
                     shared.exact.prefetch_chain(*hash, guard);
                 }
             }
-            for (slot, (tuple, hash)) in out.iter_mut().zip(keys) {
-                *slot = tuple.and_then(|tuple| self.lookup_tuple(&tuple, hash, guard));
+            for ((slot, (flow, hash)), (local, _)) in out.iter_mut().zip(keys).zip(packets) {
+                *slot = flow.and_then(|flow| self.lookup_flow(local, &flow, hash, guard));
             }
         }
         count
     }
 
-    /// The lookup proper, for a canonical tuple and its hash: the exact stage
-    /// inline (the common case, an established flow), the rest out of line so
-    /// that it does not weigh on the exact hit's code.
+    /// The lookup proper, for a packet's destination, its flow key and the
+    /// key's hash: the exact stage inline (the common case, an established
+    /// flow), the rest out of line so that it does not weigh on the exact
+    /// hit's code.
     #[inline(always)]
-    fn lookup_tuple<'g>(
+    fn lookup_flow<'g>(
         &self,
-        tuple: &Tuple,
+        local: &SocketAddr,
+        key: &FlowKey,
         hash: u64,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         let shared = &*self.shared;
-        let before = shared.ports.move_seq(tuple.local.port);
+        let before = shared.ports.move_seq(local.port());
         if before % 2 == 1 {
-            return self.lookup_slow(tuple, hash, guard, None);
+            return self.lookup_slow(local, key, hash, guard, None);
         }
-        if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
+        if let Some((_, pcb)) = shared.exact.find(hash, guard, |k| k == key) {
             return Some(PcbRef::new(pcb, guard));
         }
-        self.lookup_slow(tuple, hash, guard, Some(before))
+        self.lookup_slow(local, key, hash, guard, Some(before))
     }
 
     /// The lookup after an exact miss at move sequence `missed_at` (or from
@@ -276,29 +289,31 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     #[inline(never)]
     fn lookup_slow<'g>(
         &self,
-        tuple: &Tuple,
+        local: &SocketAddr,
+        key: &FlowKey,
         hash: u64,
         guard: &'g Guard,
         mut missed_at: Option<u64>,
     ) -> Option<PcbRef<'g, S>> {
         let shared = &*self.shared;
+        let local = Endpoint::new(*local);
         loop {
             let before = match missed_at.take() {
                 Some(before) => before,
                 None => {
-                    let before = shared.ports.move_seq(tuple.local.port);
+                    let before = shared.ports.move_seq(local.port);
                     if before % 2 == 1 {
                         spin_loop();
                         continue;
                     }
-                    if let Some((_, pcb)) = shared.exact.find(hash, guard, |key| key == tuple) {
+                    if let Some((_, pcb)) = shared.exact.find(hash, guard, |k| k == key) {
                         return Some(PcbRef::new(pcb, guard));
                     }
                     before
                 }
             };
-            let best = shared.best_wildcard(&tuple.local, guard);
-            if shared.ports.move_seq(tuple.local.port) != before {
+            let best = shared.best_wildcard(&local, guard);
+            if shared.ports.move_seq(local.port) != before {
                 continue;
             }
             let pcb = best?;
