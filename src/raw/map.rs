@@ -39,6 +39,10 @@ const MIGRATE_CHUNK: usize = 64;
 #[cfg(pcbhash_loom)]
 const MIGRATE_CHUNK: usize = 1;
 
+/// One entry. Aligned to a cache line: the allocator's 16-byte alignment
+/// would split most 64-byte nodes over two lines, and a hit would then miss
+/// the cache twice, once for the hash and once for the rest of the key.
+#[repr(align(64))]
 struct Node<K, V> {
     hash: u64,
     key: K,
