@@ -212,11 +212,12 @@ fn linux_lookup_ties_go_by_listen_order() {
     }
 }
 
-/// UDP keeps AF_INET6 SO_REUSEPORT sockets at the tail of the port's list,
-/// and an explicit bind stops at the first overlapping socket: here a plain
-/// one, so the SO_REUSEPORT pair further on does not help.
+/// A UDP bind checks every overlapping socket on the port: a plain one makes
+/// it fail wherever the port's list holds it, even behind an SO_REUSEPORT
+/// pair that is met first (older kernels stopped at the first overlapping
+/// socket and let this bind through).
 #[test]
-fn linux_udp_bind_scans_in_list_order() {
+fn linux_udp_bind_checks_every_overlapping_socket() {
     let Some(scene) = Scene::with(Protocol::Udp, (40000, 40001)) else {
         return;
     };
@@ -231,11 +232,12 @@ fn linux_udp_bind_scans_in_list_order() {
     );
     let wildcard = scene.socket_with(false, 0, false, true);
     wildcard.bind("SO_REUSEPORT 0.0.0.0", "0.0.0.0", 20000, EADDRINUSE);
-    // An AF_INET SO_REUSEPORT socket goes to the head: it is met first.
+    // An AF_INET SO_REUSEPORT socket goes to the head of the list: it is met
+    // first, and the plain one behind it still refuses the wildcard.
     let head = scene.socket_with(false, 0, false, true);
     head.bind("AF_INET SO_REUSEPORT 127.0.0.4", "127.0.0.4", 20000, OK);
     let again = scene.socket_with(false, 0, false, true);
-    again.bind("SO_REUSEPORT 0.0.0.0 again", "0.0.0.0", 20000, OK);
+    again.bind("SO_REUSEPORT 0.0.0.0 again", "0.0.0.0", 20000, EADDRINUSE);
 }
 
 /// UDP `connect()` binds a port before it looks at the peer, and keeps it

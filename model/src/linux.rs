@@ -155,19 +155,13 @@ fn tcp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
     })
 }
 
-/// `udp_lib_lport_inuse()` without a bitmap: the newest eligible owner
-/// decides; a SO_REUSEPORT pair of one uid frees the port at once.
+/// `udp_lib_lport_inuse()` without a bitmap (explicit bind): on the 6.18
+/// kernels, the same rule as the autobind below.
 fn udp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
-    for e in owners(m, id, port) {
-        let e = &m.recs[e];
-        if (!e.ra || !n.ra) && overlap(n, e) {
-            return !(e.rp && n.rp && e.cred.uid == n.cred.uid);
-        }
-    }
-    false
+    udp_autobind_busy(m, id, n, port)
 }
 
-/// The same with a bitmap (autobind): every eligible owner but a
+/// `udp_lib_lport_inuse()` with a bitmap (autobind): every eligible owner but a
 /// SO_REUSEPORT pair of one uid marks the port.
 fn udp_autobind_busy(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
     owners(m, id, port).into_iter().any(|e| {

@@ -5,22 +5,15 @@
 //! an overlapping address and port completely. Otherwise two overlapping
 //! sockets may share only if both set SO_REUSEPORT and have the same owner.
 //!
-//! An explicit bind scans the port's sockets in the kernel's list order and
-//! stops at the first overlapping one that is not an SO_REUSEADDR pair: an
-//! SO_REUSEPORT pair of the same owner there lets the bind through without
-//! looking further. The list has the newest socket first, except that
-//! AF_INET6 SO_REUSEPORT sockets join at its tail (`seq` encodes that order). With more than ten sockets on the
-//! port, a specific-address bind scans only its own address's sockets, then
-//! the wildcard ones (`udp_lib_lport_inuse2`).
-
-use std::cmp::Reverse;
+//! An explicit bind and the autobind's bitmap scan apply one rule: every
+//! overlapping socket on the port that would not share makes it busy. (Older
+//! kernels let an explicit bind stop at the first overlapping socket in list
+//! order, so that an SO_REUSEPORT pair met early hid a plain socket further
+//! on; the 6.18 kernels this policy follows refuse such a bind, with one
+//! socket on the port or more than ten.)
 
 use super::saddr::{inet_rcv_saddr_equal, Sk};
 use crate::policy::PcbView;
-
-/// Above this many sockets on the port, `udp_lib_get_port` switches a
-/// specific-address bind to the per-address (hash2) scan.
-const PRIMARY_SCAN_MAX: usize = 10;
 
 /// Whether `sk` and `sk2` would share: SO_REUSEADDR on both, or SO_REUSEPORT
 /// on both with the same owner. `None` when they do not overlap at all.
@@ -35,41 +28,9 @@ fn shares(new: &PcbView, sk: &Sk, owner: &PcbView) -> Option<bool> {
 }
 
 /// `udp_lib_get_port(sk, snum != 0)`: whether the explicit bind of `new`
-/// conflicts with `owners`.
+/// conflicts with `owners`: the same rule as [`port_busy`].
 pub(crate) fn bind_conflict(new: &PcbView, owners: &[PcbView]) -> bool {
-    let sk = Sk::of(new);
-    if sk.is_specific() && owners.len() > PRIMARY_SCAN_MAX {
-        return hash2_conflict(new, &sk, owners);
-    }
-    // The port's list, in the order `seq` encodes.
-    let mut in_list_order: Vec<&PcbView> = owners.iter().collect();
-    in_list_order.sort_by_key(|o| Reverse(o.seq));
-    in_list_order
-        .into_iter()
-        .find_map(|o| shares(new, &sk, o))
-        .is_some_and(|share| !share)
-}
-
-/// `udp_lib_lport_inuse2` on the bind's own address, then on the wildcard
-/// address.
-fn hash2_conflict(new: &PcbView, sk: &Sk, owners: &[PcbView]) -> bool {
-    let in_list = |o: &&PcbView, wildcard: bool| {
-        let theirs = Sk::of(o);
-        if wildcard {
-            !theirs.is_specific()
-        } else {
-            sk.same_bucket(&theirs)
-        }
-    };
-    for wildcard in [false, true] {
-        // The per-address list, in the order `seq` encodes.
-        let mut list: Vec<&PcbView> = owners.iter().filter(|o| in_list(o, wildcard)).collect();
-        list.sort_by_key(|o| Reverse(o.seq));
-        if let Some(share) = list.into_iter().find_map(|o| shares(new, sk, o)) {
-            return !share;
-        }
-    }
-    false
+    port_busy(new, owners)
 }
 
 /// `udp_lib_get_port(sk, 0)`: whether a candidate port is taken for `new`
