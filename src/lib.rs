@@ -89,7 +89,8 @@
 //! | `lookup` | lock-free; one hash, one exact-bucket walk, then one walk of the port's unconnected PCBs |
 //! | `lookup_local` | lock-free; one walk of the port's PCBs |
 //! | `bind` (explicit port) | port lock; scans the port's PCBs; allocates |
-//! | `bind` (port 0), `connect` (unbound) | one port lock per candidate port |
+//! | `bind` (port 0) | one port lock per candidate port |
+//! | `connect` (unbound) | one port lock per candidate port; toward a peer that already holds many of the source's ports, those ports are passed over without a lock, 64 per word read of a busy-port bitmap (8 KiB per such peer, at most 64 per table) |
 //! | `connect` (bound), `accept`, `close`, `time_wait` | port lock and one exact bucket lock; O(1) list updates |
 //! | `len` | one relaxed load |
 //! | `stats`, `iter` | O(n), lock-free |
@@ -108,6 +109,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod addr;
+mod busy;
 mod error;
 mod flags;
 mod lbgroup;

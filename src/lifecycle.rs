@@ -239,8 +239,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// Removes `inner`'s entry for `tuple` from the exact index.
+    /// Removes `inner`'s entry for `tuple` from the exact index, and first
+    /// the port's bit from the destination's busy-port hint. Caller holds the
+    /// port's lock.
     fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+        self.busy.unmark(
+            || self.destination_hash(tuple.local.ip, &tuple.remote),
+            tuple.local.ip,
+            tuple.local.port,
+            &tuple.remote,
+        );
         let removed = self.exact_remove(tuple, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
     }
@@ -392,21 +400,30 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.ports.end_move(&held);
             return Ok(tuple.local.to_socket(inner.family));
         }
-        let flow = self.tuple_hash(&Tuple {
-            local: Endpoint {
-                ip: source,
-                port: 0,
-            },
-            remote: peer,
-        });
-        let mut candidates: Box<dyn Iterator<Item = (u32, u16)>> =
-            match (self.rules.policy, self.rules.protocol) {
-                (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
-                (Policy::Linux, Protocol::Tcp) => Box::new(self.ephemeral.linux_connect(flow)),
-                (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
-            };
+        let flow = self.destination_hash(source, &peer);
+        let mut candidates = match (self.rules.policy, self.rules.protocol) {
+            (Policy::FreeBsd, _) => self.ephemeral.freebsd(),
+            (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect(flow),
+            (Policy::Linux, Protocol::Udp) => self.ephemeral.linux_udp(),
+        };
         let flags = me.flags | Flags::CONNECT_BIND;
-        for (attempt, port) in &mut candidates {
+        // Ports whose 4-tuple the destination already holds (see `busy`):
+        // the scan passes over them without the full check, which would
+        // reject them anyway.
+        let hinted = policy::connect_holder_busy(self.rules);
+        let mut hint = if hinted {
+            self.busy.get(flow, source, &peer)
+        } else {
+            None
+        };
+        let mut taken = 0;
+        loop {
+            if let Some(hint) = &hint {
+                candidates.skip_marked(&**hint);
+            }
+            let Some((attempt, port)) = candidates.next() else {
+                break;
+            };
             let tuple = Tuple {
                 local: Endpoint { ip: source, port },
                 remote: peer,
@@ -423,17 +440,43 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .exact_holder(&tuple, &guard)
                 .map(|pcb| pcb.view(&guard));
             if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref()) {
+                if hinted && holder.is_some() {
+                    taken += 1;
+                    if hint.is_none() && taken >= self.busy.install_after() {
+                        hint = Some(self.busy.install(flow, source, &peer));
+                    }
+                    if let Some(hint) = &hint {
+                        hint.mark(port);
+                    }
+                }
                 continue;
             }
+            debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
             match (self.rules.policy, self.rules.protocol) {
                 (Policy::FreeBsd, _) => self.ephemeral.freebsd_found(port),
                 (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
                 (Policy::Linux, Protocol::Udp) => {}
             }
             self.link_connected(&held, inner, tuple, flags, true, &guard);
+            if let Some(hint) = &hint {
+                // `inner` now holds the 4-tuple, under the port's lock.
+                hint.mark(port);
+            }
             return Ok(tuple.local.to_socket(inner.family));
         }
         Err(Error::AddrNotAvailable)
+    }
+
+    /// The keyed hash of a destination (source address, peer): the RFC 6056
+    /// flow hash of Linux `connect()`, and the busy-port hints' key.
+    fn destination_hash(&self, source: std::net::IpAddr, peer: &Endpoint) -> u64 {
+        self.tuple_hash(&Tuple {
+            local: Endpoint {
+                ip: source,
+                port: 0,
+            },
+            remote: *peer,
+        })
     }
 
     /// A connected PCB connects to another peer (Linux UDP): the exact index

@@ -12,7 +12,11 @@
 //!   offsets first, and the slot advances past the port that was taken.
 //!
 //! The table tries candidates in order under each port's lock; this module
-//! only says in which order.
+//! only says in which order. A scan may also jump over ports that a bitmap
+//! ([`PortBits`]) marks as known to fail the check, a word of 64 ports at a
+//! time ([`Candidates::skip_marked`]): the ports it then tries, and the
+//! kernel's loop index that comes with each, are those the full scan would
+//! have tried next.
 
 use std::ops::RangeInclusive;
 
@@ -24,6 +28,61 @@ const PERTURB_SLOTS: usize = 256;
 
 /// A candidate port and its position in the scan.
 pub(crate) type Candidate = (u32, u16);
+
+/// A bitmap over the 65536 ports that a scan may skip (see
+/// [`Candidates::skip_marked`]).
+pub(crate) trait PortBits {
+    /// The bits of ports `64 * index ..= 64 * index + 63`: bit `n` stands for
+    /// port `64 * index + n`; a set bit marks a port the scan may pass over.
+    fn word(&self, index: usize) -> u64;
+}
+
+/// Every second bit, from bit 0: the ports of one parity in a word.
+const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
+
+/// How many of the `run` ports `port`, `port + stride`, ... (`stride` 1 or
+/// 2; the last one at most 65535) are marked in `bits`, counted from the
+/// first until one is not. One word read per 64 ports; over long marked
+/// stretches, one test per four words.
+fn marked_prefix(bits: &impl PortBits, mut port: u32, stride: u32, run: u32) -> u32 {
+    let mask = if stride == 1 { u64::MAX } else { EVEN_BITS };
+    let per_word = 64 / stride;
+    let mut marked = 0;
+    while marked < run {
+        if port & 63 < stride {
+            // The candidates fill whole words from here: test four at once.
+            let full = mask << (port & 63);
+            while run - marked >= 4 * per_word {
+                let index = (port >> 6) as usize;
+                let all = bits.word(index)
+                    & bits.word(index + 1)
+                    & bits.word(index + 2)
+                    & bits.word(index + 3);
+                if all & full != full {
+                    break;
+                }
+                marked += 4 * per_word;
+                port += 256;
+            }
+            if marked == run {
+                break;
+            }
+        }
+        let shift = port & 63;
+        let avail = 64 - shift;
+        // Past `avail` the shift brings in zeros: unmarked, so `clear` finds
+        // them, and `first` tells those apart from a real unmarked port.
+        let clear = !(bits.word((port >> 6) as usize) >> shift) & mask;
+        let first = clear.trailing_zeros();
+        if first < avail {
+            return (marked + first / stride).min(run);
+        }
+        let whole = avail.div_ceil(stride);
+        marked += whole;
+        port += whole * stride;
+    }
+    run
+}
 
 /// The ephemeral range and the generator state of one table.
 pub(crate) struct Ephemeral {
@@ -71,7 +130,7 @@ impl Ephemeral {
     }
 
     /// FreeBSD `in_pcb_lport_dest`: every port of the range once.
-    pub(crate) fn freebsd(&self) -> impl Iterator<Item = Candidate> {
+    pub(crate) fn freebsd(&self) -> Candidates {
         let (first, last) = (u32::from(self.first), u32::from(self.last));
         let count = last - first + 1;
         let start = if self.randomized && first != last {
@@ -79,7 +138,8 @@ impl Ephemeral {
         } else {
             self.cursor.load(Ordering::Relaxed)
         };
-        (1..=count).map(move |i| (i, (first + (start - first + i) % count) as u16))
+        // Candidate `i` (from 1) is `first + (start - first + i) % count`.
+        Candidates::sequential(first, count, start - first + 1, 1)
     }
 
     /// Records the port FreeBSD's scan settled on (`ipi_lastport`).
@@ -93,7 +153,7 @@ impl Ephemeral {
     /// As in the kernel, a range with an odd number of ports leaves its last
     /// port out (`remaining &= ~1`), and a range of fewer than four ports is
     /// not split in halves.
-    pub(crate) fn linux_bind(&self, reuse_addr: bool) -> impl Iterator<Item = Candidate> {
+    pub(crate) fn linux_bind(&self, reuse_addr: bool) -> Candidates {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
         let halves: Vec<(u32, u32)> = if reuse_addr && high - low >= 4 {
@@ -121,7 +181,7 @@ impl Ephemeral {
                 });
             }
         }
-        passes.into_iter().flat_map(ParityPass::ports)
+        Candidates::parity(&passes)
     }
 
     /// `remaining` of the Linux scans: the size of `[low, high)`, made even.
@@ -140,7 +200,7 @@ impl Ephemeral {
     /// other parity. Each candidate carries the kernel's loop index `i` (two
     /// per port), which [`linux_connect_found`](Self::linux_connect_found)
     /// needs.
-    pub(crate) fn linux_connect(&self, flow: u64) -> impl Iterator<Item = Candidate> {
+    pub(crate) fn linux_connect(&self, flow: u64) -> Candidates {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
         let remaining = Self::linux_remaining(low, high);
@@ -164,7 +224,7 @@ impl Ephemeral {
                 offset: even + 1,
             });
         }
-        passes.into_iter().flat_map(ParityPass::ports)
+        Candidates::parity(&passes)
     }
 
     /// Advances the RFC 6056 slot of `flow` after the candidate with loop
@@ -182,17 +242,160 @@ impl Ephemeral {
     /// each slot's ports in a random order; with at least as many slots as
     /// the range has ports, which the UDP table's size ensures for the ranges
     /// in use, every slot holds one port of the range.)
-    pub(crate) fn linux_udp(&self) -> impl Iterator<Item = Candidate> {
+    pub(crate) fn linux_udp(&self) -> Candidates {
         let low = u32::from(self.first);
         let count = u32::from(self.last) - low + 1;
         let first = ((self.random() as u32 as u64 * u64::from(count)) >> 32) as u32;
-        (0..count).map(move |i| (i, (low + (first + i) % count) as u16))
+        // Candidate `i` (from 0) is `low + (first + i) % count`.
+        Candidates::sequential(low, count, first, 0)
+    }
+}
+
+/// The candidates of one scan, in the kernel's order: an iterator of
+/// [`Candidate`]s that can also skip ahead over marked ports.
+pub(crate) struct Candidates(Scan);
+
+enum Scan {
+    /// Candidate `k` (from 0) is port `low + (base + k) % count`, with loop
+    /// index `k + index_base`.
+    Sequential {
+        low: u32,
+        count: u32,
+        base: u32,
+        index_base: u32,
+        next: u32,
+    },
+    /// The passes in order, then the loop index of the next candidate in
+    /// `passes[pass]`.
+    Parity {
+        passes: [ParityPass; 4],
+        len: usize,
+        pass: usize,
+        next: u32,
+    },
+}
+
+impl Candidates {
+    fn sequential(low: u32, count: u32, base: u32, index_base: u32) -> Self {
+        Self(Scan::Sequential {
+            low,
+            count,
+            base,
+            index_base,
+            next: 0,
+        })
+    }
+
+    fn parity(list: &[ParityPass]) -> Self {
+        let mut passes = [ParityPass::default(); 4];
+        passes[..list.len()].copy_from_slice(list);
+        Self(Scan::Parity {
+            passes,
+            len: list.len(),
+            pass: 0,
+            next: 0,
+        })
+    }
+
+    /// Moves past the candidates, from the next one on, whose ports `bits`
+    /// marks, up to the first unmarked one: what the next call to `next`
+    /// returns is the first unmarked candidate that the scan would have
+    /// returned, with its loop index. Costs one word read per 64 ports of a
+    /// stretch without wraparound (per 32 candidates of a parity pass).
+    pub(crate) fn skip_marked(&mut self, bits: &impl PortBits) {
+        match &mut self.0 {
+            Scan::Sequential {
+                low,
+                count,
+                base,
+                next,
+                ..
+            } => {
+                while *next < *count {
+                    let port = *low + (*base + *next) % *count;
+                    // The ports up to the end of the range, or of the scan.
+                    let run = (*count - *next).min(*low + *count - port);
+                    let marked = marked_prefix(bits, port, 1, run);
+                    *next += marked;
+                    if marked < run {
+                        return;
+                    }
+                }
+            }
+            Scan::Parity {
+                passes,
+                len,
+                pass,
+                next,
+            } => {
+                while *pass < *len {
+                    let p = passes[*pass];
+                    if *next >= p.remaining {
+                        *pass += 1;
+                        *next = 0;
+                        continue;
+                    }
+                    let port = p.port(*next);
+                    // Every second port up to the end of the range, or of
+                    // the pass (`port(i + 2) == port(i) + 2` until then).
+                    let left = (p.remaining - *next).div_ceil(2);
+                    let run = left.min((p.high - 1 - port) / 2 + 1);
+                    let marked = marked_prefix(bits, port, 2, run);
+                    *next += 2 * marked;
+                    if marked < run {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Candidates {
+    type Item = Candidate;
+
+    fn next(&mut self) -> Option<Candidate> {
+        match &mut self.0 {
+            Scan::Sequential {
+                low,
+                count,
+                base,
+                index_base,
+                next,
+            } => {
+                if *next >= *count {
+                    return None;
+                }
+                let k = *next;
+                *next += 1;
+                Some((k + *index_base, (*low + (*base + k) % *count) as u16))
+            }
+            Scan::Parity {
+                passes,
+                len,
+                pass,
+                next,
+            } => {
+                while *pass < *len {
+                    let p = passes[*pass];
+                    if *next < p.remaining {
+                        let i = *next;
+                        *next += 2;
+                        return Some((i, p.port(i) as u16));
+                    }
+                    *pass += 1;
+                    *next = 0;
+                }
+                None
+            }
+        }
     }
 }
 
 /// One pass over ports of one parity: `low + offset`, then every second port,
-/// wrapping inside `[low, high)`. Yields the kernel's loop index with each port.
-#[derive(Clone, Copy)]
+/// wrapping inside `[low, high)`; the kernel's loop index `i` goes 0, 2, 4, ...
+/// below `remaining`.
+#[derive(Clone, Copy, Default)]
 struct ParityPass {
     low: u32,
     high: u32,
@@ -201,20 +404,13 @@ struct ParityPass {
 }
 
 impl ParityPass {
-    fn ports(self) -> impl Iterator<Item = Candidate> {
-        let ParityPass {
-            low,
-            high,
-            remaining,
-            offset,
-        } = self;
-        (0..remaining).step_by(2).map(move |i| {
-            let mut port = low + offset % remaining + i;
-            while port >= high {
-                port -= remaining;
-            }
-            (i, port as u16)
-        })
+    /// The port of loop index `i`.
+    fn port(self, i: u32) -> u32 {
+        let mut port = self.low + self.offset % self.remaining + i;
+        while port >= self.high {
+            port -= self.remaining;
+        }
+        port
     }
 }
 
@@ -335,6 +531,125 @@ mod tests {
             for pair in ports.windows(2) {
                 assert!(pair[1] == pair[0] + 1 || (pair[0] == 40063 && pair[1] == 40000));
             }
+        }
+    }
+
+    /// A bitmap from a set of ports.
+    struct Marked(Vec<u64>);
+
+    impl Marked {
+        fn new(ports: impl IntoIterator<Item = u16>) -> Self {
+            let mut words = vec![0; 1024];
+            for port in ports {
+                words[usize::from(port) / 64] |= 1 << (port % 64);
+            }
+            Self(words)
+        }
+
+        fn has(&self, port: u16) -> bool {
+            self.0[usize::from(port) / 64] & (1 << (port % 64)) != 0
+        }
+    }
+
+    impl PortBits for Marked {
+        fn word(&self, index: usize) -> u64 {
+            self.0[index]
+        }
+    }
+
+    /// The candidates `skip_marked` leaves: those the plain scan yields
+    /// whose port is not marked, with the same loop indexes, in order.
+    fn assert_skips_exactly_the_marked(make: impl Fn() -> Candidates, marked: &Marked) {
+        let expected: Vec<Candidate> = make().filter(|&(_, p)| !marked.has(p)).collect();
+        let mut scan = make();
+        let mut got = Vec::new();
+        loop {
+            scan.skip_marked(marked);
+            match scan.next() {
+                Some(candidate) => got.push(candidate),
+                None => break,
+            }
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn skipping_marked_ports_keeps_the_order_and_the_loop_index() {
+        let mut rng = 0x1234_5678_9ABC_DEF0_u64;
+        let mut random = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let ranges: [RangeInclusive<u16>; 8] = [
+            40000..=40000,
+            40000..=40002,
+            40000..=40003,
+            40001..=40190,
+            32768..=33791,
+            65400..=65535,
+            1..=300,
+            61000..=65535,
+        ];
+        for range in ranges {
+            for density in [0, 1, 50, 90, 99, 100] {
+                let marked = Marked::new(
+                    range
+                        .clone()
+                        .filter(|_| random() % 100 < density)
+                        .chain(std::iter::once(range.start().saturating_sub(1))),
+                );
+                // A run of marked ports across word boundaries as well.
+                let seed = random();
+                let eph = Ephemeral::new(range.clone(), seed, true);
+                let flow = random();
+                for _ in 0..4 {
+                    assert_skips_exactly_the_marked(
+                        || Ephemeral::new(range.clone(), seed, true).freebsd(),
+                        &marked,
+                    );
+                    assert_skips_exactly_the_marked(|| eph.linux_connect(flow), &marked);
+                    assert_skips_exactly_the_marked(
+                        || Ephemeral::new(range.clone(), seed, true).linux_bind(false),
+                        &marked,
+                    );
+                    assert_skips_exactly_the_marked(
+                        || Ephemeral::new(range.clone(), seed, true).linux_bind(true),
+                        &marked,
+                    );
+                    assert_skips_exactly_the_marked(
+                        || Ephemeral::new(range.clone(), seed, true).linux_udp(),
+                        &marked,
+                    );
+                    eph.linux_connect_found(flow, (random() % 64) as u32);
+                }
+                let fixed = Ephemeral::new(range.clone(), seed, false);
+                fixed.freebsd_found(*range.end());
+                assert_skips_exactly_the_marked(|| fixed.freebsd(), &marked);
+            }
+        }
+    }
+
+    #[test]
+    fn skipping_over_long_marked_stretches_reads_words() {
+        // Everything but one port of each parity marked: the scan lands on
+        // exactly those, whatever the start.
+        let range = 32768..=60999;
+        let marked = Marked::new(range.clone().filter(|&p| p != 50001 && p != 33000));
+        let eph = Ephemeral::new(range, 11, true);
+        for flow in 0..16 {
+            let mut scan = eph.linux_connect(flow);
+            scan.skip_marked(&marked);
+            assert_eq!(scan.next().map(|(_, p)| p), Some(33000));
+            scan.skip_marked(&marked);
+            assert_eq!(scan.next().map(|(_, p)| p), Some(50001));
+            scan.skip_marked(&marked);
+            assert_eq!(scan.next(), None);
+            let mut scan = eph.freebsd();
+            scan.skip_marked(&marked);
+            let first = scan.next().map(|(_, p)| p).unwrap();
+            assert!(first == 33000 || first == 50001);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::ops::RangeInclusive;
 use crossbeam_epoch::Guard;
 
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
+use crate::busy::{self, BusyHints};
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
 use crate::policy::{self, Af, PcbView, Policy, PortMemos, Protocol, Rules};
@@ -34,6 +35,8 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) ephemeral: Ephemeral,
     /// What the policy remembers about each port (Linux bind buckets).
     pub(crate) memos: PortMemos,
+    /// Ports known to hold a connection to a crowded destination.
+    pub(crate) busy: BusyHints,
     pub(crate) source_address: Box<SourceAddress>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) attached: AtomicUsize,
@@ -516,6 +519,8 @@ pub struct Builder {
     exact_buckets: Option<usize>,
     randomized_ports: bool,
     source_address: Option<Box<SourceAddress>>,
+    #[cfg(test)]
+    busy_hints_after: usize,
     #[cfg(pcbhash_broken)]
     broken: crate::sync::Broken,
 }
@@ -531,6 +536,8 @@ impl Default for Builder {
             exact_buckets: None,
             randomized_ports: true,
             source_address: None,
+            #[cfg(test)]
+            busy_hints_after: busy::INSTALL_AFTER,
             #[cfg(pcbhash_broken)]
             broken: crate::sync::Broken::default(),
         }
@@ -605,6 +612,15 @@ impl Builder {
         self
     }
 
+    /// For the crate's tests: a `connect()` scan installs a busy-port hint
+    /// after meeting `ports` ports taken by its destination (`usize::MAX`:
+    /// never).
+    #[cfg(test)]
+    pub(crate) fn busy_hints_after(mut self, ports: usize) -> Self {
+        self.busy_hints_after = ports;
+        self
+    }
+
     /// Whether FreeBSD ephemeral scans start at a random port
     /// (`net.inet.ip.portrange.randomized`, default on) or after the last port
     /// handed out.
@@ -663,6 +679,13 @@ impl Builder {
             memos: PortMemos::for_rules(Rules {
                 policy: self.policy,
                 protocol: self.protocol,
+            }),
+            busy: BusyHints::new({
+                #[cfg(test)]
+                let after = self.busy_hints_after;
+                #[cfg(not(test))]
+                let after = busy::INSTALL_AFTER;
+                after
             }),
             source_address: self
                 .source_address

@@ -388,3 +388,157 @@ fn errors_convert_to_io_errors_with_the_errno() {
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(error.raw_os_error(), Some(libc::EADDRINUSE));
 }
+
+/// The (policy, protocol) pairs whose unbound `connect()` passes over a port
+/// because its 4-tuple is taken, and (FreeBSD) with and without randomised
+/// ports.
+const CROWDED: [(Policy, Protocol, bool); 5] = [
+    (Policy::FreeBsd, Protocol::Tcp, true),
+    (Policy::FreeBsd, Protocol::Tcp, false),
+    (Policy::FreeBsd, Protocol::Udp, true),
+    (Policy::FreeBsd, Protocol::Udp, false),
+    (Policy::Linux, Protocol::Tcp, true),
+];
+
+/// A table with `ports` ephemeral ports from 40000.
+fn crowded_table(
+    policy: Policy,
+    protocol: Protocol,
+    randomized: bool,
+    ports: u16,
+) -> pcbhash::PcbTable<Sock> {
+    pcbhash::PcbTable::<Sock>::builder()
+        .policy(policy)
+        .protocol(protocol)
+        .ephemeral_ports(40000..=40000 + ports - 1)
+        .randomized_ports(randomized)
+        .seed(0x5eed)
+        .build()
+}
+
+/// Connects unbound PCBs to `peer` until the range is full; returns them
+/// and checks that they hold every port of the range once.
+fn fill_toward(table: &pcbhash::PcbTable<Sock>, peer: &str, ports: u16) -> Vec<pcbhash::Pcb<Sock>> {
+    let mut conns = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..ports {
+        let pcb = table.attach(Family::Inet, Cred::user(1000), unused());
+        let local = pcb.connect(addr(peer)).expect("a free port is left");
+        assert!(seen.insert(local.port()), "port {} twice", local.port());
+        conns.push(pcb);
+    }
+    assert_eq!(seen, (40000..40000 + ports).collect());
+    conns
+}
+
+#[test]
+fn a_full_range_toward_one_peer_gives_back_exactly_the_ports_closed() {
+    for (policy, protocol, randomized) in CROWDED {
+        for ports in [64, 256] {
+            let what = format!("{policy:?} {protocol:?} randomized={randomized} {ports} ports");
+            let table = crowded_table(policy, protocol, randomized, ports);
+            let mut conns = fill_toward(&table, "127.0.0.2:80", ports);
+            let extra = table.attach(Family::Inet, Cred::user(1000), unused());
+            assert_eq!(
+                extra.connect(addr("127.0.0.2:80")),
+                Err(Error::AddrNotAvailable),
+                "{what}: the range is full"
+            );
+            // Free a few ports in the middle of the order and at its ends.
+            for round in 0..3 {
+                let mut freed = std::collections::BTreeSet::new();
+                for index in [conns.len() - 1, conns.len() / 2 + round, 3 * round + 1] {
+                    let pcb = conns.remove(index);
+                    freed.insert(pcb.local_addr().unwrap().port());
+                    pcb.close();
+                }
+                let mut found = std::collections::BTreeSet::new();
+                for _ in 0..freed.len() {
+                    let pcb = table.attach(Family::Inet, Cred::user(1000), unused());
+                    let local = pcb.connect(addr("127.0.0.2:80"));
+                    let local = local.unwrap_or_else(|e| panic!("{what}: {e} with ports free"));
+                    found.insert(local.port());
+                    conns.push(pcb);
+                }
+                assert_eq!(found, freed, "{what}: round {round}");
+                let extra = table.attach(Family::Inet, Cred::user(1000), unused());
+                assert_eq!(
+                    extra.connect(addr("127.0.0.2:80")),
+                    Err(Error::AddrNotAvailable),
+                    "{what}: full again"
+                );
+            }
+            // The ports are busy for that peer only.
+            let other = table.attach(Family::Inet, Cred::user(1000), unused());
+            assert!(
+                other.connect(addr("127.0.0.2:81")).is_ok(),
+                "{what}: another peer"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_time_wait_holder_keeps_its_port_busy_until_it_goes() {
+    for (policy, protocol, randomized) in CROWDED {
+        if protocol != Protocol::Tcp {
+            continue;
+        }
+        let what = format!("{policy:?} randomized={randomized}");
+        let table = crowded_table(policy, protocol, randomized, 128);
+        let mut conns = fill_toward(&table, "127.0.0.2:80", 128);
+        let waiting: Vec<_> = [100, 64, 7].into_iter().map(|i| conns.remove(i)).collect();
+        for pcb in &waiting {
+            pcb.time_wait().unwrap();
+        }
+        let extra = table.attach(Family::Inet, Cred::user(1000), unused());
+        assert_eq!(
+            extra.connect(addr("127.0.0.2:80")),
+            Err(Error::AddrNotAvailable),
+            "{what}: TIME_WAIT twins hold their ports"
+        );
+        let freed: std::collections::BTreeSet<u16> = waiting
+            .into_iter()
+            .map(|pcb| {
+                let port = pcb.local_addr().unwrap().port();
+                pcb.close();
+                port
+            })
+            .collect();
+        let found: std::collections::BTreeSet<u16> = (0..freed.len())
+            .map(|_| {
+                let pcb = table.attach(Family::Inet, Cred::user(1000), unused());
+                let port = pcb.connect(addr("127.0.0.2:80")).unwrap().port();
+                conns.push(pcb);
+                port
+            })
+            .collect();
+        assert_eq!(found, freed, "{what}");
+    }
+}
+
+#[test]
+fn a_udp_disconnect_frees_the_4_tuple_of_a_crowded_peer() {
+    // FreeBSD: the disconnected PCB keeps its port (bound to the wildcard),
+    // which keeps the port from connect(); closing it frees the port.
+    for randomized in [true, false] {
+        let table = crowded_table(Policy::FreeBsd, Protocol::Udp, randomized, 64);
+        let mut conns = fill_toward(&table, "127.0.0.2:53", 64);
+        let gone = conns.remove(40);
+        let port = gone.local_addr().unwrap().port();
+        gone.disconnect().unwrap();
+        let extra = table.attach(Family::Inet, Cred::user(1000), unused());
+        assert_eq!(
+            extra.connect(addr("127.0.0.2:53")),
+            Err(Error::AddrNotAvailable),
+            "the port is still bound"
+        );
+        gone.close();
+        assert_eq!(
+            extra
+                .connect(addr("127.0.0.2:53"))
+                .map(|local| local.port()),
+            Ok(port)
+        );
+    }
+}

@@ -358,6 +358,16 @@ pub(crate) fn connect_port_busy(
     }
 }
 
+/// Whether a PCB holding the 4-tuple alone makes an unbound `connect()` pass
+/// over the port, whatever the connecting PCB and the port's other owners:
+/// FreeBSD (`in_pcb_lport_dest` asks `in_pcblookup_hash_locked` for the
+/// 4-tuple) and Linux TCP (`__inet_check_established`). Not Linux UDP, which
+/// chooses the port as `bind()` would (`inet_autobind`). The busy-port hints
+/// (`crate::busy`) record only such holders.
+pub(crate) fn connect_holder_busy(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd || rules.protocol == Protocol::Tcp
+}
+
 /// What `connect()` from a bound port does about `holder`, the PCB that
 /// already has the 4-tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
