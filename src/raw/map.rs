@@ -11,6 +11,15 @@
 //! - `MOVED`: the bucket's nodes have been copied into the next bucket array;
 //!   everyone, reader or writer, continues there. The tag is permanent.
 //!
+//! Nodes are aligned to 64 bytes, which leaves four more bits, and an unlocked
+//! head uses them to describe its chain: `SINGLE` when the chain has exactly
+//! one node, and three bits of that node's hash (its *fingerprint*). A lookup
+//! that finds a single node with another fingerprint is a miss without loading
+//! the node: most exact-index misses (a SYN, a packet for a closed flow) then
+//! cost one cache miss, the bucket's, instead of two. Writers compute the tag
+//! under the bucket lock each time they publish a head; taking the lock clears
+//! it, so a reader never trusts a tag while the chain is being changed.
+//!
 //! # Resize
 //!
 //! When the load passes one entry per bucket (or falls under one per eight), a
@@ -30,6 +39,17 @@ use crate::sync::{spin_loop, AtomicU64, AtomicUsize, Ordering};
 
 const LOCKED: usize = 0b01;
 const MOVED: usize = 0b10;
+/// On an unlocked head: the chain is one node, whose fingerprint follows.
+const SINGLE: usize = 0b100;
+/// On an unlocked head with `SINGLE`: the node's [`fingerprint`].
+const FINGERPRINT: usize = 0b11_1000;
+
+/// Three bits of a hash, placed where a head's tag keeps them. The high bits:
+/// the low ones pick the bucket, so within a bucket they are all alike.
+#[inline]
+fn fingerprint(hash: u64) -> usize {
+    ((hash >> 61) as usize) << 3
+}
 
 /// How many buckets one write migrates while a resize is in progress. One
 /// under loom, so that a model with a few buckets sees a migration spread over
@@ -179,6 +199,9 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
                 array = buckets.next.load(Ordering::Acquire, guard);
                 continue;
             }
+            if head.tag() & SINGLE != 0 && head.tag() & FINGERPRINT != fingerprint(hash) {
+                return None;
+            }
             let mut cursor = head;
             // SAFETY: nodes reachable from a bucket are retired with
             // `defer_destroy` only after being unlinked, so a node loaded under
@@ -229,7 +252,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
         let (bucket, head) = self.lock_for(hash, guard);
         node.next.store(head, Ordering::Relaxed);
         // Publishing the node and releasing the lock is one store.
-        bucket.store(node, Ordering::Release);
+        Self::publish(bucket, node.into_shared(guard), guard);
         let len = self.len.fetch_add(1, Ordering::Relaxed) + 1;
         self.after_write(len, guard);
     }
@@ -252,10 +275,10 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
                 let next = node.next.load(Ordering::Relaxed, guard);
                 if std::ptr::eq(link, bucket) {
                     // Unlinking the head also releases the lock.
-                    bucket.store(next, Ordering::Release);
+                    Self::publish(bucket, next, guard);
                 } else {
                     link.store(next, Ordering::Release);
-                    bucket.store(head, Ordering::Release);
+                    Self::publish(bucket, head, guard);
                 }
                 #[cfg(pcbhash_broken)]
                 if self.broken.free_at_once {
@@ -280,7 +303,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
             link = &node.next;
             cursor = node.next.load(Ordering::Relaxed, guard);
         }
-        bucket.store(head, Ordering::Release);
+        Self::publish(bucket, head, guard);
         false
     }
 
@@ -343,6 +366,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
                 spin_loop();
                 continue;
             }
+            // Locking drops the chain's tag (see `publish`).
             if bucket
                 .compare_exchange_weak(
                     head,
@@ -353,9 +377,24 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
                 )
                 .is_ok()
             {
-                return Locked::Held(head);
+                return Locked::Held(head.with_tag(0));
             }
         }
+    }
+
+    /// Stores `head` (untagged) into a bucket this thread has locked,
+    /// releasing the lock, with the tag that describes the chain: `SINGLE`
+    /// and the node's fingerprint for a chain of one node, nothing otherwise.
+    fn publish<'g>(bucket: &Atomic<Node<K, V>>, head: Shared<'g, Node<K, V>>, guard: &'g Guard) {
+        // SAFETY: the caller holds the bucket's lock, so the chain is stable,
+        // and its nodes were loaded under `guard` (see `find`).
+        let tag = match unsafe { head.as_ref() } {
+            Some(node) if node.next.load(Ordering::Relaxed, guard).is_null() => {
+                SINGLE | fingerprint(node.hash)
+            }
+            _ => 0,
+        };
+        bucket.store(head.with_tag(tag), Ordering::Release);
     }
 
     /// Starts a resize when the load calls for one, and helps a running one.
@@ -460,7 +499,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> RawMap<K, V> {
             match Self::lock_bucket(target, guard) {
                 Locked::Held(target_head) => {
                     copy.next.store(target_head, Ordering::Relaxed);
-                    target.store(copy, Ordering::Release);
+                    Self::publish(target, copy.into_shared(guard), guard);
                 }
                 Locked::Moved => {
                     unreachable!("a bucket array resizes only after it became current")
@@ -573,6 +612,37 @@ mod tests {
             assert_eq!(found.is_some(), k % 2 == 1, "key {k}");
         }
         assert_eq!(map.len(), 2500);
+    }
+
+    #[test]
+    fn chain_tags_follow_inserts_and_removals() {
+        // Every hash lands in bucket 3; the top three bits are the fingerprint.
+        let hash = |fp: u64| fp << 61 | 3;
+        let map = RawMap::<u64, u64>::with_buckets(16);
+        let guard = crossbeam_epoch::pin();
+        let found = |fp: u64, key: u64| map.find(hash(fp), &guard, |k| *k == key).map(|(_, v)| *v);
+        map.insert(hash(5), 5, 50, &guard);
+        for fp in 0..8 {
+            assert_eq!(found(fp, fp), (fp == 5).then_some(50), "fingerprint {fp}");
+        }
+        // The same fingerprint with another key: the node is compared.
+        assert_eq!(found(5, 6), None);
+        // Two nodes: no single-node tag, both found, misses still misses.
+        map.insert(hash(2), 2, 20, &guard);
+        assert_eq!(
+            (found(5, 5), found(2, 2), found(7, 7)),
+            (Some(50), Some(20), None)
+        );
+        // Back to one node, the other one: its own fingerprint is published.
+        assert!(map.remove(hash(5), &guard, |k, _| *k == 5));
+        assert_eq!((found(5, 5), found(2, 2)), (None, Some(20)));
+        // The head removed while another node stays behind it.
+        map.insert(hash(1), 1, 10, &guard);
+        assert!(map.remove(hash(1), &guard, |k, _| *k == 1));
+        assert_eq!((found(1, 1), found(2, 2)), (None, Some(20)));
+        // A removal that finds nothing leaves the tag right.
+        assert!(!map.remove(hash(4), &guard, |k, _| *k == 4));
+        assert_eq!((found(2, 2), found(4, 4)), (Some(20), None));
     }
 
     #[test]
