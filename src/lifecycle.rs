@@ -209,7 +209,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         fresh: bool,
         guard: &Guard,
     ) {
-        inner.tuple.replace(tuple, guard);
+        if *inner.tuple.load(guard) != tuple {
+            inner.tuple.replace(tuple, guard);
+        }
         if fresh {
             self.stamp_seq(inner, flags);
         }
@@ -565,7 +567,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let inherited = view.flags
             & (Flags::REUSE_ANY | Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED);
-        let child = Arc::new(PcbInner::new(view.family, view.cred, inherited, socket));
+        let child = Arc::new(PcbInner::with_tuple(
+            view.family,
+            view.cred,
+            inherited,
+            socket,
+            tuple,
+        ));
         self.link_connected(&held, &child, tuple, inherited, true, &guard);
         if let Some(old) = holder {
             self.unlink(&held, &old, &guard);

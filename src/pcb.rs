@@ -70,12 +70,24 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
     pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: Arc<S>) -> Self {
+        Self::with_tuple(family, cred, flags, socket, Tuple::unbound(family))
+    }
+
+    /// A PCB that starts out with `tuple` (a passive open's connection),
+    /// so that linking it does not have to replace the tuple.
+    pub(crate) fn with_tuple(
+        family: Family,
+        cred: Cred,
+        flags: Flags,
+        socket: Arc<S>,
+        tuple: Tuple,
+    ) -> Self {
         Self {
             family,
             cred,
             flags: AtomicFlags::new(flags),
             seq: AtomicU64::new(0),
-            tuple: EpochCell::new(Tuple::unbound(family)),
+            tuple: EpochCell::new(tuple),
             socket: SocketSlot::new(socket),
             group: EpochOption::none(),
             port_entry: Mutex::new(None),
