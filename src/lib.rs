@@ -86,7 +86,7 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `lookup` | lock-free; one hash, one exact-bucket walk, then one walk of the port's unconnected PCBs |
+//! | `lookup` | lock-free; one hash and one exact-bucket walk (an exact hit: the bucket and one cache-line node; most misses: the bucket alone), then, on a miss, one walk of the port's unconnected PCBs |
 //! | `lookup_local` | lock-free; one walk of the port's PCBs |
 //! | `bind` (explicit port) | port lock; scans the port's PCBs; allocates |
 //! | `bind` (port 0) | one port lock per candidate port |
