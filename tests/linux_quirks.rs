@@ -367,3 +367,75 @@ fn linux_udp_disconnect_keeps_the_named_address() {
     v6.connect("connect([::1])", at("[::1]:30000"), OK);
     assert_eq!(v6.local("after connect"), Some(at("[::1]:40000")));
 }
+
+/// An unbound connect() passes over a port that a bind() holds, and keeps
+/// doing so after that socket has connected, until an owner leaves while
+/// every socket on the port sits in a bucket (address and port) that an
+/// unbound connect() made: here the bound socket connected into such a
+/// bucket, so when the connection that made it closes, the port is a
+/// connect-only port again (`inet_bind_bucket_destroy`).
+///
+/// Known gap: the table decides "held by `bind()`" from the PCBs on the port
+/// (any owner whose port did not come from `connect()`), not from the
+/// kernel's bucket history, so it still passes over the port here. The live
+/// differential test meets this now and then.
+#[test]
+#[ignore = "known gap: the bind buckets' history is not modelled (see the doc comment)"]
+fn linux_connect_takes_a_port_whose_binder_joined_a_connect_bucket() {
+    let Some(scene) = Scene::new((40000, 40001)) else {
+        return;
+    };
+    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+    // A listener holds 40001 by bind(): connect() can only take 40000.
+    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
+    let first = scene.socket_with(false, 0, true, false);
+    let from = first
+        .connect("connect() takes 40000", at("127.0.0.1:40001"), OK)
+        .expect("connected");
+    assert_eq!(from, at("127.0.0.1:40000"));
+    let first_peer = holder.accept(at("127.0.0.1:40001"), from);
+    let bound = scene.socket_with(false, 0, true, false);
+    bound.bind("bind(0.0.0.0:40000) beside it", "0.0.0.0", 40000, OK);
+    let moved = bound
+        .connect("the bound socket connects", at("127.0.0.2:40001"), OK)
+        .expect("connected");
+    assert_eq!(moved, at("127.0.0.1:40000"), "into the connect() bucket");
+    let _bound_peer = holder.accept(at("127.0.0.2:40001"), moved);
+    let early = scene.socket(false, 0);
+    early.connect(
+        "while no owner has left, bind() still holds the port",
+        service,
+        EADDRNOTAVAIL,
+    );
+    let _time_wait = first.close_first();
+    first_peer.close();
+    scene.await_time_wait(40000);
+    let late = scene.socket(false, 0);
+    let local = late
+        .connect("once an owner has left, the port is connect-only", service, OK)
+        .expect("connected");
+    assert_eq!(local, at("127.0.0.1:40000"));
+}
+
+/// The same, but the bound socket connects to an address of its own: its
+/// new bucket is not a connect() one (`inet_bhash2_update_saddr`), and an
+/// owner leaving changes nothing.
+#[test]
+fn linux_connect_skips_a_port_whose_binder_made_its_own_bucket() {
+    let Some(scene) = Scene::new((40000, 40001)) else {
+        return;
+    };
+    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
+    let bound = scene.socket_with(false, 0, true, false);
+    bound.bind("bind(0.0.0.0:40000)", "0.0.0.0", 40000, OK);
+    let moved = bound
+        .connect("the bound socket connects", at("127.0.0.2:40001"), OK)
+        .expect("connected");
+    let _bound_peer = holder.accept(at("127.0.0.2:40001"), moved);
+    let passer = scene.socket_with(false, 0, true, false);
+    passer.bind("bind(127.0.0.5:40000)", "127.0.0.5", 40000, OK);
+    passer.close();
+    let late = scene.socket(false, 0);
+    late.connect("bind() still holds the port", service, EADDRNOTAVAIL);
+}
