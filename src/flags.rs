@@ -99,6 +99,10 @@ impl Flags {
     /// The local port was given explicitly to `bind()`
     /// (Linux `SOCK_BINDPORT_LOCK`).
     pub const PORT_LOCKED: Flags = Flags(1 << 8);
+    /// Linux TCP: the PCB sits in a bind bucket of its address and port
+    /// (`inet_bind2_bucket`) that an unbound `connect()` created and no
+    /// `bind()` has joined since.
+    pub const CONNECT_BUCKET: Flags = Flags(1 << 9);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -195,6 +199,7 @@ impl fmt::Debug for Flags {
             (Self::CONNECT_BIND, "CONNECT_BIND"),
             (Self::ADDR_LOCKED, "ADDR_LOCKED"),
             (Self::PORT_LOCKED, "PORT_LOCKED"),
+            (Self::CONNECT_BUCKET, "CONNECT_BUCKET"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

@@ -128,10 +128,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let memo = self.memos.get(local.port);
             policy::bind_conflict(self.rules, &new, &owners, memo)?;
             self.link_unconnected(&held, inner, local, new.flags, true, guard);
-            self.memos.set(
-                local.port,
-                policy::bound(self.rules, &new, &owners, memo, false),
-            );
+            self.bind_bucket(&local, guard);
+            self.memos
+                .set(local.port, policy::bound(self.rules, &new, memo));
             return Ok((local, held));
         }
         let listening = state == State::Listen;
@@ -146,9 +145,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.ephemeral.freebsd_found(port);
             }
             self.link_unconnected(&held, inner, new.local, new.flags, true, guard);
+            self.bind_bucket(&new.local, guard);
             let memo = self.memos.get(port);
-            self.memos
-                .set(port, policy::bound(self.rules, &new, &owners, memo, false));
+            self.memos.set(port, policy::bound(self.rules, &new, memo));
             return Ok((new.local, held));
         }
         Err(policy::bind_exhausted(self.rules))
@@ -230,6 +229,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Removes `inner` from every index and its group. Caller holds the
     /// port's lock.
     fn unlink(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        if self.detach(held, inner, guard) {
+            let local = inner.tuple.load(guard).local;
+            self.left_bucket(&local, None, guard);
+            self.left_port(local.port, None, guard);
+        }
+    }
+
+    /// [`unlink`](Self::unlink) without telling the port's memory; whether
+    /// `inner` was on the port.
+    fn detach(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
         self.leave_group(held, inner, guard);
         let entry = lock(&inner.port_entry).take();
         if let Some(entry) = entry {
@@ -238,7 +247,105 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if list == List::Connected {
                 self.unlink_exact(inner, inner.tuple.load(guard), guard);
             }
+            return true;
         }
+        false
+    }
+
+    /// Whether the rules keep the history of the port's bind buckets (Linux
+    /// TCP; see [`PortMemo`](crate::policy::PortMemo)).
+    fn tracks_buckets(&self) -> bool {
+        self.rules.policy == Policy::Linux && self.rules.protocol == Protocol::Tcp
+    }
+
+    /// The PCBs on `port` at the address of `local`: one Linux bind2 bucket.
+    fn bucket_mates<'g>(
+        &'g self,
+        local: &'g Endpoint,
+        guard: &'g Guard,
+    ) -> impl Iterator<Item = &'g Arc<PcbInner<S>>> + 'g {
+        self.ports
+            .iter(local.port, List::Unconnected, guard)
+            .chain(self.ports.iter(local.port, List::Connected, guard))
+            .filter(move |pcb| pcb.tuple.load(guard).local == *local)
+    }
+
+    /// `inner` arrived at `local` without `bind()`: it joins the bucket of
+    /// the PCBs already there, or starts one. A new bucket is connect-only
+    /// when an unbound `connect()` made it (`__inet_hash_connect`), and
+    /// otherwise takes the port's state (`inet_bhash2_update_saddr` and
+    /// `__inet_inherit_port` copy the port bucket's `fastreuse`). Caller
+    /// holds the port's lock.
+    fn join_bucket(&self, inner: &PcbInner<S>, local: &Endpoint, by_connect: bool, guard: &Guard) {
+        if !self.tracks_buckets() {
+            return;
+        }
+        let new_bucket = by_connect || !self.memos.get(local.port).held_by_bind();
+        let connect_only = self
+            .bucket_mates(local, guard)
+            .find(|pcb| !std::ptr::eq(&***pcb, inner))
+            .map_or(new_bucket, |mate| {
+                mate.flags.load().contains(Flags::CONNECT_BUCKET)
+            });
+        inner
+            .flags
+            .update(|flags| flags.set(Flags::CONNECT_BUCKET, connect_only));
+    }
+
+    /// A `bind()` (or the autobind of `listen()`) took `local`: its bucket is
+    /// held by `bind()` now, for every PCB in it. Caller holds the port's lock.
+    fn bind_bucket(&self, local: &Endpoint, guard: &Guard) {
+        if !self.tracks_buckets() {
+            return;
+        }
+        for pcb in self.bucket_mates(local, guard) {
+            pcb.flags
+                .update(|flags| flags.without(Flags::CONNECT_BUCKET));
+        }
+    }
+
+    /// A PCB left the bucket of `local` (it closed, went to TIME_WAIT or
+    /// moved to another address): when every PCB still in it but those in
+    /// TIME_WAIT and `except` got its port from `connect()`, the bucket is
+    /// connect-only again (`inet_bind2_bucket_destroy`). Caller holds the
+    /// port's lock.
+    fn left_bucket(&self, local: &Endpoint, except: Option<&PcbInner<S>>, guard: &Guard) {
+        if !self.tracks_buckets() {
+            return;
+        }
+        let mates: Vec<&Arc<PcbInner<S>>> = self
+            .bucket_mates(local, guard)
+            .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
+            .collect();
+        let connect_owned = mates.iter().all(|pcb| {
+            let flags = pcb.flags.load();
+            flags.state() == State::TimeWait || flags.contains(Flags::CONNECT_BIND)
+        });
+        if connect_owned {
+            for pcb in mates {
+                pcb.flags.update(|flags| flags | Flags::CONNECT_BUCKET);
+            }
+        }
+    }
+
+    /// An owner of `port` left it, or its full socket gave way to a
+    /// TIME_WAIT one (`inet_put_port` either way): the port's memory as
+    /// [`policy::departed`] says, among the PCBs on the port but `except`
+    /// (one that the kernel has not put there yet). Caller holds the port's
+    /// lock.
+    fn left_port(&self, port: u16, except: Option<&PcbInner<S>>, guard: &Guard) {
+        if !self.tracks_buckets() {
+            return;
+        }
+        let owners: Vec<PcbView> = self
+            .ports
+            .iter(port, List::Unconnected, guard)
+            .chain(self.ports.iter(port, List::Connected, guard))
+            .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
+            .map(|pcb| pcb.view(guard))
+            .collect();
+        self.memos
+            .set(port, policy::departed(self.memos.get(port), &owners));
     }
 
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
@@ -323,10 +430,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     flags: me.flags.with_state(State::Listen),
                     ..me
                 };
-                self.memos.set(
-                    me.local.port,
-                    policy::bound(self.rules, &listening, &owners, memo, true),
-                );
+                self.memos
+                    .set(me.local.port, policy::bound(self.rules, &listening, memo));
                 held
             }
         };
@@ -393,6 +498,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.ports.begin_move(&held);
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
+            if tuple.local != me.local {
+                self.join_bucket(inner, &tuple.local, false, &guard);
+                self.left_bucket(&me.local, None, &guard);
+            }
             if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
                 // A TIME_WAIT twin gives way to the new connection.
                 self.unlink(&held, &old, &guard);
@@ -441,7 +550,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let holder = self
                 .exact_holder(&tuple, &guard)
                 .map(|pcb| pcb.view(&guard));
-            if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref()) {
+            let memo = self.memos.get(port);
+            if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref(), memo) {
                 if hinted && holder.is_some() {
                     taken += 1;
                     if hint.is_none() && taken >= self.busy.install_after() {
@@ -460,6 +570,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 (Policy::Linux, Protocol::Udp) => {}
             }
             self.link_connected(&held, inner, tuple, flags, true, &guard);
+            self.join_bucket(inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {
                 // `inner` now holds the 4-tuple, under the port's lock.
                 hint.mark(port);
@@ -530,6 +641,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 if let Some(old) = old {
                     self.ports.remove(held, old, guard);
                 }
+                self.join_bucket(inner, &local, false, guard);
+                self.left_bucket(&me.local, None, guard);
                 self.ports.end_move(held);
             }
             AfterFailedConnect::Released(ip) => {
@@ -576,10 +689,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
         ));
         self.link_connected(&held, &child, tuple, inherited, true, &guard);
         if let Some(old) = holder {
-            self.unlink(&held, &old, &guard);
+            // The kernel kills the TIME_WAIT twin when the SYN arrives, before
+            // the child exists.
+            self.detach(&held, &old, &guard);
+            self.left_bucket(&local, Some(&child), &guard);
+            self.left_port(local.port, Some(&child), &guard);
             old.socket.clear(&guard);
             old.flags.set_state(State::Dropped);
         }
+        self.join_bucket(&child, &tuple.local, false, &guard);
         self.attached.fetch_add(1, Ordering::Relaxed);
         Ok(Pcb {
             table: self.clone(),
@@ -695,10 +813,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Err(Error::InvalidInput);
         }
         let guard = crossbeam_epoch::pin();
-        let _held = self.ports.lock(inner.tuple.load(&guard).local.port);
+        let local = inner.tuple.load(&guard).local;
+        let _held = self.ports.lock(local.port);
         // The socket goes first: whoever sees the new state sees no socket.
         inner.socket.clear(&guard);
         inner.flags.set_state(State::TimeWait);
+        // The full socket leaves its port; the TIME_WAIT one stays.
+        self.left_bucket(&local, None, &guard);
+        self.left_port(local.port, None, &guard);
         Ok(())
     }
 

@@ -374,13 +374,7 @@ fn linux_udp_disconnect_keeps_the_named_address() {
 /// unbound connect() made: here the bound socket connected into such a
 /// bucket, so when the connection that made it closes, the port is a
 /// connect-only port again (`inet_bind_bucket_destroy`).
-///
-/// Known gap: the table decides "held by `bind()`" from the PCBs on the port
-/// (any owner whose port did not come from `connect()`), not from the
-/// kernel's bucket history, so it still passes over the port here. The live
-/// differential test meets this now and then.
 #[test]
-#[ignore = "known gap: the bind buckets' history is not modelled (see the doc comment)"]
 fn linux_connect_takes_a_port_whose_binder_joined_a_connect_bucket() {
     let Some(scene) = Scene::new((40000, 40001)) else {
         return;
@@ -412,7 +406,11 @@ fn linux_connect_takes_a_port_whose_binder_joined_a_connect_bucket() {
     scene.await_time_wait(40000);
     let late = scene.socket(false, 0);
     let local = late
-        .connect("once an owner has left, the port is connect-only", service, OK)
+        .connect(
+            "once an owner has left, the port is connect-only",
+            service,
+            OK,
+        )
         .expect("connected");
     assert_eq!(local, at("127.0.0.1:40000"));
 }
@@ -438,4 +436,37 @@ fn linux_connect_skips_a_port_whose_binder_made_its_own_bucket() {
     passer.close();
     let late = scene.socket(false, 0);
     late.connect("bind() still holds the port", service, EADDRNOTAVAIL);
+}
+
+/// A bind() into the bucket that an unbound connect() made holds the port
+/// while the binder is there; when it leaves and only sockets whose port came
+/// from connect() remain, the bucket and the port are connect-only again
+/// (`inet_bind2_bucket_destroy`, then `inet_bind_bucket_destroy`).
+#[test]
+fn linux_connect_after_a_binder_left_a_connect_bucket() {
+    let Some(scene) = Scene::new((40000, 40001)) else {
+        return;
+    };
+    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
+    let first = scene.socket_with(false, 0, true, false);
+    let from = first
+        .connect("connect() takes 40000", at("127.0.0.1:40001"), OK)
+        .expect("connected");
+    let _first_peer = holder.accept(at("127.0.0.1:40001"), from);
+    let binder = scene.socket_with(false, 0, true, false);
+    binder.bind(
+        "bind(127.0.0.1:40000) into that bucket",
+        "127.0.0.1",
+        40000,
+        OK,
+    );
+    let early = scene.socket(false, 0);
+    early.connect("the binder holds the port", service, EADDRNOTAVAIL);
+    binder.close();
+    let late = scene.socket(false, 0);
+    let local = late
+        .connect("the binder left: connect-only again", service, OK)
+        .expect("connected");
+    assert_eq!(local, at("127.0.0.1:40000"));
 }

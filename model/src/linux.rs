@@ -342,10 +342,68 @@ pub(crate) fn bind(
     n.connect_bind = false;
     m.recs[id] = n;
     m.enter(id, (ep.0, port), State::Bound);
-    if !m.tcp() {
+    if m.tcp() {
+        bucket_bound(m, id);
+    } else {
         hash_in(m, id);
     }
     Ok(shown(m.recs[id].local, m.recs[id].inet6))
+}
+
+/// The live records at `local`: one Linux bind2 bucket.
+fn bucket_mates(m: &Model, local: Ep) -> Vec<usize> {
+    m.live()
+        .filter(|(_, r)| r.local == local)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A TCP bind() or listen() put `id` on its address and port: that bucket is
+/// held by bind() now, for every record in it, and so is the port.
+fn bucket_bound(m: &mut Model, id: usize) {
+    let local = m.recs[id].local;
+    for i in bucket_mates(m, local) {
+        m.recs[i].connect_bucket = false;
+    }
+    m.bind_held.insert(local.1);
+}
+
+/// `id` arrived at its address and port without bind(): it shares the
+/// bucket already there, or starts one: connect-only when an unbound
+/// connect() made it (`__inet_hash_connect`), otherwise as the port's bucket
+/// is (`inet_bhash2_update_saddr`, `__inet_inherit_port`).
+pub(crate) fn bucket_joined(m: &mut Model, id: usize, by_connect: bool) {
+    let local = m.recs[id].local;
+    let new_bucket = by_connect || !m.bind_held.contains(&local.1);
+    let mate = bucket_mates(m, local).into_iter().find(|&i| i != id);
+    m.recs[id].connect_bucket = mate.map_or(new_bucket, |i| m.recs[i].connect_bucket);
+}
+
+/// A TCP record left the bucket at `local` (closed, TIME_WAIT, or moved):
+/// when every record still in it but those in TIME_WAIT got its port from
+/// connect(), the bucket is connect-only again (`inet_bind2_bucket_destroy`).
+pub(crate) fn bucket_left(m: &mut Model, local: Ep) {
+    let mates = bucket_mates(m, local);
+    if mates.iter().all(|&i| {
+        let r = &m.recs[i];
+        r.state == State::TimeWait || r.connect_bind
+    }) {
+        for i in mates {
+            m.recs[i].connect_bucket = true;
+        }
+    }
+}
+
+/// A TCP record left `port`, or went to TIME_WAIT (`inet_put_port`): when
+/// every record still on the port sits in a connect-only bucket, the port's
+/// bucket forgets that bind() held it (`inet_bind_bucket_destroy`).
+pub(crate) fn port_left(m: &mut Model, port: u16) {
+    if m.live()
+        .filter(|(_, r)| r.local.1 == port)
+        .all(|(_, r)| r.connect_bucket)
+    {
+        m.bind_held.remove(&port);
+    }
 }
 
 /// A bind() whose get_port() failed: `__inet_bind` / `__inet6_bind` stored
@@ -366,6 +424,7 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
             let port = port_or_known(|| tcp_autobind(m, id, &n, pick))?;
             let local = (n.local.0, port);
             m.enter(id, local, State::Listen);
+            bucket_bound(m, id);
         }
         State::Bound => {
             n.state = State::Listen;
@@ -483,7 +542,7 @@ pub(crate) fn connect(
                 m.range_ports().filter(|p| (p - low) % 2 == 1).collect(),
             ];
             let free = |p: u16| {
-                owners(m, id, p).into_iter().all(|e| m.recs[e].connect_bind)
+                !m.bind_held.contains(&p)
                     && !m.live().any(|(_, r)| {
                         r.connected() && r.local == (laddr, p) && r.remote == Some(rep)
                     })
@@ -498,11 +557,17 @@ pub(crate) fn connect(
         };
         if bound {
             let r = &mut m.recs[id];
+            let before = r.local;
             r.local = (laddr, port);
             r.state = State::Connected;
+            if before != (laddr, port) {
+                bucket_joined(m, id, false);
+                bucket_left(m, before);
+            }
         } else {
             m.recs[id].connect_bind = true;
             m.enter(id, (laddr, port), State::Connected);
+            bucket_joined(m, id, true);
         }
     } else {
         let port = if n.local.1 != 0 {

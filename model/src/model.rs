@@ -67,6 +67,9 @@ pub struct Rec {
     pub(crate) lpos: i64,
     /// Linux: the port came from connect() (`SOCK_CONNECT_BIND`).
     pub(crate) connect_bind: bool,
+    /// Linux TCP: the record's bind2 bucket (its address and port) was made
+    /// by an unbound connect() and no bind() has joined it since.
+    pub(crate) connect_bucket: bool,
     /// Linux: bind() named the address / the port (`SOCK_BINDADDR_LOCK`,
     /// `SOCK_BINDPORT_LOCK`).
     pub(crate) addr_locked: bool,
@@ -143,6 +146,9 @@ pub struct Model {
     pub(crate) groups: Vec<Group>,
     pub(crate) next_group: u64,
     pub(crate) range: (u16, u16),
+    /// Linux TCP: the ports whose bind bucket a bind() or listen() holds
+    /// (`fastreuse`/`fastreuseport` not -1).
+    pub(crate) bind_held: std::collections::BTreeSet<u16>,
 }
 
 impl Model {
@@ -159,6 +165,7 @@ impl Model {
             groups: Vec::new(),
             next_group: 1,
             range,
+            bind_held: Default::default(),
         }
     }
 
@@ -203,6 +210,7 @@ impl Model {
             seq: 0,
             lpos: 0,
             connect_bind: false,
+            connect_bucket: false,
             addr_locked: false,
             port_locked: false,
             forced_v6only: false,
@@ -367,6 +375,7 @@ impl Model {
             self.remove(h, State::Dropped);
         }
         let child = self.attach(l.inet6, l.cred);
+        let linux_tcp = !self.freebsd();
         {
             let c = &mut self.recs[child];
             c.ra = l.ra;
@@ -379,6 +388,9 @@ impl Model {
         // The child inherits SO_REUSEPORT_LB but joins no group here: whether
         // FreeBSD's syncache inserts it into one was not established.
         self.enter(child, lep, State::Connected);
+        if linux_tcp {
+            crate::linux::bucket_joined(self, child, false);
+        }
         Ok(child)
     }
 
@@ -401,6 +413,11 @@ impl Model {
             return Err(Error::InvalidInput.into());
         }
         r.state = State::TimeWait;
+        let local = r.local;
+        if !self.freebsd() {
+            crate::linux::bucket_left(self, local);
+            crate::linux::port_left(self, local.1);
+        }
         Ok(())
     }
 
@@ -420,8 +437,14 @@ impl Model {
         } else {
             self.recs[id].lgroup = None;
         }
+        let was_in_table = self.recs[id].in_table();
         let r = &mut self.recs[id];
         r.state = state;
+        let local = r.local;
+        if was_in_table && !self.freebsd() && self.tcp() {
+            crate::linux::bucket_left(self, local);
+            crate::linux::port_left(self, local.1);
+        }
     }
 
     /// Packet demultiplexing.

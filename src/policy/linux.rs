@@ -138,19 +138,11 @@ fn scan_conflict(new: &PcbView, others: &[PcbView], relax: bool, reuseport_ok: b
     }
 }
 
-/// The port's fast-path record as the kernel would hold it. The record is
-/// only meaningful while some owner holds the port by `bind()` or `listen()`:
-/// once every owner left is connect-bound, 6.18 resets the bucket to the
-/// connect-only state (`inet_bind_bucket_destroy`), and a port with no owner
-/// has no bucket at all. `me_owner`: `new` already holds the port (the
-/// re-check of `listen()`).
-fn fast_record(memo: PortMemo, others: &[PcbView], me_owner: bool) -> Option<FastOwner> {
-    let held_by_bind = me_owner
-        || others
-            .iter()
-            .any(|o| !o.flags.contains(Flags::CONNECT_BIND));
+/// The port's fast-path record as the kernel holds it; the memory forgets
+/// it when the bucket returns to the connect-only state (see [`PortMemo`]).
+fn fast_record(memo: PortMemo) -> Option<FastOwner> {
     match memo {
-        PortMemo::LinuxStrict(owner) if held_by_bind => Some(owner),
+        PortMemo::LinuxStrict(owner) => Some(owner),
         _ => None,
     }
 }
@@ -163,8 +155,8 @@ fn reuseport_match(record: Option<FastOwner>, new: &PcbView) -> bool {
 }
 
 /// `inet_csk_get_port(sk, port)` for a given port: fast path, then scan.
-fn get_port_conflict(new: &PcbView, others: &[PcbView], memo: PortMemo, me_owner: bool) -> bool {
-    if reuseport_match(fast_record(memo, others, me_owner), new) {
+fn get_port_conflict(new: &PcbView, others: &[PcbView], memo: PortMemo) -> bool {
+    if reuseport_match(fast_record(memo), new) {
         return false;
     }
     scan_conflict(new, others, true, true)
@@ -178,7 +170,7 @@ pub(crate) fn bind_conflict(
     memo: PortMemo,
 ) -> Result<(), Error> {
     let conflict = match protocol {
-        Protocol::Tcp => get_port_conflict(new, owners, memo, false),
+        Protocol::Tcp => get_port_conflict(new, owners, memo),
         Protocol::Udp => udp::bind_conflict(new, owners),
     };
     if conflict {
@@ -190,18 +182,16 @@ pub(crate) fn bind_conflict(
 
 /// `inet_csk_update_fastreuse()` after `new` joined the port (by `bind()`,
 /// or by `listen()` when `new` is listening): a SO_REUSEPORT socket that the
-/// record does not cover becomes the record; any other socket clears it.
-pub(crate) fn bound(
-    protocol: Protocol,
-    new: &PcbView,
-    owners: &[PcbView],
-    memo: PortMemo,
-    already_held: bool,
-) -> PortMemo {
-    if protocol != Protocol::Tcp || !new.flags.reuse_port() {
+/// record does not cover becomes the record; any other socket clears it. Either
+/// way the bucket is now held by `bind()`.
+pub(crate) fn bound(protocol: Protocol, new: &PcbView, memo: PortMemo) -> PortMemo {
+    if protocol != Protocol::Tcp {
         return PortMemo::Empty;
     }
-    let record = fast_record(memo, owners, already_held);
+    if !new.flags.reuse_port() {
+        return PortMemo::LinuxHeld;
+    }
+    let record = fast_record(memo);
     if reuseport_match(record, new) {
         return memo;
     }
@@ -239,7 +229,7 @@ pub(crate) fn listen_check(
         flags: me.flags.with_state(State::Listen),
         ..*me
     };
-    if get_port_conflict(&listening, owners, memo, true) {
+    if get_port_conflict(&listening, owners, memo) {
         Err(Error::AddrInUse)
     } else {
         Ok(())
@@ -304,14 +294,10 @@ pub(crate) fn connect_port_busy(
     new: &PcbView,
     owners: &[PcbView],
     holder: Option<&PcbView>,
+    memo: PortMemo,
 ) -> bool {
     match protocol {
-        Protocol::Tcp => {
-            holder.is_some()
-                || owners
-                    .iter()
-                    .any(|o| !o.flags.contains(Flags::CONNECT_BIND))
-        }
+        Protocol::Tcp => holder.is_some() || memo.held_by_bind(),
         Protocol::Udp => {
             let unbound = PcbView {
                 local: Endpoint::unspecified(new.family).with_port(new.local.port),

@@ -248,19 +248,12 @@ pub(crate) fn bind_conflict(
 }
 
 /// What the policy remembers about the port once `new` (in its new state)
-/// holds it after a successful `bind()` or `listen()`; `owners` are the other
-/// PCBs on the port, `memo` the memory before the call, and `already_held`
-/// says that `new` held the port before (the re-check of `listen()`).
-pub(crate) fn bound(
-    rules: Rules,
-    new: &PcbView,
-    owners: &[PcbView],
-    memo: PortMemo,
-    already_held: bool,
-) -> PortMemo {
+/// holds it after a successful `bind()` or `listen()`; `memo` is the memory
+/// before the call.
+pub(crate) fn bound(rules: Rules, new: &PcbView, memo: PortMemo) -> PortMemo {
     match rules.policy {
         Policy::FreeBsd => memo,
-        Policy::Linux => linux::bound(rules.protocol, new, owners, memo, already_held),
+        Policy::Linux => linux::bound(rules.protocol, new, memo),
     }
 }
 
@@ -351,10 +344,11 @@ pub(crate) fn connect_port_busy(
     new: &PcbView,
     owners: &[PcbView],
     holder: Option<&PcbView>,
+    memo: PortMemo,
 ) -> bool {
     match rules.policy {
         Policy::FreeBsd => holder.is_some() || owners.iter().any(|o| wild_match(o, &new.local)),
-        Policy::Linux => linux::connect_port_busy(rules.protocol, new, owners, holder),
+        Policy::Linux => linux::connect_port_busy(rules.protocol, new, owners, holder, memo),
     }
 }
 
@@ -570,14 +564,45 @@ pub(crate) fn check_privilege(cred: &Cred, port: u16) -> Result<(), Error> {
 /// records that socket's owner and address (`FASTREUSEPORT_STRICT`), and later
 /// SO_REUSEPORT binds of the same owner on a covered address skip the conflict
 /// scan. The record outlives the socket that set it, so it cannot be derived
-/// from the PCBs on the port.
+/// from the PCBs on the port. Neither can whether the port is held by
+/// `bind()`: the bucket stays so until an owner leaves while every bucket of
+/// the port's addresses (`inet_bind2_bucket`) is one that an unbound
+/// `connect()` made (then `inet_bind_bucket_destroy` resets it), even after
+/// the socket that bound it has connected into such a bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum PortMemo {
-    /// Nothing remembered.
+    /// Nothing remembered: no bucket, or one that only `connect()` holds.
     #[default]
     Empty,
-    /// Linux `tb->fastreuseport == FASTREUSEPORT_STRICT` with the fast owner.
+    /// Linux: a `bind()` or `listen()` holds the bucket
+    /// (`fastreuse`/`fastreuseport` not -1), with no fast-path record.
+    LinuxHeld,
+    /// Linux `tb->fastreuseport == FASTREUSEPORT_STRICT` with the fast owner
+    /// (the bucket is held by `bind()` too).
     LinuxStrict(linux::FastOwner),
+}
+
+impl PortMemo {
+    /// Whether a `bind()` or `listen()` holds the port's bucket, so that an
+    /// unbound `connect()` passes over the port (Linux).
+    pub(crate) fn held_by_bind(self) -> bool {
+        self != PortMemo::Empty
+    }
+}
+
+/// What the policy remembers of the port after an owner left it (or went
+/// to TIME_WAIT); `owners` are the PCBs still on it. Linux
+/// `inet_bind_bucket_destroy`: when every owner left sits in a bucket that an
+/// unbound `connect()` made, the port forgets its `bind()` history.
+pub(crate) fn departed(memo: PortMemo, owners: &[PcbView]) -> PortMemo {
+    if owners
+        .iter()
+        .all(|o| o.flags.contains(Flags::CONNECT_BUCKET))
+    {
+        PortMemo::Empty
+    } else {
+        memo
+    }
 }
 
 /// Stripes of the per-port memory, as many as the port lock has: a writer of
