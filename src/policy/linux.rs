@@ -36,8 +36,8 @@
 //! # connect()
 //!
 //! An unbound socket gets a port from `__inet_hash_connect`: a port is skipped
-//! if any owner holds it by `bind()` (its bucket is not connect-only) or the
-//! 4-tuple is taken. A bound socket only needs a free 4-tuple; a TIME_WAIT
+//! if its bucket is held by `bind()` (not connect-only; the bucket's history
+//! decides, see [`PortMemo`]) or the 4-tuple is taken. A bound socket only needs a free 4-tuple; a TIME_WAIT
 //! twin holding it gives way (`tcp_twsk_unique` with TCP timestamps, the Linux
 //! default). An unbound socket never takes over a TIME_WAIT twin: that is
 //! Linux with `tcp_tw_reuse=0`, or within `tcp_tw_reuse_delay` of the twin's
@@ -284,9 +284,10 @@ pub(crate) fn check_connect(
 
 /// Whether an unbound `connect()` must pass over a candidate port.
 ///
-/// TCP (`__inet_hash_connect`): a port that any owner holds by `bind()` or
-/// `listen()` is skipped (its bucket's `fastreuse`/`fastreuseport` is not
-/// `-1`), whatever the addresses; otherwise the 4-tuple must be free. UDP
+/// TCP (`__inet_hash_connect`): a port whose bucket `bind()` or `listen()`
+/// holds is skipped (its `fastreuse`/`fastreuseport` is not `-1`; `memo`
+/// keeps that history), whatever the addresses; otherwise the 4-tuple must be
+/// free. UDP
 /// (`inet_autobind`): the port is chosen as `bind(port 0)` on the wildcard
 /// address would choose it.
 pub(crate) fn connect_port_busy(
