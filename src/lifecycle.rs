@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{self, AfterFailedConnect, PcbView, Policy, Protocol, TupleTaken};
+use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::Shared;
@@ -313,39 +313,44 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if !self.tracks_buckets() {
             return;
         }
-        let mates: Vec<&Arc<PcbInner<S>>> = self
-            .bucket_mates(local, guard)
-            .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
-            .collect();
-        let connect_owned = mates.iter().all(|pcb| {
+        let others = || {
+            self.bucket_mates(local, guard)
+                .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
+        };
+        // Stops at the first owner that bind() or listen() put there (on a
+        // server: at once), so a close costs O(1) there.
+        let connect_owned = others().all(|pcb| {
             let flags = pcb.flags.load();
             flags.state() == State::TimeWait || flags.contains(Flags::CONNECT_BIND)
         });
         if connect_owned {
-            for pcb in mates {
+            for pcb in others() {
                 pcb.flags.update(|flags| flags | Flags::CONNECT_BUCKET);
             }
         }
     }
 
     /// An owner of `port` left it, or its full socket gave way to a
-    /// TIME_WAIT one (`inet_put_port` either way): the port's memory as
-    /// [`policy::departed`] says, among the PCBs on the port but `except`
-    /// (one that the kernel has not put there yet). Caller holds the port's
-    /// lock.
+    /// TIME_WAIT one (`inet_put_port` either way). When every PCB still on
+    /// the port but `except` (one that the kernel has not put there yet) sits
+    /// in a connect-only bucket, the port forgets that `bind()` held it
+    /// (`inet_bind_bucket_destroy`), and its fast-path record with it. Caller
+    /// holds the port's lock.
     fn left_port(&self, port: u16, except: Option<&PcbInner<S>>, guard: &Guard) {
-        if !self.tracks_buckets() {
+        if !self.tracks_buckets() || !self.memos.get(port).held_by_bind() {
             return;
         }
-        let owners: Vec<PcbView> = self
+        // Stops at the first PCB in a bucket held by bind() (a listener comes
+        // first, in the unconnected list).
+        let connect_only = self
             .ports
             .iter(port, List::Unconnected, guard)
             .chain(self.ports.iter(port, List::Connected, guard))
             .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
-            .map(|pcb| pcb.view(guard))
-            .collect();
-        self.memos
-            .set(port, policy::departed(self.memos.get(port), &owners));
+            .all(|pcb| pcb.flags.load().contains(Flags::CONNECT_BUCKET));
+        if connect_only {
+            self.memos.set(port, PortMemo::Empty);
+        }
     }
 
     /// Removes `inner`'s entry for `tuple` from the exact index, and first

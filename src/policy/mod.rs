@@ -590,21 +590,6 @@ impl PortMemo {
     }
 }
 
-/// What the policy remembers of the port after an owner left it (or went
-/// to TIME_WAIT); `owners` are the PCBs still on it. Linux
-/// `inet_bind_bucket_destroy`: when every owner left sits in a bucket that an
-/// unbound `connect()` made, the port forgets its `bind()` history.
-pub(crate) fn departed(memo: PortMemo, owners: &[PcbView]) -> PortMemo {
-    if owners
-        .iter()
-        .all(|o| o.flags.contains(Flags::CONNECT_BUCKET))
-    {
-        PortMemo::Empty
-    } else {
-        memo
-    }
-}
-
 /// Stripes of the per-port memory, as many as the port lock has: a writer of
 /// port `p` holds `p`'s port lock, so no two writers meet on a stripe.
 const MEMO_STRIPES: usize = 256;
