@@ -9,7 +9,7 @@ mod linux_kernel;
 
 use std::net::SocketAddr;
 
-use linux_kernel::dual::{listener, Scene, OK};
+use linux_kernel::dual::{listener, Pair, Scene, OK};
 use pcbhash::Protocol;
 
 const EADDRINUSE: i32 = libc::EADDRINUSE;
@@ -368,6 +368,48 @@ fn linux_udp_disconnect_keeps_the_named_address() {
     assert_eq!(v6.local("after connect"), Some(at("[::1]:40000")));
 }
 
+/// The stage of the bucket-history tests: a service on `127.0.0.1:20000`,
+/// and a listener holding 40001 by `bind()` (of the range 40000-40001), so
+/// that an unbound `connect()` can only take 40000. The service stays open
+/// as long as the stage.
+struct TwoPorts {
+    scene: Scene,
+    service: SocketAddr,
+    holder: Pair,
+    _service: Pair,
+}
+
+impl TwoPorts {
+    fn new() -> Option<Self> {
+        let scene = Scene::new((40000, 40001))?;
+        let (service_pair, service) =
+            listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+        let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
+        Some(Self {
+            scene,
+            service,
+            holder,
+            _service: service_pair,
+        })
+    }
+
+    /// An SO_REUSEADDR socket connected to `to` (a port of the holder), and
+    /// the holder's side of it.
+    fn connected(&self, step: &str, to: &str) -> (Pair, Pair, SocketAddr) {
+        let socket = self.scene.socket_with(false, 0, true, false);
+        let from = socket.connect(step, at(to), OK).expect("connected");
+        let peer = self.holder.accept(at(to), from);
+        (socket, peer, from)
+    }
+
+    /// An unbound connect() to the service: `want`, and the port it took.
+    fn connect_to_service(&self, step: &str, want: i32) -> Option<SocketAddr> {
+        self.scene
+            .socket(false, 0)
+            .connect(step, self.service, want)
+    }
+}
+
 /// An unbound connect() passes over a port that a bind() holds, and keeps
 /// doing so after that socket has connected, until an owner leaves while
 /// every socket on the port sits in a bucket (address and port) that an
@@ -376,43 +418,27 @@ fn linux_udp_disconnect_keeps_the_named_address() {
 /// connect-only port again (`inet_bind_bucket_destroy`).
 #[test]
 fn linux_connect_takes_a_port_whose_binder_joined_a_connect_bucket() {
-    let Some(scene) = Scene::new((40000, 40001)) else {
+    let Some(stage) = TwoPorts::new() else {
         return;
     };
-    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
-    // A listener holds 40001 by bind(): connect() can only take 40000.
-    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
-    let first = scene.socket_with(false, 0, true, false);
-    let from = first
-        .connect("connect() takes 40000", at("127.0.0.1:40001"), OK)
-        .expect("connected");
+    let (first, first_peer, from) = stage.connected("connect() takes 40000", "127.0.0.1:40001");
     assert_eq!(from, at("127.0.0.1:40000"));
-    let first_peer = holder.accept(at("127.0.0.1:40001"), from);
-    let bound = scene.socket_with(false, 0, true, false);
+    let bound = stage.scene.socket_with(false, 0, true, false);
     bound.bind("bind(0.0.0.0:40000) beside it", "0.0.0.0", 40000, OK);
     let moved = bound
         .connect("the bound socket connects", at("127.0.0.2:40001"), OK)
         .expect("connected");
     assert_eq!(moved, at("127.0.0.1:40000"), "into the connect() bucket");
-    let _bound_peer = holder.accept(at("127.0.0.2:40001"), moved);
-    let early = scene.socket(false, 0);
-    early.connect(
+    let _bound_peer = stage.holder.accept(at("127.0.0.2:40001"), moved);
+    stage.connect_to_service(
         "while no owner has left, bind() still holds the port",
-        service,
         EADDRNOTAVAIL,
     );
     let _time_wait = first.close_first();
     first_peer.close();
-    scene.await_time_wait(40000);
-    let late = scene.socket(false, 0);
-    let local = late
-        .connect(
-            "once an owner has left, the port is connect-only",
-            service,
-            OK,
-        )
-        .expect("connected");
-    assert_eq!(local, at("127.0.0.1:40000"));
+    stage.scene.await_time_wait(40000);
+    let local = stage.connect_to_service("once an owner has left, the port is connect-only", OK);
+    assert_eq!(local, Some(at("127.0.0.1:40000")));
 }
 
 /// The same, but the bound socket connects to an address of its own: its
@@ -420,22 +446,19 @@ fn linux_connect_takes_a_port_whose_binder_joined_a_connect_bucket() {
 /// owner leaving changes nothing.
 #[test]
 fn linux_connect_skips_a_port_whose_binder_made_its_own_bucket() {
-    let Some(scene) = Scene::new((40000, 40001)) else {
+    let Some(stage) = TwoPorts::new() else {
         return;
     };
-    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
-    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
-    let bound = scene.socket_with(false, 0, true, false);
+    let bound = stage.scene.socket_with(false, 0, true, false);
     bound.bind("bind(0.0.0.0:40000)", "0.0.0.0", 40000, OK);
     let moved = bound
         .connect("the bound socket connects", at("127.0.0.2:40001"), OK)
         .expect("connected");
-    let _bound_peer = holder.accept(at("127.0.0.2:40001"), moved);
-    let passer = scene.socket_with(false, 0, true, false);
+    let _bound_peer = stage.holder.accept(at("127.0.0.2:40001"), moved);
+    let passer = stage.scene.socket_with(false, 0, true, false);
     passer.bind("bind(127.0.0.5:40000)", "127.0.0.5", 40000, OK);
     passer.close();
-    let late = scene.socket(false, 0);
-    late.connect("bind() still holds the port", service, EADDRNOTAVAIL);
+    stage.connect_to_service("bind() still holds the port", EADDRNOTAVAIL);
 }
 
 /// A bind() into the bucket that an unbound connect() made holds the port
@@ -444,29 +467,19 @@ fn linux_connect_skips_a_port_whose_binder_made_its_own_bucket() {
 /// (`inet_bind2_bucket_destroy`, then `inet_bind_bucket_destroy`).
 #[test]
 fn linux_connect_after_a_binder_left_a_connect_bucket() {
-    let Some(scene) = Scene::new((40000, 40001)) else {
+    let Some(stage) = TwoPorts::new() else {
         return;
     };
-    let (_service, service) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
-    let (holder, _) = listener(&scene, false, 0, ("0.0.0.0", 40001), (false, false));
-    let first = scene.socket_with(false, 0, true, false);
-    let from = first
-        .connect("connect() takes 40000", at("127.0.0.1:40001"), OK)
-        .expect("connected");
-    let _first_peer = holder.accept(at("127.0.0.1:40001"), from);
-    let binder = scene.socket_with(false, 0, true, false);
+    let (_first, _first_peer, _) = stage.connected("connect() takes 40000", "127.0.0.1:40001");
+    let binder = stage.scene.socket_with(false, 0, true, false);
     binder.bind(
         "bind(127.0.0.1:40000) into that bucket",
         "127.0.0.1",
         40000,
         OK,
     );
-    let early = scene.socket(false, 0);
-    early.connect("the binder holds the port", service, EADDRNOTAVAIL);
+    stage.connect_to_service("the binder holds the port", EADDRNOTAVAIL);
     binder.close();
-    let late = scene.socket(false, 0);
-    let local = late
-        .connect("the binder left: connect-only again", service, OK)
-        .expect("connected");
-    assert_eq!(local, at("127.0.0.1:40000"));
+    let local = stage.connect_to_service("the binder left: connect-only again", OK);
+    assert_eq!(local, Some(at("127.0.0.1:40000")));
 }
