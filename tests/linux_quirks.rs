@@ -212,12 +212,12 @@ fn linux_lookup_ties_go_by_listen_order() {
     }
 }
 
-/// A UDP bind checks every overlapping socket on the port: a plain one makes
-/// it fail wherever the port's list holds it, even behind an SO_REUSEPORT
-/// pair that is met first (older kernels stopped at the first overlapping
-/// socket and let this bind through).
+/// A UDP bind walks the port's list and the first overlapping socket
+/// decides; an SO_REUSEPORT sharer decides only if it is the group the new
+/// socket joins and neither sets SO_REUSEADDR. Other sharers are passed
+/// over, so a plain socket behind them still refuses the bind.
 #[test]
-fn linux_udp_bind_checks_every_overlapping_socket() {
+fn linux_udp_bind_walks_the_port_list() {
     let Some(scene) = Scene::with(Protocol::Udp, (40000, 40001)) else {
         return;
     };
@@ -233,11 +233,65 @@ fn linux_udp_bind_checks_every_overlapping_socket() {
     let wildcard = scene.socket_with(false, 0, false, true);
     wildcard.bind("SO_REUSEPORT 0.0.0.0", "0.0.0.0", 20000, EADDRINUSE);
     // An AF_INET SO_REUSEPORT socket goes to the head of the list: it is met
-    // first, and the plain one behind it still refuses the wildcard.
+    // first, but it shares without being the wildcard's group, so the plain
+    // socket behind it still refuses the wildcard.
     let head = scene.socket_with(false, 0, false, true);
     head.bind("AF_INET SO_REUSEPORT 127.0.0.4", "127.0.0.4", 20000, OK);
     let again = scene.socket_with(false, 0, false, true);
     again.bind("SO_REUSEPORT 0.0.0.0 again", "0.0.0.0", 20000, EADDRINUSE);
+}
+
+/// The group mate met first decides, unless SO_REUSEADDR differs between
+/// the two; a plain socket met first decides as well. Each row: the order of
+/// the two holders, the SO_REUSEADDR of the mate and of the new socket, and
+/// the answer.
+#[test]
+fn linux_udp_bind_group_mate_decides_first() {
+    let rows: [(&str, bool, bool, bool, i32); 5] = [
+        ("mate newest, no SO_REUSEADDR", true, false, false, OK),
+        (
+            "mate newest, SO_REUSEADDR on the new socket",
+            true,
+            false,
+            true,
+            EADDRINUSE,
+        ),
+        (
+            "mate newest, SO_REUSEADDR on the mate",
+            true,
+            true,
+            false,
+            EADDRINUSE,
+        ),
+        ("plain socket newest", false, false, false, EADDRINUSE),
+        (
+            "plain socket newest, SO_REUSEADDR on the new socket",
+            false,
+            false,
+            true,
+            EADDRINUSE,
+        ),
+    ];
+    for (step, mate_newest, mate_ra, new_ra, want) in rows {
+        let Some(scene) = Scene::with(Protocol::Udp, (40000, 40001)) else {
+            return;
+        };
+        // Both holders bind with SO_REUSEADDR so that they coexist; then the
+        // plain one drops it and the mate takes the row's value.
+        let plain = scene.socket_with(false, 0, true, false);
+        let mate = scene.socket_with(false, 0, true, true);
+        if mate_newest {
+            plain.bind(step, "0.0.0.0", 20000, OK);
+            mate.bind(step, "127.0.0.2", 20000, OK);
+        } else {
+            mate.bind(step, "127.0.0.2", 20000, OK);
+            plain.bind(step, "0.0.0.0", 20000, OK);
+        }
+        plain.set_reuse_addr(false);
+        mate.set_reuse_addr(mate_ra);
+        let new = scene.socket_with(false, 0, new_ra, true);
+        new.bind(step, "127.0.0.2", 20000, want);
+    }
 }
 
 /// UDP `connect()` binds a port before it looks at the peer, and keeps it

@@ -155,10 +155,29 @@ fn tcp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
     })
 }
 
-/// `udp_lib_lport_inuse()` without a bitmap (explicit bind): on the 6.18
-/// kernels, the same rule as the autobind below.
+/// `udp_lib_get_port()` with a port (explicit bind), as the running kernel
+/// decides it: the port's list is walked in order, and the first socket that
+/// overlaps (and does not share by SO_REUSEADDR on both) decides. One that
+/// would not share refuses the bind; the socket whose reuseport group the new
+/// one would join (neither with SO_REUSEADDR) lets it through; any other
+/// SO_REUSEPORT sharer is passed over.
 fn udp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
-    udp_autobind_busy(m, id, n, port)
+    let mut list = owners(m, id, port);
+    list.sort_by_key(|&i| m.recs[i].lpos);
+    for e in list {
+        let e = &m.recs[e];
+        if (e.ra && n.ra) || !overlap(n, e) {
+            continue;
+        }
+        if !(e.rp && n.rp && e.cred.uid == n.cred.uid) {
+            return true;
+        }
+        let mate = e.inet6 == n.inet6 && v6only(e) == v6only(n) && e.local.0 == n.local.0;
+        if mate && !e.ra && !n.ra {
+            return false;
+        }
+    }
+    false
 }
 
 /// `udp_lib_lport_inuse()` with a bitmap (autobind): every eligible owner but a

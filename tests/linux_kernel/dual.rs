@@ -159,6 +159,12 @@ impl Pair {
         self.table.set_v6only(on).expect("IPV6_V6ONLY");
     }
 
+    /// SO_REUSEADDR in both worlds.
+    pub fn set_reuse_addr(&self, on: bool) {
+        self.kernel.set_reuse_address(on).expect("SO_REUSEADDR");
+        self.table.set_reuse_addr(on).expect("SO_REUSEADDR");
+    }
+
     /// SO_REUSEPORT in both worlds.
     pub fn set_reuse_port(&self, on: bool) {
         self.kernel.set_reuse_port(on).expect("SO_REUSEPORT");

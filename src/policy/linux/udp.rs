@@ -5,12 +5,23 @@
 //! an overlapping address and port completely. Otherwise two overlapping
 //! sockets may share only if both set SO_REUSEPORT and have the same owner.
 //!
-//! An explicit bind and the autobind's bitmap scan apply one rule: every
-//! overlapping socket on the port that would not share makes it busy. (Older
-//! kernels let an explicit bind stop at the first overlapping socket in list
-//! order, so that an SO_REUSEPORT pair met early hid a plain socket further
-//! on; the 6.18 kernels this policy follows refuse such a bind, with one
-//! socket on the port or more than ten.)
+//! **An explicit bind** walks the port's list in the kernel's order (newest
+//! first, an AF_INET6 SO_REUSEPORT socket at the tail) and the first socket
+//! that overlaps decides:
+//! - one that would not share refuses the bind;
+//! - one whose reuseport group the new socket would join (same family,
+//!   V6ONLY, owner and exact address), neither with SO_REUSEADDR, lets it
+//!   through without looking further;
+//! - any other SO_REUSEPORT sharer is passed over.
+//!
+//! A plain wildcard socket further down the list therefore still refuses the
+//! bind when the sharer met first is no group mate: it differs in
+//! SO_REUSEADDR, address or family. This is how the 6.18 kernels answer,
+//! worked out on live sockets; `udp_lib_lport_inuse` as published stops at
+//! any sharer.
+//!
+//! **The autobind's bitmap scan** has no early exit: every overlapping socket
+//! that would not share marks the port busy.
 
 use super::saddr::{inet_rcv_saddr_equal, Sk};
 use crate::policy::PcbView;
@@ -28,9 +39,26 @@ fn shares(new: &PcbView, sk: &Sk, owner: &PcbView) -> Option<bool> {
 }
 
 /// `udp_lib_get_port(sk, snum != 0)`: whether the explicit bind of `new`
-/// conflicts with `owners`: the same rule as [`port_busy`].
+/// conflicts with `owners` (see the module docs for the walk).
 pub(crate) fn bind_conflict(new: &PcbView, owners: &[PcbView]) -> bool {
-    port_busy(new, owners)
+    let sk = Sk::of(new);
+    let group = super::group_key(new);
+    let mut list: Vec<&PcbView> = owners.iter().collect();
+    // Larger `seq` is earlier in the kernel's list.
+    list.sort_unstable_by_key(|o| std::cmp::Reverse(o.seq));
+    for owner in list {
+        match shares(new, &sk, owner) {
+            None => {}
+            Some(false) => return true,
+            Some(true) => {
+                let mate = group.is_some() && super::group_key(owner) == group;
+                if mate && !new.flags.reuse_addr() && !owner.flags.reuse_addr() {
+                    return false;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// `udp_lib_get_port(sk, 0)`: whether a candidate port is taken for `new`
