@@ -19,6 +19,13 @@ CARGO_TARGET_DIR=target/loom \
     timeout "$limit" cargo test --release -p pcbhash-loom-tests --test models \
     -- --nocapture --test-threads 2
 
+# The exact index's own models (src/raw/map.rs: the inline slot's version
+# protocol against concurrent replacement and reuse).
+RUSTFLAGS="--cfg pcbhash_loom --cfg crossbeam_loom" \
+CARGO_TARGET_DIR=target/loom \
+    timeout "$limit" cargo test --release -p pcbhash --features loom --lib loom_tests \
+    -- --nocapture --test-threads 2
+
 RUSTFLAGS="--cfg pcbhash_loom --cfg crossbeam_loom --cfg pcbhash_broken" \
 CARGO_TARGET_DIR=target/loom-broken \
     timeout "$limit" cargo test --release -p pcbhash-loom-tests --test broken \

@@ -489,7 +489,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: peer,
             };
             let held = self.ports.lock(me.local.port);
-            let holder = self.exact_holder(&tuple, &guard).cloned();
+            let holder = self.exact_holder_arc(&tuple, &guard);
             let replace = match &holder {
                 Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
                     Ok(replace) => replace,
@@ -676,7 +676,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let (local, remote) = policy::check_accept(self.rules, &view, local, remote)?;
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
-        let holder = self.exact_holder(&tuple, &guard).cloned();
+        let holder = self.exact_holder_arc(&tuple, &guard);
         if holder
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)

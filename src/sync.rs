@@ -16,12 +16,14 @@
 //!   and the ids only tell tables apart, which no model races on.
 
 #[cfg(not(pcbhash_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(pcbhash_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
@@ -129,8 +131,8 @@ pub(crate) struct Broken {
     /// Port locks lock nothing (breaks "conflict checks are atomic with their
     /// insert").
     pub(crate) no_port_lock: bool,
-    /// The exact index frees a removed node at once instead of through the
-    /// epoch (breaks "memory stays valid while a guard could see it": a real
+    /// The exact index frees what it retires (removed values, unlinked nodes,
+    /// replaced bucket arrays) at once instead of through the epoch (breaks "memory stays valid while a guard could see it": a real
     /// use-after-free, for AddressSanitizer to catch).
     pub(crate) free_at_once: bool,
 }

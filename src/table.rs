@@ -30,7 +30,7 @@ pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) rules: Rules,
     pub(crate) hasher: ahash::RandomState,
-    pub(crate) exact: RawMap<FlowKey, Arc<PcbInner<S>>>,
+    pub(crate) exact: RawMap<FlowKey, PcbInner<S>>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
     /// What the policy remembers about each port (Linux bind buckets).
@@ -67,7 +67,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> bool {
         let key = FlowKey::of_tuple(tuple);
         self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
-            *k == key && Arc::ptr_eq(held, pcb)
+            *k == key && std::ptr::eq(held, &**pcb)
         })
     }
 
@@ -87,11 +87,21 @@ impl<S: Send + Sync + 'static> Shared<S> {
         &self,
         tuple: &Tuple,
         guard: &'g Guard,
-    ) -> Option<&'g Arc<PcbInner<S>>> {
+    ) -> Option<&'g PcbInner<S>> {
         let key = FlowKey::of_tuple(tuple);
         self.exact
             .find(key.hash(&self.hasher), guard, |k| *k == key)
-            .map(|(_, pcb)| pcb)
+    }
+
+    /// [`exact_holder`](Self::exact_holder), as a strong reference.
+    pub(crate) fn exact_holder_arc(
+        &self,
+        tuple: &Tuple,
+        guard: &Guard,
+    ) -> Option<Arc<PcbInner<S>>> {
+        let key = FlowKey::of_tuple(tuple);
+        self.exact
+            .find_arc(key.hash(&self.hasher), guard, |k| *k == key)
     }
 
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
@@ -280,7 +290,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         if before % 2 == 1 {
             return self.lookup_slow(local, key, hash, guard, None);
         }
-        if let Some((_, pcb)) = shared.exact.find(hash, guard, |k| k == key) {
+        if let Some(pcb) = shared.exact.find(hash, guard, |k| k == key) {
             return Some(PcbRef::new(pcb, guard));
         }
         self.lookup_slow(local, key, hash, guard, Some(before))
@@ -309,7 +319,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                         spin_loop();
                         continue;
                     }
-                    if let Some((_, pcb)) = shared.exact.find(hash, guard, |k| k == key) {
+                    if let Some(pcb) = shared.exact.find(hash, guard, |k| k == key) {
                         return Some(PcbRef::new(pcb, guard));
                     }
                     before

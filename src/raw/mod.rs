@@ -6,8 +6,9 @@
 //!
 //! - [`EpochCell`]: a value that readers load without a lock and writers replace,
 //!   retiring the old value through the epoch.
-//! - [`RawMap`]: a chained hash map with lock-free readers, per-bucket writer
-//!   locks and incremental resizing.
+//! - [`RawMap`]: a hash map with lock-free readers, each bucket's first entry
+//!   inline in the bucket array, per-bucket writer locks and incremental
+//!   resizing.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
 //! - [`SocketSlot`]: the socket reference, readable without a reference count
@@ -24,7 +25,7 @@ mod ports;
 mod slot;
 
 pub(crate) use cell::{EpochCell, EpochOption};
-pub(crate) use map::RawMap;
+pub(crate) use map::{InlineKey, RawMap, KEY_WORDS};
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use slot::SocketSlot;
 
