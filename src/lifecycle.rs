@@ -253,7 +253,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Whether the rules keep the history of the port's bind buckets (Linux
-    /// TCP; see [`PortMemo`](crate::policy::PortMemo)).
+    /// TCP; see [`PortMemo`]).
     fn tracks_buckets(&self) -> bool {
         self.rules.policy == Policy::Linux && self.rules.protocol == Protocol::Tcp
     }

@@ -332,7 +332,7 @@ impl<K: InlineKey, T: Send + Sync + 'static> RawMap<K, T> {
     /// at most two buckets while a resize is in progress. `eq` may also be
     /// called on keys of entries that are being rewritten; their answer is
     /// discarded.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find<'g>(
         &self,
         hash: u64,

@@ -2,7 +2,7 @@
 //!
 //! This is the only module of the crate that contains `unsafe` code. It knows
 //! nothing about sockets or PCBs; it stores keys and values and hands out
-//! references that live as long as an epoch [`Guard`](crossbeam_epoch::Guard).
+//! references that live as long as an epoch [`Guard`].
 //!
 //! - [`EpochCell`]: a value that readers load without a lock and writers replace,
 //!   retiring the old value through the epoch.
