@@ -328,13 +328,7 @@ impl Candidates {
                 pass,
                 next,
             } => {
-                while *pass < *len {
-                    let p = passes[*pass];
-                    if *next >= p.remaining {
-                        *pass += 1;
-                        *next = 0;
-                        continue;
-                    }
+                while let Some(p) = current_pass(passes, *len, pass, next) {
                     let port = p.port(*next);
                     // Every second port up to the end of the range, or of
                     // the pass (`port(i + 2) == port(i) + 2` until then).
@@ -376,20 +370,33 @@ impl Iterator for Candidates {
                 pass,
                 next,
             } => {
-                while *pass < *len {
-                    let p = passes[*pass];
-                    if *next < p.remaining {
-                        let i = *next;
-                        *next += 2;
-                        return Some((i, p.port(i) as u16));
-                    }
-                    *pass += 1;
-                    *next = 0;
-                }
-                None
+                let p = current_pass(passes, *len, pass, next)?;
+                let i = *next;
+                *next += 2;
+                Some((i, p.port(i) as u16))
             }
         }
     }
+}
+
+/// The pass a parity scan is in, after moving past the finished ones (the
+/// loop index `next` restarts at 0 with each pass); `None` once all `len`
+/// passes are done.
+fn current_pass(
+    passes: &[ParityPass],
+    len: usize,
+    pass: &mut usize,
+    next: &mut u32,
+) -> Option<ParityPass> {
+    while *pass < len {
+        let p = passes[*pass];
+        if *next < p.remaining {
+            return Some(p);
+        }
+        *pass += 1;
+        *next = 0;
+    }
+    None
 }
 
 /// One pass over ports of one parity: `low + offset`, then every second port,
