@@ -265,14 +265,34 @@ enum Scan {
         index_base: u32,
         next: u32,
     },
-    /// The passes in order, then the loop index of the next candidate in
-    /// `passes[pass]`.
-    Parity {
-        passes: [ParityPass; 4],
-        len: usize,
-        pass: usize,
-        next: u32,
-    },
+    /// Passes over ports of one parity, in order.
+    Parity(ParityScan),
+}
+
+/// The passes in order, then the loop index of the next candidate in
+/// `passes[pass]`.
+struct ParityScan {
+    passes: [ParityPass; 4],
+    len: usize,
+    pass: usize,
+    next: u32,
+}
+
+impl ParityScan {
+    /// The pass the scan is in, after moving past the finished ones (the
+    /// loop index `next` restarts at 0 with each pass); `None` once all
+    /// `len` passes are done.
+    fn current(&mut self) -> Option<ParityPass> {
+        while self.pass < self.len {
+            let p = self.passes[self.pass];
+            if self.next < p.remaining {
+                return Some(p);
+            }
+            self.pass += 1;
+            self.next = 0;
+        }
+        None
+    }
 }
 
 impl Candidates {
@@ -289,12 +309,12 @@ impl Candidates {
     fn parity(list: &[ParityPass]) -> Self {
         let mut passes = [ParityPass::default(); 4];
         passes[..list.len()].copy_from_slice(list);
-        Self(Scan::Parity {
+        Self(Scan::Parity(ParityScan {
             passes,
             len: list.len(),
             pass: 0,
             next: 0,
-        })
+        }))
     }
 
     /// Moves past the candidates, from the next one on, whose ports `bits`
@@ -322,20 +342,15 @@ impl Candidates {
                     }
                 }
             }
-            Scan::Parity {
-                passes,
-                len,
-                pass,
-                next,
-            } => {
-                while let Some(p) = current_pass(passes, *len, pass, next) {
-                    let port = p.port(*next);
+            Scan::Parity(scan) => {
+                while let Some(p) = scan.current() {
+                    let port = p.port(scan.next);
                     // Every second port up to the end of the range, or of
                     // the pass (`port(i + 2) == port(i) + 2` until then).
-                    let left = (p.remaining - *next).div_ceil(2);
+                    let left = (p.remaining - scan.next).div_ceil(2);
                     let run = left.min((p.high - 1 - port) / 2 + 1);
                     let marked = marked_prefix(bits, port, 2, run);
-                    *next += 2 * marked;
+                    scan.next += 2 * marked;
                     if marked < run {
                         return;
                     }
@@ -364,39 +379,14 @@ impl Iterator for Candidates {
                 *next += 1;
                 Some((k + *index_base, (*low + (*base + k) % *count) as u16))
             }
-            Scan::Parity {
-                passes,
-                len,
-                pass,
-                next,
-            } => {
-                let p = current_pass(passes, *len, pass, next)?;
-                let i = *next;
-                *next += 2;
+            Scan::Parity(scan) => {
+                let p = scan.current()?;
+                let i = scan.next;
+                scan.next += 2;
                 Some((i, p.port(i) as u16))
             }
         }
     }
-}
-
-/// The pass a parity scan is in, after moving past the finished ones (the
-/// loop index `next` restarts at 0 with each pass); `None` once all `len`
-/// passes are done.
-fn current_pass(
-    passes: &[ParityPass],
-    len: usize,
-    pass: &mut usize,
-    next: &mut u32,
-) -> Option<ParityPass> {
-    while *pass < len {
-        let p = passes[*pass];
-        if *next < p.remaining {
-            return Some(p);
-        }
-        *pass += 1;
-        *next = 0;
-    }
-    None
 }
 
 /// One pass over ports of one parity: `low + offset`, then every second port,
