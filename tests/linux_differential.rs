@@ -810,12 +810,8 @@ fn run(ns: &Netns, protocol: Protocol, seed: u64, totals: &mut Totals) -> Result
 /// Runs the fixed seeds, then random ones until the budget is spent.
 fn differential(protocol: Protocol) {
     let name = format!("linux_differential_{protocol:?}").to_lowercase();
-    let ns = match Netns::enter() {
-        Ok(ns) => ns,
-        Err(reason) => {
-            eprintln!("{name} skipped: {reason}");
-            return;
-        }
+    let Some(ns) = Netns::enter_or_skip() else {
+        return;
     };
     let started = Instant::now();
     let mut totals = Totals::default();

@@ -245,12 +245,8 @@ fn linux_bind_wildcard() {
 /// The transcription above, checked against the running kernel.
 #[test]
 fn linux_bind_wildcard_expectations_match_the_kernel() {
-    let _ns = match linux_kernel::Netns::enter() {
-        Ok(ns) => ns,
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            return;
-        }
+    let Some(_ns) = linux_kernel::Netns::enter_or_skip() else {
+        return;
     };
     let mut failures = Vec::new();
     for variant in &BIND_WILDCARD {

@@ -29,21 +29,16 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// A TCP scene with the ephemeral range `range`, or `None` (after
-    /// printing why) if no network namespace can be created.
+    /// A TCP scene with the ephemeral range `range`, or `None` if no network
+    /// namespace can be created and the test is to be skipped
+    /// ([`Netns::enter_or_skip`]).
     pub fn new(range: (u16, u16)) -> Option<Scene> {
         Scene::with(Protocol::Tcp, range)
     }
 
     /// A scene for `protocol`.
     pub fn with(protocol: Protocol, range: (u16, u16)) -> Option<Scene> {
-        let ns = match Netns::enter() {
-            Ok(ns) => ns,
-            Err(reason) => {
-                eprintln!("skipped: {reason}");
-                return None;
-            }
-        };
+        let ns = Netns::enter_or_skip()?;
         ns.set_port_range(range.0, range.1).expect("port range");
         let table = PcbTable::<()>::builder()
             .policy(Policy::Linux)

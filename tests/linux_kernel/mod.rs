@@ -8,12 +8,15 @@
 //! bind, connect and TIME_WAIT behaviour are pinned (the kernel's defaults,
 //! except `tcp_tw_reuse=0`, since the table has no clock).
 //!
-//! If the namespace cannot be created (no privilege, no Linux), the caller
-//! prints the reason and skips.
+//! If the namespace cannot be created (no privilege, no Linux), a test that
+//! enters it with [`Netns::enter_or_skip`] prints one line saying what it
+//! skipped and why, and returns; with `CI=true` in the environment it fails
+//! instead ([`skip`]).
 
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod dual;
+pub mod skip;
 
 use std::fs;
 use std::io;
