@@ -30,7 +30,7 @@ pub fn print_targets(rows: &[Row]) {
         println!(
             "| {} | {} | {} | {met} |",
             md(&r.workload),
-            r.target,
+            md(&r.target),
             md(&r.measured)
         );
     }
