@@ -6,15 +6,19 @@
 //! hasher, with `ahash` seeded identically. What each `get` returns:
 //!
 //! - pcbhash: `Option<PcbRef>` (a guard-bound pointer to the PCB); the
-//!   `pcbhash+socket` variant also follows `PcbRef::socket_ref` to `&S`;
+//!   `pcbhash+socket` variant also follows `PcbRef::socket_ref` to `&S` and
+//!   reads [`BenchSocket::read`] from it (nothing for `()`, the id of a
+//!   [`Socket`]);
+//! - hashbrown+Arc: a [`Socket`] field read through the `Arc<Socket>` value;
 //! - hashbrown, papaya, scc `HashIndex`: `Option<&u32>` (a reference to a small
 //!   id stored in the table);
 //! - dashmap: `Option<Ref<'_, Key, u32>>` (holds the shard's read lock);
 //! - `RwLock<HashMap>`: a reference under the read guard, taken per lookup;
 //! - the linear scan: a reference into a `Vec` (smoltcp's `SocketSet` walk).
 //!
-//! The result is passed through `black_box` and never dereferenced, so no peer
-//! pays for a load the others skip. Epoch-based tables pin once per
+//! Apart from those two socket reads, which are compared only with each
+//! other, the result is passed through `black_box` and never dereferenced,
+//! so no peer pays for a load the others skip. Epoch-based tables pin once per
 //! [`PIN_EVERY`] lookups, as a stack pins once per receive batch.
 #![allow(dead_code)]
 
