@@ -6,21 +6,25 @@
 //! hasher, with `ahash` seeded identically. What each `get` returns:
 //!
 //! - pcbhash: `Option<PcbRef>` (a guard-bound pointer to the PCB); the
-//!   `pcbhash+socket` variant also follows `PcbRef::socket_ref` to `&S`;
+//!   `pcbhash+socket` variant also follows `PcbRef::socket_ref` to `&S` and
+//!   reads [`BenchSocket::read`] from it (nothing for `()`, the id of a
+//!   [`Socket`]);
+//! - hashbrown+Arc: a [`Socket`] field read through the `Arc<Socket>` value;
 //! - hashbrown, papaya, scc `HashIndex`: `Option<&u32>` (a reference to a small
 //!   id stored in the table);
 //! - dashmap: `Option<Ref<'_, Key, u32>>` (holds the shard's read lock);
 //! - `RwLock<HashMap>`: a reference under the read guard, taken per lookup;
 //! - the linear scan: a reference into a `Vec` (smoltcp's `SocketSet` walk).
 //!
-//! The result is passed through `black_box` and never dereferenced, so no peer
-//! pays for a load the others skip. Epoch-based tables pin once per
+//! Apart from those two socket reads, which are compared only with each
+//! other, the result is passed through `black_box` and never dereferenced,
+//! so no peer pays for a load the others skip. Epoch-based tables pin once per
 //! [`PIN_EVERY`] lookups, as a stack pins once per receive batch.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
@@ -85,22 +89,71 @@ impl Rng {
     }
 }
 
-/// `n` distinct 4-tuples toward [`SERVICE`] from random unicast IPv4 peers.
-pub fn keys(n: usize, seed: u64) -> Vec<Key> {
+/// Where the flows of a key set go, and from where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A busy IPv4 server: every flow to [`SERVICE`], from random unicast
+    /// IPv4 peers.
+    Service,
+    /// The same over IPv6: to [`SERVICE6`], from random global unicast IPv6
+    /// peers.
+    Ipv6,
+    /// Flows spread over this many local ports of `192.0.2.1` (from 20000
+    /// up, each flow's port drawn at random), from random IPv4 peers: many
+    /// services, or a client host's outbound connections, rather than one
+    /// listener's port.
+    LocalPorts(u16),
+}
+
+/// The first local port of [`Shape::LocalPorts`].
+pub const FIRST_LOCAL_PORT: u16 = 20_000;
+
+/// [`SERVICE`] over IPv6 (`[2001:db8::1]:443`).
+pub const SERVICE6: SocketAddr = SocketAddr::V6(SocketAddrV6::new(
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+    443,
+    0,
+    0,
+));
+
+/// `n` distinct 4-tuples of the given shape.
+pub fn flows(shape: Shape, n: usize, seed: u64) -> Vec<Key> {
     let mut rng = Rng::new(seed);
     let mut seen = hashbrown::HashSet::with_capacity_and_hasher(n, hasher());
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let bits = rng.next_u64();
-        // First octet 1..=223: unicast, never 0.0.0.0 or multicast.
-        let ip = Ipv4Addr::from(((bits >> 32) as u32 % (223 << 24)) + (1 << 24));
         let port = 1024 + (bits as u16 % (65535 - 1024));
-        let remote = SocketAddr::V4(SocketAddrV4::new(ip, port));
-        if seen.insert(remote) {
-            out.push((SERVICE, remote));
+        let key = match shape {
+            Shape::Service | Shape::LocalPorts(_) => {
+                // First octet 1..=223: unicast, never 0.0.0.0 or multicast.
+                let ip = Ipv4Addr::from(((bits >> 32) as u32 % (223 << 24)) + (1 << 24));
+                let local = match shape {
+                    Shape::LocalPorts(ports) => SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::new(192, 0, 2, 1),
+                        FIRST_LOCAL_PORT + rng.below(usize::from(ports.max(1))) as u16,
+                    )),
+                    _ => SERVICE,
+                };
+                (local, SocketAddr::V4(SocketAddrV4::new(ip, port)))
+            }
+            Shape::Ipv6 => {
+                // 2000::/3, global unicast.
+                let high = (rng.next_u64() >> 3) | (1 << 61);
+                let ip = Ipv6Addr::from((u128::from(high) << 64) | u128::from(rng.next_u64()));
+                (SERVICE6, SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)))
+            }
+        };
+        if seen.insert(key) {
+            out.push(key);
         }
     }
     out
+}
+
+/// `n` distinct 4-tuples toward [`SERVICE`] from random unicast IPv4 peers.
+pub fn keys(n: usize, seed: u64) -> Vec<Key> {
+    flows(Shape::Service, n, seed)
 }
 
 /// The key sets of one run: the table's keys, SYN keys (not in the table) and
@@ -164,7 +217,7 @@ pub trait ConcurrentPeer: Build + Sync {
 }
 
 /// `hashbrown::HashMap::get`: unsynchronised, the limit.
-pub struct Hashbrown(hashbrown::HashMap<Key, u32, ahash::RandomState>);
+pub struct Hashbrown(pub hashbrown::HashMap<Key, u32, ahash::RandomState>);
 
 impl Peer for Hashbrown {
     const NAME: &'static str = "hashbrown";
@@ -346,21 +399,103 @@ impl ConcurrentPeer for Scc {
     }
 }
 
-/// pcbhash, FreeBSD policy, TCP: a listener on `0.0.0.0:443` and one accepted
-/// (connected) PCB per key.
-pub struct Pcbhash {
-    // Dropped in declaration order: the connections, then the listener.
-    pub conns: Vec<Pcb<()>>,
-    pub listener: Pcb<()>,
-    pub socket: Arc<()>,
-    pub table: PcbTable<()>,
+/// What a bench PCB's socket is: `()` (one shared, nothing to read) or a
+/// [`Socket`] per connection.
+pub trait BenchSocket: Send + Sync + 'static {
+    /// The listeners' socket.
+    fn listeners_socket() -> Arc<Self>;
+    /// The socket of connection `id`; `shared` is the listeners' socket.
+    fn for_conn(id: u32, shared: &Arc<Self>) -> Arc<Self>;
+    /// What a stack reads first from the socket a packet belongs to.
+    fn read(&self) -> u64;
 }
 
-/// pcbhash, with the step a stack takes after the lookup: `socket_ref()`, the
-/// socket without a reference count.
-pub struct PcbhashSocket<'a>(pub &'a Pcbhash);
+impl BenchSocket for () {
+    fn listeners_socket() -> Arc<()> {
+        Arc::new(())
+    }
+    fn for_conn(_: u32, shared: &Arc<()>) -> Arc<()> {
+        shared.clone()
+    }
+    #[inline]
+    fn read(&self) -> u64 {
+        0
+    }
+}
 
-impl Peer for PcbhashSocket<'_> {
+/// A connection's socket as a stack keeps it: its own allocation, one cache
+/// line, of which the packet path reads a field right after the lookup.
+#[derive(Debug)]
+pub struct Socket {
+    pub id: u64,
+    pub state: [u64; 7],
+}
+
+impl Socket {
+    pub fn new(id: u64) -> Self {
+        Self { id, state: [0; 7] }
+    }
+}
+
+impl BenchSocket for Socket {
+    fn listeners_socket() -> Arc<Socket> {
+        Arc::new(Socket::new(u64::MAX))
+    }
+    fn for_conn(id: u32, _: &Arc<Socket>) -> Arc<Socket> {
+        Arc::new(Socket::new(u64::from(id)))
+    }
+    #[inline]
+    fn read(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A stack's map of sockets: `hashbrown::HashMap<Key, Arc<Socket>>`; a
+/// lookup is `get`, then a read of a field of the socket.
+pub struct HashbrownArc(pub hashbrown::HashMap<Key, Arc<Socket>, ahash::RandomState>);
+
+impl Peer for HashbrownArc {
+    const NAME: &'static str = "hashbrown+Arc";
+    type Pin<'a> = ();
+    fn pin(&self) {}
+    #[inline]
+    fn get(&self, _: &(), key: &Key) -> bool {
+        black_box(self.0.get(key).map(|socket| socket.id)).is_some()
+    }
+}
+
+impl Build for HashbrownArc {
+    fn with_keys(keys: &[Key]) -> Self {
+        let mut map = hashbrown::HashMap::with_capacity_and_hasher(keys.len(), hasher());
+        for (i, key) in keys.iter().enumerate() {
+            map.insert(*key, Arc::new(Socket::new(i as u64)));
+        }
+        Self(map)
+    }
+}
+
+/// pcbhash, FreeBSD policy, TCP: a listener on the wildcard address of each
+/// local port of the keys (`0.0.0.0:443` for [`Shape::Service`]), and one
+/// accepted (connected) PCB per key, with socket `S`.
+pub struct PcbhashOf<S: BenchSocket> {
+    // Dropped in declaration order: the connections, then the listeners.
+    pub conns: Vec<Pcb<S>>,
+    pub listeners: Vec<Pcb<S>>,
+    /// Which listener accepts a flow, by the flow's wildcard local address.
+    by_port: hashbrown::HashMap<SocketAddr, usize, ahash::RandomState>,
+    /// The listeners' socket, and the connections' when `S` is `()`.
+    pub socket: Arc<S>,
+    pub table: PcbTable<S>,
+}
+
+/// pcbhash as most rows use it: nothing in the socket.
+pub type Pcbhash = PcbhashOf<()>;
+
+/// pcbhash, with the step a stack takes after the lookup: `socket_ref()`, the
+/// socket without a reference count, then a read of a field of the socket.
+pub struct PcbhashSocket<'a, S: BenchSocket = ()>(pub &'a PcbhashOf<S>);
+
+impl<S: BenchSocket> Peer for PcbhashSocket<'_, S> {
     const NAME: &'static str = "pcbhash+socket";
     type Pin<'a>
         = Guard
@@ -372,30 +507,82 @@ impl Peer for PcbhashSocket<'_> {
     #[inline]
     fn get(&self, guard: &Guard, key: &Key) -> bool {
         let found = self.0.table.lookup(key.0, key.1, guard);
-        black_box(found.and_then(|pcb| pcb.socket_ref())).is_some()
+        black_box(found.and_then(|pcb| pcb.socket_ref()).map(S::read)).is_some()
     }
 }
 
-impl Pcbhash {
-    /// An empty table sized for `capacity` connections, with its listener.
-    pub fn empty(capacity: usize) -> Self {
-        let table: PcbTable<()> = PcbTable::<()>::builder()
+/// The wildcard address a listener for `local` binds.
+fn wildcard_of(local: &SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+impl<S: BenchSocket> PcbhashOf<S> {
+    /// A table sized for `capacity` connections, with a listener on the
+    /// wildcard address of each of `locals`' ports.
+    pub fn with_listeners(capacity: usize, locals: &[SocketAddr], socket: Arc<S>) -> Self {
+        let table: PcbTable<S> = PcbTable::<()>::builder()
             .policy(Policy::FreeBsd)
             .seed(SEED)
             .capacity(capacity)
             .build();
-        let socket = Arc::new(());
-        let listener = table.attach(Family::Inet, Cred::ROOT, socket.clone());
-        listener
-            .bind(SocketAddr::from(([0, 0, 0, 0], SERVICE.port())))
-            .expect("bind the listener");
-        listener.listen().expect("listen");
+        let mut listeners = Vec::new();
+        let mut by_port = hashbrown::HashMap::with_hasher(hasher());
+        for local in locals {
+            let wildcard = wildcard_of(local);
+            if by_port.contains_key(&wildcard) {
+                continue;
+            }
+            let family = match wildcard {
+                SocketAddr::V4(_) => Family::Inet,
+                SocketAddr::V6(_) => Family::Inet6,
+            };
+            let listener = table.attach(family, Cred::ROOT, socket.clone());
+            listener.bind(wildcard).expect("bind a listener");
+            listener.listen().expect("listen");
+            by_port.insert(wildcard, listeners.len());
+            listeners.push(listener);
+        }
         Self {
             conns: Vec::new(),
-            listener,
+            listeners,
+            by_port,
             socket,
             table,
         }
+    }
+
+    /// A table sized for `capacity` connections (at least `keys.len()`)
+    /// holding one accepted PCB per key, connection `i` with
+    /// `S::for_conn(i)`.
+    pub fn with_capacity(keys: &[Key], capacity: usize, socket: Arc<S>) -> Self {
+        let locals: Vec<SocketAddr> = if keys.is_empty() {
+            vec![SERVICE]
+        } else {
+            keys.iter().map(|key| key.0).collect()
+        };
+        let mut table = Self::with_listeners(capacity.max(keys.len()), &locals, socket);
+        table.conns = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| table.accept(key, S::for_conn(i as u32, &table.socket)))
+            .collect();
+        table
+    }
+
+    /// The passive open of `key` on its port's listener.
+    #[inline]
+    pub fn accept(&self, key: &Key, socket: Arc<S>) -> Pcb<S> {
+        let listener = match self.listeners.as_slice() {
+            [only] => only,
+            all => &all[self.by_port[&wildcard_of(&key.0)]],
+        };
+        listener
+            .accept(key.0, key.1, socket)
+            .expect("accept a fresh 4-tuple")
     }
 
     /// Batched lookups: `lookup_batch` over groups of 16, one pin per
@@ -414,7 +601,7 @@ impl Pcbhash {
     }
 }
 
-impl Peer for Pcbhash {
+impl<S: BenchSocket> Peer for PcbhashOf<S> {
     const NAME: &'static str = "pcbhash";
     type Pin<'a> = Guard;
     fn pin(&self) -> Guard {
@@ -426,29 +613,22 @@ impl Peer for Pcbhash {
     }
 }
 
-impl Build for Pcbhash {
+impl<S: BenchSocket> Build for PcbhashOf<S> {
     fn with_keys(keys: &[Key]) -> Self {
         // Sized like the maps: for the keys, growing past them incrementally.
-        let mut table = Self::empty(keys.len());
-        table.conns = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| table.insert(k, i as u32))
-            .collect();
-        table
+        Self::with_capacity(keys, keys.len(), S::listeners_socket())
     }
 }
 
-impl ConcurrentPeer for Pcbhash {
-    type Conn = Pcb<()>;
-    /// The passive open: `accept` on the listener inserts a connected PCB.
-    fn insert(&self, key: &Key, _: u32) -> Pcb<()> {
-        self.listener
-            .accept(key.0, key.1, self.socket.clone())
-            .expect("accept a fresh 4-tuple")
+impl<S: BenchSocket> ConcurrentPeer for PcbhashOf<S> {
+    type Conn = Pcb<S>;
+    /// The passive open: `accept` on the flow's listener inserts a connected
+    /// PCB.
+    fn insert(&self, key: &Key, id: u32) -> Pcb<S> {
+        self.accept(key, S::for_conn(id, &self.socket))
     }
     /// Close: dropping the handle unlinks the PCB.
-    fn remove(&self, _: &Key, conn: Pcb<()>) {
+    fn remove(&self, _: &Key, conn: Pcb<S>) {
         conn.close();
     }
 }
