@@ -24,7 +24,9 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
+use crate::policy::{
+    self, AfterFailedConnect, GroupFit, PcbView, Policy, PortMemo, Protocol, TupleTaken,
+};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::Shared;
@@ -60,9 +62,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let held = self.ports.lock(inner.tuple.load(&guard).local.port);
         let flags = inner.flags.update(|flags| flags.set(bit, on));
-        let lb_off = bit == Flags::REUSEPORT_LB && !on;
+        // FreeBSD keeps a member whose SO_REUSEPORT_LB is cleared: nothing
+        // but `in_pcbremhash_locked` takes a PCB out of its group.
         let rp_off = bit == Flags::REUSEPORT && !on && self.rules.policy == Policy::Linux;
-        if (lb_off || rp_off) && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+        if rp_off && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
             self.leave_group(&held, inner, &guard);
         }
         Ok(())
@@ -98,7 +101,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 return Err(error);
             }
         };
-        if !policy::group_joins_at_listen(self.rules) {
+        if !policy::group_joins_at_listen(self.rules) || policy::group_decided_at_bind(self.rules) {
             self.join_group(&held, inner, &guard);
         } else if policy::group_key(self.rules, &inner.view(&guard)).is_some() {
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
@@ -373,24 +376,46 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let Some(key) = policy::group_key(self.rules, &view) else {
             return;
         };
-        let capacity = policy::group_capacity(self.rules.policy);
         let existing = self
             .ports
             .iter(held.port(), List::Unconnected, guard)
-            .filter(|pcb| !Arc::ptr_eq(pcb, inner) && pcb.flags.load().in_group())
+            .filter(|pcb| {
+                !Arc::ptr_eq(pcb, inner)
+                    && pcb
+                        .flags
+                        .load()
+                        .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING)
+            })
             .filter_map(|pcb| pcb.group.load(guard).cloned())
             .find(|group| group.key == key);
         let group = match existing {
-            Some(group) if group.len(guard) >= capacity => {
-                // Full: the PCB stays bound outside the group, as FreeBSD does.
-                inner
-                    .flags
-                    .update(|flags| flags.without(Flags::GROUP_PENDING));
-                return;
+            Some(group) => {
+                let (members, slots) = group.occupancy(guard);
+                match policy::group_fit(self.rules.policy, members, slots) {
+                    GroupFit::Join => {}
+                    GroupFit::Grow(slots) => group.grow(slots, self.group_seq()),
+                    GroupFit::Full => {
+                        // The PCB stays bound outside the group.
+                        inner
+                            .flags
+                            .update(|flags| flags.without(Flags::GROUP_PENDING));
+                        return;
+                    }
+                }
+                group
             }
-            Some(group) => group,
-            None => Arc::new(Group::new(key)),
+            None => Arc::new(Group::new(
+                key,
+                policy::group_initial_slots(self.rules.policy),
+                self.group_seq(),
+            )),
         };
+        if policy::joins_pending(self.rules, &view) {
+            group.count_pending(true);
+            inner.group.replace(Some(group), guard);
+            inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
+            return;
+        }
         group.join(inner.clone(), guard);
         inner.group.replace(Some(group), guard);
         inner
@@ -398,13 +423,38 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
     }
 
+    /// A place for a new or rebuilt group among its port's groups.
+    fn group_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
+    /// the port's lock.
+    fn activate_member(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        if !inner.flags.load().contains(Flags::GROUP_PENDING) {
+            return;
+        }
+        if let Some(group) = inner.group.load(guard) {
+            group.count_pending(false);
+            group.join(inner.clone(), guard);
+        }
+        inner
+            .flags
+            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
+    }
+
     /// Leaves the group, if any. Caller holds the port's lock.
     fn leave_group(&self, _held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        let before = inner.flags.load();
         inner
             .flags
             .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
         if let Some(group) = inner.group.load(guard) {
-            group.leave(inner, guard);
+            if before.contains(Flags::GROUP_PENDING) {
+                group.count_pending(false);
+            } else {
+                group.leave(inner, guard);
+            }
             inner.group.replace(None, guard);
         }
     }
@@ -444,7 +494,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if policy::inserts_at_listen(self.rules) {
             self.stamp_seq(inner, flags);
         }
-        self.join_group(&held, inner, &guard);
+        if policy::group_decided_at_bind(self.rules) && me.state() == State::Bound {
+            self.activate_member(inner, &guard);
+        } else {
+            self.join_group(&held, inner, &guard);
+        }
         Ok(())
     }
 
@@ -467,6 +521,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             me = inner.view(&guard);
         }
+        if policy::disconnects_before_connect(self.rules, &me) {
+            // FreeBSD `soconnectat`: disconnected first, whatever the peer.
+            self.disconnect_locked(inner, &me, &guard)?;
+            me = inner.view(&guard);
+        }
         let peer = policy::check_connect(self.rules, &me, remote)?;
         if me.state() == State::Connected {
             // Connecting again (Linux UDP): same local address and port.
@@ -475,7 +534,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
-            (self.source_address)(remote.ip())
+            (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
@@ -683,8 +742,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         {
             return Err(Error::AddrInUse);
         }
-        let inherited = view.flags
-            & (Flags::REUSE_ANY | Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED);
+        let inherited = view.flags & policy::accept_inherits(self.rules);
         let child = Arc::new(PcbInner::with_tuple(
             view.family,
             view.cred,
@@ -714,7 +772,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
     pub(crate) fn disconnect(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
         let _owner = lock(&inner.owner);
         let guard = crossbeam_epoch::pin();
-        let me = inner.view(&guard);
+        self.disconnect_locked(inner, &inner.view(&guard), &guard)
+    }
+
+    /// [`disconnect`](Self::disconnect) of `me`, under the owner lock.
+    fn disconnect_locked(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        guard: &Guard,
+    ) -> Result<(), Error> {
+        let me = *me;
         let keep = policy::disconnect(self.rules, &me)?;
         // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
         // an address bind() did not name goes back to the wildcard, and a
@@ -725,7 +793,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         if !connected && !keep.keep_port {
             let held = self.ports.lock(me.local.port);
-            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            self.release_port(&held, inner, &me, keep.keep_addr, guard);
             return Ok(());
         }
         let local = if keep.keep_addr {
@@ -745,24 +813,24 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .with_state(State::Bound);
             if !connected {
                 // The group is keyed by address: join again after the move.
-                self.leave_group(&held, inner, &guard);
+                self.leave_group(&held, inner, guard);
             }
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
-            self.link_unconnected(&held, inner, local, flags, false, &guard);
+            self.link_unconnected(&held, inner, local, flags, false, guard);
             if let Some(old) = old {
-                self.ports.remove(&held, old, &guard);
+                self.ports.remove(&held, old, guard);
             }
             if connected {
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact(inner, &before, &guard);
+                self.unlink_exact(inner, &before, guard);
             }
-            self.join_group_if_bound_member(&held, inner, &guard);
+            self.join_group_if_bound_member(&held, inner, guard);
         } else {
-            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            self.release_port(&held, inner, &me, keep.keep_addr, guard);
         }
         self.ports.end_move(&held);
         Ok(())

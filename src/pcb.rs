@@ -99,13 +99,20 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     #[inline]
     pub(crate) fn view(&self, guard: &Guard) -> PcbView {
         let tuple = self.tuple.load(guard);
+        let flags = self.flags.load();
+        let group_seq = if flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+            self.group.load(guard).map_or(0, |group| group.seq())
+        } else {
+            0
+        };
         PcbView {
             family: self.family,
             cred: self.cred,
-            flags: self.flags.load(),
+            flags,
             local: tuple.local,
             remote: tuple.remote,
             seq: self.seq.load(Ordering::Relaxed),
+            group_seq,
         }
     }
 
