@@ -10,7 +10,9 @@
 //! by the 4-tuple check gives back a port that `bind()` chose or keeps its
 //! source address (`tcp_v4_connect`'s failure path), and a `bind()` that
 //! finds its port taken forgets an address kept from an earlier bind
-//! (`__inet_bind`).
+//! (`__inet_bind`). `Policy::FreeBsd` has one such trace: a UDP `connect()`
+//! on a connected PCB disconnects it first (`soconnectat`), and the
+//! disconnect stands when the new peer is refused.
 //!
 //! Every change to which index holds a PCB happens under its port's lock; so
 //! does every state change that another PCB's conflict check reads.
@@ -22,11 +24,8 @@ use crossbeam_epoch::Guard;
 use crate::addr::{Endpoint, Family, Tuple};
 use crate::error::Error;
 use crate::flags::{Flags, State};
-use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{
-    self, AfterFailedConnect, GroupFit, PcbView, Policy, PortMemo, Protocol, TupleTaken,
-};
+use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::Shared;
@@ -368,95 +367,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         );
         let removed = self.exact_remove(tuple, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
-    }
-
-    /// Joins (or founds) the group `inner`'s options and address call for.
-    fn join_group(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let view = inner.view(guard);
-        let Some(key) = policy::group_key(self.rules, &view) else {
-            return;
-        };
-        let existing = self
-            .ports
-            .iter(held.port(), List::Unconnected, guard)
-            .filter(|pcb| {
-                !Arc::ptr_eq(pcb, inner)
-                    && pcb
-                        .flags
-                        .load()
-                        .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING)
-            })
-            .filter_map(|pcb| pcb.group.load(guard).cloned())
-            .find(|group| group.key == key);
-        let group = match existing {
-            Some(group) => {
-                let (members, slots) = group.occupancy(guard);
-                match policy::group_fit(self.rules.policy, members, slots) {
-                    GroupFit::Join => {}
-                    GroupFit::Grow(slots) => group.grow(slots, self.group_seq()),
-                    GroupFit::Full => {
-                        // The PCB stays bound outside the group.
-                        inner
-                            .flags
-                            .update(|flags| flags.without(Flags::GROUP_PENDING));
-                        return;
-                    }
-                }
-                group
-            }
-            None => Arc::new(Group::new(
-                key,
-                policy::group_initial_slots(self.rules.policy),
-                self.group_seq(),
-            )),
-        };
-        if policy::joins_pending(self.rules, &view) {
-            group.count_pending(true);
-            inner.group.replace(Some(group), guard);
-            inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
-            return;
-        }
-        group.join(inner.clone(), guard);
-        inner.group.replace(Some(group), guard);
-        inner
-            .flags
-            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
-    }
-
-    /// A place for a new or rebuilt group among its port's groups.
-    fn group_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
-    /// the port's lock.
-    fn activate_member(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        if !inner.flags.load().contains(Flags::GROUP_PENDING) {
-            return;
-        }
-        if let Some(group) = inner.group.load(guard) {
-            group.count_pending(false);
-            group.join(inner.clone(), guard);
-        }
-        inner
-            .flags
-            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
-    }
-
-    /// Leaves the group, if any. Caller holds the port's lock.
-    fn leave_group(&self, _held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let before = inner.flags.load();
-        inner
-            .flags
-            .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
-        if let Some(group) = inner.group.load(guard) {
-            if before.contains(Flags::GROUP_PENDING) {
-                group.count_pending(false);
-            } else {
-                group.leave(inner, guard);
-            }
-            inner.group.replace(None, guard);
-        }
     }
 
     /// `listen(2)`.
@@ -866,17 +776,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             flags
         });
-    }
-
-    fn join_group_if_bound_member(
-        &self,
-        held: &PortLock<'_>,
-        inner: &Arc<PcbInner<S>>,
-        guard: &Guard,
-    ) {
-        if !policy::group_joins_at_listen(self.rules) {
-            self.join_group(held, inner, guard);
-        }
     }
 
     /// TIME_WAIT: detach the socket, keep the tuple.

@@ -196,11 +196,16 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///
     /// 1. the exact 4-tuple;
     /// 2. otherwise the best unconnected PCB on the local port, by the
-    ///    policy's preference (a specific address before a wildcard, IPv4 PCBs
-    ///    before dual-stack IPv6 ones for IPv4 packets; FreeBSD puts
-    ///    load-balance groups first, Linux only considers TCP listeners);
-    /// 3. if that PCB is an active member of a reuseport / load-balance group,
-    ///    the group's member for this flow (a keyed hash of the tuple).
+    ///    policy's preference (a specific address before a wildcard; Linux:
+    ///    IPv4 PCBs before dual-stack IPv6 ones for IPv4 packets, and only
+    ///    TCP listeners; FreeBSD: load-balance groups first, the older of
+    ///    two groups on one address, then the order of the kernel's
+    ///    lock-free packet path, newest wildcard first, a dual-stack `::`
+    ///    alike);
+    /// 3. if that PCB is a member of a reuseport / load-balance group, the
+    ///    group's active member for this flow (a keyed hash of the tuple);
+    ///    a FreeBSD group whose members all wait for `listen()` answers
+    ///    nothing, and the best PCB outside the groups is taken instead.
     ///
     /// Lock-free: no lock, no allocation, no atomic read-modify-write. Retries
     /// only if a PCB of this port moved between indexes during the call.
