@@ -444,7 +444,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
-            (self.source_address)(peer.to_socket(inner.family).ip())
+            // The peer as given, unless the policy put another in its place.
+            let destination = if peer == Endpoint::new(remote) {
+                remote.ip()
+            } else {
+                peer.to_socket(inner.family).ip()
+            };
+            (self.source_address)(destination)
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?

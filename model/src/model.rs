@@ -382,8 +382,8 @@ impl Model {
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
         }
-        // The child inherits SO_REUSEPORT_LB but joins no group here: whether
-        // FreeBSD's syncache inserts it into one was not established.
+        // A connected child joins no group (FreeBSD's child has no
+        // SO_REUSEPORT_LB to join with).
         self.enter(child, lep, State::Connected);
         if linux_tcp {
             crate::linux::bucket_joined(self, child, false);
