@@ -733,7 +733,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
-            self.link_unconnected(&held, inner, local, flags, false, guard);
+            let fresh = connected && policy::disconnect_reinserts(self.rules);
+            self.link_unconnected(&held, inner, local, flags, fresh, guard);
             if let Some(old) = old {
                 self.ports.remove(&held, old, guard);
             }

@@ -808,3 +808,38 @@ fn freebsd_in_pcbdisconnect_and_a_udp_group_member() {
         assert_eq!(owners(&table, "127.0.0.1:7106"), expected);
     }
 }
+
+/// `in_pcbdisconnect` takes the PCB out of the hash; it comes back through
+/// `in_pcbinshash`, which puts it ahead of the wildcard PCBs already there
+/// (`_in_pcbinshash_wild`: an unbound PCB goes before the first unbound
+/// entry), so it is the first wildcard match again.
+///
+/// ```c
+/// in_pcbremhash_locked(inp);
+/// /* See the comment in in_pcbinshash(). */
+/// inp->inp_smr = smr_advance(inp->inp_pcbinfo->ipi_smr);
+/// ```
+#[test]
+fn freebsd_in_pcbdisconnect_reinserts_as_the_newest() {
+    // (whether A connects and disconnects): who gets a datagram to the port
+    for (reconnected, expected) in [(false, 2), (true, 1)] {
+        let table = freebsd(Protocol::Udp);
+        let pcbs: Vec<Pcb<Sock>> = (1..=2)
+            .map(|id| {
+                let pcb = sock(&table, Family::Inet, id);
+                pcb.set_reuse_port(true).unwrap();
+                pcb.bind(addr("0.0.0.0:7107")).unwrap();
+                pcb
+            })
+            .collect();
+        if reconnected {
+            pcbs[0].connect(addr("127.0.0.1:53")).unwrap();
+            pcbs[0].disconnect().unwrap();
+        }
+        assert_eq!(
+            owner(&table, "127.0.0.1:7107", addr("127.0.0.9:4000")),
+            Some(expected),
+            "reconnected: {reconnected}"
+        );
+    }
+}

@@ -425,15 +425,17 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     if n.state != State::Connected {
         return Err(Error::NotConnected.into());
     }
-    // in_pcbdisconnect(): the local address is zeroed, the port kept; the
-    // PCB goes back to the wildcard hash by a rehash, which leaves its place
-    // in the port list (and so its rank among equals) as it was.
+    // in_pcbdisconnect(): the local address is zeroed, the port kept, and
+    // the PCB leaves the hash (in_pcbremhash_locked); it comes back through
+    // in_pcbinshash, as the newest PCB of its port.
     let any = if n.local.0.is_ipv4() { V4_ANY } else { V6_ANY };
     leave_group(m, id);
+    let seq = m.tick();
     let r = &mut m.recs[id];
     r.remote = None;
     r.local = (any, n.local.1);
     r.state = State::Bound;
+    r.seq = seq;
     join_group(m, id);
     Ok(())
 }

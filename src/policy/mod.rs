@@ -449,6 +449,14 @@ pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error
     }
 }
 
+/// Whether a disconnected UDP PCB enters the wildcard lists anew, as the
+/// newest of its port (FreeBSD: `in_pcbdisconnect` takes it out of the hash
+/// with `in_pcbremhash_locked`, and only `in_pcbinshash` puts a PCB back),
+/// rather than keeping its place among equals.
+pub(crate) fn disconnect_reinserts(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd
+}
+
 /// The wildcard a disconnected UDP PCB falls back to, with its port.
 ///
 /// FreeBSD `in_pcbdisconnect` zeroes the address in the family the
