@@ -19,7 +19,8 @@ pub enum Error {
     /// `EINVAL`: the call does not fit the PCB's state (binding twice, V6ONLY
     /// after bind, a v4-mapped address on a V6ONLY PCB, ...).
     InvalidInput,
-    /// `EACCES`: a port below 1024 without [`Cred::privileged`](crate::Cred).
+    /// `EACCES`: a port below 1024 without [`Cred::privileged`](crate::Cred),
+    /// or (FreeBSD) a TCP `connect()` to `255.255.255.255`.
     PermissionDenied,
     /// `EISCONN`: the PCB is already connected.
     AlreadyConnected,
@@ -83,7 +84,7 @@ impl fmt::Display for Error {
             Error::AddrInUse => "address already in use",
             Error::AddrNotAvailable => "address not available",
             Error::InvalidInput => "invalid argument for the PCB's state",
-            Error::PermissionDenied => "permission denied (privileged port)",
+            Error::PermissionDenied => "permission denied",
             Error::AlreadyConnected => "already connected",
             Error::NotConnected => "not connected",
             Error::NotSupported => "operation not supported",

@@ -9,26 +9,69 @@
 //!
 //! Leaving is a swap-remove (the last member takes the leaver's slot), as in
 //! both kernels; it changes the mapping of the flows of the moved member only.
+//!
+//! A group also counts its pending members (FreeBSD TCP PCBs that joined at
+//! `bind()` and wait for `listen()`, `il_pendcnt`), which take slots but no
+//! flows, and carries its place among the groups of its port (`seq`).
 
 use crossbeam_epoch::Guard;
 
 use crate::pcb::PcbInner;
 use crate::policy::{pick_member, GroupKey, Policy};
 use crate::raw::EpochCell;
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 /// One group. See the module docs.
+///
+/// This type maintains the invariant that `pending` and `slots` are written
+/// only under the port's lock, and `members.len() + pending <= slots`.
 pub(crate) struct Group<S: Send + Sync + 'static> {
     pub(crate) key: GroupKey,
     members: EpochCell<Vec<Arc<PcbInner<S>>>>,
+    pending: AtomicUsize,
+    slots: AtomicUsize,
+    seq: AtomicU64,
 }
 
 impl<S: Send + Sync + 'static> Group<S> {
-    /// A group with no members yet.
-    pub(crate) fn new(key: GroupKey) -> Self {
+    /// A group with no members yet, `slots` slots, at place `seq`.
+    pub(crate) fn new(key: GroupKey, slots: usize, seq: u64) -> Self {
         Self {
             key,
             members: EpochCell::new(Vec::new()),
+            pending: AtomicUsize::new(0),
+            slots: AtomicUsize::new(slots),
+            seq: AtomicU64::new(seq),
+        }
+    }
+
+    /// The group's place among its port's groups (larger: newer).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Active and pending members, and slots. Caller holds the port lock.
+    pub(crate) fn occupancy(&self, guard: &Guard) -> (usize, usize) {
+        (
+            self.len(guard) + self.pending.load(Ordering::Relaxed),
+            self.slots.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Rebuilds the group with `slots` slots at place `seq`. Caller holds the
+    /// port lock.
+    pub(crate) fn grow(&self, slots: usize, seq: u64) {
+        self.slots.store(slots, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Counts one more (`up`) or one fewer pending member. Caller holds the
+    /// port lock.
+    pub(crate) fn count_pending(&self, up: bool) {
+        if up {
+            self.pending.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -114,6 +114,7 @@ mod error;
 mod flags;
 mod lbgroup;
 mod lifecycle;
+mod membership;
 mod pcb;
 mod policy;
 mod ports;

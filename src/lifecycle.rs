@@ -10,7 +10,9 @@
 //! by the 4-tuple check gives back a port that `bind()` chose or keeps its
 //! source address (`tcp_v4_connect`'s failure path), and a `bind()` that
 //! finds its port taken forgets an address kept from an earlier bind
-//! (`__inet_bind`).
+//! (`__inet_bind`). `Policy::FreeBsd` has one such trace: a UDP `connect()`
+//! on a connected PCB disconnects it first (`soconnectat`), and the
+//! disconnect stands when the new peer is refused.
 //!
 //! Every change to which index holds a PCB happens under its port's lock; so
 //! does every state change that another PCB's conflict check reads.
@@ -22,7 +24,6 @@ use crossbeam_epoch::Guard;
 use crate::addr::{Endpoint, Family, Tuple};
 use crate::error::Error;
 use crate::flags::{Flags, State};
-use crate::lbgroup::Group;
 use crate::pcb::{Pcb, PcbInner};
 use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
@@ -60,9 +61,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let held = self.ports.lock(inner.tuple.load(&guard).local.port);
         let flags = inner.flags.update(|flags| flags.set(bit, on));
-        let lb_off = bit == Flags::REUSEPORT_LB && !on;
+        // FreeBSD keeps a member whose SO_REUSEPORT_LB is cleared: nothing
+        // but `in_pcbremhash_locked` takes a PCB out of its group.
         let rp_off = bit == Flags::REUSEPORT && !on && self.rules.policy == Policy::Linux;
-        if (lb_off || rp_off) && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+        if rp_off && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
             self.leave_group(&held, inner, &guard);
         }
         Ok(())
@@ -98,7 +100,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 return Err(error);
             }
         };
-        if !policy::group_joins_at_listen(self.rules) {
+        if !policy::group_joins_at_listen(self.rules) || policy::group_decided_at_bind(self.rules) {
             self.join_group(&held, inner, &guard);
         } else if policy::group_key(self.rules, &inner.view(&guard)).is_some() {
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
@@ -367,48 +369,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         debug_assert!(removed, "a connected PCB is in the exact index");
     }
 
-    /// Joins (or founds) the group `inner`'s options and address call for.
-    fn join_group(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let view = inner.view(guard);
-        let Some(key) = policy::group_key(self.rules, &view) else {
-            return;
-        };
-        let capacity = policy::group_capacity(self.rules.policy);
-        let existing = self
-            .ports
-            .iter(held.port(), List::Unconnected, guard)
-            .filter(|pcb| !Arc::ptr_eq(pcb, inner) && pcb.flags.load().in_group())
-            .filter_map(|pcb| pcb.group.load(guard).cloned())
-            .find(|group| group.key == key);
-        let group = match existing {
-            Some(group) if group.len(guard) >= capacity => {
-                // Full: the PCB stays bound outside the group, as FreeBSD does.
-                inner
-                    .flags
-                    .update(|flags| flags.without(Flags::GROUP_PENDING));
-                return;
-            }
-            Some(group) => group,
-            None => Arc::new(Group::new(key)),
-        };
-        group.join(inner.clone(), guard);
-        inner.group.replace(Some(group), guard);
-        inner
-            .flags
-            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
-    }
-
-    /// Leaves the group, if any. Caller holds the port's lock.
-    fn leave_group(&self, _held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        inner
-            .flags
-            .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
-        if let Some(group) = inner.group.load(guard) {
-            group.leave(inner, guard);
-            inner.group.replace(None, guard);
-        }
-    }
-
     /// `listen(2)`.
     pub(crate) fn listen(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
         let _owner = lock(&inner.owner);
@@ -444,7 +404,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if policy::inserts_at_listen(self.rules) {
             self.stamp_seq(inner, flags);
         }
-        self.join_group(&held, inner, &guard);
+        if policy::group_decided_at_bind(self.rules) && me.state() == State::Bound {
+            self.activate_member(inner, &guard);
+        } else {
+            self.join_group(&held, inner, &guard);
+        }
         Ok(())
     }
 
@@ -467,6 +431,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             me = inner.view(&guard);
         }
+        if policy::disconnects_before_connect(self.rules, &me) {
+            // FreeBSD `soconnectat`: disconnected first, whatever the peer.
+            self.disconnect_locked(inner, &me, &guard)?;
+            me = inner.view(&guard);
+        }
         let peer = policy::check_connect(self.rules, &me, remote)?;
         if me.state() == State::Connected {
             // Connecting again (Linux UDP): same local address and port.
@@ -475,7 +444,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
-            (self.source_address)(remote.ip())
+            // The peer as given, unless the policy put another in its place.
+            let destination = if peer == Endpoint::new(remote) {
+                remote.ip()
+            } else {
+                peer.to_socket(inner.family).ip()
+            };
+            (self.source_address)(destination)
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
@@ -683,8 +658,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         {
             return Err(Error::AddrInUse);
         }
-        let inherited = view.flags
-            & (Flags::REUSE_ANY | Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED);
+        let inherited = view.flags & policy::accept_inherits(self.rules);
         let child = Arc::new(PcbInner::with_tuple(
             view.family,
             view.cred,
@@ -714,7 +688,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
     pub(crate) fn disconnect(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
         let _owner = lock(&inner.owner);
         let guard = crossbeam_epoch::pin();
-        let me = inner.view(&guard);
+        self.disconnect_locked(inner, &inner.view(&guard), &guard)
+    }
+
+    /// [`disconnect`](Self::disconnect) of `me`, under the owner lock.
+    fn disconnect_locked(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        guard: &Guard,
+    ) -> Result<(), Error> {
+        let me = *me;
         let keep = policy::disconnect(self.rules, &me)?;
         // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
         // an address bind() did not name goes back to the wildcard, and a
@@ -725,7 +709,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         if !connected && !keep.keep_port {
             let held = self.ports.lock(me.local.port);
-            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            self.release_port(&held, inner, &me, keep.keep_addr, guard);
             return Ok(());
         }
         let local = if keep.keep_addr {
@@ -745,24 +729,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .with_state(State::Bound);
             if !connected {
                 // The group is keyed by address: join again after the move.
-                self.leave_group(&held, inner, &guard);
+                self.leave_group(&held, inner, guard);
             }
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
-            self.link_unconnected(&held, inner, local, flags, false, &guard);
+            let fresh = connected && policy::disconnect_reinserts(self.rules);
+            self.link_unconnected(&held, inner, local, flags, fresh, guard);
             if let Some(old) = old {
-                self.ports.remove(&held, old, &guard);
+                self.ports.remove(&held, old, guard);
             }
             if connected {
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact(inner, &before, &guard);
+                self.unlink_exact(inner, &before, guard);
             }
-            self.join_group_if_bound_member(&held, inner, &guard);
+            self.join_group_if_bound_member(&held, inner, guard);
         } else {
-            self.release_port(&held, inner, &me, keep.keep_addr, &guard);
+            self.release_port(&held, inner, &me, keep.keep_addr, guard);
         }
         self.ports.end_move(&held);
         Ok(())
@@ -798,17 +783,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             flags
         });
-    }
-
-    fn join_group_if_bound_member(
-        &self,
-        held: &PortLock<'_>,
-        inner: &Arc<PcbInner<S>>,
-        guard: &Guard,
-    ) {
-        if !policy::group_joins_at_listen(self.rules) {
-            self.join_group(held, inner, guard);
-        }
     }
 
     /// TIME_WAIT: detach the socket, keep the tuple.

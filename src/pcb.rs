@@ -99,13 +99,20 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     #[inline]
     pub(crate) fn view(&self, guard: &Guard) -> PcbView {
         let tuple = self.tuple.load(guard);
+        let flags = self.flags.load();
+        let group_seq = if flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+            self.group.load(guard).map_or(0, |group| group.seq())
+        } else {
+            0
+        };
         PcbView {
             family: self.family,
             cred: self.cred,
-            flags: self.flags.load(),
+            flags,
             local: tuple.local,
             remote: tuple.remote,
             seq: self.seq.load(Ordering::Relaxed),
+            group_seq,
         }
     }
 
@@ -149,7 +156,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// `SO_REUSEPORT_LB` (FreeBSD): membership of a load-balance group, decided
-    /// at `bind()` (UDP) or `listen()` (TCP). Clearing it leaves the group.
+    /// when the PCB is bound, from the option set then (`in_pcbinshash`); a
+    /// TCP member takes flows once it listens. Setting the option after
+    /// `bind()` joins no group, and clearing it does not leave one: a member
+    /// leaves its group only when it leaves the table or connects.
     ///
     /// Errors: `OptionNotAvailable` under [`Policy::Linux`](crate::Policy),
     /// `InvalidInput` after `time_wait()` or a drop.
@@ -178,7 +188,9 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// `listen(2)` (TCP). Binds an ephemeral port first if unbound. Listening
-    /// twice is allowed. A SO_REUSEPORT(_LB) listener joins its group here.
+    /// twice is allowed. A SO_REUSEPORT listener joins its group here (Linux);
+    /// a SO_REUSEPORT_LB member that joined at `bind()` starts taking flows
+    /// (FreeBSD).
     ///
     /// Errors: `NotSupported` for UDP, `InvalidInput` when connected, and
     /// (Linux) `AddrInUse` when the re-check finds a conflict.
@@ -193,9 +205,17 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// A lookup running during the move finds the PCB in one place or the
     /// other, never in neither.
     ///
+    /// A connected UDP PCB connects again to the new peer: Linux keeps its
+    /// local address; FreeBSD disconnects it first (`soconnectat`), so the
+    /// local address is chosen anew, and stays the wildcard if the new peer
+    /// is refused. FreeBSD connects to `::` as to `::1`, and to `0.0.0.0`
+    /// only under [`Builder::connect_inaddr_wild`](crate::Builder::connect_inaddr_wild).
+    ///
     /// Errors: `AlreadyConnected`, `NotSupported` (TCP with SO_REUSEPORT_LB on
-    /// FreeBSD), `FamilyNotSupported`, `NetworkUnreachable` (no source
-    /// address), `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
+    /// FreeBSD), `FamilyNotSupported`, `PermissionDenied` (FreeBSD TCP to
+    /// `255.255.255.255`), `NetworkUnreachable` (no source address; FreeBSD:
+    /// an unspecified or broadcast peer the sysctls refuse),
+    /// `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
     /// `AddrInUse` / `AddrNotAvailable` when the bound port already has this
     /// 4-tuple (FreeBSD / Linux).
     pub fn connect(&self, remote: SocketAddr) -> Result<SocketAddr, Error> {
@@ -204,7 +224,9 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// The passive open on a listener: creates the connected PCB for a
     /// completed handshake of `remote` to `local` (the packet's destination,
-    /// on the listener's port), inheriting family, credential and reuse bits.
+    /// on the listener's port), inheriting family and credential, and the
+    /// reuse bits under Linux (`sk_clone_lock`) but not under FreeBSD
+    /// (`solisten_clone` copies none of them).
     ///
     /// No bind-conflict check runs, but the 4-tuple must be free: a TIME_WAIT
     /// PCB holding it is replaced (it becomes `Dropped`); any other holder

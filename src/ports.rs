@@ -107,7 +107,8 @@ impl Ephemeral {
             last,
             randomized,
             rng: AtomicU64::new(seed),
-            cursor: AtomicU32::new(u32::from(first)),
+            // `ipi_lastport` starts at 0, outside any range.
+            cursor: AtomicU32::new(0),
             perturb: (0..PERTURB_SLOTS).map(|_| AtomicU32::new(0)).collect(),
         }
     }
@@ -138,8 +139,15 @@ impl Ephemeral {
         } else {
             self.cursor.load(Ordering::Relaxed)
         };
-        // Candidate `i` (from 1) is `first + (start - first + i) % count`.
-        Candidates::sequential(first, count, start - first + 1, 1)
+        // The scan steps `++*lastport` before it looks, and a port outside
+        // the range (the initial 0) becomes `first`: candidate `i` (from 1)
+        // is `first + (offset + i - 1) % count`.
+        let offset = if (first..=last).contains(&start) {
+            start - first + 1
+        } else {
+            0
+        };
+        Candidates::sequential(first, count, offset, 1)
     }
 
     /// Records the port FreeBSD's scan settled on (`ipi_lastport`).
@@ -441,6 +449,12 @@ mod tests {
     #[test]
     fn freebsd_without_randomisation_continues_after_the_last_port() {
         let eph = Ephemeral::new(5000..=5003, 1, false);
+        // `ipi_lastport` starts at 0: the first scan starts at `first`.
+        assert_eq!(
+            eph.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
+            vec![5000, 5001, 5002, 5003]
+        );
+        eph.freebsd_found(5000);
         assert_eq!(
             eph.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
             vec![5001, 5002, 5003, 5000]

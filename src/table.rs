@@ -18,7 +18,7 @@ use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
 use crate::busy::{self, BusyHints};
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
-use crate::policy::{self, Af, PcbView, Policy, PortMemos, Protocol, Rules};
+use crate::policy::{self, Af, ConnectWild, PcbView, Policy, PortMemos, Protocol, Rules};
 use crate::ports::Ephemeral;
 use crate::raw::{check_guard, List, PortTable, RawMap};
 use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
@@ -106,18 +106,29 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
     /// packet's local port. Lock-free; allocation-free.
-    fn best_wildcard<'g>(&self, local: &Endpoint, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
-        let mut best: Option<(u32, u64, &'g PcbInner<S>)> = None;
+    ///
+    /// With `groups` off, group membership is not looked at: the stage that
+    /// follows a group with no active member (FreeBSD).
+    fn best_wildcard<'g>(
+        &self,
+        local: &Endpoint,
+        groups: bool,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let mut best: Option<((u32, u64), &'g PcbInner<S>)> = None;
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
-            let view = pcb.view(guard);
-            let Some(rank) = policy::wildcard_rank(self.rules, &view, local) else {
+            let mut view = pcb.view(guard);
+            if !groups {
+                view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
+            }
+            let Some(key) = policy::wildcard_rank(self.rules, &view, local) else {
                 continue;
             };
-            if best.is_none_or(|(r, seq, _)| (rank, view.seq) > (r, seq)) {
-                best = Some((rank, view.seq, pcb));
+            if best.is_none_or(|(k, _)| key > k) {
+                best = Some((key, pcb));
             }
         }
-        best.map(|(_, _, pcb)| pcb)
+        best.map(|(_, pcb)| pcb)
     }
 }
 
@@ -185,11 +196,16 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///
     /// 1. the exact 4-tuple;
     /// 2. otherwise the best unconnected PCB on the local port, by the
-    ///    policy's preference (a specific address before a wildcard, IPv4 PCBs
-    ///    before dual-stack IPv6 ones for IPv4 packets; FreeBSD puts
-    ///    load-balance groups first, Linux only considers TCP listeners);
-    /// 3. if that PCB is an active member of a reuseport / load-balance group,
-    ///    the group's member for this flow (a keyed hash of the tuple).
+    ///    policy's preference (a specific address before a wildcard; Linux:
+    ///    IPv4 PCBs before dual-stack IPv6 ones for IPv4 packets, and only
+    ///    TCP listeners; FreeBSD: load-balance groups first, the older of
+    ///    two groups on one address, then the order of the kernel's
+    ///    lock-free packet path, newest wildcard first, a dual-stack `::`
+    ///    alike);
+    /// 3. if that PCB is a member of a reuseport / load-balance group, the
+    ///    group's active member for this flow (a keyed hash of the tuple);
+    ///    a FreeBSD group whose members all wait for `listen()` answers
+    ///    nothing, and the best PCB outside the groups is taken instead.
     ///
     /// Lock-free: no lock, no allocation, no atomic read-modify-write. Retries
     /// only if a PCB of this port moved between indexes during the call.
@@ -325,19 +341,20 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                     before
                 }
             };
-            let best = shared.best_wildcard(&local, guard);
+            let best = shared.best_wildcard(&local, true, guard);
+            let mut pcb = best;
+            if let Some(group) = best.and_then(|pcb| pcb.group.load(guard)) {
+                match group.pick(shared.rules.policy, hash, guard) {
+                    Some(member) => pcb = Some(member),
+                    // A group of pending members only: the group stage ends
+                    // with nothing, and the wildcard stage follows.
+                    None => pcb = shared.best_wildcard(&local, false, guard),
+                }
+            }
             if shared.ports.move_seq(local.port) != before {
                 continue;
             }
-            let pcb = best?;
-            if pcb.flags.load().in_group() {
-                if let Some(group) = pcb.group.load(guard) {
-                    if let Some(member) = group.pick(shared.rules.policy, hash, guard) {
-                        return Some(PcbRef::new(member, guard));
-                    }
-                }
-            }
-            return Some(PcbRef::new(pcb, guard));
+            return pcb.map(|pcb| PcbRef::new(pcb, guard));
         }
     }
 
@@ -528,6 +545,7 @@ pub struct Builder {
     capacity: usize,
     exact_buckets: Option<usize>,
     randomized_ports: bool,
+    connect_wild: ConnectWild,
     source_address: Option<Box<SourceAddress>>,
     #[cfg(test)]
     busy_hints_after: usize,
@@ -545,6 +563,7 @@ impl Default for Builder {
             capacity: 1024,
             exact_buckets: None,
             randomized_ports: true,
+            connect_wild: ConnectWild::default(),
             source_address: None,
             #[cfg(test)]
             busy_hints_after: busy::INSTALL_AFTER,
@@ -639,6 +658,53 @@ impl Builder {
         self
     }
 
+    /// FreeBSD `net.inet.ip.connect_inaddr_wild`: whether `connect()` to
+    /// `0.0.0.0` or `255.255.255.255` goes ahead. Off (FreeBSD 15's default):
+    /// both give `NetworkUnreachable`. On (FreeBSD 14's behaviour): `0.0.0.0`
+    /// stands for the host's first IPv4 address, which the table takes to be
+    /// `127.0.0.1`, and `255.255.255.255` stays itself (TCP refuses it with
+    /// `PermissionDenied` either way). Ignored by [`Policy::Linux`].
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Error, Family, PcbTable};
+    /// # use std::sync::Arc;
+    /// let strict: PcbTable<()> = PcbTable::new();
+    /// let pcb = strict.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    /// assert_eq!(pcb.connect("0.0.0.0:80".parse()?), Err(Error::NetworkUnreachable));
+    ///
+    /// let wild: PcbTable<()> = PcbTable::<()>::builder().connect_inaddr_wild(true).build();
+    /// let pcb = wild.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    /// pcb.connect("0.0.0.0:80".parse()?)?;
+    /// assert_eq!(pcb.peer_addr(), Some("127.0.0.1:80".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_inaddr_wild(mut self, on: bool) -> Self {
+        self.connect_wild.inaddr = on;
+        self
+    }
+
+    /// FreeBSD `net.inet6.ip6.connect_in6addr_wild`: whether `connect()` to
+    /// `::` goes to `::1`. On (FreeBSD 15's default); off, it gives
+    /// `NetworkUnreachable`. Ignored by [`Policy::Linux`].
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Error, Family, PcbTable};
+    /// # use std::sync::Arc;
+    /// let table: PcbTable<()> = PcbTable::new();
+    /// let pcb = table.attach(Family::Inet6, Cred::ROOT, Arc::new(()));
+    /// pcb.connect("[::]:80".parse()?)?;
+    /// assert_eq!(pcb.peer_addr(), Some("[::1]:80".parse()?));
+    ///
+    /// let strict: PcbTable<()> = PcbTable::<()>::builder().connect_in6addr_wild(false).build();
+    /// let pcb = strict.attach(Family::Inet6, Cred::ROOT, Arc::new(()));
+    /// assert_eq!(pcb.connect("[::]:80".parse()?), Err(Error::NetworkUnreachable));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_in6addr_wild(mut self, on: bool) -> Self {
+        self.connect_wild.in6addr = on;
+        self
+    }
+
     /// The stack's routing decision: the local address `connect()` uses for a
     /// peer when the PCB is unbound or bound to a wildcard. `None` makes
     /// `connect()` fail with `NetworkUnreachable`. The default knows only
@@ -673,12 +739,14 @@ impl Builder {
         let range = self
             .ephemeral
             .unwrap_or_else(|| policy::default_ephemeral(self.policy));
+        let rules = Rules {
+            policy: self.policy,
+            protocol: self.protocol,
+            connect_wild: self.connect_wild,
+        };
         #[cfg_attr(not(pcbhash_broken), allow(unused_mut))]
         let mut shared = Shared {
-            rules: Rules {
-                policy: self.policy,
-                protocol: self.protocol,
-            },
+            rules,
             hasher,
             exact: match self.exact_buckets {
                 Some(buckets) => RawMap::with_buckets(buckets),
@@ -686,10 +754,7 @@ impl Builder {
             },
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
-            memos: PortMemos::for_rules(Rules {
-                policy: self.policy,
-                protocol: self.protocol,
-            }),
+            memos: PortMemos::for_rules(rules),
             busy: BusyHints::new({
                 #[cfg(test)]
                 let after = self.busy_hints_after;
@@ -724,6 +789,7 @@ impl fmt::Debug for Builder {
             .field("capacity", &self.capacity)
             .field("exact_buckets", &self.exact_buckets)
             .field("randomized_ports", &self.randomized_ports)
+            .field("connect_wild", &self.connect_wild)
             .field(
                 "source_address",
                 &self.source_address.as_ref().map(|_| "custom"),

@@ -6,8 +6,9 @@
 //!   `SO_REUSEADDR` sockets may connect the same one);
 //! - no two unconnected PCBs of one family hold the same address and port
 //!   unless both set a reuse option (options change only before bind, and
-//!   PCBs that went back to their wildcard through disconnect() are left
-//!   out, since the kernels move them without a conflict check);
+//!   PCBs that went back to their wildcard through disconnect(), or through
+//!   a FreeBSD UDP reconnect, are left out, since the kernels move them
+//!   without a conflict check);
 //! - every socket handed to the table is dropped exactly once, after its PCB
 //!   is closed.
 
@@ -98,6 +99,16 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
             }
             Op::Connect { pcb, addr, port } => {
                 if let Some(i) = pick(handles.len(), pcb) {
+                    // FreeBSD `soconnectat` disconnects a connected UDP PCB
+                    // before it connects again, whatever the outcome.
+                    let disconnects = ctx.table.policy() == Policy::FreeBsd
+                        && ctx.table.protocol() == Protocol::Udp
+                        && handles[i].state() == State::Connected;
+                    if disconnects {
+                        if let Some(socket) = handles[i].socket() {
+                            moved.insert(socket.id);
+                        }
+                    }
                     let _ = handles[i].connect(remote_addr(addr, port));
                 }
             }

@@ -237,26 +237,37 @@ fn ephemeral_for_bind(m: &Model, n: &Rec, laddr: IpAddr, pick: Option<u16>) -> M
     choose(&free, pick, "FreeBSD in_pcb_lport")
 }
 
+/// The sockaddr's family: `tcp_usr_*` / `tcp6_usr_*` check `sa_family`
+/// first (EAFNOSUPPORT); for UDP an IPv6 socket given a `sockaddr_in` fails
+/// the length check (EINVAL).
+fn family(m: &Model, inet6: bool, addr: SocketAddr) -> MResult<()> {
+    if m.tcp() && inet6 != addr.is_ipv6() {
+        return Err(Error::FamilyNotSupported.into());
+    }
+    crate::model::family_check(inet6, addr)
+}
+
 pub(crate) fn bind(
     m: &mut Model,
     id: usize,
     addr: SocketAddr,
     pick: Option<u16>,
 ) -> MResult<SocketAddr> {
-    let ep = m.check_family(id, addr)?;
     let n = m.recs[id].clone();
-    let mapped = addr.is_ipv6() && ep.0.is_ipv4();
-    // A v4-mapped address on a V6ONLY socket is refused first (the table's
-    // contract; FreeBSD itself would fail it later, in the address check).
-    if mapped && n.v6only {
-        return Err(Error::InvalidInput.into());
-    }
+    family(m, n.inet6, addr)?;
+    let ep = canonical(addr);
+    // tcp6_usr_bind takes a v4-mapped address as IPv4 only without V6ONLY;
+    // with it, in6_pcbbind_avail finds no interface with that address.
+    let mapped_v6only = addr.is_ipv6() && ep.0.is_ipv4() && n.v6only;
     // tcp_usr_bind / tcp6_usr_bind: no multicast for TCP.
-    if m.tcp() && ep.0.is_multicast() {
+    if m.tcp() && ep.0.is_multicast() && !mapped_v6only {
         return Err(Error::FamilyNotSupported.into());
     }
     if n.state != State::Closed {
         return Err(Error::InvalidInput.into());
+    }
+    if mapped_v6only {
+        return Err(Error::AddrNotAvailable.into());
     }
     if ep.1 != 0 && ep.1 < 1024 && !n.cred.privileged {
         return Err(Error::PermissionDenied.into());
@@ -290,11 +301,9 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         _ => return Err(Error::InvalidInput.into()),
     }
     m.recs[id].state = State::Listen;
-    // in_pcblisten(): a pending load-balance member becomes active. (The
-    // table also lets a PCB that set SO_REUSEPORT_LB after bind() join here,
-    // where FreeBSD decided at bind(); the model follows the table.)
+    // in_pcblisten(): a pending load-balance member becomes active; a PCB
+    // that was not a member when it entered the hash joins nothing.
     m.recs[id].pending = false;
-    join_group(m, id);
     Ok(())
 }
 
@@ -313,16 +322,33 @@ pub(crate) fn connect(
     peer: SocketAddr,
     pick: Option<u16>,
 ) -> MResult<SocketAddr> {
+    // soconnectat(): a connected UDP socket is disconnected first, whatever
+    // comes next.
+    if !m.tcp() && m.recs[id].state == State::Connected {
+        disconnect(m, id)?;
+    }
     let n = m.recs[id].clone();
     match n.state {
         State::Connected | State::TimeWait => return Err(Error::AlreadyConnected.into()),
-        State::Listen => return Err(Error::NotSupported.into()),
         State::Dropped => return Err(Error::InvalidInput.into()),
-        State::Closed | State::Bound => {}
+        State::Closed | State::Bound | State::Listen => {}
     }
-    crate::model::family_check(n.inet6, peer)?;
-    let rep = canonical(peer);
+    family(m, n.inet6, peer)?;
+    let mut rep = canonical(peer);
     let mapped = peer.is_ipv6() && rep.0.is_ipv4();
+    let broadcast = rep.0 == IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+    // tcp_usr_connect: multicast, then INADDR_BROADCAST (EACCES);
+    // tcp6_usr_connect: an IPv6 multicast peer, then SOLISTENING, then the
+    // mapped checks.
+    if m.tcp() && !mapped && rep.0.is_multicast() {
+        return Err(Error::FamilyNotSupported.into());
+    }
+    if m.tcp() && !n.inet6 && broadcast {
+        return Err(Error::PermissionDenied.into());
+    }
+    if n.state == State::Listen {
+        return Err(Error::NotSupported.into());
+    }
     if mapped && n.v6only {
         return Err(Error::InvalidInput.into());
     }
@@ -336,14 +362,26 @@ pub(crate) fn connect(
     {
         return Err(Error::FamilyNotSupported.into());
     }
-    if m.tcp() && rep.0.is_multicast() {
+    if m.tcp() && mapped && rep.0.is_multicast() {
         return Err(Error::FamilyNotSupported.into());
+    }
+    if m.tcp() && mapped && broadcast {
+        return Err(Error::PermissionDenied.into());
     }
     if m.tcp() && n.lb {
         return Err(Error::NotSupported.into());
     }
-    if rep.1 == 0 || rep.0.is_unspecified() {
+    if rep.1 == 0 {
         return Err(Error::AddrNotAvailable.into());
+    }
+    // in_pcbconnect(): 0.0.0.0 and 255.255.255.255 need
+    // net.inet.ip.connect_inaddr_wild (off); in6_pcbladdr(): :: is ::1 under
+    // net.inet6.ip6.connect_in6addr_wild (on).
+    if rep.0 == V4_ANY || broadcast {
+        return Err(Error::NetworkUnreachable.into());
+    }
+    if rep.0 == V6_ANY {
+        rep.0 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
     }
     let laddr = if n.state == State::Bound && !n.is_wild() {
         n.local.0
@@ -387,15 +425,17 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     if n.state != State::Connected {
         return Err(Error::NotConnected.into());
     }
-    // in_pcbdisconnect(): the local address is zeroed, the port kept; the
-    // PCB goes back to the wildcard hash by a rehash, which leaves its place
-    // in the port list (and so its rank among equals) as it was.
+    // in_pcbdisconnect(): the local address is zeroed, the port kept, and
+    // the PCB leaves the hash (in_pcbremhash_locked); it comes back through
+    // in_pcbinshash, as the newest PCB of its port.
     let any = if n.local.0.is_ipv4() { V4_ANY } else { V6_ANY };
     leave_group(m, id);
+    let seq = m.tick();
     let r = &mut m.recs[id];
     r.remote = None;
     r.local = (any, n.local.1);
     r.state = State::Bound;
+    r.seq = seq;
     join_group(m, id);
     Ok(())
 }
@@ -526,9 +566,13 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             // in_pcblookup_wild_match(): a wildcard PCB is a WILD match
             // before its address is compared (so also for a packet to
             // 0.0.0.0).
+            // The packet path (in_pcblookup_hash_wild_smr) takes the first
+            // match in the chain: a dual-stack :: ranks with 0.0.0.0 (it is
+            // inserted by _in6_pcbinshash_wild before the first unbound
+            // entry); only the v4-mapped wildcard sits at the tail.
             let own = r.v4_laddr();
             if own.is_unspecified() {
-                Some(if r.inet6 { 1 } else { 2 })
+                Some(if r.inet6 && r.local.0.is_ipv4() { 1 } else { 2 })
             } else if own == l.0 {
                 Some(3)
             } else {

@@ -269,17 +269,12 @@ impl Model {
                 r.forced_v6only = false;
             }
         }
-        // The kernels keep a PCB in its group when the option is cleared
-        // (FreeBSD decides membership in `in_pcbinshash` and drops it in
-        // `in_pcbremhash`; Linux keeps `sk_reuseport_cb`). The table's
-        // documented API lets a cleared option leave the group; the model
-        // follows the API here, and the difference is reported.
-        if !on && self.recs[id].in_table() {
-            match opt {
-                Opt::ReusePortLb => crate::freebsd::leave_group(self, id),
-                Opt::ReusePort if linux => self.recs[id].lgroup = None,
-                _ => {}
-            }
+        // FreeBSD keeps a PCB in its group when the option is cleared: it
+        // decides membership in `in_pcbinshash` and drops it only in
+        // `in_pcbremhash_locked`. (Linux keeps `sk_reuseport_cb` too; the
+        // table's Linux rules still let a cleared option leave.)
+        if !on && self.recs[id].in_table() && opt == Opt::ReusePort && linux {
+            self.recs[id].lgroup = None;
         }
         Ok(())
     }
@@ -377,16 +372,18 @@ impl Model {
         let child = self.attach(l.inet6, l.cred);
         let linux_tcp = !self.freebsd();
         {
+            // FreeBSD `solisten_clone` copies no reuse option; Linux
+            // `sk_clone_lock` copies the socket whole.
             let c = &mut self.recs[child];
-            c.ra = l.ra;
-            c.rp = l.rp;
-            c.lb = l.lb;
+            c.ra = l.ra && linux_tcp;
+            c.rp = l.rp && linux_tcp;
+            c.lb = l.lb && linux_tcp;
             c.v6only = l.v6only;
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
         }
-        // The child inherits SO_REUSEPORT_LB but joins no group here: whether
-        // FreeBSD's syncache inserts it into one was not established.
+        // A connected child joins no group (FreeBSD's child has no
+        // SO_REUSEPORT_LB to join with).
         self.enter(child, lep, State::Connected);
         if linux_tcp {
             crate::linux::bucket_joined(self, child, false);

@@ -4,7 +4,7 @@
 //! Jails and FIBs are outside the table's knowledge: every PCB is in the same
 //! prison and FIB, which is the case the kernel's tests exercise by default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{best_fit, check_privilege, exact_unconnected, Af, Disconnect, GroupKey, PcbView};
 use crate::addr::{Endpoint, Family};
@@ -12,37 +12,66 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
 
-/// `tcp_usr_bind` / `tcp6_usr_bind` / `in_pcbbind` checks before the conflict scan.
+/// FreeBSD's `connect(2)` to an unspecified or broadcast peer, as the
+/// sysctls `net.inet.ip.connect_inaddr_wild` and
+/// `net.inet6.ip6.connect_in6addr_wild` set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConnectWild {
+    /// `in_pcbconnect`: `0.0.0.0` and `255.255.255.255` are ENETUNREACH
+    /// unless this is on (FreeBSD 15: off).
+    pub(crate) inaddr: bool,
+    /// `in6_pcbladdr`: `::` becomes `::1` when this is on (the default), and
+    /// is ENETUNREACH otherwise.
+    pub(crate) in6addr: bool,
+}
+
+impl Default for ConnectWild {
+    fn default() -> Self {
+        Self {
+            inaddr: false,
+            in6addr: true,
+        }
+    }
+}
+
+/// `tcp_usr_bind` / `tcp6_usr_bind` / `in_pcbbind` / `in6_pcbbind_avail`
+/// checks before the conflict scan.
 pub(crate) fn check_bind(
     protocol: Protocol,
     me: &PcbView,
     local: SocketAddr,
 ) -> Result<Endpoint, Error> {
-    check_family(me, local)?;
+    check_family(protocol, me, local)?;
     let endpoint = Endpoint::new(local);
-    if me.family == Family::Inet6 && endpoint.is_v4() && me.flags.v6only() {
-        return Err(Error::InvalidInput);
-    }
-    if protocol == Protocol::Tcp && endpoint.ip.is_multicast() {
+    // `tcp6_usr_bind` takes a v4-mapped address as IPv4 only without
+    // V6ONLY; with it, `in6_pcbbind_avail` looks the mapped address up
+    // among the interfaces' (IPv6) addresses and finds none.
+    let mapped_v6only = me.family == Family::Inet6 && endpoint.is_v4() && me.flags.v6only();
+    if protocol == Protocol::Tcp && endpoint.ip.is_multicast() && !mapped_v6only {
         return Err(Error::FamilyNotSupported);
     }
     // `in_pcbbind`: "already bound" is EINVAL, as is any use after drop.
     if me.state() != State::Closed {
         return Err(Error::InvalidInput);
     }
+    if mapped_v6only {
+        return Err(Error::AddrNotAvailable);
+    }
     check_privilege(&me.cred, endpoint.port)?;
     Ok(endpoint)
 }
 
-/// `tcp6_usr_bind` / `tcp6_usr_connect` (and the UDP twins) check the
-/// sockaddr's length before its family: a `sockaddr_in` given to an IPv6
-/// socket is EINVAL. `tcp_usr_bind` / `tcp_usr_connect` check the family of
-/// what an IPv4 socket is given: EAFNOSUPPORT.
-fn check_family(me: &PcbView, addr: SocketAddr) -> Result<(), Error> {
-    match (me.family, addr) {
-        (Family::Inet, SocketAddr::V4(_)) | (Family::Inet6, SocketAddr::V6(_)) => Ok(()),
-        (Family::Inet6, SocketAddr::V4(_)) => Err(Error::InvalidInput),
-        (Family::Inet, SocketAddr::V6(_)) => Err(Error::FamilyNotSupported),
+/// The sockaddr's family against the socket's.
+///
+/// `tcp_usr_bind` / `tcp_usr_connect` and `tcp6_usr_bind` /
+/// `tcp6_usr_connect` check `sa_family` before `sa_len`: the wrong family is
+/// EAFNOSUPPORT either way. For UDP, a `sockaddr_in` given to an IPv6 socket
+/// fails the length check first (EINVAL).
+fn check_family(protocol: Protocol, me: &PcbView, addr: SocketAddr) -> Result<(), Error> {
+    match (me.family, addr, protocol) {
+        (Family::Inet, SocketAddr::V4(_), _) | (Family::Inet6, SocketAddr::V6(_), _) => Ok(()),
+        (Family::Inet6, SocketAddr::V4(_), Protocol::Udp) => Err(Error::InvalidInput),
+        _ => Err(Error::FamilyNotSupported),
     }
 }
 
@@ -168,42 +197,104 @@ pub(crate) fn bind_port_busy(new: &PcbView, owners: &[PcbView]) -> bool {
         || (new.takes_v4() && lookup_local(new, owners, Af::V4, &new.local_v4()).is_some())
 }
 
-/// `tcp_usr_connect` / `udp_connect` and `in_pcbconnect_setup` checks.
+/// `soconnectat`, `tcp_usr_connect` / `tcp6_usr_connect` / `udp_connect`
+/// and `in_pcbconnect` / `in6_pcbladdr` checks, in the kernel's order.
+/// Returns the peer the PCB connects to: an unspecified peer may stand for
+/// a local address (see [`unspecified_peer`]).
 pub(crate) fn check_connect(
     protocol: Protocol,
+    wild: ConnectWild,
     me: &PcbView,
     remote: SocketAddr,
 ) -> Result<Endpoint, Error> {
-    // `soconnectat` judges the socket's state before the protocol looks at
-    // the address; `tcp_usr_connect` checks the address before the PCB.
+    // `soconnectat`: a connected TCP socket is EISCONN before the protocol
+    // looks at anything (a UDP one was disconnected before this call).
     match me.state() {
-        State::Listen => return Err(Error::NotSupported),
         State::Connected | State::TimeWait => return Err(Error::AlreadyConnected),
         State::Dropped => return Err(Error::InvalidInput),
-        State::Closed | State::Bound => {}
+        State::Closed | State::Bound | State::Listen => {}
     }
-    check_family(me, remote)?;
+    check_family(protocol, me, remote)?;
     let peer = Endpoint::new(remote);
+    let mapped = me.family == Family::Inet6 && peer.is_v4();
+    if protocol == Protocol::Tcp {
+        // `tcp_usr_connect`: "Must disallow TCP ``connections'' to multicast
+        // addresses", then the limited broadcast address is EACCES;
+        // `tcp6_usr_connect` checks an IPv6 multicast peer there, and the
+        // mapped ones after SOLISTENING.
+        if !mapped && peer.ip.is_multicast() {
+            return Err(Error::FamilyNotSupported);
+        }
+        if me.family == Family::Inet && is_limited_broadcast(&peer.ip) {
+            return Err(Error::PermissionDenied);
+        }
+    }
+    if me.state() == State::Listen {
+        return Err(Error::NotSupported);
+    }
     if me.family == Family::Inet6 {
-        if peer.is_v4() && me.flags.v6only() {
+        if mapped && me.flags.v6only() {
             return Err(Error::InvalidInput);
         }
         let bound = me.state() == State::Bound;
-        if bound && ((peer.is_v4() && !me.takes_v4()) || (!peer.is_v4() && !me.takes_v6())) {
+        if bound && ((mapped && !me.takes_v4()) || (!mapped && !me.takes_v6())) {
             return Err(Error::FamilyNotSupported);
         }
-    }
-    if protocol == Protocol::Tcp && peer.ip.is_multicast() {
-        return Err(Error::FamilyNotSupported);
+        if protocol == Protocol::Tcp && mapped {
+            if peer.ip.is_multicast() {
+                return Err(Error::FamilyNotSupported);
+            }
+            if is_limited_broadcast(&peer.ip) {
+                return Err(Error::PermissionDenied);
+            }
+        }
     }
     if protocol == Protocol::Tcp && me.flags.reuse_port_lb() {
         // so_reuseport_lb_test: connect_not_bound / connect_bound.
         return Err(Error::NotSupported);
     }
-    if peer.port == 0 || peer.is_wildcard() {
+    if peer.port == 0 {
         return Err(Error::AddrNotAvailable);
     }
-    Ok(peer)
+    unspecified_peer(wild, peer)
+}
+
+/// `INADDR_BROADCAST`.
+fn is_limited_broadcast(ip: &IpAddr) -> bool {
+    *ip == IpAddr::V4(Ipv4Addr::BROADCAST)
+}
+
+/// The peer `connect()` uses for `peer`.
+///
+/// - IPv4 (`in_pcbconnect`): `0.0.0.0` and `255.255.255.255` are
+///   ENETUNREACH unless `net.inet.ip.connect_inaddr_wild` is on; then
+///   `0.0.0.0` stands for the host's first IPv4 address, which the table,
+///   knowing no interfaces, takes to be `127.0.0.1` (a host whose loopback
+///   came up first), and the broadcast address stays itself (the loopback
+///   interface does not broadcast).
+/// - IPv6 (`in6_pcbladdr`): `::` is `::1` while
+///   `net.inet6.ip6.connect_in6addr_wild` is on, ENETUNREACH otherwise.
+pub(crate) fn unspecified_peer(wild: ConnectWild, peer: Endpoint) -> Result<Endpoint, Error> {
+    let ip = match peer.ip {
+        IpAddr::V4(v4) if v4.is_unspecified() || v4 == Ipv4Addr::BROADCAST => {
+            if !wild.inaddr {
+                return Err(Error::NetworkUnreachable);
+            }
+            if v4.is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                peer.ip
+            }
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            if !wild.in6addr {
+                return Err(Error::NetworkUnreachable);
+            }
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    Ok(Endpoint { ip, ..peer })
 }
 
 /// `udp_disconnect` / `in_pcbdisconnect`: the local address goes back to the
@@ -218,10 +309,28 @@ pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
     })
 }
 
-/// `in_pcblookup_lbgroup` then `in_pcblookup_hash_wild_*`: load-balance groups
-/// first (specific address before wildcard), then bound PCBs with the packet's
-/// address, then wildcard PCBs, then dual-stack `::` PCBs for IPv4 packets.
-pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<u32> {
+/// `in_pcblookup_lbgroup`, then `in_pcblookup_hash_wild_smr`, the packet
+/// path: the greatest key wins.
+///
+/// 1. A member (active or pending) of a load-balance group: a group on the
+///    packet's address before a wildcard one; among equals the group last
+///    in its bucket, which is the oldest: groups go in at the head when
+///    created or resized (`in_pcblbgroup_alloc` callers,
+///    `in_pcblbgroup_resize`), and the lookup keeps the last group that
+///    `in_pcblookup_lb_match`es, which every group does for a packet
+///    without a NUMA domain and a lookup over all FIBs.
+/// 2. Then the first match in the wildcard chain (`_in_pcbinshash_wild`,
+///    `_in6_pcbinshash_wild`): PCBs bound to the packet's address, newest
+///    first; then wildcard PCBs, newest first, an `Inet` PCB on `0.0.0.0`
+///    and a dual-stack `::` alike (the `INP_IPV6` one is inserted by the
+///    IPv6 rule, before the first unbound entry); last the `Inet6` PCBs
+///    bound to the v4-mapped wildcard, which the IPv4 rule appends at the
+///    tail (oldest first).
+///
+/// The locked path (`in_pcblookup_hash_wild_locked`) would rank a
+/// dual-stack `::` below `0.0.0.0`; packets take the lock-free path, which
+/// falls back to the locked one only when a PCB changes under it.
+pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<(u32, u64)> {
     if !super::wild_match(candidate, local) {
         return None;
     }
@@ -230,26 +339,23 @@ pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<u32
     } else {
         !candidate.local.is_wildcard()
     };
-    let rank = if candidate.flags.in_group() {
-        if exact {
-            12
-        } else {
-            10
-        }
-    } else if exact && candidate.flags.contains(Flags::GROUP_PENDING) {
-        // A group on the packet's own address whose members all wait for
-        // listen() still wins over a wildcard group: in_pcblookup_lbgroup()
-        // picks it, finds no active member and returns nothing, and the
-        // wildcard hash then finds the bound PCB with the packet's address.
-        11
+    let grouped = candidate
+        .flags
+        .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING);
+    let oldest_first = |seq: u64| u64::MAX - seq;
+    let key = if grouped {
+        (
+            if exact { 12 } else { 10 },
+            oldest_first(candidate.group_seq),
+        )
     } else if exact {
-        6
-    } else if local.is_v4() && candidate.family == Family::Inet6 {
-        2
+        (6, candidate.seq)
+    } else if candidate.family == Family::Inet6 && candidate.local.is_v4() {
+        (2, oldest_first(candidate.seq))
     } else {
-        4
+        (4, candidate.seq)
     };
-    Some(rank)
+    Some(key)
 }
 
 /// `in_pcbinslbgrouphash`: SO_REUSEPORT_LB PCBs with the same address, port
@@ -288,6 +394,7 @@ mod tests {
             local,
             remote: Endpoint::unspecified(family),
             seq,
+            group_seq: 0,
         }
     }
 
@@ -449,29 +556,36 @@ mod tests {
     }
 
     #[test]
-    fn lookup_rank_prefers_groups_then_exact_then_wildcard_then_dual_stack() {
+    fn lookup_rank_follows_the_lock_free_wildcard_chain() {
         let local = Endpoint::new("127.0.0.1:80".parse().unwrap());
-        let exact = view(Inet, "127.0.0.1:80", NONE, 0, 1);
-        let wild = view(Inet, "0.0.0.0:80", NONE, 0, 2);
-        let dual = view(Inet6, "[::]:80", NONE, 0, 3);
-        let mut grouped = view(Inet, "0.0.0.0:80", LB, 0, 4);
-        grouped.flags = grouped.flags | Flags::IN_GROUP;
-        let other = view(Inet, "127.0.0.2:80", NONE, 0, 5);
-        let mut grouped_exact = view(Inet, "127.0.0.1:80", LB, 0, 6);
-        grouped_exact.flags = grouped_exact.flags | Flags::IN_GROUP;
-        // A member of a group on the packet's address that waits for
-        // listen(): its (empty) group still shadows the wildcard group.
-        let mut pending_exact = view(Inet, "127.0.0.1:80", LB, 0, 7);
-        pending_exact.flags = pending_exact.flags | Flags::GROUP_PENDING;
-        let order = [grouped_exact, pending_exact, grouped, exact, wild, dual];
-        let ranks: Vec<u32> = order
+        let grouped = |mut v: PcbView, group_seq: u64| {
+            v.flags = v.flags | Flags::IN_GROUP;
+            v.group_seq = group_seq;
+            v
+        };
+        // From the best down: the older of two groups on the packet's
+        // address, the newer one, a wildcard group, a bound PCB, the newer
+        // then the older wildcard PCB (an `Inet` `0.0.0.0` and a dual-stack
+        // `::` alike), then the v4-mapped wildcards, oldest first.
+        let order = [
+            grouped(view(Inet, "127.0.0.1:80", LB, 0, 1), 5),
+            grouped(view(Inet6, "[::ffff:127.0.0.1]:80", LB, 0, 2), 9),
+            grouped(view(Inet, "0.0.0.0:80", LB, 0, 3), 4),
+            view(Inet, "127.0.0.1:80", NONE, 0, 4),
+            view(Inet6, "[::]:80", NONE, 0, 6),
+            view(Inet, "0.0.0.0:80", NONE, 0, 5),
+            view(Inet6, "[::ffff:0.0.0.0]:80", NONE, 0, 7),
+            view(Inet6, "[::ffff:0.0.0.0]:80", NONE, 0, 8),
+        ];
+        let keys: Vec<(u32, u64)> = order
             .iter()
             .map(|v| wildcard_rank(v, &local).expect("a match"))
             .collect();
         assert!(
-            ranks.windows(2).all(|w| w[0] > w[1]),
-            "ranks must fall in this order: {ranks:?}"
+            keys.windows(2).all(|w| w[0] > w[1]),
+            "keys must fall in this order: {keys:?}"
         );
+        let other = view(Inet, "127.0.0.2:80", NONE, 0, 9);
         assert_eq!(wildcard_rank(&other, &local), None);
     }
 }

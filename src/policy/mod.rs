@@ -44,12 +44,17 @@ pub enum Protocol {
     Udp,
 }
 
-/// The table's rule set: a policy for one protocol.
+/// The table's rule set: a policy for one protocol, with the policy's
+/// settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rules {
     pub(crate) policy: Policy,
     pub(crate) protocol: Protocol,
+    /// FreeBSD's sysctls for `connect()` to an unspecified or broadcast peer.
+    pub(crate) connect_wild: ConnectWild,
 }
+
+pub(crate) use freebsd::ConnectWild;
 
 /// What a policy may see of a PCB: copies of its hash-safe fields.
 ///
@@ -67,6 +72,10 @@ pub(crate) struct PcbView {
     /// preferred. FreeBSD: insertion order (newer first). Linux: the order of
     /// the kernel's lists (see [`insertion_seq`]).
     pub(crate) seq: u64,
+    /// The place of the PCB's load-balance group among the groups of its
+    /// port (FreeBSD: a group goes to the head of its bucket when created or
+    /// resized; larger is newer). 0 outside a group.
+    pub(crate) group_seq: u64,
 }
 
 impl PcbView {
@@ -205,11 +214,18 @@ pub(crate) fn exact_unconnected<T: Copy>(
 }
 
 /// How well an unconnected PCB fits a packet for `local`, if at all, in the
-/// wildcard stage of a lookup. Higher wins; ties go to the newest PCB.
-pub(crate) fn wildcard_rank(rules: Rules, candidate: &PcbView, local: &Endpoint) -> Option<u32> {
+/// wildcard stage of a lookup: the greatest key wins.
+pub(crate) fn wildcard_rank(
+    rules: Rules,
+    candidate: &PcbView,
+    local: &Endpoint,
+) -> Option<(u32, u64)> {
     match rules.policy {
         Policy::FreeBsd => freebsd::wildcard_rank(candidate, local),
-        Policy::Linux => linux::wildcard_rank(rules.protocol, candidate, local),
+        // Ties go to the PCB first in the kernel's lists.
+        Policy::Linux => {
+            linux::wildcard_rank(rules.protocol, candidate, local).map(|rank| (rank, candidate.seq))
+        }
     }
 }
 
@@ -308,7 +324,7 @@ pub(crate) fn check_connect(
     remote: SocketAddr,
 ) -> Result<Endpoint, Error> {
     match rules.policy {
-        Policy::FreeBsd => freebsd::check_connect(rules.protocol, me, remote),
+        Policy::FreeBsd => freebsd::check_connect(rules.protocol, rules.connect_wild, me, remote),
         Policy::Linux => linux::check_connect(rules.protocol, me, remote),
     }
 }
@@ -319,6 +335,15 @@ pub(crate) fn check_connect(
 /// the wildcard when that fails).
 pub(crate) fn failed_bind_forgets_address(rules: Rules) -> bool {
     rules.policy == Policy::Linux
+}
+
+/// Whether `connect()` on `me` first disconnects it, whatever the new peer
+/// (FreeBSD `soconnectat`: "if connected, try to disconnect first", for a
+/// protocol without `PR_CONNREQUIRED`, that is UDP).
+pub(crate) fn disconnects_before_connect(rules: Rules, me: &PcbView) -> bool {
+    rules.policy == Policy::FreeBsd
+        && rules.protocol == Protocol::Udp
+        && me.state() == State::Connected
 }
 
 /// Whether `connect()` on `me` binds a port before it looks at the peer
@@ -424,6 +449,14 @@ pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error
     }
 }
 
+/// Whether a disconnected UDP PCB enters the wildcard lists anew, as the
+/// newest of its port (FreeBSD: `in_pcbdisconnect` takes it out of the hash
+/// with `in_pcbremhash_locked`, and only `in_pcbinshash` puts a PCB back),
+/// rather than keeping its place among equals.
+pub(crate) fn disconnect_reinserts(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd
+}
+
 /// The wildcard a disconnected UDP PCB falls back to, with its port.
 ///
 /// FreeBSD `in_pcbdisconnect` zeroes the address in the family the
@@ -492,17 +525,77 @@ pub(crate) fn group_key(rules: Rules, view: &PcbView) -> Option<GroupKey> {
 }
 
 /// Whether members join at `listen()` (TCP) rather than at `bind()` (UDP).
+/// FreeBSD decides membership when the PCB enters the hash
+/// (`in_pcbinshash`), and `listen()` only activates a pending member
+/// (`in_pcblisten`); see [`group_decided_at_bind`].
 pub(crate) fn group_joins_at_listen(rules: Rules) -> bool {
     rules.protocol == Protocol::Tcp
 }
 
-/// The most members a group takes; later PCBs stay bound outside the group.
-pub(crate) fn group_capacity(policy: Policy) -> usize {
+/// Whether a PCB's group membership is decided when it enters the table,
+/// from the options set then (FreeBSD `in_pcbinshash` calls
+/// `in_pcbinslbgrouphash` only `if (so_options & SO_REUSEPORT_LB)`): a TCP
+/// member waits, counted in its group, until `listen()` activates it; an
+/// option set later joins nothing, and clearing it leaves nothing.
+pub(crate) fn group_decided_at_bind(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd
+}
+
+/// Whether `view` joins its group as a pending member: a FreeBSD TCP PCB
+/// not yet listening (`in_pcblbgroup_insert`: "If this is a TCP socket, it
+/// should not be visible to lbgroup lookups until listen() has been
+/// called").
+pub(crate) fn joins_pending(rules: Rules, view: &PcbView) -> bool {
+    group_decided_at_bind(rules) && rules.protocol == Protocol::Tcp && view.state() != State::Listen
+}
+
+/// What a group with `members` members (active and pending) and `slots`
+/// slots does with one more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupFit {
+    /// The newcomer fits.
+    Join,
+    /// The group is rebuilt with this many slots first (and, FreeBSD, goes
+    /// to the head of its bucket: `in_pcblbgroup_resize`).
+    Grow(usize),
+    /// Full: the newcomer stays bound outside the group.
+    Full,
+}
+
+/// The slots of a new group.
+pub(crate) fn group_initial_slots(policy: Policy) -> usize {
     match policy {
-        // INPCBLBGROUP_SIZMAX
-        Policy::FreeBsd => 256,
+        // INPCBLBGROUP_SIZMIN
+        Policy::FreeBsd => 8,
         // `struct sock_reuseport` counts members in a u16.
         Policy::Linux => u16::MAX as usize,
+    }
+}
+
+/// FreeBSD `in_pcbinslbgrouphash`: `il_inpcnt + il_pendcnt == il_inpsiz`
+/// doubles the group up to INPCBLBGROUP_SIZMAX (256), then refuses.
+pub(crate) fn group_fit(policy: Policy, members: usize, slots: usize) -> GroupFit {
+    match policy {
+        Policy::FreeBsd if members < slots => GroupFit::Join,
+        Policy::FreeBsd if slots >= 256 => GroupFit::Full,
+        Policy::FreeBsd => GroupFit::Grow(slots * 2),
+        Policy::Linux if members < slots => GroupFit::Join,
+        Policy::Linux => GroupFit::Full,
+    }
+}
+
+/// The flags an accepted PCB takes from its listener besides its family
+/// and credential.
+///
+/// FreeBSD `solisten_clone` copies only `SO_KEEPALIVE | SO_DONTROUTE |
+/// SO_LINGER | SO_OOBINLINE | SO_NOSIGPIPE` of the listener's options: no
+/// reuse option. Linux `sk_clone_lock` copies the whole socket, reuse
+/// options included.
+pub(crate) fn accept_inherits(rules: Rules) -> Flags {
+    let kept = Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED;
+    match rules.policy {
+        Policy::FreeBsd => kept,
+        Policy::Linux => kept | Flags::REUSE_ANY,
     }
 }
 

@@ -1,0 +1,122 @@
+//! Reuseport / load-balance group membership: joining (or founding) a
+//! group, FreeBSD's pending members and their activation at `listen()`, and
+//! leaving. The groups themselves are in `lbgroup.rs`; which group a PCB
+//! belongs in, and whether it fits, the policy decides.
+
+use crossbeam_epoch::Guard;
+
+use crate::flags::Flags;
+use crate::lbgroup::Group;
+use crate::pcb::PcbInner;
+use crate::policy::{self, GroupFit};
+use crate::raw::{List, PortLock};
+use crate::sync::{Arc, Ordering};
+use crate::table::Shared;
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// Joins (or founds) the group `inner`'s options and address call for.
+    pub(crate) fn join_group(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        let view = inner.view(guard);
+        let Some(key) = policy::group_key(self.rules, &view) else {
+            return;
+        };
+        let existing = self
+            .ports
+            .iter(held.port(), List::Unconnected, guard)
+            .filter(|pcb| {
+                !Arc::ptr_eq(pcb, inner)
+                    && pcb
+                        .flags
+                        .load()
+                        .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING)
+            })
+            .filter_map(|pcb| pcb.group.load(guard).cloned())
+            .find(|group| group.key == key);
+        let group = match existing {
+            Some(group) => {
+                let (members, slots) = group.occupancy(guard);
+                match policy::group_fit(self.rules.policy, members, slots) {
+                    GroupFit::Join => {}
+                    GroupFit::Grow(slots) => group.grow(slots, self.group_seq()),
+                    GroupFit::Full => {
+                        // The PCB stays bound outside the group.
+                        inner
+                            .flags
+                            .update(|flags| flags.without(Flags::GROUP_PENDING));
+                        return;
+                    }
+                }
+                group
+            }
+            None => Arc::new(Group::new(
+                key,
+                policy::group_initial_slots(self.rules.policy),
+                self.group_seq(),
+            )),
+        };
+        if policy::joins_pending(self.rules, &view) {
+            group.count_pending(true);
+            inner.group.replace(Some(group), guard);
+            inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
+            return;
+        }
+        group.join(inner.clone(), guard);
+        inner.group.replace(Some(group), guard);
+        inner
+            .flags
+            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
+    }
+
+    /// A place for a new or rebuilt group among its port's groups.
+    fn group_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
+    /// the port's lock.
+    pub(crate) fn activate_member(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        if !inner.flags.load().contains(Flags::GROUP_PENDING) {
+            return;
+        }
+        if let Some(group) = inner.group.load(guard) {
+            group.count_pending(false);
+            group.join(inner.clone(), guard);
+        }
+        inner
+            .flags
+            .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
+    }
+
+    /// Leaves the group, if any. Caller holds the port's lock.
+    pub(crate) fn leave_group(
+        &self,
+        _held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        let before = inner.flags.load();
+        inner
+            .flags
+            .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
+        if let Some(group) = inner.group.load(guard) {
+            if before.contains(Flags::GROUP_PENDING) {
+                group.count_pending(false);
+            } else {
+                group.leave(inner, guard);
+            }
+            inner.group.replace(None, guard);
+        }
+    }
+
+    /// Joins the group at `bind()`, where the rules join there (UDP).
+    pub(crate) fn join_group_if_bound_member(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        if !policy::group_joins_at_listen(self.rules) {
+            self.join_group(held, inner, guard);
+        }
+    }
+}
