@@ -305,10 +305,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// A PCB left the bucket of `local` (it closed, went to TIME_WAIT or
-    /// moved to another address): when every PCB still in it but those in
-    /// TIME_WAIT and `except` got its port from `connect()`, the bucket is
-    /// connect-only again (`inet_bind2_bucket_destroy`). Caller holds the
-    /// port's lock.
+    /// moved to another address): when every PCB still in it but `except`
+    /// got its port from `connect()`, the bucket is connect-only again
+    /// (`inet_bind2_bucket_destroy`). A TIME_WAIT PCB stays among the
+    /// bucket's owners and counts as the socket it was (`sk_is_connect_bind`
+    /// reads `tw_connect_bind`): an accepted connection, or one that
+    /// connected from a port `bind()` chose, keeps the bucket held by
+    /// `bind()`. Caller holds the port's lock.
     fn left_bucket(&self, local: &Endpoint, except: Option<&PcbInner<S>>, guard: &Guard) {
         if !self.tracks_buckets() {
             return;
@@ -319,10 +322,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         // Stops at the first owner that bind() or listen() put there (on a
         // server: at once), so a close costs O(1) there.
-        let connect_owned = others().all(|pcb| {
-            let flags = pcb.flags.load();
-            flags.state() == State::TimeWait || flags.contains(Flags::CONNECT_BIND)
-        });
+        let connect_owned = others().all(|pcb| pcb.flags.load().contains(Flags::CONNECT_BIND));
         if connect_owned {
             for pcb in others() {
                 pcb.flags.update(|flags| flags | Flags::CONNECT_BUCKET);
@@ -475,7 +475,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
-            (self.source_address)(remote.ip())
+            (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?

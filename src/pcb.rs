@@ -193,11 +193,30 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// A lookup running during the move finds the PCB in one place or the
     /// other, never in neither.
     ///
+    /// An unspecified peer (`0.0.0.0`, `::ffff:0.0.0.0`, `::`) means the local
+    /// host under `Policy::Linux`, as in the kernel: the PCB's own IPv4
+    /// address if it is bound to one, else `127.0.0.1`; `::` is `::1`, or
+    /// `::ffff:127.0.0.1` from a v4-mapped address. [`peer_addr`](Pcb::peer_addr)
+    /// then shows that address.
+    ///
     /// Errors: `AlreadyConnected`, `NotSupported` (TCP with SO_REUSEPORT_LB on
     /// FreeBSD), `FamilyNotSupported`, `NetworkUnreachable` (no source
-    /// address), `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
-    /// `AddrInUse` / `AddrNotAvailable` when the bound port already has this
-    /// 4-tuple (FreeBSD / Linux).
+    /// address), `AddrNotAvailable` (port 0, an unspecified peer under
+    /// `Policy::FreeBsd`, exhaustion), `WouldBlock` (Linux UDP: no port for
+    /// the automatic bind), `AddrInUse` / `AddrNotAvailable` when the bound
+    /// port already has this 4-tuple (FreeBSD / Linux).
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Family, PcbTable, Policy, Protocol};
+    ///
+    /// let table = PcbTable::<()>::builder()
+    ///     .policy(Policy::Linux)
+    ///     .protocol(Protocol::Udp)
+    ///     .build();
+    /// let pcb = table.attach(Family::Inet, Cred::ROOT, std::sync::Arc::new(()));
+    /// pcb.connect("0.0.0.0:30000".parse().unwrap()).unwrap();
+    /// assert_eq!(pcb.peer_addr(), Some("127.0.0.1:30000".parse().unwrap()));
+    /// ```
     pub fn connect(&self, remote: SocketAddr) -> Result<SocketAddr, Error> {
         self.table.connect(&self.inner, remote)
     }
