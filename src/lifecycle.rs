@@ -78,6 +78,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let local = policy::check_bind(self.rules, &me, local)?;
+        // The address bound now replaces any source address an earlier
+        // bind() left.
+        let me = PcbView {
+            flags: me.flags.without(Flags::SOURCE_BOUND),
+            ..me
+        };
         let mut pinned = Flags::EMPTY;
         if !local.is_wildcard() {
             pinned = pinned | Flags::ADDR_LOCKED;
@@ -94,6 +100,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
                     // The PCB is not in the table: nothing else sees it.
                     inner.tuple.replace(unbound, &guard);
+                    inner
+                        .flags
+                        .update(|flags| flags.without(Flags::SOURCE_BOUND));
                 }
                 return Err(error);
             }
@@ -739,10 +748,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let held = self.ports.lock(me.local.port);
         self.ports.begin_move(&held);
         if keep.keep_port {
-            let flags = me
+            let mut flags = me
                 .flags
                 .without(Flags::CONNECT_BIND)
                 .with_state(State::Bound);
+            if !keep.keep_addr {
+                flags = flags.without(Flags::SOURCE_BOUND);
+            }
             if !connected {
                 // The group is keyed by address: join again after the move.
                 self.leave_group(&held, inner, &guard);
@@ -794,7 +806,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .without(Flags::CONNECT_BIND | Flags::PORT_LOCKED)
                 .with_state(State::Closed);
             if !keep_addr {
-                flags = flags.without(Flags::ADDR_LOCKED);
+                flags = flags.without(Flags::ADDR_LOCKED | Flags::SOURCE_BOUND);
             }
             flags
         });

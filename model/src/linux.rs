@@ -302,6 +302,7 @@ pub(crate) fn bind(
     // `::ffff:0.0.0.0` is MAPPED, so it counts as named. `sk_userlocks` is
     // only ever or-ed: an earlier named bind keeps it set.
     n.addr_locked |= !ep.0.is_unspecified() || mapped;
+    n.source_bound = !ep.0.is_unspecified();
     n.port_locked = ep.1 != 0;
     n.connect_bind = false;
     m.recs[id] = n;
@@ -375,6 +376,7 @@ pub(crate) fn port_left(m: &mut Model, port: u16) {
 fn forget_address(m: &mut Model, id: usize) {
     let r = &mut m.recs[id];
     r.local.0 = if r.inet6 { V6_ANY } else { V4_ANY };
+    r.source_bound = false;
 }
 
 pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()> {
@@ -489,7 +491,7 @@ pub(crate) fn connect(
         // to a specific IPv6 address has LOOPBACK4_IPV6 there.
         rep.0 = match n.local.0 {
             IpAddr::V4(v4) if !v4.is_unspecified() => n.local.0,
-            IpAddr::V6(v6) if !v6.is_unspecified() && n.addr_locked => {
+            IpAddr::V6(v6) if !v6.is_unspecified() && n.source_bound => {
                 IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
             }
             _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -573,6 +575,7 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     r.remote = None;
     if !n.addr_locked {
         r.local.0 = any;
+        r.source_bound = false;
     }
     if n.port_locked {
         r.state = State::Bound;

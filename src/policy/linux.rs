@@ -98,13 +98,20 @@ pub(crate) fn check_bind(
 /// `__inet6_bind`: a specific (not v4-mapped) IPv6 address makes the socket
 /// V6ONLY (`sk->sk_ipv6only = 1`); any address but `::` locks it
 /// (`SOCK_BINDADDR_LOCK`), `::ffff:0.0.0.0` included, although connect()
-/// still chooses a source for that one.
+/// still chooses a source for that one. Any address but a wildcard sets the
+/// IPv4 source address (`inet_saddr`; see [`Flags::SOURCE_BOUND`]).
 pub(crate) fn bind_sets(me: &PcbView, local: &Endpoint) -> Flags {
-    match me.family {
-        Family::Inet6 if !local.is_v4() && !local.is_wildcard() => Flags::V6ONLY,
-        Family::Inet6 if local.is_v4() && local.is_wildcard() => Flags::ADDR_LOCKED,
-        _ => Flags::EMPTY,
-    }
+    let source = if local.is_wildcard() {
+        Flags::EMPTY
+    } else {
+        Flags::SOURCE_BOUND
+    };
+    source
+        | match me.family {
+            Family::Inet6 if !local.is_v4() && !local.is_wildcard() => Flags::V6ONLY,
+            Family::Inet6 if local.is_v4() && local.is_wildcard() => Flags::ADDR_LOCKED,
+            _ => Flags::EMPTY,
+        }
 }
 
 /// `inet_bind_conflict(sk, sk2, ...)` for a pair whose addresses overlap.
@@ -303,7 +310,7 @@ pub(crate) fn local_host_for_unspecified(me: &PcbView, peer: Endpoint) -> Endpoi
     let ip = match peer.ip {
         IpAddr::V4(_) if me.local.is_wildcard() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) if me.local.is_v4() => me.local.ip,
-        IpAddr::V4(_) if me.flags.contains(Flags::ADDR_LOCKED) => {
+        IpAddr::V4(_) if me.flags.contains(Flags::SOURCE_BOUND) => {
             IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
         }
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
