@@ -64,8 +64,33 @@ use socket2::{SockAddr, Socket};
 const FIXED_SEEDS: std::ops::Range<u64> = 1..301;
 
 /// Seeds that once found a divergence, with what they found; they run
-/// before the others.
-const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[];
+/// first.
+const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
+    (Protocol::Udp, 2, "EAGAIN from the autobind of connect()"),
+    (Protocol::Udp, 18, "EAGAIN from the autobind of connect() to ::"),
+    (Protocol::Udp, 1, "connect() to 0.0.0.0"),
+    (Protocol::Udp, 3, "connect() to ::ffff:0.0.0.0"),
+    (
+        Protocol::Udp,
+        16333992528571897276,
+        "0.0.0.0 from an IPv6 source that connect() chose: 127.0.0.1",
+    ),
+    (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
+    (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
+    (Protocol::Tcp, 57, "connect() to ::"),
+    (Protocol::Tcp, 125, "connect() to :: from a v4-mapped address"),
+    (
+        Protocol::Tcp,
+        54,
+        "an accepted TIME_WAIT keeps a listen()-made port from connect()",
+    ),
+    (Protocol::Tcp, 107, "a SYN that meets a TIME_WAIT twin"),
+    (
+        Protocol::Tcp,
+        4873748946238144389,
+        "a TIME_WAIT twin after an unmappable port",
+    ),
+];
 
 /// Ports outside every ephemeral range, for explicit binds.
 const FIXED_PORTS: [u16; 2] = [20000, 20001];
@@ -1123,11 +1148,13 @@ fn differential(protocol: Protocol) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let mut failures = Vec::new();
-    let found = FOUND_SEEDS
+    let found: Vec<u64> = FOUND_SEEDS
         .iter()
         .filter(|(p, _, _)| *p == protocol)
-        .map(|(_, seed, _)| *seed);
-    for seed in found.chain(FIXED_SEEDS) {
+        .map(|(_, seed, _)| *seed)
+        .collect();
+    let fixed = FIXED_SEEDS.filter(|seed| !found.contains(seed));
+    for seed in found.iter().copied().chain(fixed) {
         if let Err(divergence) = run(protocol, seed, &mut totals) {
             failures.push(divergence);
         }
