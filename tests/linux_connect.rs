@@ -23,7 +23,7 @@ fn at(s: &str) -> SocketAddr {
 
 /// The kernel's and the table's peer of `pair`, which must be `want`.
 fn expect_peer(step: &str, pair: &Pair, want: &str) {
-    let kernel = pair.kernel.peer_addr().ok().and_then(|a| a.as_socket());
+    let kernel = linux_kernel::peer_addr(&pair.kernel);
     let table = pair.table.peer_addr();
     assert!(
         kernel == Some(at(want)) && table == Some(at(want)),

@@ -49,16 +49,23 @@
 
 mod linux_kernel;
 
+#[path = "linux_differential/connect.rs"]
+mod connect;
+#[path = "linux_differential/ports.rs"]
+mod ports;
+#[path = "linux_differential/time_wait.rs"]
+mod time_wait;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linux_kernel::tcp_states::{self, tcp_state, TIME_WAIT};
 use linux_kernel::{errno, errno_name, table_errno, Netns};
 use pcbhash::{Cred, Family, Pcb, PcbTable, Policy, Protocol, State};
 use socket2::{SockAddr, Socket};
+use time_wait::TimeWait;
 
 /// Seeds that always run, so that CI is reproducible.
 const FIXED_SEEDS: std::ops::Range<u64> = 1..301;
@@ -67,7 +74,11 @@ const FIXED_SEEDS: std::ops::Range<u64> = 1..301;
 /// first.
 const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
     (Protocol::Udp, 2, "EAGAIN from the autobind of connect()"),
-    (Protocol::Udp, 18, "EAGAIN from the autobind of connect() to ::"),
+    (
+        Protocol::Udp,
+        18,
+        "EAGAIN from the autobind of connect() to ::",
+    ),
     (Protocol::Udp, 1, "connect() to 0.0.0.0"),
     (Protocol::Udp, 3, "connect() to ::ffff:0.0.0.0"),
     (
@@ -78,7 +89,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
     (Protocol::Tcp, 57, "connect() to ::"),
-    (Protocol::Tcp, 125, "connect() to :: from a v4-mapped address"),
+    (
+        Protocol::Tcp,
+        125,
+        "connect() to :: from a v4-mapped address",
+    ),
     (
         Protocol::Tcp,
         54,
@@ -189,18 +204,6 @@ struct Entry {
     reuse_addr: bool,
     /// The kernel made it with accept().
     accepted: bool,
-}
-
-/// A connection's end in TIME_WAIT, in both worlds.
-struct TimeWait {
-    table: Pcb<()>,
-    /// The kernel socket's addresses, as it showed them.
-    local: SocketAddr,
-    remote: SocketAddr,
-    /// The connection's client end and its family, to replay it.
-    client: SocketAddr,
-    server: SocketAddr,
-    client_v6: bool,
 }
 
 impl Entry {
@@ -356,97 +359,11 @@ impl World {
         Ok(())
     }
 
-    /// The scan class of `port`, or `None` if the kernel's scan cannot reach
-    /// it (the scans cover an even number of ports of each range or half).
-    /// `halves`: tell the two halves of the range apart, as the SO_REUSEADDR
-    /// bind scan does (for four ports or more).
-    fn class(&self, port: u16, halves: bool) -> Option<(u16, u16)> {
-        let (low, n) = (self.low, self.high - self.low + 1);
-        if port < low || port > self.high {
-            return None;
-        }
-        if self.protocol == Protocol::Udp {
-            return Some((0, 0));
-        }
-        let (start, size, half) = if halves && n >= 4 {
-            let split = (n >> 2) << 1;
-            if port - low < split {
-                (low, split, 0)
-            } else {
-                (low + split, n - split, 1)
-            }
-        } else {
-            (low, n, 0)
-        };
-        let scanned = if size > 1 { size & !1 } else { size };
-        let offset = port - start;
-        (offset < scanned).then_some((half, offset % 2))
-    }
-
-    /// Checks a randomly chosen port pair and maps the kernel's port onto
-    /// the table's. `Ok(false)`: the two cannot be mapped (stop the sequence).
-    fn map_random_port(
-        &mut self,
-        me: usize,
-        kernel: u16,
-        table: u16,
-        scan: Scan,
-    ) -> Result<bool, String> {
-        let halves = matches!(scan, Scan::Bind { reuse_addr: true });
-        let (kc, tc) = (self.class(kernel, halves), self.class(table, halves));
-        if kc.is_none() || kc != tc {
-            return Err(format!(
-                "{scan:?} picked port {kernel} (class {kc:?}) in the kernel but {table} (class {tc:?}) in the table"
-            ));
-        }
-        let expected = self.to_table_port(kernel);
-        if expected == table {
-            return Ok(true);
-        }
-        // The mapping must keep every scan's classes: the finest is the half
-        // and the parity.
-        if self.class(expected, true) != self.class(table, true) {
-            return Ok(false);
-        }
-        let other = self.to_kernel_port(table);
-        if self.kernel_port_in_use(kernel, me) || self.kernel_port_in_use(other, me) {
-            return Ok(false);
-        }
-        // Both were free in both worlds: swap the two ports' images.
-        self.k2t.insert(kernel, table);
-        self.k2t.insert(other, expected);
-        Ok(true)
-    }
-
-    /// Compares the local addresses after a successful call; `scan` says the
-    /// port was chosen at random.
-    fn check_local(&mut self, i: usize, scan: Option<Scan>) -> Result<bool, String> {
-        let entry = self.entry(i);
-        let kernel = linux_kernel::local_addr(&entry.kernel).ok_or("no kernel local address")?;
-        let table = entry.table.local_addr().ok_or("no table local address")?;
-        if kernel.ip().to_canonical() != table.ip().to_canonical() {
-            return Err(format!("local address: kernel {kernel}, table {table}"));
-        }
-        let mapped = match scan {
-            Some(scan) => self.map_random_port(i, kernel.port(), table.port(), scan)?,
-            None => {
-                if self.to_table_port(kernel.port()) != table.port() {
-                    return Err(format!("local port: kernel {kernel}, table {table}"));
-                }
-                true
-            }
-        };
-        if !self.known.contains(&kernel.port()) {
-            self.known.push(kernel.port());
-        }
-        Ok(mapped)
-    }
-
     /// Compares the peers (`getpeername` and `peer_addr`): the same address,
     /// and the ports `ports` (kernel, table), or none for both.
     fn check_peer(&mut self, i: usize, ports: Option<(u16, u16)>) -> Step {
         let entry = self.entry(i);
-        let kernel = entry.kernel.peer_addr().ok().and_then(|a| a.as_socket());
+        let kernel = linux_kernel::peer_addr(&entry.kernel);
         let table = entry.table.peer_addr();
         self.peers += 1;
         let agree = match (kernel, table, ports) {
@@ -603,172 +520,6 @@ impl World {
         self.check_local(i, scan)
     }
 
-    /// Whether the table has a listener for `to` (in table ports).
-    fn table_listener_for(&self, to: SocketAddr) -> bool {
-        let probe: SocketAddr = if to.ip().to_canonical().is_ipv4() {
-            "127.0.0.9:9".parse().expect("probe")
-        } else {
-            "[::9]:9".parse().expect("probe")
-        };
-        let probe = match (to, probe) {
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-            }
-            _ => probe,
-        };
-        let guard = self.table.pin();
-        self.table
-            .lookup(to, probe, &guard)
-            .is_some_and(|r| r.state() == State::Listen)
-    }
-
-    /// Where the kernel sends a TCP connect() from entry `i` to `to`: an
-    /// unspecified address is the local host (the socket's own IPv4
-    /// address, or 127.0.0.1; `::` is `::1`, or `::ffff:127.0.0.1` from a
-    /// v4-mapped address). Used only to tell whether a listener waits there.
-    fn kernel_destination(&self, i: usize, to: SocketAddr) -> SocketAddr {
-        if !to.ip().is_unspecified() && to.ip().to_canonical() != IpAddr::from([0, 0, 0, 0]) {
-            return to;
-        }
-        let local = linux_kernel::local_addr(&self.entry(i).kernel)
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let local_v4 = match local {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-        };
-        let ip = match (to.ip(), local_v4) {
-            (IpAddr::V6(v6), Some(_)) if v6.is_unspecified() => {
-                IpAddr::V6(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped())
-            }
-            (IpAddr::V6(v6), None) if v6.is_unspecified() => {
-                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            (_, Some(v4)) if !v4.is_unspecified() => IpAddr::V4(v4),
-            _ => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        };
-        let ip = match (to, ip) {
-            (SocketAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
-            _ => ip,
-        };
-        SocketAddr::new(ip, to.port())
-    }
-
-    /// TCP connect() of entry `i` to `kto` (kernel ports), where a listener
-    /// waits; the kernel's server side is accepted in both worlds.
-    fn connect(&mut self, i: usize, kto: SocketAddr) -> Result<bool, String> {
-        let tto = SocketAddr::new(kto.ip(), self.to_table_port(kto.port()));
-        let client = self.entry(i);
-        let was_bound = client.table.local_addr().is_some();
-        let k = errno(&linux_kernel::connect(&client.kernel, kto));
-        let t = client.table.connect(tto);
-        self.compare(
-            &format!("#{i} connect({kto} -> table {tto})"),
-            k,
-            table_errno(&t),
-        )?;
-        if k != 0 {
-            return Ok(true);
-        }
-        let scan = (!was_bound).then_some(Scan::Connect);
-        if !self.check_local(i, scan)? {
-            return Ok(false);
-        }
-        self.check_peer(i, Some((kto.port(), tto.port())))?;
-        let client_table = self.entry(i).table.local_addr().expect("connected");
-        let tto = self.entry(i).table.peer_addr().expect("connected");
-        // The kernel's server side: find the listener that got the connection.
-        let mut child = None;
-        for _ in 0..200 {
-            for l in self.live() {
-                let e = self.entry(l);
-                if e.listening {
-                    if let Some((socket, _)) = linux_kernel::try_accept(&e.kernel, e.uid) {
-                        child = Some((l, socket));
-                        break;
-                    }
-                }
-            }
-            if child.is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let (chosen, socket) =
-            child.ok_or("the kernel connected, but no listener has the connection")?;
-        // A SYN that meets a TIME_WAIT twin, and that the kernel accepted:
-        // a stack drops the twin and asks again (Linux `tcp_v4_rcv` on
-        // TCP_TW_SYN).
-        let twin = {
-            let guard = self.table.pin();
-            self.table
-                .lookup(tto, client_table, &guard)
-                .filter(|found| found.state() == State::TimeWait)
-                .map(|found| self.time_waits.iter().position(|tw| found.is(&tw.table)))
-        };
-        if let Some(twin) = twin {
-            let n = twin.ok_or("the SYN meets a TIME_WAIT PCB the harness does not know")?;
-            let tw = self.time_waits.remove(n);
-            self.note(format!(
-                "the SYN meets TIME_WAIT {} -> {}: closed",
-                tw.local, tw.remote
-            ));
-        }
-        // The table's lookup for the SYN must name the same kind of listener.
-        {
-            let guard = self.table.pin();
-            let found = self
-                .table
-                .lookup(tto, client_table, &guard)
-                .ok_or("the table finds no PCB for the SYN")?;
-            let found_entry = self
-                .live()
-                .into_iter()
-                .find(|&e| found.is(&self.entry(e).table))
-                .ok_or("the table's lookup names no live socket")?;
-            let kind = |e: &Entry| {
-                let addr = linux_kernel::local_addr(&e.kernel).map(|a| a.ip().to_canonical());
-                let v6only = e.v6 && e.kernel.only_v6().unwrap_or(false);
-                (e.v6, addr, v6only)
-            };
-            let (kk, tk) = (kind(self.entry(chosen)), kind(self.entry(found_entry)));
-            if kk != tk || found.state() != State::Listen {
-                return Err(format!(
-                    "the SYN for {kto} went to #{chosen} {kk:?} in the kernel, the table's lookup names #{found_entry} {tk:?} ({:?})",
-                    found.state()
-                ));
-            }
-        }
-        let accepted = self
-            .entry(chosen)
-            .table
-            .accept(tto, client_table, Arc::new(()))
-            .map_err(|e| format!("table accept on #{chosen}: {e:?}"))?;
-        let (v6, uid, reuse_addr) = {
-            let l = self.entry(chosen);
-            (l.v6, l.uid, l.reuse_addr)
-        };
-        let c = self.entries.len();
-        self.note(format!("#{c} = accept(#{chosen}) for #{i}"));
-        self.entries.push(Some(Entry {
-            v6,
-            uid,
-            kernel: socket,
-            table: accepted,
-            peer: Some(i),
-            listening: false,
-            reuse_addr,
-            accepted: true,
-        }));
-        self.entries[i].as_mut().expect("live").peer = Some(c);
-        self.connections += 1;
-        if !self.check_local(c, None)? {
-            return Ok(false);
-        }
-        self.check_peer(c, Some((self.entry(i).kernel_port(), client_table.port())))?;
-        Ok(true)
-    }
-
     fn close(&mut self, i: usize) {
         if let Some(entry) = self.entries[i].take() {
             self.note(format!("#{i} close()"));
@@ -778,129 +529,6 @@ impl World {
                 self.close(peer);
             }
         }
-    }
-
-    /// The orderly close of a connection: `first` closes, then its peer, so
-    /// `first` ends in TIME_WAIT (in the kernel once `/proc` shows it) and
-    /// the peer closes for good.
-    fn close_orderly(&mut self, first: usize) -> Step {
-        let one = self.entries[first].take().expect("live");
-        let other = one.peer.expect("connected");
-        let two = self.entries[other].take().expect("the peer is live");
-        self.note(format!(
-            "#{first} close(), then #{other} close(): TIME_WAIT"
-        ));
-        let local = linux_kernel::local_addr(&one.kernel).ok_or("no local address")?;
-        let remote = one
-            .kernel
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .ok_or("no peer address")?;
-        // The client end as it saw the connection, to replay it.
-        let client_end = if one.accepted { &two } else { &one };
-        let client_v6 = client_end.v6;
-        let client = linux_kernel::local_addr(&client_end.kernel).ok_or("no client address")?;
-        let server = client_end
-            .kernel
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .ok_or("no server address")?;
-        drop(one.kernel);
-        drop(two.kernel);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tcp_state(local, remote) != Some(TIME_WAIT) || tcp_state(remote, local).is_some() {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{local} -> {remote} did not reach TIME_WAIT in the kernel: {:?}",
-                    tcp_states::tcp_sockets()
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        one.table
-            .time_wait()
-            .map_err(|e| format!("table time_wait(): {e:?}"))?;
-        drop(two.table);
-        self.entered_time_wait += 1;
-        self.time_waits.push(TimeWait {
-            table: one.table,
-            local,
-            remote,
-            client,
-            server,
-            client_v6,
-        });
-        Ok(())
-    }
-
-    /// The kernel and the table must agree on which TIME_WAIT sockets are
-    /// left: a twin that gave way is gone from both.
-    fn check_time_waits(&mut self) -> Step {
-        if self.time_waits.is_empty() {
-            return Ok(());
-        }
-        let kernel = tcp_states::tcp_sockets();
-        let mut gone = Vec::new();
-        for (n, tw) in self.time_waits.iter().enumerate() {
-            let (local, remote) = (
-                tcp_states::canonical(tw.local),
-                tcp_states::canonical(tw.remote),
-            );
-            let in_kernel = kernel
-                .iter()
-                .any(|s| s.local == local && s.remote == remote && s.state == TIME_WAIT);
-            let in_table = tw.table.state() == State::TimeWait;
-            if in_kernel != in_table {
-                return Err(format!(
-                    "TIME_WAIT {} -> {}: the kernel {}, the table {:?}",
-                    tw.local,
-                    tw.remote,
-                    if in_kernel { "has it" } else { "has none" },
-                    tw.table.state()
-                ));
-            }
-            if !in_table {
-                gone.push(n);
-            }
-        }
-        for n in gone.into_iter().rev() {
-            let tw = self.time_waits.remove(n);
-            self.note(format!("TIME_WAIT {} -> {} gave way", tw.local, tw.remote));
-        }
-        Ok(())
-    }
-
-    /// A new socket replays the client of a connection that left a TIME_WAIT
-    /// socket: the same address and port, toward the same server, where a
-    /// listener still waits. The SYN meets the server side's twin, or the
-    /// bound connect() the client side's.
-    fn replay(&mut self, rng: &mut Rng) -> Result<bool, String> {
-        let tw = &self.time_waits[rng.below(self.time_waits.len())];
-        let (client, server, v6) = (tw.client, tw.server, tw.client_v6);
-        let tserver = SocketAddr::new(server.ip(), self.to_table_port(server.port()));
-        if !self.table_listener_for(tserver) {
-            return Ok(true);
-        }
-        self.replays += 1;
-        let uid = self.draw_uid(rng);
-        self.open(v6, uid)?;
-        let i = self.entries.len() - 1;
-        if rng.chance(70) {
-            self.set_option(i, 0, true)?;
-        }
-        if rng.chance(20) {
-            self.set_option(i, 1, true)?;
-        }
-        let address = client.ip().to_string();
-        if !self.bind(i, &address, PortRef::Known(client.port()))? {
-            return Ok(false);
-        }
-        if self.entry(i).table.state() != State::Bound {
-            return Ok(true);
-        }
-        self.connect(i, server)
     }
 
     /// A socket owner: root, uid 1000, or a uid of the socket's own.
@@ -1159,7 +787,9 @@ fn differential(protocol: Protocol) {
             failures.push(divergence);
         }
     }
-    let mut random = Rng(started.elapsed().as_nanos() as u64 ^ std::process::id() as u64);
+    // The random seeds are the outputs of this generator, from `origin`.
+    let origin = started.elapsed().as_nanos() as u64 ^ std::process::id() as u64;
+    let mut random = Rng(origin);
     while started.elapsed() < Duration::from_secs(budget) && failures.len() < 5 {
         let seed = random.next();
         if let Err(divergence) = run(protocol, seed, &mut totals) {
@@ -1169,7 +799,7 @@ fn differential(protocol: Protocol) {
     eprintln!(
         "{name}: {} operations compared ({} failing calls, {} peers, {} connections, \
          {} TIME_WAIT sockets, {} replayed clients) in {} sequences ({} stopped early at an \
-         unmappable random port), {:.1} s",
+         unmappable random port), {:.1} s; random seeds from Rng({origin:#x})",
         totals.ops,
         totals.errors_compared,
         totals.peers_compared,

@@ -232,6 +232,11 @@ pub fn local_addr(socket: &Socket) -> Option<SocketAddr> {
     socket.local_addr().ok().and_then(|a| a.as_socket())
 }
 
+/// The peer address of a socket (`getpeername`), if it is connected.
+pub fn peer_addr(socket: &Socket) -> Option<SocketAddr> {
+    socket.peer_addr().ok().and_then(|a| a.as_socket())
+}
+
 /// Closes with SO_LINGER 0: a connected socket resets instead of entering
 /// TIME_WAIT.
 pub fn close_now(socket: Socket) {
