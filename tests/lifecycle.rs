@@ -73,7 +73,7 @@ fn bad_input_gets_a_clear_error() {
             Err(Error::AddrNotAvailable)
         );
         if policy == Policy::FreeBsd {
-            // Linux connects to the local host (tests/linux_conformance.rs).
+            // Linux connects to the local host (tests/linux_connect.rs).
             assert_eq!(
                 client.connect(addr("0.0.0.0:80")),
                 Err(Error::AddrNotAvailable)
