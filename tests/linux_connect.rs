@@ -4,6 +4,8 @@
 //! connect() to an unspecified address, which reaches the local host. Every
 //! expected value is the one the kernel (6.18) gave when this was written.
 //! Each test runs in its own network namespace; without one, it is skipped.
+//! FreeBSD's answer to the first case sits beside them, with the kernel
+//! source lines it follows.
 
 mod linux_kernel;
 
