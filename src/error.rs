@@ -37,6 +37,17 @@ pub enum Error {
     /// `ENOPROTOOPT`: the option does not exist for this policy or family
     /// (SO_REUSEPORT_LB on Linux, IPV6_V6ONLY on an `Inet` PCB).
     OptionNotAvailable,
+    /// `EAGAIN`: no ephemeral port was free for the automatic bind of a
+    /// Linux UDP `connect()` (`inet_autobind`). The TCP `connect()` of both
+    /// kernels, and FreeBSD's UDP `connect()`, say
+    /// [`AddrNotAvailable`](Error::AddrNotAvailable) instead.
+    ///
+    /// ```
+    /// use std::io;
+    /// let error: io::Error = pcbhash::Error::WouldBlock.into();
+    /// assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    /// ```
+    WouldBlock,
 }
 
 impl Error {
@@ -57,12 +68,13 @@ impl Error {
             Error::FamilyNotSupported => libc::EAFNOSUPPORT,
             Error::NetworkUnreachable => libc::ENETUNREACH,
             Error::OptionNotAvailable => libc::ENOPROTOOPT,
+            Error::WouldBlock => libc::EAGAIN,
         }
     }
 
     /// The error for an errno, if it is one of ours.
     pub fn from_errno(errno: i32) -> Option<Error> {
-        const ALL: [Error; 10] = [
+        const ALL: [Error; 11] = [
             Error::AddrInUse,
             Error::AddrNotAvailable,
             Error::InvalidInput,
@@ -73,6 +85,7 @@ impl Error {
             Error::FamilyNotSupported,
             Error::NetworkUnreachable,
             Error::OptionNotAvailable,
+            Error::WouldBlock,
         ];
         ALL.into_iter().find(|e| e.errno() == errno)
     }
@@ -91,6 +104,7 @@ impl fmt::Display for Error {
             Error::FamilyNotSupported => "address family not supported",
             Error::NetworkUnreachable => "network unreachable (no source address)",
             Error::OptionNotAvailable => "option not available",
+            Error::WouldBlock => "no ephemeral port free, try again",
         };
         f.write_str(text)
     }
@@ -118,6 +132,7 @@ mod tests {
             (Error::InvalidInput, io::ErrorKind::InvalidInput),
             (Error::PermissionDenied, io::ErrorKind::PermissionDenied),
             (Error::NetworkUnreachable, io::ErrorKind::NetworkUnreachable),
+            (Error::WouldBlock, io::ErrorKind::WouldBlock),
         ];
         for (error, kind) in cases {
             let io: io::Error = error.into();

@@ -103,6 +103,10 @@ impl Flags {
     /// (`inet_bind2_bucket`) that an unbound `connect()` created and no
     /// `bind()` has joined since.
     pub const CONNECT_BUCKET: Flags = Flags(1 << 9);
+    /// Linux: `bind()` gave the PCB the local address it holds now, so its
+    /// IPv4 source address (`inet_saddr`) is set; for an `Inet6` PCB on a
+    /// specific IPv6 address that is `LOOPBACK4_IPV6` (`__inet6_bind`).
+    pub const SOURCE_BOUND: Flags = Flags(1 << 10);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -200,6 +204,7 @@ impl fmt::Debug for Flags {
             (Self::ADDR_LOCKED, "ADDR_LOCKED"),
             (Self::PORT_LOCKED, "PORT_LOCKED"),
             (Self::CONNECT_BUCKET, "CONNECT_BUCKET"),
+            (Self::SOURCE_BOUND, "SOURCE_BOUND"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

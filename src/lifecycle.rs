@@ -80,6 +80,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let local = policy::check_bind(self.rules, &me, local)?;
+        // The address bound now replaces any source address an earlier
+        // bind() left.
+        let me = PcbView {
+            flags: me.flags.without(Flags::SOURCE_BOUND),
+            ..me
+        };
         let mut pinned = Flags::EMPTY;
         if !local.is_wildcard() {
             pinned = pinned | Flags::ADDR_LOCKED;
@@ -96,6 +102,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
                     // The PCB is not in the table: nothing else sees it.
                     inner.tuple.replace(unbound, &guard);
+                    inner
+                        .flags
+                        .update(|flags| flags.without(Flags::SOURCE_BOUND));
                 }
                 return Err(error);
             }
@@ -307,10 +316,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// A PCB left the bucket of `local` (it closed, went to TIME_WAIT or
-    /// moved to another address): when every PCB still in it but those in
-    /// TIME_WAIT and `except` got its port from `connect()`, the bucket is
-    /// connect-only again (`inet_bind2_bucket_destroy`). Caller holds the
-    /// port's lock.
+    /// moved to another address): when every PCB still in it but `except`
+    /// got its port from `connect()`, the bucket is connect-only again
+    /// (`inet_bind2_bucket_destroy`). A TIME_WAIT PCB stays among the
+    /// bucket's owners and counts as the socket it was (`sk_is_connect_bind`
+    /// reads `tw_connect_bind`): an accepted connection, or one that
+    /// connected from a port `bind()` chose, keeps the bucket held by
+    /// `bind()`. Caller holds the port's lock.
     fn left_bucket(&self, local: &Endpoint, except: Option<&PcbInner<S>>, guard: &Guard) {
         if !self.tracks_buckets() {
             return;
@@ -321,10 +333,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         // Stops at the first owner that bind() or listen() put there (on a
         // server: at once), so a close costs O(1) there.
-        let connect_owned = others().all(|pcb| {
-            let flags = pcb.flags.load();
-            flags.state() == State::TimeWait || flags.contains(Flags::CONNECT_BIND)
-        });
+        let connect_owned = others().all(|pcb| pcb.flags.load().contains(Flags::CONNECT_BIND));
         if connect_owned {
             for pcb in others() {
                 pcb.flags.update(|flags| flags | Flags::CONNECT_BUCKET);
@@ -444,13 +453,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let source = if !me.local.is_wildcard() {
             me.local.ip
         } else {
-            // The peer as given, unless the policy put another in its place.
-            let destination = if peer == Endpoint::new(remote) {
-                remote.ip()
-            } else {
-                peer.to_socket(inner.family).ip()
-            };
-            (self.source_address)(destination)
+            (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
@@ -723,10 +726,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let held = self.ports.lock(me.local.port);
         self.ports.begin_move(&held);
         if keep.keep_port {
-            let flags = me
+            let mut flags = me
                 .flags
                 .without(Flags::CONNECT_BIND)
                 .with_state(State::Bound);
+            if !keep.keep_addr {
+                flags = flags.without(Flags::SOURCE_BOUND);
+            }
             if !connected {
                 // The group is keyed by address: join again after the move.
                 self.leave_group(&held, inner, guard);
@@ -779,7 +785,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .without(Flags::CONNECT_BIND | Flags::PORT_LOCKED)
                 .with_state(State::Closed);
             if !keep_addr {
-                flags = flags.without(Flags::ADDR_LOCKED);
+                flags = flags.without(Flags::ADDR_LOCKED | Flags::SOURCE_BOUND);
             }
             flags
         });

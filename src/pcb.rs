@@ -208,16 +208,35 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// A connected UDP PCB connects again to the new peer: Linux keeps its
     /// local address; FreeBSD disconnects it first (`soconnectat`), so the
     /// local address is chosen anew, and stays the wildcard if the new peer
-    /// is refused. FreeBSD connects to `::` as to `::1`, and to `0.0.0.0`
-    /// only under [`Builder::connect_inaddr_wild`](crate::Builder::connect_inaddr_wild).
+    /// is refused.
+    ///
+    /// An unspecified peer (`0.0.0.0`, `::ffff:0.0.0.0`, `::`) means the local
+    /// host under `Policy::Linux`, as in the kernel: the PCB's own IPv4
+    /// address if it is bound to one, else `127.0.0.1`; `::` is `::1`, or
+    /// `::ffff:127.0.0.1` from a v4-mapped address. [`peer_addr`](Pcb::peer_addr)
+    /// then shows that address. FreeBSD connects to `::` as to `::1`, and to
+    /// `0.0.0.0` only under
+    /// [`Builder::connect_inaddr_wild`](crate::Builder::connect_inaddr_wild).
     ///
     /// Errors: `AlreadyConnected`, `NotSupported` (TCP with SO_REUSEPORT_LB on
     /// FreeBSD), `FamilyNotSupported`, `PermissionDenied` (FreeBSD TCP to
     /// `255.255.255.255`), `NetworkUnreachable` (no source address; FreeBSD:
     /// an unspecified or broadcast peer the sysctls refuse),
-    /// `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
-    /// `AddrInUse` / `AddrNotAvailable` when the bound port already has this
-    /// 4-tuple (FreeBSD / Linux).
+    /// `AddrNotAvailable` (port 0, exhaustion), `WouldBlock` (Linux UDP: no
+    /// port for the automatic bind), `AddrInUse` / `AddrNotAvailable` when
+    /// the bound port already has this 4-tuple (FreeBSD / Linux).
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Family, PcbTable, Policy, Protocol};
+    ///
+    /// let table = PcbTable::<()>::builder()
+    ///     .policy(Policy::Linux)
+    ///     .protocol(Protocol::Udp)
+    ///     .build();
+    /// let pcb = table.attach(Family::Inet, Cred::ROOT, std::sync::Arc::new(()));
+    /// pcb.connect("0.0.0.0:30000".parse().unwrap()).unwrap();
+    /// assert_eq!(pcb.peer_addr(), Some("127.0.0.1:30000".parse().unwrap()));
+    /// ```
     pub fn connect(&self, remote: SocketAddr) -> Result<SocketAddr, Error> {
         self.table.connect(&self.inner, remote)
     }

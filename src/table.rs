@@ -706,7 +706,9 @@ impl Builder {
     }
 
     /// The stack's routing decision: the local address `connect()` uses for a
-    /// peer when the PCB is unbound or bound to a wildcard. `None` makes
+    /// peer when the PCB is unbound or bound to a wildcard. The selector sees
+    /// the peer as the PCB's family shows it (v4-mapped for an `Inet6` PCB),
+    /// after an unspecified peer became the local host (Linux). `None` makes
     /// `connect()` fail with `NetworkUnreachable`. The default knows only
     /// loopback: `127.0.0.0/8` → `127.0.0.1`, `::1` → `::1`,
     /// `::ffff:127.x.y.z` → `::ffff:127.0.0.1`.

@@ -193,3 +193,107 @@ fn linux_time_wait_twin_blocks_an_unbound_connect() {
     assert_eq!(at.port(), 40000);
     let _child = other.accept(to_other, at);
 }
+
+/// A connection on a port that `listen()` or `bind()` took, closed so that
+/// the server side ends in TIME_WAIT (or, with `abort`, reset), and then the
+/// listener closed: what an unbound connect() finds on the one-port range.
+fn after_server_side_time_wait(scene: &Scene, listening: &str, abort: bool) -> i32 {
+    let server = scene.socket(false, 0);
+    if listening == "bind" {
+        server.bind("server bind", "127.0.0.1", 40000, OK);
+    }
+    server.listen("server listen", OK);
+    let to = server.local("server").expect("bound");
+    assert_eq!(to.port(), 40000);
+    let to = std::net::SocketAddr::new("127.0.0.1".parse().expect("ip"), to.port());
+    let client = scene.socket(false, 0);
+    client.bind("client bind", "127.0.0.1", 20000, OK);
+    let from = client.connect("client connect", to, OK).expect("connected");
+    let child = server.accept(to, from);
+    let _tw = if abort {
+        linux_kernel::close_now(child.kernel);
+        drop(child.table);
+        linux_kernel::close_now(client.kernel);
+        drop(client.table);
+        None
+    } else {
+        let tw = child.close_first();
+        client.close();
+        scene.await_time_wait(40000);
+        Some(tw)
+    };
+    server.close();
+    let (_other, to_other) = listener(scene, false, 0, ("127.0.0.2", 20001), (false, false));
+    let late = scene.socket(false, 0);
+    let k = linux_kernel::errno(&linux_kernel::connect(&late.kernel, to_other));
+    let t = linux_kernel::table_errno(&late.table.connect(to_other));
+    assert_eq!(
+        k, t,
+        "{listening}, abort {abort}: the kernel and the table differ"
+    );
+    k
+}
+
+/// A TIME_WAIT socket stays an owner of its port's bind bucket as the
+/// socket it was (`tw_connect_bind`): an accepted connection's TIME_WAIT
+/// keeps a port that `listen()` autobound, or `bind()` named, held by
+/// bind(), so `__inet_hash_connect` passes over it even after the listener
+/// closed. Reset instead of TIME_WAIT, the port is free again.
+#[test]
+fn linux_time_wait_keeps_a_bind_made_port_from_connect() {
+    for listening in ["autobind", "bind"] {
+        for abort in [false, true] {
+            let Some(scene) = Scene::new((40000, 40000)) else {
+                return;
+            };
+            let got = after_server_side_time_wait(&scene, listening, abort);
+            let want = if abort { OK } else { EADDRNOTAVAIL };
+            assert_eq!(got, want, "{listening}, abort {abort}");
+        }
+    }
+}
+
+/// The client side: a TIME_WAIT of a connection whose port `bind()` chose
+/// keeps the port from an unbound connect() toward any peer, as the server
+/// side's does; `bind()` to port 0 finds no port either (EADDRINUSE, the
+/// Linux bind exhaustion error), and an explicit bind with SO_REUSEADDR on
+/// both sides then connects to a new peer from that port. UDP has no
+/// TIME_WAIT: a UDP port comes back at close.
+#[test]
+fn linux_time_wait_of_a_bound_client() {
+    let Some(scene) = Scene::new((40000, 40000)) else {
+        return;
+    };
+    let (server, to) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+    let (other, to_other) = listener(&scene, false, 0, ("127.0.0.2", 20001), (false, false));
+    let client = scene.socket_with(false, 0, true, false);
+    client.bind("client bind(0)", "127.0.0.1", 0, OK);
+    let from = client.connect("client connect", to, OK).expect("connected");
+    assert_eq!(from.port(), 40000);
+    let child = server.accept(to, from);
+    let _tw = client.close_first();
+    child.close();
+    scene.await_time_wait(40000);
+
+    let unbound = scene.socket(false, 0);
+    unbound.connect("an unbound connect() elsewhere", to_other, EADDRNOTAVAIL);
+    let any = scene.socket(false, 0);
+    any.bind("bind(0)", "127.0.0.1", 0, libc::EADDRINUSE);
+    let again = scene.socket_with(false, 0, true, false);
+    again.bind("SO_REUSEADDR beside it", "127.0.0.1", 40000, OK);
+    let at = again
+        .connect("a bound connect() elsewhere", to_other, OK)
+        .expect("connected");
+    assert_eq!(at, from);
+    let _child = other.accept(to_other, at);
+
+    let Some(scene) = Scene::with(pcbhash::Protocol::Udp, (40000, 40000)) else {
+        return;
+    };
+    let udp = scene.socket(false, 0);
+    udp.bind("UDP bind(0)", "127.0.0.1", 0, OK);
+    udp.connect("UDP connect", to, OK);
+    udp.close();
+    let next = scene.socket(false, 0);
+    next.connect("UDP: the port is back at close", to_other, OK);
+}

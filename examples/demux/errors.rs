@@ -18,6 +18,7 @@ pub fn errno_name(error: Error) -> &'static str {
         Error::FamilyNotSupported => "EAFNOSUPPORT",
         Error::NetworkUnreachable => "ENETUNREACH",
         Error::OptionNotAvailable => "ENOPROTOOPT",
+        Error::WouldBlock => "EAGAIN",
         _ => "E?",
     }
 }

@@ -19,60 +19,6 @@ fn v6only(r: &Rec) -> bool {
     r.inet6 && (r.v6only || r.forced_v6only)
 }
 
-/// The table's reading, which takes every PCB on a specific IPv6 address for
-/// V6ONLY, also one that got its address from connect() or accept(). Used
-/// only to tell a known difference from a new one.
-fn v6only_alt(r: &Rec) -> bool {
-    v6only(r) || (r.inet6 && kind6(r) == Kind::Specific)
-}
-
-thread_local! {
-    static ALT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn v6only_sel(r: &Rec) -> bool {
-    if ALT.with(|a| a.get()) {
-        v6only_alt(r)
-    } else {
-        v6only(r)
-    }
-}
-
-/// Like [`kernel_or_known`] for a port choice: the kernel's answer when the
-/// table's choice fits it, the known difference when only the table's
-/// reading allows it.
-fn port_or_known(f: impl Fn() -> MResult<u16>) -> MResult<u16> {
-    let kernel = f();
-    if kernel.is_ok() {
-        return kernel;
-    }
-    ALT.with(|a| a.set(true));
-    let alt = f();
-    ALT.with(|a| a.set(false));
-    match (kernel, alt) {
-        (Err(k), Err(a)) if k == a => Err(k),
-        _ => Err(ModelError::Known(
-            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
-        )),
-    }
-}
-
-/// Runs `f` under the kernel's rules and under the table's reading of
-/// V6ONLY; a different answer is the known difference.
-fn kernel_or_known<T: PartialEq>(f: impl Fn() -> T) -> Result<T, ModelError> {
-    let kernel = f();
-    ALT.with(|a| a.set(true));
-    let alt = f();
-    ALT.with(|a| a.set(false));
-    if kernel == alt {
-        Ok(kernel)
-    } else {
-        Err(ModelError::Known(
-            "Linux: a connected or accepted IPv6 PCB on a specific address is not V6ONLY",
-        ))
-    }
-}
-
 /// `inet_rcv_saddr` of an IPv6 socket: `::` gives 0, a mapped address its
 /// IPv4 address, a specific IPv6 address `LOOPBACK4_IPV6`.
 fn v4_view(r: &Rec) -> Ipv4Addr {
@@ -101,7 +47,7 @@ fn kind6(r: &Rec) -> Kind {
 /// `inet_rcv_saddr_equal(sk, sk2, match_wildcard = true)`.
 fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     if !sk.inet6 {
-        if v6only_sel(sk2) {
+        if v6only(sk2) {
             return false;
         }
         let (a, b) = (v4_view(sk), v4_view(sk2));
@@ -110,7 +56,7 @@ fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     let t1 = kind6(sk);
     let t2 = if sk2.inet6 { kind6(sk2) } else { Kind::Mapped };
     if t1 == Kind::Mapped && t2 == Kind::Mapped {
-        if v6only_sel(sk2) {
+        if v6only(sk2) {
             return false;
         }
         let (a, b) = (v4_view(sk), v4_view(sk2));
@@ -119,10 +65,10 @@ fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     if t1 == Kind::Any && t2 == Kind::Any {
         return true;
     }
-    if t2 == Kind::Any && !(v6only_sel(sk2) && t1 == Kind::Mapped) {
+    if t2 == Kind::Any && !(v6only(sk2) && t1 == Kind::Mapped) {
         return true;
     }
-    if t1 == Kind::Any && !(v6only_sel(sk) && t2 == Kind::Mapped) {
+    if t1 == Kind::Any && !(v6only(sk) && t2 == Kind::Mapped) {
         return true;
     }
     sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk.local.0 == sk2.local.0
@@ -338,9 +284,9 @@ pub(crate) fn bind(
     n.forced_v6only |= n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
     let port = if ep.1 != 0 {
         let conflict = if m.tcp() {
-            kernel_or_known(|| tcp_explicit_conflict(m, id, &n, ep.1))?
+            tcp_explicit_conflict(m, id, &n, ep.1)
         } else {
-            kernel_or_known(|| udp_explicit_conflict(m, id, &n, ep.1))?
+            udp_explicit_conflict(m, id, &n, ep.1)
         };
         if conflict {
             forget_address(m, id);
@@ -348,15 +294,15 @@ pub(crate) fn bind(
         }
         ep.1
     } else if m.tcp() {
-        port_or_known(|| tcp_autobind(m, id, &n, pick)).inspect_err(|_| forget_address(m, id))?
+        tcp_autobind(m, id, &n, pick).inspect_err(|_| forget_address(m, id))?
     } else {
-        port_or_known(|| udp_autobind(m, id, &n, pick, Error::AddrInUse))
-            .inspect_err(|_| forget_address(m, id))?
+        udp_autobind(m, id, &n, pick, Error::AddrInUse).inspect_err(|_| forget_address(m, id))?
     };
     // __inet6_bind() sets SOCK_BINDADDR_LOCK for any address type but ANY:
     // `::ffff:0.0.0.0` is MAPPED, so it counts as named. `sk_userlocks` is
     // only ever or-ed: an earlier named bind keeps it set.
     n.addr_locked |= !ep.0.is_unspecified() || mapped;
+    n.source_bound = !ep.0.is_unspecified();
     n.port_locked = ep.1 != 0;
     n.connect_bind = false;
     m.recs[id] = n;
@@ -399,14 +345,12 @@ pub(crate) fn bucket_joined(m: &mut Model, id: usize, by_connect: bool) {
 }
 
 /// A TCP record left the bucket at `local` (closed, TIME_WAIT, or moved):
-/// when every record still in it but those in TIME_WAIT got its port from
-/// connect(), the bucket is connect-only again (`inet_bind2_bucket_destroy`).
+/// when every record still in it got its port from connect(), the bucket is
+/// connect-only again (`inet_bind2_bucket_destroy`). A TIME_WAIT record is
+/// still an owner, as the socket it was (`tw_connect_bind`).
 pub(crate) fn bucket_left(m: &mut Model, local: Ep) {
     let mates = bucket_mates(m, local);
-    if mates.iter().all(|&i| {
-        let r = &m.recs[i];
-        r.state == State::TimeWait || r.connect_bind
-    }) {
+    if mates.iter().all(|&i| m.recs[i].connect_bind) {
         for i in mates {
             m.recs[i].connect_bucket = true;
         }
@@ -432,6 +376,7 @@ pub(crate) fn port_left(m: &mut Model, port: u16) {
 fn forget_address(m: &mut Model, id: usize) {
     let r = &mut m.recs[id];
     r.local.0 = if r.inet6 { V6_ANY } else { V4_ANY };
+    r.source_bound = false;
 }
 
 pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()> {
@@ -440,14 +385,14 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         State::Listen => return Ok(()),
         State::Closed => {
             n.state = State::Listen;
-            let port = port_or_known(|| tcp_autobind(m, id, &n, pick))?;
+            let port = tcp_autobind(m, id, &n, pick)?;
             let local = (n.local.0, port);
             m.enter(id, local, State::Listen);
             bucket_bound(m, id);
         }
         State::Bound => {
             n.state = State::Listen;
-            if kernel_or_known(|| tcp_explicit_conflict(m, id, &n, n.local.1))? {
+            if tcp_explicit_conflict(m, id, &n, n.local.1) {
                 return Err(Error::AddrInUse.into());
             }
             m.recs[id].state = State::Listen;
@@ -472,11 +417,8 @@ pub(crate) fn connect(
         // it if the connect then fails.
         let mut w = n.clone();
         w.local = (n.local.0, 0);
-        let port = udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
-            // The kernel's EAGAIN has no counterpart in the table's errors.
-            ModelError::Errno(_) => ModelError::AnyError,
-            d => d,
-        })?;
+        // No free port: `inet_autobind()` says EAGAIN.
+        let port = udp_autobind(m, id, &w, pick, Error::WouldBlock)?;
         m.enter(id, (n.local.0, port), State::Bound);
         hash_in(m, id);
         n = m.recs[id].clone();
@@ -486,9 +428,8 @@ pub(crate) fn connect(
             return Err(Error::AlreadyConnected.into())
         }
         State::Dropped => return Err(Error::InvalidInput.into()),
-        // Linux lets a connected UDP socket connect again (to a new peer);
-        // the table answers EISCONN.
-        State::Connected => return Err(ModelError::Known("Linux UDP reconnect")),
+        // A connected UDP socket may connect again, to a new peer, from the
+        // same address and port.
         _ => {}
     }
     // __ip6_datagram_connect(): a UDP AF_INET6 socket given a sockaddr_in
@@ -503,38 +444,63 @@ pub(crate) fn connect(
         other => other,
     };
     crate::model::family_check(n.inet6, peer)?;
-    let rep = canonical(peer);
+    // `::` is the local host (tcp_v6_connect, __ip6_datagram_connect):
+    // `::ffff:127.0.0.1` from a socket on a v4-mapped address, `::1` otherwise.
+    let peer = match peer {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            let to: IpAddr = if n.local.0.is_ipv4() {
+                Ipv4Addr::LOCALHOST.to_ipv6_mapped().into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            SocketAddr::new(to, v6.port())
+        }
+        other => other,
+    };
+    let mut rep = canonical(peer);
     let mapped = peer.is_ipv6() && rep.0.is_ipv4();
     if mapped && v6only(&n) {
         return Err(Error::NetworkUnreachable.into());
     }
     if n.inet6 && n.state == State::Bound && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
         // Bound to a v4-mapped address (::ffff:0.0.0.0 too), connecting to an
-        // IPv6 peer: the 6.18 kernel answers EAFNOSUPPORT (ENETUNREACH when
-        // the peer has no route), the table EINVAL.
-        return Err(ModelError::Known(
-            "Linux connect from a mapped address to IPv6",
-        ));
+        // IPv6 peer: `ip6_dst_lookup_tail` answers EAFNOSUPPORT once a route
+        // is found; without a route (any peer but ::1 here) routing fails
+        // first, which the table cannot know.
+        return Err(if rep.0.is_loopback() {
+            Error::FamilyNotSupported.into()
+        } else {
+            ModelError::AnyError
+        });
     }
     let has_addr = !n.local.0.is_unspecified();
-    if !tcp && has_addr && !n.local.0.is_ipv4() && rep.0.is_ipv4() {
-        // A UDP AF_INET6 socket whose IPv6 source came from an earlier
-        // connect() (not V6ONLY) connecting to an IPv4 peer: the running
-        // kernel accepts it (the live differential test compares the table
-        // with it); the model does not know which source it then uses.
-        return Err(ModelError::Known(
-            "Linux UDP connect from an IPv6 source to an IPv4 peer",
-        ));
-    }
-    if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() {
+    // A UDP AF_INET6 socket on an IPv6 address that is not V6ONLY (the
+    // address came from connect(), or V6ONLY was cleared after a disconnect
+    // kept a bound one) may connect to an IPv4 peer: the kernel keeps the
+    // local address and port as they are (checked on the running kernel:
+    // `::1` stays the local address toward `::ffff:127.0.0.1`).
+    let keeps_v6_source = !tcp && has_addr && !n.local.0.is_ipv4() && rep.0.is_ipv4();
+    if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() && !keeps_v6_source {
         // A mapped local address toward an IPv6 peer, or the reverse: the
         // kernel fails these on routing; any error will do.
         return Err(ModelError::AnyError);
     }
+    if rep.0 == V4_ANY {
+        // ip_route_connect(): a zero destination is the IPv4 source address
+        // (`inet_saddr`), or 127.0.0.1 without one. An AF_INET6 socket bound
+        // to a specific IPv6 address has LOOPBACK4_IPV6 there.
+        rep.0 = match n.local.0 {
+            IpAddr::V4(v4) if !v4.is_unspecified() => n.local.0,
+            IpAddr::V6(v6) if !v6.is_unspecified() && n.source_bound => {
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
+            }
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+    }
     if tcp && rep.0.is_multicast() {
         return Err(Error::NetworkUnreachable.into());
     }
-    if rep.1 == 0 || rep.0.is_unspecified() {
+    if rep.1 == 0 {
         return Err(Error::AddrNotAvailable.into());
     }
     let laddr = if has_addr {
@@ -589,35 +555,10 @@ pub(crate) fn connect(
             bucket_joined(m, id, true);
         }
     } else {
-        let port = if n.local.1 != 0 {
-            n.local.1
-        } else {
-            // inet_autobind(): the port first, on the socket's own address.
-            let mut w = n.clone();
-            w.local = (n.local.0, 0);
-            // The kernel fails an exhausted autobind with EAGAIN, which the
-            // table's errors do not have: any error will do. A port the
-            // kernel would not share is the known difference: the table
-            // applies connect()'s TCP rule (__inet_hash_connect) to UDP.
-            udp_autobind(m, id, &w, pick, Error::AddrNotAvailable).map_err(|e| match e {
-                ModelError::Errno(_) if pick.is_some() => ModelError::Known(
-                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
-                ),
-                ModelError::Errno(_) => ModelError::AnyError,
-                ModelError::Diverged(_) => ModelError::Known(
-                    "Linux UDP connect() autobind: TCP's rule, not udp_lib_get_port's",
-                ),
-                d => d,
-            })?
-        };
-        if n.local.1 == 0 {
-            m.enter(id, (laddr, port), State::Connected);
-            hash_in(m, id);
-        } else {
-            let r = &mut m.recs[id];
-            r.local = (laddr, port);
-            r.state = State::Connected;
-        }
+        // The port came from the autobind above, or from bind().
+        let r = &mut m.recs[id];
+        r.local = (laddr, n.local.1);
+        r.state = State::Connected;
     }
     m.recs[id].remote = Some(rep);
     Ok(shown(m.recs[id].local, n.inet6))
@@ -634,6 +575,7 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     r.remote = None;
     if !n.addr_locked {
         r.local.0 = any;
+        r.source_bound = false;
     }
     if n.port_locked {
         r.state = State::Bound;

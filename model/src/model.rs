@@ -74,6 +74,10 @@ pub struct Rec {
     /// `SOCK_BINDPORT_LOCK`).
     pub(crate) addr_locked: bool,
     pub(crate) port_locked: bool,
+    /// Linux: bind() gave the record its current local address, so the
+    /// IPv4 source (`inet_saddr`) is set (`LOOPBACK4_IPV6` for a specific
+    /// IPv6 address).
+    pub(crate) source_bound: bool,
     /// Linux: forced V6ONLY by a bind to a specific IPv6 address.
     pub(crate) forced_v6only: bool,
     /// FreeBSD: the load-balance group, and whether the PCB waits for listen().
@@ -213,6 +217,7 @@ impl Model {
             connect_bucket: false,
             addr_locked: false,
             port_locked: false,
+            source_bound: false,
             forced_v6only: false,
             group: None,
             pending: false,

@@ -50,7 +50,7 @@
 mod saddr;
 mod udp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
     check_privilege, AfterFailedConnect, Disconnect, GroupKey, PcbView, PortMemo, TupleTaken,
@@ -98,13 +98,20 @@ pub(crate) fn check_bind(
 /// `__inet6_bind`: a specific (not v4-mapped) IPv6 address makes the socket
 /// V6ONLY (`sk->sk_ipv6only = 1`); any address but `::` locks it
 /// (`SOCK_BINDADDR_LOCK`), `::ffff:0.0.0.0` included, although connect()
-/// still chooses a source for that one.
+/// still chooses a source for that one. Any address but a wildcard sets the
+/// IPv4 source address (`inet_saddr`; see [`Flags::SOURCE_BOUND`]).
 pub(crate) fn bind_sets(me: &PcbView, local: &Endpoint) -> Flags {
-    match me.family {
-        Family::Inet6 if !local.is_v4() && !local.is_wildcard() => Flags::V6ONLY,
-        Family::Inet6 if local.is_v4() && local.is_wildcard() => Flags::ADDR_LOCKED,
-        _ => Flags::EMPTY,
-    }
+    let source = if local.is_wildcard() {
+        Flags::EMPTY
+    } else {
+        Flags::SOURCE_BOUND
+    };
+    source
+        | match me.family {
+            Family::Inet6 if !local.is_v4() && !local.is_wildcard() => Flags::V6ONLY,
+            Family::Inet6 if local.is_v4() && local.is_wildcard() => Flags::ADDR_LOCKED,
+            _ => Flags::EMPTY,
+        }
 }
 
 /// `inet_bind_conflict(sk, sk2, ...)` for a pair whose addresses overlap.
@@ -263,7 +270,7 @@ pub(crate) fn check_connect(
         (Family::Inet6, SocketAddr::V4(_), Protocol::Tcp) => return Err(Error::InvalidInput),
         _ => {}
     }
-    let peer = Endpoint::new(remote);
+    let peer = local_host_for_unspecified(me, Endpoint::new(remote));
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::NetworkUnreachable);
     }
@@ -276,10 +283,41 @@ pub(crate) fn check_connect(
             return Err(Error::FamilyNotSupported);
         }
     }
-    if peer.port == 0 || peer.is_wildcard() {
+    if peer.port == 0 {
         return Err(Error::AddrNotAvailable);
     }
     Ok(peer)
+}
+
+/// The peer a `connect()` to an unspecified address reaches: the local host.
+///
+/// - IPv4 (also `::ffff:0.0.0.0`): `ip_route_connect` routes a zero
+///   destination to the socket's IPv4 source address (`inet_saddr`), and
+///   without one to `127.0.0.1` (`ip_route_output_key_hash_rcu`); the
+///   socket's peer is that address. An `Inet6` socket that `bind()` put on
+///   a specific IPv6 address has `LOOPBACK4_IPV6` (`127.0.0.6`) there
+///   (`__inet6_bind`); one that got its IPv6 address from `connect()` has
+///   none.
+/// - `::`: `tcp_v6_connect` and `__ip6_datagram_connect` take it for
+///   `::ffff:127.0.0.1` when the socket is bound to a v4-mapped address
+///   (`::ffff:0.0.0.0` included), and for `::1` otherwise.
+///
+/// Any other peer is returned as it is.
+pub(crate) fn local_host_for_unspecified(me: &PcbView, peer: Endpoint) -> Endpoint {
+    if !peer.is_wildcard() {
+        return peer;
+    }
+    let ip = match peer.ip {
+        IpAddr::V4(_) if me.local.is_wildcard() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) if me.local.is_v4() => me.local.ip,
+        IpAddr::V4(_) if me.flags.contains(Flags::SOURCE_BOUND) => {
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
+        }
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) if me.local.is_v4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    Endpoint { ip, ..peer }
 }
 
 /// Whether an unbound `connect()` must pass over a candidate port.

@@ -352,13 +352,13 @@ pub(crate) fn binds_before_connect(rules: Rules, me: &PcbView) -> bool {
     rules.policy == Policy::Linux && rules.protocol == Protocol::Udp && me.state() == State::Closed
 }
 
-/// The error of `connect()` when that early bind finds no port.
+/// The error of `connect()` when that early bind finds no port: Linux
+/// `inet_autobind` answers EAGAIN. (FreeBSD never binds early; its
+/// `in_pcb_lport_dest` answers EADDRNOTAVAIL when the range is used up.)
 pub(crate) fn connect_autobind_failed(rules: Rules) -> Error {
     match rules.policy {
         Policy::FreeBsd => Error::AddrNotAvailable,
-        // `inet_autobind` gives EAGAIN, which `Error` cannot say yet: the
-        // closest it has is the TCP exhaustion error.
-        Policy::Linux => Error::AddrNotAvailable,
+        Policy::Linux => Error::WouldBlock,
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod dual;
 pub mod skip;
+pub mod tcp_states;
 
 use std::fs;
 use std::io;
@@ -232,6 +233,11 @@ pub fn errno_name(errno: i32) -> String {
 /// The local address of a socket.
 pub fn local_addr(socket: &Socket) -> Option<SocketAddr> {
     socket.local_addr().ok().and_then(|a| a.as_socket())
+}
+
+/// The peer address of a socket (`getpeername`), if it is connected.
+pub fn peer_addr(socket: &Socket) -> Option<SocketAddr> {
+    socket.peer_addr().ok().and_then(|a| a.as_socket())
 }
 
 /// Closes with SO_LINGER 0: a connected socket resets instead of entering

@@ -1,0 +1,305 @@
+//! `connect()` answers that the live differential test once missed, checked
+//! step by step on the running kernel and on a `PcbTable` with
+//! `Policy::Linux`: the EAGAIN of a UDP autobind that finds no port, and a
+//! connect() to an unspecified address, which reaches the local host. Every
+//! expected value is the one the kernel (6.18) gave when this was written.
+//! Each test runs in its own network namespace; without one, it is skipped.
+//! FreeBSD's answer to the first case sits beside them, with the kernel
+//! source lines it follows.
+
+mod linux_kernel;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use linux_kernel::dual::{listener, Pair, Scene, OK};
+use pcbhash::{Cred, Error, Family, PcbTable, Policy, Protocol, State};
+
+const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+const EAGAIN: i32 = libc::EAGAIN;
+const ENETUNREACH: i32 = libc::ENETUNREACH;
+
+fn at(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// The kernel's and the table's peer of `pair`, which must be `want`.
+fn expect_peer(step: &str, pair: &Pair, want: &str) {
+    let kernel = linux_kernel::peer_addr(&pair.kernel);
+    let table = pair.table.peer_addr();
+    assert!(
+        kernel == Some(at(want)) && table == Some(at(want)),
+        "{step}: expected the peer {want}, the kernel has {kernel:?}, the table {table:?}"
+    );
+}
+
+/// `connect()` in both worlds, which must succeed from `local` to `peer`.
+fn connects(pair: &Pair, step: &str, to: &str, local: &str, peer: &str) {
+    let from = pair.connect(step, at(to), OK).expect("connected");
+    assert_eq!(from, at(local), "{step}: the table's local address");
+    assert_eq!(pair.local(step), Some(at(local)), "{step}");
+    expect_peer(step, pair, peer);
+}
+
+/// `inet_autobind()` (the early bind of a UDP connect() from an unbound
+/// socket) answers EAGAIN when no port is free, before it looks at the peer;
+/// TCP's `__inet_hash_connect` answers EADDRNOTAVAIL.
+#[test]
+fn linux_udp_autobind_without_a_port_is_eagain() {
+    let Some(scene) = Scene::with(Protocol::Udp, (40000, 40000)) else {
+        return;
+    };
+    let first = scene.socket(false, 0);
+    connects(
+        &first,
+        "the only port",
+        "127.0.0.1:30000",
+        "127.0.0.1:40000",
+        "127.0.0.1:30000",
+    );
+    let v4 = scene.socket(false, 0);
+    v4.connect("no port left (AF_INET)", at("127.0.0.1:30001"), EAGAIN);
+    assert_eq!(v4.local("nothing bound"), None);
+    let v6 = scene.socket(true, 0);
+    v6.connect(
+        "no port left, toward ::ffff:0.0.0.0",
+        at("[::ffff:0.0.0.0]:30000"),
+        EAGAIN,
+    );
+    v6.connect("no port left (AF_INET6)", at("[::1]:30000"), EAGAIN);
+    assert_eq!(v6.table.state(), State::Closed);
+    // The port comes back with its owner, and the same call now succeeds.
+    first.close();
+    connects(
+        &v6,
+        "the port is free again",
+        "[::ffff:0.0.0.0]:30000",
+        "[::ffff:127.0.0.1]:40000",
+        "[::ffff:127.0.0.1]:30000",
+    );
+
+    let Some(scene) = Scene::new((40000, 40000)) else {
+        return;
+    };
+    let (_server, to) = listener(&scene, false, 0, ("127.0.0.1", 20000), (false, false));
+    let first = scene.socket(false, 0);
+    first.connect("TCP: the only port", to, OK);
+    let second = scene.socket(false, 0);
+    second.connect("TCP: no port left", to, EADDRNOTAVAIL);
+}
+
+/// FreeBSD has no early bind: `in_pcbconnect_setup` asks
+/// `in_pcb_lport_dest` for a port, and that answers EADDRNOTAVAIL once the
+/// range is used up (sys/netinet/in_pcb.c):
+///
+/// ```text
+///     do {
+///         if (count-- < 0)    /* completely used? */
+///             return (EADDRNOTAVAIL);
+/// ```
+///
+/// `udp_connect` returns that error as it is.
+#[test]
+fn freebsd_udp_connect_without_a_port_is_eaddrnotavail() {
+    let table = PcbTable::<()>::builder()
+        .policy(Policy::FreeBsd)
+        .protocol(Protocol::Udp)
+        .ephemeral_ports(40000..=40000)
+        .build();
+    let first = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    first.connect(at("127.0.0.1:30000")).expect("the only port");
+    let second = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    assert_eq!(
+        second.connect(at("127.0.0.1:30000")),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(second.state(), State::Closed);
+    // `in_pcb_lport_dest` looks for the 4-tuple: toward another peer the
+    // port is free.
+    assert_eq!(
+        second.connect(at("127.0.0.2:30000")),
+        Ok(at("127.0.0.1:40000"))
+    );
+}
+
+/// TCP `connect()` to an unspecified address: `ip_route_connect` turns
+/// `0.0.0.0` (also `::ffff:0.0.0.0`) into the socket's source address, or
+/// 127.0.0.1; `tcp_v6_connect` turns `::` into `::1`, or into
+/// `::ffff:127.0.0.1` on a socket bound to a v4-mapped address. The peer is
+/// that address, and the table's lookups find the connection under it.
+#[test]
+fn linux_tcp_connect_to_an_unspecified_address() {
+    let Some(scene) = Scene::new((40000, 40000)) else {
+        return;
+    };
+    let (server, _) = listener(&scene, true, 0, ("::", 30001), (false, false));
+    let (server6, _) = listener(&scene, true, 0, ("::", 30002), (false, false));
+
+    let bound = scene.socket(false, 0);
+    bound.bind("bind 127.0.0.2", "127.0.0.2", 30000, OK);
+    connects(
+        &bound,
+        "from 127.0.0.2 to 0.0.0.0",
+        "0.0.0.0:30001",
+        "127.0.0.2:30000",
+        "127.0.0.2:30001",
+    );
+    let child = server.accept(at("127.0.0.2:30001"), at("127.0.0.2:30000"));
+    expect_peer("the accepted side", &child, "[::ffff:127.0.0.2]:30000");
+    {
+        let guard = scene.table.pin();
+        let found = scene
+            .table
+            .lookup(at("127.0.0.2:30000"), at("127.0.0.2:30001"), &guard)
+            .expect("the client's 4-tuple");
+        assert!(found.is(&bound.table), "the lookup finds the client");
+        let found = scene
+            .table
+            .lookup(at("127.0.0.2:30001"), at("127.0.0.2:30000"), &guard)
+            .expect("the server side's 4-tuple");
+        assert!(found.is(&child.table), "the lookup finds the accepted PCB");
+    }
+
+    let unbound = scene.socket(false, 0);
+    connects(
+        &unbound,
+        "unbound, to 0.0.0.0",
+        "0.0.0.0:30001",
+        "127.0.0.1:40000",
+        "127.0.0.1:30001",
+    );
+    let _child = server.accept(at("127.0.0.1:30001"), at("127.0.0.1:40000"));
+
+    let mapped = scene.socket(true, 0);
+    connects(
+        &mapped,
+        "unbound AF_INET6, to ::ffff:0.0.0.0",
+        "[::ffff:0.0.0.0]:30002",
+        "[::ffff:127.0.0.1]:40000",
+        "[::ffff:127.0.0.1]:30002",
+    );
+    let _child = server6.accept(at("127.0.0.1:30002"), at("127.0.0.1:40000"));
+
+    let six = scene.socket(true, 0);
+    connects(
+        &six,
+        "unbound AF_INET6, to ::",
+        "[::]:30002",
+        "[::1]:40000",
+        "[::1]:30002",
+    );
+    let _child = server6.accept(at("[::1]:30002"), at("[::1]:40000"));
+
+    let on_mapped = scene.socket(true, 0);
+    on_mapped.bind("bind ::ffff:127.0.0.2", "::ffff:127.0.0.2", 30003, OK);
+    connects(
+        &on_mapped,
+        "from ::ffff:127.0.0.2 to ::",
+        "[::]:30002",
+        "[::ffff:127.0.0.2]:30003",
+        "[::ffff:127.0.0.1]:30002",
+    );
+    let _child = server6.accept(at("127.0.0.1:30002"), at("127.0.0.2:30003"));
+
+    let on_mapped = scene.socket(true, 0);
+    on_mapped.bind("bind ::ffff:127.0.0.2", "::ffff:127.0.0.2", 30004, OK);
+    connects(
+        &on_mapped,
+        "from ::ffff:127.0.0.2 to ::ffff:0.0.0.0",
+        "[::ffff:0.0.0.0]:30002",
+        "[::ffff:127.0.0.2]:30004",
+        "[::ffff:127.0.0.2]:30002",
+    );
+    let _child = server6.accept(at("127.0.0.2:30002"), at("127.0.0.2:30004"));
+
+    let on_any_mapped = scene.socket(true, 0);
+    on_any_mapped.bind("bind ::ffff:0.0.0.0", "::ffff:0.0.0.0", 30005, OK);
+    connects(
+        &on_any_mapped,
+        "from ::ffff:0.0.0.0 to ::",
+        "[::]:30002",
+        "[::ffff:127.0.0.1]:30005",
+        "[::ffff:127.0.0.1]:30002",
+    );
+    let _child = server6.accept(at("127.0.0.1:30002"), at("127.0.0.1:30005"));
+
+    let on_loopback6 = scene.socket(true, 0);
+    on_loopback6.bind("bind ::1", "::1", 30006, OK);
+    on_loopback6.connect(
+        "from ::1 (V6ONLY) to ::ffff:0.0.0.0",
+        at("[::ffff:0.0.0.0]:30002"),
+        ENETUNREACH,
+    );
+    connects(
+        &on_loopback6,
+        "from ::1 to ::",
+        "[::]:30002",
+        "[::1]:30006",
+        "[::1]:30002",
+    );
+}
+
+/// UDP `connect()` to an unspecified address, also when connecting again:
+/// the peer is the IPv4 source address the socket has (`inet_saddr`), which
+/// for an AF_INET6 socket that `bind()` put on `::1` is `LOOPBACK4_IPV6`
+/// (127.0.0.6), and without one 127.0.0.1.
+#[test]
+fn linux_udp_connect_to_an_unspecified_address() {
+    let Some(scene) = Scene::with(Protocol::Udp, (40000, 40000)) else {
+        return;
+    };
+    let mapped = scene.socket(true, 0);
+    connects(
+        &mapped,
+        "unbound AF_INET6, to ::ffff:0.0.0.0",
+        "[::ffff:0.0.0.0]:30000",
+        "[::ffff:127.0.0.1]:40000",
+        "[::ffff:127.0.0.1]:30000",
+    );
+    connects(
+        &mapped,
+        "again, to ::",
+        "[::]:30001",
+        "[::ffff:127.0.0.1]:40000",
+        "[::ffff:127.0.0.1]:30001",
+    );
+
+    let bound = scene.socket(false, 0);
+    bound.bind("bind 127.0.0.2", "127.0.0.2", 30000, OK);
+    connects(
+        &bound,
+        "from 127.0.0.2 to 0.0.0.0",
+        "0.0.0.0:30000",
+        "127.0.0.2:30000",
+        "127.0.0.2:30000",
+    );
+
+    let six = scene.socket(true, 0);
+    six.bind("bind :: (a port of its own)", "::", 30001, OK);
+    connects(&six, "to ::", "[::]:30000", "[::1]:30001", "[::1]:30000");
+    connects(
+        &six,
+        "again, from ::1 (source from connect) to ::ffff:0.0.0.0",
+        "[::ffff:0.0.0.0]:30000",
+        "[::1]:30001",
+        "[::ffff:127.0.0.1]:30000",
+    );
+
+    // bind() to ::1 with port 0, then a disconnect gives the port back but
+    // keeps the address (and its IPv4 view); V6ONLY may then be cleared.
+    let Some(scene) = Scene::with(Protocol::Udp, (40000, 40000)) else {
+        return;
+    };
+    let named = scene.socket(true, 0);
+    named.bind("bind ::1, port 0", "::1", 0, OK);
+    named.disconnect("give the port back, keep ::1", OK);
+    assert_eq!(named.local("no port"), None);
+    named.set_v6only(false);
+    connects(
+        &named,
+        "from ::1 (bound) to ::ffff:0.0.0.0",
+        "[::ffff:0.0.0.0]:30000",
+        "[::1]:40000",
+        "[::ffff:127.0.0.6]:30000",
+    );
+}
