@@ -812,7 +812,7 @@ impl<K: InlineKey, T: Send + Sync + 'static> RawMap<K, T> {
 
 /// A software prefetch of the cache line at `ptr` (a no-op off x86_64).
 #[inline(always)]
-fn prefetch_read(ptr: *const u8) {
+pub(super) fn prefetch_read(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is a hint: it never faults and reads nothing the
     // program can observe, whatever the address; SSE is part of x86_64.

@@ -9,6 +9,9 @@
 //! - [`RawMap`]: a hash map with lock-free readers, each bucket's first entry
 //!   inline in the bucket array, per-bucket writer locks and incremental
 //!   resizing.
+//! - [`ExactIndex`](exact::ExactIndex): the exact (4-tuple) index to come: one-line buckets of
+//!   seven one-word slots (a 12-bit signature beside the value's address),
+//!   probed without data-dependent branches; keys live in the values.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
 //! - [`SocketSlot`]: the socket reference, readable without a reference count
@@ -20,6 +23,9 @@
 //! guard is dropped.
 
 mod cell;
+// Not wired into the table yet: the PCB layout it indexes comes next.
+#[cfg_attr(not(test), allow(dead_code))]
+mod exact;
 mod map;
 mod ports;
 mod slot;
