@@ -27,6 +27,24 @@
 //! An all-zero slot is empty (a value's address is never zero), so a zeroed
 //! allocation is an empty array.
 //!
+//! The meta word belongs to the bucket as a *home* (the bucket the low bits
+//! of a hash pick), and only the holder of its lock writes it:
+//!
+//! ```text
+//!  63     56 55     48      ...      15      8 7   6 5     2   1       0
+//! +---------+---------+-------------+---------+-----+-------+-----+--------+
+//! | filter 6| filter 5|     ...     | filter 0|     | reach |MOVED| LOCKED |
+//! +---------+---------+-------------+---------+-----+-------+-----+--------+
+//! ```
+//!
+//! - *filter i* is the low byte of the signature of the entry in slot `i`
+//!   (never zero: 0 reads as 1) when that entry has this bucket as its home,
+//!   and zero otherwise (an empty slot, or an entry displaced here from
+//!   another home);
+//! - *reach* is the farthest distance at which an entry of this home lives
+//!   (below);
+//! - `LOCKED` and `MOVED` serve writers and resizes (below).
+//!
 //! The index stores no keys: the caller's predicate on `&T` decides what
 //! matches, as Linux's established hash (`__inet_lookup_established` compares
 //! the socket's own fields) and DPDK's `rte_hash` with the key in the entry
@@ -37,25 +55,33 @@
 //!
 //! Compared with the index it is meant to replace ([`RawMap`](super::RawMap):
 //! one inline entry per bucket and an overflow chain), the aim is a probe
-//! without data-dependent branches. A lookup loads the seven slots of the home
-//! bucket, compares their tags with the one it wants and builds a bit mask of
-//! candidates without branching; with 12-bit signatures a false candidate
-//! turns up in about one lookup in 600, so the only branch whose direction
-//! depends on the data ("did the home bucket hold it?") nearly always goes the
-//! same way. hashbrown's SSE2 group probe works the same way over control
-//! bytes, but keeps keys inline; DPDK's cuckoo hash compares 16-bit signatures
-//! of a bucket at once too, but its second (alternative) bucket is a random
-//! line, which a miss must always read. Here a miss reads one line unless the
-//! home bucket's meta says entries spilled over.
+//! without data-dependent branches. A lookup loads the home bucket's meta
+//! word and compares its seven filter bytes with the one it wants at once
+//! (SWAR: a few arithmetic operations on the word, as hashbrown's generic
+//! group does on control bytes), which gives a bit mask of candidate slots
+//! without branching. For each candidate it loads the slot and checks the
+//! full tag, then calls the predicate. An entry of another signature passes
+//! the filter in about one lookup in a hundred at the usual loads, and costs one
+//! more load from the line already in the cache; the only branch whose
+//! direction depends on the data ("did the home bucket hold it?") nearly
+//! always goes the same way. Comparing the seven slot tags themselves is as
+//! branch-free but costs about 30 instructions more per lookup; it is what
+//! the rare lookups past the home bucket do.
+//!
+//! hashbrown keeps keys beside its control bytes, which would put the PCB's
+//! key in the index; DPDK's cuckoo hash compares 16-bit signatures of a
+//! bucket at once too, but its alternative bucket is a random line, which a
+//! miss must always read. Here a miss reads one line unless the home bucket's
+//! reach says entries spilled over.
 //!
 //! ## Displacement
 //!
 //! An insert takes the first empty slot of its home bucket, else of the next
 //! bucket, and so on up to [`MAX_REACH`] buckets on (linear probing by whole
-//! lines). The home bucket's meta counts its displaced entries and keeps the
-//! *reach*, the farthest distance any of them may sit at (an upper bound: it
-//! drops to zero only when the count does). A lookup whose home bucket holds
-//! no candidate reads the following `reach` buckets, and only them; at the
+//! lines). The home bucket's meta keeps the *reach*, the farthest distance any
+//! of its entries sits at; a removal of a displaced entry recomputes it from
+//! the window. A lookup whose home bucket holds no match reads the following
+//! `reach` buckets, and only them; at the
 //! index's loads (at most four entries per seven slots, see
 //! [`MAX_LOAD`]) about 2% of entries are displaced, almost all by one bucket.
 //!
@@ -73,18 +99,23 @@
 //! # Writers
 //!
 //! A writer locks its home bucket (the `LOCKED` bit of the meta word, taken
-//! with a compare-exchange; readers ignore it). Slots are shared by up to
-//! `MAX_REACH + 1` homes, so an empty slot is claimed with a compare-exchange
-//! from zero, and a non-empty slot is written (cleared) only by whoever holds
-//! the lock of the home its tag names. A writer holds one lock at a time,
+//! with a compare-exchange; readers ignore it) and is then the only writer of
+//! that meta word. Slots are shared by up to `MAX_REACH + 1` homes, so an
+//! empty slot is claimed with a compare-exchange from zero, and a non-empty
+//! slot is written (cleared) only by whoever holds the lock of the home its
+//! tag names. A writer holds one lock at a time,
 //! except migration (below), which holds an old bucket's lock while it takes
 //! locks in the next array: locks are always taken old array first, so no
 //! two writers wait for each other in a cycle.
 //!
-//! An insert at a distance first moves the home's count and reach on, then
-//! claims the slot; the claim is the insert's linearization point, and a
-//! reader that sees the slot also sees a reach that covers it. A removal
-//! clears the slot, then lowers the count.
+//! An insert at home claims the slot, then sets its filter byte (the
+//! insert's linearization point: a reader that sees the byte finds the slot
+//! filled); an insert at a distance first extends the home's reach, then
+//! claims the slot (its linearization point: a reader that sees the slot also
+//! sees a reach that covers it). A removal at home clears the filter byte,
+//! then the slot (after which another home may claim the slot, with no byte
+//! of this home left to point at it); a removal at a distance clears the
+//! slot, then lowers the reach.
 //!
 //! Values are `Arc`s, held as one strong count per entry. A removed entry's
 //! count is dropped through the epoch, so whatever a reader loaded under a
@@ -286,7 +317,8 @@ impl<T: ExactEntry> ExactIndex<T> {
             }
             // The home bucket, then (rarely) the buckets its entries spilled
             // into, out of line.
-            if let Some(value) = Self::probe(bucket, tag(sig, 0), guard, &mut pred) {
+            let mask = home_candidates(meta, filter(sig));
+            if let Some(value) = Self::probe(bucket, mask, slot_of, tag(sig, 0), guard, &mut pred) {
                 return Some(value);
             }
             if meta & REACH_MASK == 0 {
@@ -296,20 +328,22 @@ impl<T: ExactEntry> ExactIndex<T> {
         }
     }
 
-    /// The value of the first slot of `bucket` with tag `want` that satisfies
-    /// `pred`.
+    /// The value of the first candidate slot of `bucket` that still has tag
+    /// `want` and satisfies `pred`. `slot(mask)` names the slot of the lowest
+    /// bit of `mask`, and is below `SLOTS` for every bit `mask` has.
     #[inline(always)]
     fn probe<'g>(
         bucket: &Bucket,
+        mut mask: u64,
+        slot: impl Fn(u64) -> usize,
         want: u64,
         _guard: &'g Guard,
         pred: &mut impl FnMut(&T) -> bool,
     ) -> Option<&'g T> {
-        let mut mask = bucket.candidates(want);
         while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
+            let i = slot(mask);
             mask &= mask - 1;
-            // SAFETY: `candidates` sets only the low `SLOTS` bits.
+            // SAFETY: `i < SLOTS` by this function's contract.
             let Some(value) = (unsafe { bucket.candidate::<T>(i, want) }) else {
                 continue;
             };
@@ -338,9 +372,14 @@ impl<T: ExactEntry> ExactIndex<T> {
         mut pred: impl FnMut(&T) -> bool,
     ) -> Option<&'g T> {
         (1..=reach).find_map(|distance| {
+            let bucket = buckets.bucket(home + distance);
+            let want = tag(sig, distance);
+            let mask = u64::from(bucket.candidates(want));
             Self::probe(
-                buckets.bucket(home + distance),
-                tag(sig, distance),
+                bucket,
+                mask,
+                |mask| mask.trailing_zeros() as usize,
+                want,
                 guard,
                 &mut pred,
             )
@@ -429,7 +468,8 @@ impl<T: ExactEntry> ExactIndex<T> {
         true
     }
 
-    /// Figures about the index (walks the current array).
+    /// Figures about the index (walks the current array; exact when no write
+    /// runs at the same time).
     pub(crate) fn stats(&self, guard: &Guard) -> ExactStats {
         let array = self.array.load(Ordering::Acquire, guard);
         // SAFETY: see `find`.
@@ -440,10 +480,12 @@ impl<T: ExactEntry> ExactIndex<T> {
             resizing: !buckets.next.load(Ordering::Acquire, guard).is_null(),
             ..ExactStats::default()
         };
-        for bucket in buckets.buckets.iter() {
-            let meta = bucket.meta.load(Ordering::Acquire);
+        for home in 0..buckets.buckets.len() {
+            let meta = buckets.bucket(home).meta.load(Ordering::Acquire);
             if meta & MOVED == 0 {
-                stats.displaced += displaced(meta) as usize;
+                buckets.entries_of(home, meta, |distance, _, _| {
+                    stats.displaced += usize::from(distance > 0);
+                });
                 stats.reach = stats.reach.max(reach(meta));
             }
         }

@@ -22,16 +22,62 @@ pub(crate) const MAX_LOAD: usize = SLOTS * 4 / 7;
 pub(crate) const MAX_REACH: usize = 14;
 
 /// Meta bit: a writer owns the bucket (as a home) and may change the home's
-/// entries and counts.
+/// entries, its reach and its filter bytes. Only the holder writes the meta
+/// word.
 pub(super) const LOCKED: u64 = 1 << 0;
 /// Meta bit: the home's entries are in the next array. Permanent.
 pub(super) const MOVED: u64 = 1 << 1;
-/// Meta field: the reach (bits 8 to 11).
-const REACH_SHIFT: u32 = 8;
+/// Meta field: the reach (bits 2 to 5).
+const REACH_SHIFT: u32 = 2;
 pub(super) const REACH_MASK: u64 = 0xF << REACH_SHIFT;
-/// Meta field: how many of the home's entries are displaced (bits 16 to 31).
-const DISPLACED_SHIFT: u32 = 16;
-const DISPLACED_MASK: u64 = 0xFFFF << DISPLACED_SHIFT;
+
+/// Meta bytes 1 to `SLOTS`: the *filter byte* of each slot, non-zero while
+/// the slot holds an entry of this home (distance 0), zero otherwise. Bit 0
+/// of each of those bytes.
+const FILTER_LOW: u64 = filter_lanes();
+/// Bit 7 of each filter byte.
+const FILTER_HIGH: u64 = FILTER_LOW << 7;
+
+const fn filter_lanes() -> u64 {
+    let mut lanes = 0;
+    let mut i = 0;
+    while i < SLOTS {
+        lanes |= 1 << filter_shift(i);
+        i += 1;
+    }
+    lanes
+}
+
+/// Where slot `i`'s filter byte sits in the meta word.
+#[inline(always)]
+const fn filter_shift(i: usize) -> u32 {
+    8 * (i as u32 + 1)
+}
+
+/// The filter byte of an entry with signature `sig`: its low eight bits, never
+/// zero.
+#[inline(always)]
+pub(super) fn filter(sig: u64) -> u64 {
+    let byte = sig & 0xFF;
+    byte | u64::from(byte == 0)
+}
+
+/// The home entries of a bucket that may have filter byte `filter`: bit 7 of
+/// slot `i`'s byte is set for each (see [`slot_of`]). Branch-free, on the meta
+/// word alone (SWAR: a byte of the exclusive or is zero where the filter
+/// matches). A byte just above a match may show up as well; the caller checks
+/// each candidate's slot word, so that costs a look, never an answer.
+#[inline(always)]
+pub(super) fn home_candidates(meta: u64, filter: u64) -> u64 {
+    let x = meta ^ filter.wrapping_mul(FILTER_LOW);
+    x.wrapping_sub(FILTER_LOW) & !x & FILTER_HIGH
+}
+
+/// The slot whose filter byte holds the lowest bit of a candidate mask.
+#[inline(always)]
+pub(super) fn slot_of(mask: u64) -> usize {
+    (mask.trailing_zeros() / 8) as usize - 1
+}
 
 /// Slot layout (see the parent module's docs).
 pub(super) const ADDRESS_BITS: u32 = 48;
@@ -75,30 +121,10 @@ pub(super) fn reach(meta: u64) -> usize {
     ((meta & REACH_MASK) >> REACH_SHIFT) as usize
 }
 
-#[inline(always)]
-pub(super) fn displaced(meta: u64) -> u64 {
-    (meta & DISPLACED_MASK) >> DISPLACED_SHIFT
-}
-
-/// `meta` with one more displaced entry, at `distance`.
+/// `meta` with reach `reach`.
 #[inline]
-fn with_displaced(meta: u64, distance: usize) -> u64 {
-    let reach = reach(meta).max(distance) as u64;
-    (meta & !(REACH_MASK | DISPLACED_MASK))
-        | reach << REACH_SHIFT
-        | (displaced(meta) + 1) << DISPLACED_SHIFT
-}
-
-/// `meta` with one displaced entry fewer; the reach drops with the last one.
-#[inline]
-fn without_displaced(meta: u64) -> u64 {
-    let count = displaced(meta) - 1;
-    let rest = (meta & !DISPLACED_MASK) | count << DISPLACED_SHIFT;
-    if count == 0 {
-        rest & !REACH_MASK
-    } else {
-        rest
-    }
+fn with_reach(meta: u64, reach: usize) -> u64 {
+    (meta & !REACH_MASK) | (reach as u64) << REACH_SHIFT
 }
 
 /// One bucket: one cache line.
@@ -223,7 +249,7 @@ impl Buckets {
         hash as usize & self.mask
     }
 
-    /// Calls `f(bucket index, slot, word)` for each entry of home `home`, whose
+    /// Calls `f(distance, slot, word)` for each entry of home `home`, whose
     /// meta word is `meta`. The caller holds the home's lock, or has `&mut`
     /// access to the index.
     pub(super) fn entries_of(
@@ -239,7 +265,7 @@ impl Buckets {
                 let word = slot.load(Ordering::Acquire);
                 // The distance field alone: the signature does not matter here.
                 if word != 0 && (word >> ADDRESS_BITS) & 0xF == want {
-                    f(index, slot, word);
+                    f(distance, slot, word);
                 }
             }
         }
@@ -254,24 +280,28 @@ impl Buckets {
         let mut current = meta;
         for distance in 0..=MAX_REACH {
             let word = tag(sig, distance) << ADDRESS_BITS | bits;
-            for slot in self.bucket(home + distance).slots.iter() {
+            for (i, slot) in self.bucket(home + distance).slots.iter().enumerate() {
                 if slot.load(Ordering::Relaxed) != 0 {
                     continue;
                 }
-                if distance > 0 {
+                if distance > reach(current) {
                     // Reserve before claiming: a reader that sees the slot sees
                     // a reach that covers it.
-                    let reserved = with_displaced(meta, distance);
-                    if reserved != current {
-                        home_bucket.meta.store(reserved, Ordering::Release);
-                        current = reserved;
-                    }
+                    current = with_reach(current, distance);
+                    home_bucket.meta.store(current, Ordering::Release);
                 }
                 // Release: publishes the value's contents with its address.
                 if slot
                     .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
                 {
+                    if distance == 0 {
+                        // The claim first, then the filter byte: a reader that
+                        // sees the byte finds the slot filled.
+                        current =
+                            (current & !(0xFF << filter_shift(i))) | filter(sig) << filter_shift(i);
+                        home_bucket.meta.store(current, Ordering::Release);
+                    }
                     return Some(current);
                 }
             }
@@ -292,9 +322,10 @@ impl Buckets {
         sig: u64,
         mut pred: impl FnMut(&T) -> bool,
     ) -> Option<(u64, u64)> {
+        let home_bucket = self.bucket(home);
         for distance in 0..=reach(meta) {
             let want = tag(sig, distance);
-            for slot in self.bucket(home + distance).slots.iter() {
+            for (i, slot) in self.bucket(home + distance).slots.iter().enumerate() {
                 let word = slot.load(Ordering::Acquire);
                 if word >> ADDRESS_BITS != want {
                     continue;
@@ -302,20 +333,44 @@ impl Buckets {
                 // SAFETY: the slot carries this home's tag, and only the
                 // home's lock holder (us) clears such a slot, so it holds a
                 // live entry whose strong count is the index's.
-                if pred(unsafe { &*address::<T>(word) }) {
-                    slot.store(0, Ordering::Release);
-                    let meta = if distance > 0 {
-                        let lowered = without_displaced(meta);
-                        self.bucket(home).meta.store(lowered, Ordering::Release);
-                        lowered
-                    } else {
-                        meta
-                    };
-                    return Some((meta, word));
+                if !pred(unsafe { &*address::<T>(word) }) {
+                    continue;
                 }
+                let meta = if distance == 0 {
+                    // The filter byte first, then the slot: once the slot is
+                    // free another home may claim it, and its entry has no
+                    // byte.
+                    let cleared = meta & !(0xFF << filter_shift(i));
+                    home_bucket.meta.store(cleared, Ordering::Release);
+                    slot.store(0, Ordering::Release);
+                    cleared
+                } else {
+                    slot.store(0, Ordering::Release);
+                    // The reach shrinks to the farthest entry left.
+                    let lowered = with_reach(meta, self.farthest(home, reach(meta)));
+                    if lowered != meta {
+                        home_bucket.meta.store(lowered, Ordering::Release);
+                    }
+                    lowered
+                };
+                return Some((meta, word));
             }
         }
         None
+    }
+
+    /// The distance of the farthest displaced entry of `home` (locked by the
+    /// caller), looking no farther than `reach`; zero if there is none.
+    fn farthest(&self, home: usize, reach: usize) -> usize {
+        (1..=reach)
+            .rev()
+            .find(|&distance| {
+                self.bucket(home + distance).slots.iter().any(|slot| {
+                    let word = slot.load(Ordering::Relaxed);
+                    word != 0 && (word >> ADDRESS_BITS) & 0xF == tag(0, distance)
+                })
+            })
+            .unwrap_or(0)
     }
 }
 

@@ -302,7 +302,7 @@ fn a_migration_that_does_not_fit_is_taken_back() {
     );
     in_new.sort_unstable();
     assert_eq!(in_new, [0, 1, 2, 3]);
-    assert_eq!(displaced(new.bucket(3).meta.load(Ordering::Relaxed)), 0);
+    assert_eq!(reach(new.bucket(3).meta.load(Ordering::Relaxed)), 0);
 }
 
 #[test]
@@ -358,4 +358,41 @@ fn lookups_never_miss_entries_present_throughout_writes_and_resizes() {
     assert!(lookups >= STABLE);
     assert!(index.resizes() >= 2, "{} resizes", index.resizes());
     assert_eq!(index.len(), STABLE as usize);
+}
+
+#[test]
+fn home_candidates_include_every_matching_filter_byte() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let want = filter(seed >> 52);
+        // Random bytes, some of them the wanted one; flags in byte 0.
+        let mut meta = seed & 0x3F;
+        for i in 0..SLOTS {
+            let byte = if (seed >> (20 + i)) & 1 == 1 {
+                want
+            } else {
+                (seed >> (8 * i)) & 0xFF
+            };
+            meta |= byte << (8 * (i + 1));
+        }
+        let mask = home_candidates(meta, want);
+        for i in 0..SLOTS {
+            let byte = (meta >> (8 * (i + 1))) & 0xFF;
+            let flagged = mask & (0x80 << (8 * (i + 1))) != 0;
+            assert!(
+                flagged || byte != want,
+                "slot {i} of {meta:#x} for {want:#x}"
+            );
+        }
+        // Only filter bytes are flagged, and `slot_of` names real slots.
+        let mut rest = mask;
+        while rest != 0 {
+            assert!(slot_of(rest) < SLOTS);
+            rest &= rest - 1;
+        }
+        assert_eq!(mask & 0xFF, 0);
+    }
 }
