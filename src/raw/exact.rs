@@ -396,11 +396,8 @@ impl<T: ExactEntry> ExactIndex<T> {
         let value: *const T = self.find(hash, guard, pred)?;
         // SAFETY: `value` came from `Arc::into_raw`, and the index's strong
         // count on it is dropped only through the epoch, after `guard` (see
-        // `find`): the count is at least one here.
-        unsafe {
-            Arc::increment_strong_count(value);
-            Some(Arc::from_raw(value))
-        }
+        // `find`).
+        Some(unsafe { super::clone_arc(value) })
     }
 
     /// Starts loading the home bucket of `hash` into the cache. A hint only:
@@ -781,6 +778,10 @@ impl<T: ExactEntry> std::fmt::Debug for ExactIndex<T> {
             .finish_non_exhaustive()
     }
 }
+
+// The value type of the unit tests and the loom models.
+#[cfg(test)]
+mod item;
 
 #[cfg(all(test, not(pcbhash_loom)))]
 mod tests;

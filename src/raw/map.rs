@@ -407,11 +407,8 @@ impl<K: InlineKey, T: Send + Sync + 'static> RawMap<K, T> {
         let value: *const T = self.find(hash, guard, eq)?;
         // SAFETY: `value` is a pointer `Arc::into_raw` gave, and the map's own
         // strong count on it is dropped only through the epoch, after `guard`
-        // (see `find`): the count is at least one here.
-        unsafe {
-            Arc::increment_strong_count(value);
-            Some(Arc::from_raw(value))
-        }
+        // (see `find`).
+        Some(unsafe { super::clone_arc(value) })
     }
 
     /// Starts loading the bucket of `hash` into the cache, so that a `find`

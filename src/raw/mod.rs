@@ -37,6 +37,26 @@ pub(crate) use slot::SocketSlot;
 
 use crossbeam_epoch::{default_collector, Guard};
 
+use crate::sync::Arc;
+
+/// A new strong reference to the `Arc<T>` whose value `value` is: what an
+/// index's `find_arc` hands out for an entry its `find` returned.
+///
+/// # Safety
+///
+/// `value` came from `Arc::into_raw` (an index holds each entry's count that
+/// way), and that count is not dropped before this returns: an index drops
+/// it only through the epoch, so a guard pinned before the entry was found
+/// keeps it.
+unsafe fn clone_arc<T>(value: *const T) -> Arc<T> {
+    // SAFETY: by the caller's contract the strong count is at least one, and
+    // the pointer is one `Arc::into_raw` gave.
+    unsafe {
+        Arc::increment_strong_count(value);
+        Arc::from_raw(value)
+    }
+}
+
 /// Panics if `guard` was pinned on a collector other than the default one.
 ///
 /// Every retirement in this crate goes through the default collector

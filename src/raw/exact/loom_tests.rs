@@ -1,19 +1,7 @@
 //! Loom models of the exact index (run by `.ci/loom.sh`).
 
+use super::item::Item;
 use super::*;
-
-/// A model value: its key, and the hash it is filed under.
-#[repr(align(16))]
-struct Item {
-    key: u64,
-    hash: u64,
-}
-
-impl ExactEntry for Item {
-    fn exact_hash(&self) -> u64 {
-        self.hash
-    }
-}
 
 /// The hash of key `key` with home bucket `home`: the key is the signature.
 fn hash(key: u64, home: u64) -> u64 {

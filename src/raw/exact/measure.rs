@@ -1,7 +1,18 @@
-//! A harness for valgrind's callgrind (run it under
-//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measure_*'`
-//! with `--ignored`): one million 40-byte keys, looked up in a shuffled order
-//! in this index, in `RawMap` and in `hashbrown::HashMap`, with one hasher.
+//! A harness for valgrind's callgrind: one million 40-byte keys, looked up
+//! in a shuffled order in this index, in `RawMap` and in `hashbrown::HashMap`,
+//! with one hasher, each in a function of its own. Build the test binary with
+//! `cargo test --release --lib --no-run`, then run it as
+//!
+//! ```text
+//! valgrind --tool=callgrind --cache-sim=yes --branch-sim=yes \
+//!     --I1=32768,8,64 --D1=32768,8,64 --LL=33554432,16,64 \
+//!     --collect-atstart=no --toggle-collect='*measure_*' \
+//!     <binary> raw::exact::measure --ignored --test-threads 1
+//! ```
+//!
+//! and read each `measure_*` function's inclusive counts with
+//! `callgrind_annotate --inclusive=yes`, divided by the number of keys
+//! (`EXACT_MEASURE_N`, one million by default).
 
 use std::hint::black_box;
 
@@ -52,6 +63,10 @@ impl ExactEntry for Pcb {
 }
 
 type Hashbrown = hashbrown::HashMap<Key, Arc<Pcb>, ahash::RandomState>;
+
+// The measured loops are written out one by one: sharing them through
+// closures costs the pcbhash rows about ten instructions per lookup that
+// hashbrown's row does not pay, which would skew the comparison.
 
 #[inline(never)]
 fn measure_exact(

@@ -1,20 +1,7 @@
 //! Unit tests of the exact index.
 
+use super::item::Item;
 use super::*;
-
-/// A test value: its key, and the hash it is filed under.
-#[repr(align(16))]
-#[derive(Debug)]
-struct Item {
-    key: u64,
-    hash: u64,
-}
-
-impl ExactEntry for Item {
-    fn exact_hash(&self) -> u64 {
-        self.hash
-    }
-}
 
 fn spread(k: u64) -> u64 {
     k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
