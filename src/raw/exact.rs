@@ -147,10 +147,33 @@
 //! or freed by a migration. A lookup visits at most the old and the new
 //! bucket, and never waits.
 //!
-//! If a home's entries do not all fit the next array's window (only many
-//! entries under one hash could cause it), the copies made are taken back and
-//! the home stays in the old array, which is then never retired: the index
-//! stays correct and stops resizing.
+//! An insert whose home has not moved yet migrates that home first and
+//! inserts into the next array: the old array's slots still hold the stale
+//! copies of moved homes, so filling it further could leave no room. An
+//! insert that finds its window full while the index holds more than its
+//! load allows (because the writer that should have allocated or migrated was
+//! preempted, say) starts the resize itself if need be, migrates every home
+//! left, waiting for the lock of a home a preempted writer holds, and tries
+//! again. It hands its value back ([`InsertError::Full`]) only when the index
+//! is within its load, that is when the window is full of entries under one
+//! hash. Readers are never held up by any of this.
+//!
+//! If a home's entries do not all fit the next array's window (again only
+//! many entries under one hash could cause it), the copies made are taken
+//! back and the home stays in the old array, which is then never retired: the
+//! index stays correct and stops resizing.
+//!
+//! # Cost
+//!
+//! A lookup reads the index's array pointer and header, the home bucket's
+//! line and, for each candidate, the value's line (the predicate reads the
+//! key there); in about 2% of hits also the next bucket's line. Simulated
+//! with callgrind on one million entries whose value is one line holding a
+//! 40-byte key (the ignored test in `measure.rs`): 103 instructions, 0.035
+//! mispredicted branches and 1.95 last-level misses per hit, hashing
+//! included; hashbrown's `get` with the same hasher and keys, 111, 0.004 and
+//! 1.97. An insert or a removal takes one bucket lock and one relaxed
+//! read-modify-write of a counter stripe.
 
 use std::marker::PhantomData;
 
