@@ -407,11 +407,8 @@ impl<K: InlineKey, T: Send + Sync + 'static> RawMap<K, T> {
         let value: *const T = self.find(hash, guard, eq)?;
         // SAFETY: `value` is a pointer `Arc::into_raw` gave, and the map's own
         // strong count on it is dropped only through the epoch, after `guard`
-        // (see `find`): the count is at least one here.
-        unsafe {
-            Arc::increment_strong_count(value);
-            Some(Arc::from_raw(value))
-        }
+        // (see `find`).
+        Some(unsafe { super::clone_arc(value) })
     }
 
     /// Starts loading the bucket of `hash` into the cache, so that a `find`
@@ -812,7 +809,7 @@ impl<K: InlineKey, T: Send + Sync + 'static> RawMap<K, T> {
 
 /// A software prefetch of the cache line at `ptr` (a no-op off x86_64).
 #[inline(always)]
-fn prefetch_read(ptr: *const u8) {
+pub(super) fn prefetch_read(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is a hint: it never faults and reads nothing the
     // program can observe, whatever the address; SSE is part of x86_64.

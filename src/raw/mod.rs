@@ -9,6 +9,9 @@
 //! - [`RawMap`]: a hash map with lock-free readers, each bucket's first entry
 //!   inline in the bucket array, per-bucket writer locks and incremental
 //!   resizing.
+//! - [`ExactIndex`](exact::ExactIndex): the exact (4-tuple) index to come: one-line buckets of
+//!   seven one-word slots (a 12-bit signature beside the value's address),
+//!   probed without data-dependent branches; keys live in the values.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
 //! - [`SocketSlot`]: the socket reference, readable without a reference count
@@ -20,6 +23,9 @@
 //! guard is dropped.
 
 mod cell;
+// Not wired into the table yet: the PCB layout it indexes comes next.
+#[cfg_attr(not(test), allow(dead_code))]
+mod exact;
 mod map;
 mod ports;
 mod slot;
@@ -30,6 +36,26 @@ pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use slot::SocketSlot;
 
 use crossbeam_epoch::{default_collector, Guard};
+
+use crate::sync::Arc;
+
+/// A new strong reference to the `Arc<T>` whose value `value` is: what an
+/// index's `find_arc` hands out for an entry its `find` returned.
+///
+/// # Safety
+///
+/// `value` came from `Arc::into_raw` (an index holds each entry's count that
+/// way), and that count is not dropped before this returns: an index drops
+/// it only through the epoch, so a guard pinned before the entry was found
+/// keeps it.
+unsafe fn clone_arc<T>(value: *const T) -> Arc<T> {
+    // SAFETY: by the caller's contract the strong count is at least one, and
+    // the pointer is one `Arc::into_raw` gave.
+    unsafe {
+        Arc::increment_strong_count(value);
+        Arc::from_raw(value)
+    }
+}
 
 /// Panics if `guard` was pinned on a collector other than the default one.
 ///
