@@ -103,6 +103,18 @@ impl Flags {
     /// (`inet_bind2_bucket`) that an unbound `connect()` created and no
     /// `bind()` has joined since.
     pub const CONNECT_BUCKET: Flags = Flags(1 << 9);
+    /// Linux TCP: the PCB has listened; `connect()` is refused from then on,
+    /// even after `disconnect()` stopped it listening.
+    pub const LISTENED: Flags = Flags(1 << 10);
+    /// Linux TCP: the PCB has been connected (by `connect()` or `accept()`);
+    /// `listen()` is refused from then on, even after `disconnect()`.
+    pub const CONNECTED_ONCE: Flags = Flags(1 << 11);
+    /// Linux UDP: connected, but a PCB that connected later over the same
+    /// 4-tuple holds the exact index's entry for it.
+    pub const SHADOWED: Flags = Flags(1 << 12);
+    /// Linux UDP: holds the exact index's entry for a 4-tuple over which
+    /// [`SHADOWED`](Self::SHADOWED) PCBs wait.
+    pub const SHADOWING: Flags = Flags(1 << 13);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -200,6 +212,10 @@ impl fmt::Debug for Flags {
             (Self::ADDR_LOCKED, "ADDR_LOCKED"),
             (Self::PORT_LOCKED, "PORT_LOCKED"),
             (Self::CONNECT_BUCKET, "CONNECT_BUCKET"),
+            (Self::LISTENED, "LISTENED"),
+            (Self::CONNECTED_ONCE, "CONNECTED_ONCE"),
+            (Self::SHADOWED, "SHADOWED"),
+            (Self::SHADOWING, "SHADOWING"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

@@ -12,8 +12,9 @@
 
 use crossbeam_epoch::Guard;
 
+use crate::flags::State;
 use crate::pcb::PcbInner;
-use crate::policy::{pick_member, GroupKey, Policy};
+use crate::policy::{pick_member, pick_skips_connected, GroupKey, Policy};
 use crate::raw::EpochCell;
 use crate::sync::Arc;
 
@@ -56,7 +57,10 @@ impl<S: Send + Sync + 'static> Group<S> {
         left
     }
 
-    /// The member for a flow with `hash`. Lock-free: two loads.
+    /// The member for a flow with `hash`. Lock-free: two loads, then under
+    /// Linux a walk past connected members: `reuseport_select_sock_by_hash`
+    /// takes the next member that is not connected, wrapping around, and
+    /// `None` when every member is (the lookup then keeps the PCB it found).
     #[inline]
     pub(crate) fn pick<'g>(
         &'g self,
@@ -68,7 +72,16 @@ impl<S: Send + Sync + 'static> Group<S> {
         if members.is_empty() {
             return None;
         }
-        Some(&members[pick_member(policy, hash, members.len())])
+        let first = pick_member(policy, hash, members.len());
+        if !pick_skips_connected(policy) {
+            return Some(&members[first]);
+        }
+        let (after, before) = members.split_at(first);
+        before
+            .iter()
+            .chain(after)
+            .find(|member| member.state() != State::Connected)
+            .map(|member| &**member)
     }
 }
 

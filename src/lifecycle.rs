@@ -60,9 +60,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let held = self.ports.lock(inner.tuple.load(&guard).local.port);
         let flags = inner.flags.update(|flags| flags.set(bit, on));
-        let lb_off = bit == Flags::REUSEPORT_LB && !on;
-        let rp_off = bit == Flags::REUSEPORT && !on && self.rules.policy == Policy::Linux;
-        if (lb_off || rp_off) && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+        let leaves = !on && policy::clearing_leaves_group(self.rules, bit);
+        if leaves && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
             self.leave_group(&held, inner, &guard);
         }
         Ok(())
@@ -166,7 +165,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
     /// wildcard list (whose release store makes the first two visible).
-    fn link_unconnected(
+    pub(crate) fn link_unconnected(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
@@ -195,6 +194,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
             policy::insertion_seq(self.rules, inner.family, flags, counter),
             Ordering::Relaxed,
         );
+        inner.bound_seq.store(counter, Ordering::Relaxed);
+    }
+
+    /// `inner` moved to another address of its port: it takes the place the
+    /// policy gives such a move (Linux UDP: the head of its new list).
+    /// Caller holds the port's lock.
+    fn restamp_seq(&self, inner: &PcbInner<S>) {
+        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Some(seq) = policy::rehash_seq(self.rules, counter) {
+            inner.seq.store(seq, Ordering::Relaxed);
+        }
     }
 
     /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
@@ -214,8 +224,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if fresh {
             self.stamp_seq(inner, flags);
         }
-        inner.flags.update(|_| flags.with_state(State::Connected));
-        self.exact_insert(&tuple, inner, guard);
+        let remembered = policy::remembers(self.rules, State::Connected);
+        inner
+            .flags
+            .update(|_| flags.with_state(State::Connected) | remembered);
+        self.exact_link(&tuple, inner, guard);
         let entry = self
             .ports
             .insert(held, List::Connected, inner.clone(), guard);
@@ -276,7 +289,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// otherwise takes the port's state (`inet_bhash2_update_saddr` and
     /// `__inet_inherit_port` copy the port bucket's `fastreuse`). Caller
     /// holds the port's lock.
-    fn join_bucket(&self, inner: &PcbInner<S>, local: &Endpoint, by_connect: bool, guard: &Guard) {
+    pub(crate) fn join_bucket(
+        &self,
+        inner: &PcbInner<S>,
+        local: &Endpoint,
+        by_connect: bool,
+        guard: &Guard,
+    ) {
         if !self.tracks_buckets() {
             return;
         }
@@ -309,7 +328,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// TIME_WAIT and `except` got its port from `connect()`, the bucket is
     /// connect-only again (`inet_bind2_bucket_destroy`). Caller holds the
     /// port's lock.
-    fn left_bucket(&self, local: &Endpoint, except: Option<&PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn left_bucket(
+        &self,
+        local: &Endpoint,
+        except: Option<&PcbInner<S>>,
+        guard: &Guard,
+    ) {
         if !self.tracks_buckets() {
             return;
         }
@@ -356,15 +380,20 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
     /// port's lock.
-    fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+    pub(crate) fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+        self.unlink_exact_was(inner, tuple, inner.flags.load(), guard);
+    }
+
+    /// [`unlink_exact`](Self::unlink_exact), with `was` the flags that tell
+    /// whether `inner` held the entry.
+    fn unlink_exact_was(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, was: Flags, guard: &Guard) {
         self.busy.unmark(
             || self.destination_hash(tuple.local.ip, &tuple.remote),
             tuple.local.ip,
             tuple.local.port,
             &tuple.remote,
         );
-        let removed = self.exact_remove(tuple, inner, guard);
-        debug_assert!(removed, "a connected PCB is in the exact index");
+        self.exact_unlink(inner, tuple, was, guard);
     }
 
     /// Joins (or founds) the group `inner`'s options and address call for.
@@ -374,12 +403,27 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return;
         };
         let capacity = policy::group_capacity(self.rules.policy);
-        let existing = self
-            .ports
-            .iter(held.port(), List::Unconnected, guard)
-            .filter(|pcb| !Arc::ptr_eq(pcb, inner) && pcb.flags.load().in_group())
-            .filter_map(|pcb| pcb.group.load(guard).cloned())
-            .find(|group| group.key == key);
+        let existing = match self.group_mate(held, inner, &view, guard) {
+            Some(Some(mate)) => match mate.group.load(guard).cloned() {
+                Some(group) => Some(group),
+                None => {
+                    // The mate set SO_REUSEPORT after it was hashed: a group
+                    // is founded for it on the spot (`reuseport_add_sock`).
+                    let group = Arc::new(Group::new(key));
+                    group.join(mate.clone(), guard);
+                    mate.group.replace(Some(group.clone()), guard);
+                    mate.flags.update(|flags| flags | Flags::IN_GROUP);
+                    Some(group)
+                }
+            },
+            Some(None) => None,
+            None => self
+                .ports
+                .iter(held.port(), List::Unconnected, guard)
+                .filter(|pcb| !Arc::ptr_eq(pcb, inner) && pcb.flags.load().in_group())
+                .filter_map(|pcb| pcb.group.load(guard).cloned())
+                .find(|group| group.key == key),
+        };
         let group = match existing {
             Some(group) if group.len(guard) >= capacity => {
                 // Full: the PCB stays bound outside the group, as FreeBSD does.
@@ -398,8 +442,50 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
     }
 
+    /// Linux: the PCB whose group a new member `me` joins, met first in the
+    /// port's list (UDP: in `bind()` order, newest first; TCP: the
+    /// listening list); `Some(None)` when there is none, `None` when the
+    /// policy finds groups by their key instead.
+    fn group_mate(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        guard: &Guard,
+    ) -> Option<Option<Arc<PcbInner<S>>>> {
+        let mut best: Option<(u64, &Arc<PcbInner<S>>)> = None;
+        let udp = self.rules.protocol == Protocol::Udp;
+        for pcb in self
+            .ports
+            .iter(held.port(), List::Unconnected, guard)
+            .chain(self.ports.iter(held.port(), List::Connected, guard))
+        {
+            if Arc::ptr_eq(pcb, inner) {
+                continue;
+            }
+            let view = pcb.view(guard);
+            if !policy::group_mate(self.rules, me, &view)? {
+                continue;
+            }
+            let order = if udp {
+                pcb.bound_seq.load(Ordering::Relaxed)
+            } else {
+                view.seq
+            };
+            if best.is_none_or(|(o, _)| order > o) {
+                best = Some((order, pcb));
+            }
+        }
+        Some(best.map(|(_, pcb)| pcb.clone()))
+    }
+
     /// Leaves the group, if any. Caller holds the port's lock.
-    fn leave_group(&self, _held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn leave_group(
+        &self,
+        _held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
         inner
             .flags
             .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
@@ -440,7 +526,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 held
             }
         };
-        let flags = inner.flags.set_state(State::Listen);
+        if policy::listen_refused_after_connect(self.rules, me.flags) {
+            // `get_port` ran and a port it took stays, but the socket does
+            // not listen.
+            inner.flags.set_state(State::Bound);
+            return Err(Error::InvalidInput);
+        }
+        let remembered = policy::remembers(self.rules, State::Listen);
+        let flags = inner
+            .flags
+            .update(|flags| flags.with_state(State::Listen) | remembered);
         if policy::inserts_at_listen(self.rules) {
             self.stamp_seq(inner, flags);
         }
@@ -504,6 +599,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
             if tuple.local != me.local {
+                self.restamp_seq(inner);
                 self.join_bucket(inner, &tuple.local, false, &guard);
                 self.left_bucket(&me.local, None, &guard);
             }
@@ -613,13 +709,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
             self.ports.begin_move(&held);
-            self.exact_insert(&tuple, inner, guard);
+            // `me.flags` tell whether `inner` held the old 4-tuple's entry;
+            // the bits start afresh for the new one.
+            inner
+                .flags
+                .update(|flags| flags.without(Flags::SHADOWED | Flags::SHADOWING));
+            self.exact_link(&tuple, inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,
                 remote: me.remote,
             };
-            self.unlink_exact(inner, &before, guard);
+            self.unlink_exact_was(inner, &before, me.flags, guard);
             self.ports.end_move(&held);
         }
         tuple.local.to_socket(inner.family)
@@ -683,8 +784,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         {
             return Err(Error::AddrInUse);
         }
-        let inherited = view.flags
-            & (Flags::REUSE_ANY | Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED);
+        // Linux `sk_clone_lock` drops SOCK_BINDPORT_LOCK: the child's port
+        // is not one `bind()` named, which its `disconnect()` shows.
+        let inherited = view.flags & (Flags::REUSE_ANY | Flags::V6ONLY | Flags::ADDR_LOCKED);
         let child = Arc::new(PcbInner::with_tuple(
             view.family,
             view.cred,
@@ -716,6 +818,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let keep = policy::disconnect(self.rules, &me)?;
+        if self.rules.protocol == Protocol::Tcp {
+            self.abort(inner, &me, keep, &guard);
+            return Ok(());
+        }
         // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
         // an address bind() did not name goes back to the wildcard, and a
         // port bind() did not name is released.
@@ -734,6 +840,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             policy::disconnected_wildcard(self.rules, inner.family, &me.local)
         };
         if !connected && local == me.local {
+            if me.flags.in_group() && policy::wildcard_disconnect_leaves_group(self.rules, &me) {
+                let held = self.ports.lock(me.local.port);
+                self.leave_group(&held, inner, &guard);
+            }
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
@@ -746,6 +856,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if !connected {
                 // The group is keyed by address: join again after the move.
                 self.leave_group(&held, inner, &guard);
+            }
+            if local != me.local {
+                self.restamp_seq(inner);
             }
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
@@ -760,7 +873,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 };
                 self.unlink_exact(inner, &before, &guard);
             }
-            self.join_group_if_bound_member(&held, inner, &guard);
+            if policy::rejoins_group_on_disconnect(self.rules) {
+                self.join_group_if_bound_member(&held, inner, &guard);
+            }
         } else {
             self.release_port(&held, inner, &me, keep.keep_addr, &guard);
         }
@@ -772,7 +887,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// explicitly stays for a later `connect()` or `listen()` when
     /// `keep_addr` (Linux keeps it while SOCK_BINDADDR_LOCK is set). Caller
     /// holds the port's lock.
-    fn release_port(
+    pub(crate) fn release_port(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,

@@ -58,6 +58,13 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) flags: AtomicFlags,
     /// Insertion order into the table; written under the port lock.
     pub(crate) seq: AtomicU64,
+    /// The order of the PCB's `bind()` (or first link) among its port's
+    /// PCBs: Linux UDP's port list, which a later `connect()` does not
+    /// reorder; written under the port lock.
+    pub(crate) bound_seq: AtomicU64,
+    /// When the PCB last connected (Linux UDP: who of several PCBs on one
+    /// 4-tuple connected last); written under the port lock.
+    pub(crate) connect_seq: AtomicU64,
     pub(crate) tuple: EpochCell<Tuple>,
     pub(crate) socket: SocketSlot<S>,
     /// The group this PCB is an active (or pending) member of.
@@ -87,6 +94,8 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             cred,
             flags: AtomicFlags::new(flags),
             seq: AtomicU64::new(0),
+            bound_seq: AtomicU64::new(0),
+            connect_seq: AtomicU64::new(0),
             tuple: EpochCell::new(tuple),
             socket: SocketSlot::new(socket),
             group: EpochOption::none(),

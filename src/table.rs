@@ -40,6 +40,10 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) source_address: Box<SourceAddress>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) attached: AtomicUsize,
+    /// How many PCBs the exact index holds for "this address, any port"
+    /// (Linux UDP connected to port 0); while there are none, a lookup
+    /// does not look for them.
+    pub(crate) any_port_peers: AtomicUsize,
 }
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -53,6 +57,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Inserts `pcb` into the exact index under `tuple`. Takes one bucket lock.
     pub(crate) fn exact_insert(&self, tuple: &Tuple, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
         let key = FlowKey::of_tuple(tuple);
+        if policy::matches_any_port(self.rules, tuple) {
+            self.any_port_peers.fetch_add(1, Ordering::Relaxed);
+        }
         self.exact
             .insert(key.hash(&self.hasher), key, pcb.clone(), guard);
     }
@@ -66,9 +73,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) -> bool {
         let key = FlowKey::of_tuple(tuple);
-        self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
+        let removed = self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
             *k == key && std::ptr::eq(held, &**pcb)
-        })
+        });
+        if removed && policy::matches_any_port(self.rules, tuple) {
+            self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// The PCB connected to the packet's remote address with any port
+    /// (see [`policy::matches_any_port`]). Lock-free: one load while there
+    /// are none, one more exact probe otherwise.
+    fn any_port_peer<'g>(&self, key: &FlowKey, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
+        if self.any_port_peers.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let key = key.any_remote_port();
+        self.exact
+            .find(key.hash(&self.hasher), guard, |k| *k == key)
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -325,12 +348,15 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                     before
                 }
             };
+            if let Some(pcb) = shared.any_port_peer(key, guard) {
+                return Some(PcbRef::new(pcb, guard));
+            }
             let best = shared.best_wildcard(&local, guard);
             if shared.ports.move_seq(local.port) != before {
                 continue;
             }
             let pcb = best?;
-            if pcb.flags.load().in_group() {
+            if policy::consults_group(shared.rules, pcb.flags.load()) {
                 if let Some(group) = pcb.group.load(guard) {
                     if let Some(member) = group.pick(shared.rules.policy, hash, guard) {
                         return Some(PcbRef::new(member, guard));
@@ -702,6 +728,7 @@ impl Builder {
                 .unwrap_or_else(|| Box::new(loopback_source)),
             next_seq: AtomicU64::new(1),
             attached: AtomicUsize::new(0),
+            any_port_peers: AtomicUsize::new(0),
         };
         #[cfg(pcbhash_broken)]
         {

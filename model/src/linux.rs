@@ -293,7 +293,12 @@ fn hash_in(m: &mut Model, id: usize) {
         })
         .map(|(i, _)| i)
         .collect();
-    peers.sort_by_key(|&i| m.recs[i].lpos);
+    // TCP: the listening list; UDP: the port's list, newest bind first.
+    if tcp {
+        peers.sort_by_key(|&i| m.recs[i].lpos);
+    } else {
+        peers.sort_by_key(|&i| std::cmp::Reverse(m.recs[i].seq));
+    }
     let gid = match peers.first() {
         Some(&p) => match m.recs[p].lgroup {
             Some(g) => g,
@@ -329,6 +334,10 @@ pub(crate) fn bind(
     // `ipv6_only_sock()`: also V6ONLY that an earlier bind to a specific
     // IPv6 address forced and a disconnect kept.
     if mapped && v6only(&n) {
+        return Err(Error::InvalidInput.into());
+    }
+    // `__inet6_bind`: a link-local address needs a bound device.
+    if needs_scope(ep.0) {
         return Err(Error::InvalidInput.into());
     }
     n.local = (ep.0, 0);
@@ -454,6 +463,12 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         }
         _ => return Err(Error::InvalidInput.into()),
     }
+    if n.connected_once {
+        // The port get_port() took stays; the socket does not listen.
+        m.recs[id].state = State::Bound;
+        return Err(Error::InvalidInput.into());
+    }
+    m.recs[id].listened = true;
     hash_in(m, id);
     Ok(())
 }
@@ -534,8 +549,17 @@ pub(crate) fn connect(
     if tcp && rep.0.is_multicast() {
         return Err(Error::NetworkUnreachable.into());
     }
-    if rep.1 == 0 || rep.0.is_unspecified() {
+    // `tcp_v6_connect` / `ip6_datagram_connect`: a link-local peer needs a
+    // bound device.
+    if needs_scope(rep.0) {
+        return Err(Error::InvalidInput.into());
+    }
+    // Port 0 is a peer like any other (UDP: any port of the address).
+    if rep.0.is_unspecified() {
         return Err(Error::AddrNotAvailable.into());
+    }
+    if tcp && n.listened {
+        return Err(Error::InvalidInput.into());
     }
     let laddr = if has_addr {
         n.local.0
@@ -619,8 +643,76 @@ pub(crate) fn connect(
             r.state = State::Connected;
         }
     }
-    m.recs[id].remote = Some(rep);
+    let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    let r = &mut m.recs[id];
+    r.remote = Some(rep);
+    if tcp {
+        r.connected_once = true;
+    } else {
+        // `udp_lib_hash4` / `udp_lib_rehash`: a member that connects leaves
+        // its group for good.
+        r.lgroup = None;
+        if moved {
+            rehashed(m, id);
+        }
+    }
     Ok(shown(m.recs[id].local, n.inet6))
+}
+
+/// `udp_lib_rehash`: the socket moved to another address of its port and
+/// went to the head of the new list.
+fn rehashed(m: &mut Model, id: usize) {
+    m.lhead -= 1;
+    m.recs[id].lpos = m.lhead;
+}
+
+/// `__ipv6_addr_needs_scope_id`: link-local unicast (`fe80::/10`), or
+/// multicast of interface-local or link-local scope.
+fn needs_scope(ip: IpAddr) -> bool {
+    let IpAddr::V6(ip) = ip else {
+        return false;
+    };
+    let first = ip.segments()[0];
+    first & 0xffc0 == 0xfe80 || (first & 0xff00 == 0xff00 && matches!(first & 0xf, 1 | 2))
+}
+
+/// `tcp_disconnect`: a connection is aborted and a listener stops; a port
+/// that bind() did not name goes back, an address it did not name goes back
+/// to the wildcard.
+pub(crate) fn disconnect_tcp(m: &mut Model, id: usize) -> MResult<()> {
+    let n = m.recs[id].clone();
+    match n.state {
+        State::TimeWait | State::Dropped => return Err(Error::InvalidInput.into()),
+        State::Listen | State::Connected => {}
+        _ => return Ok(()),
+    }
+    let any = if n.inet6 { V6_ANY } else { V4_ANY };
+    m.recs[id].lgroup = None;
+    if !n.port_locked {
+        // `remove` tells the buckets about the old local endpoint first.
+        m.remove(id, State::Closed);
+        let r = &mut m.recs[id];
+        r.remote = None;
+        r.connect_bind = false;
+        if !n.addr_locked {
+            r.local.0 = any;
+        }
+        r.local.1 = 0;
+        return Ok(());
+    }
+    let old = n.local;
+    let r = &mut m.recs[id];
+    r.remote = None;
+    r.connect_bind = false;
+    r.state = State::Bound;
+    if !n.addr_locked {
+        r.local.0 = any;
+    }
+    if m.recs[id].local != old {
+        bucket_joined(m, id, false);
+        bucket_left(m, old);
+    }
+    Ok(())
 }
 
 pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
@@ -634,9 +726,14 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     r.remote = None;
     if !n.addr_locked {
         r.local.0 = any;
+        // `udp_lib_rehash` detaches a member even when its list stays.
+        r.lgroup = None;
     }
     if n.port_locked {
         r.state = State::Bound;
+        if m.recs[id].local != n.local {
+            rehashed(m, id);
+        }
     } else {
         // `sk->sk_prot->unhash(sk); inet->inet_sport = 0`: the port goes
         // back, but an address bind() named stays on the portless socket,

@@ -81,6 +81,10 @@ pub struct Rec {
     pub(crate) pending: bool,
     /// Linux: the reuseport group.
     pub(crate) lgroup: Option<u64>,
+    /// Linux TCP: the record has listened (connect() is EINVAL from then
+    /// on) / has been connected (listen() is EINVAL from then on).
+    pub(crate) listened: bool,
+    pub(crate) connected_once: bool,
 }
 
 impl Rec {
@@ -217,6 +221,8 @@ impl Model {
             group: None,
             pending: false,
             lgroup: None,
+            listened: false,
+            connected_once: false,
         });
         self.recs.len() - 1
     }
@@ -269,17 +275,13 @@ impl Model {
                 r.forced_v6only = false;
             }
         }
-        // The kernels keep a PCB in its group when the option is cleared
-        // (FreeBSD decides membership in `in_pcbinshash` and drops it in
-        // `in_pcbremhash`; Linux keeps `sk_reuseport_cb`). The table's
-        // documented API lets a cleared option leave the group; the model
-        // follows the API here, and the difference is reported.
-        if !on && self.recs[id].in_table() {
-            match opt {
-                Opt::ReusePortLb => crate::freebsd::leave_group(self, id),
-                Opt::ReusePort if linux => self.recs[id].lgroup = None,
-                _ => {}
-            }
+        // Linux keeps a socket in its group when SO_REUSEPORT is cleared
+        // (`sk_setsockopt` only sets `sk_reuseport`; the group keeps it in
+        // `socks[]`). FreeBSD decides membership in `in_pcbinshash` and
+        // drops it in `in_pcbremhash`; the table's documented API lets a
+        // cleared SO_REUSEPORT_LB leave the group, and the model follows it.
+        if !on && self.recs[id].in_table() && opt == Opt::ReusePortLb {
+            crate::freebsd::leave_group(self, id);
         }
         Ok(())
     }
@@ -384,6 +386,9 @@ impl Model {
             c.v6only = l.v6only;
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
+            c.connected_once = linux_tcp;
+            // `sk_clone_lock` keeps SOCK_BINDADDR_LOCK, not SOCK_BINDPORT_LOCK.
+            c.addr_locked = l.addr_locked;
         }
         // The child inherits SO_REUSEPORT_LB but joins no group here: whether
         // FreeBSD's syncache inserts it into one was not established.
@@ -396,8 +401,11 @@ impl Model {
 
     /// `connect(AF_UNSPEC)`.
     pub fn disconnect(&mut self, id: usize) -> MResult<()> {
-        if self.tcp() {
+        if self.tcp() && self.freebsd() {
             return Err(Error::NotSupported.into());
+        }
+        if self.tcp() {
+            return crate::linux::disconnect_tcp(self, id);
         }
         if self.freebsd() {
             crate::freebsd::disconnect(self, id)
@@ -462,6 +470,19 @@ impl Model {
             0 => {}
             1 => return Expect::One(exact[0]),
             _ => return Expect::AnyOf(exact),
+        }
+        if !self.freebsd() && !self.tcp() {
+            // Connected to the address with port 0: any port of it.
+            let any_port: Vec<usize> = self
+                .live()
+                .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some((r.0, 0)))
+                .map(|(i, _)| i)
+                .collect();
+            match any_port.len() {
+                0 => {}
+                1 => return Expect::One(any_port[0]),
+                _ => return Expect::AnyOf(any_port),
+            }
         }
         if self.freebsd() {
             crate::freebsd::lookup_wild(self, l, r)

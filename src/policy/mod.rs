@@ -75,7 +75,7 @@ impl PcbView {
     }
 
     pub(crate) fn is_connected(&self) -> bool {
-        self.remote.port != 0
+        self.remote.port != 0 || !self.remote.is_wildcard()
     }
 
     /// Whether the PCB takes IPv4 traffic: `Inet`, an `Inet6` PCB bound to a
@@ -413,14 +413,52 @@ pub(crate) struct Disconnect {
 }
 
 /// `connect(AF_UNSPEC)` on a UDP PCB. Linux also runs it on a PCB that is
-/// not connected: one bound to an ephemeral port gives the port back.
+/// not connected: one bound to an ephemeral port gives the port back. Linux
+/// TCP runs `tcp_disconnect` (see [`linux::disconnect_tcp`]).
 pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error> {
-    if rules.protocol == Protocol::Tcp {
-        return Err(Error::NotSupported);
+    match (rules.policy, rules.protocol) {
+        (Policy::FreeBsd, Protocol::Tcp) => Err(Error::NotSupported),
+        (Policy::FreeBsd, Protocol::Udp) => freebsd::disconnect(me),
+        (Policy::Linux, Protocol::Tcp) => linux::disconnect_tcp(me),
+        (Policy::Linux, Protocol::Udp) => linux::disconnect(me),
     }
-    match rules.policy {
-        Policy::FreeBsd => freebsd::disconnect(me),
-        Policy::Linux => linux::disconnect(me),
+}
+
+/// Whether a UDP PCB that `disconnect()` left bound goes back into its
+/// load-balance group (FreeBSD), or stays out for good (Linux: a member
+/// that connected was detached, and `udp_lib_rehash` detaches a member on
+/// the wildcard address; nothing joins it again but a later `bind()`).
+pub(crate) fn rejoins_group_on_disconnect(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd
+}
+
+/// Whether `disconnect()` of an unconnected member bound to a wildcard
+/// address leaves its group (Linux `__udp_disconnect` → `udp_lib_rehash`).
+pub(crate) fn wildcard_disconnect_leaves_group(rules: Rules, me: &PcbView) -> bool {
+    rules.policy == Policy::Linux
+        && rules.protocol == Protocol::Udp
+        && !me.flags.contains(Flags::ADDR_LOCKED)
+        && me.flags.contains(Flags::PORT_LOCKED)
+}
+
+/// `listen()` after the PCB was connected (Linux TCP: refused with EINVAL
+/// once `get_port` has run, so a port it took stays bound).
+pub(crate) fn listen_refused_after_connect(rules: Rules, flags: Flags) -> bool {
+    rules.policy == Policy::Linux
+        && rules.protocol == Protocol::Tcp
+        && flags.contains(Flags::CONNECTED_ONCE)
+}
+
+/// The flags a PCB gains by `listen()` or `connect()` that outlive the
+/// state (Linux TCP: see [`Flags::LISTENED`], [`Flags::CONNECTED_ONCE`]).
+pub(crate) fn remembers(rules: Rules, state: State) -> Flags {
+    if rules.policy != Policy::Linux || rules.protocol != Protocol::Tcp {
+        return Flags::EMPTY;
+    }
+    match state {
+        State::Listen => Flags::LISTENED,
+        State::Connected => Flags::CONNECTED_ONCE,
+        _ => Flags::EMPTY,
     }
 }
 
@@ -445,6 +483,32 @@ pub(crate) fn insertion_seq(rules: Rules, family: Family, flags: Flags, counter:
         Policy::FreeBsd => counter,
         Policy::Linux => linux::insertion_seq(family, flags, counter),
     }
+}
+
+/// The [`PcbView::seq`] of a PCB that moves to another local address
+/// without leaving its port (see [`linux::rehash_seq`]); elsewhere the PCB
+/// keeps its place (`None`).
+pub(crate) fn rehash_seq(rules: Rules, counter: u64) -> Option<u64> {
+    match (rules.policy, rules.protocol) {
+        (Policy::Linux, Protocol::Udp) => Some(linux::rehash_seq(counter)),
+        _ => None,
+    }
+}
+
+/// Whether a connected `tuple` answers packets from every port of its
+/// remote address: Linux UDP connected to port 0 (`compute_score` checks
+/// `inet_dport` only when it is set; `udp4_lib_lookup4` matches ports
+/// exactly, so a PCB connected to the very port still comes first).
+pub(crate) fn matches_any_port(rules: Rules, tuple: &crate::addr::Tuple) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp && tuple.remote.port == 0
+}
+
+/// Whether, of several PCBs connected over one 4-tuple, the one that
+/// connected last receives (Linux UDP: `udp_lib_hash4` adds at the head of
+/// the 4-tuple's list). Elsewhere a second one is refused or replaces a
+/// TIME_WAIT twin.
+pub(crate) fn newest_connection_first(rules: Rules) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp
 }
 
 /// Whether `listen()` inserts the PCB anew (Linux hashes a listener into
@@ -489,6 +553,41 @@ pub(crate) fn group_key(rules: Rules, view: &PcbView) -> Option<GroupKey> {
         Policy::FreeBsd => freebsd::group_key(view),
         Policy::Linux => linux::group_key(view),
     }
+}
+
+/// Whether a lookup that lands on a PCB with `flags` asks its group for the
+/// member: FreeBSD whenever the PCB is in a group; Linux only while the PCB
+/// also has SO_REUSEPORT set (`inet_lookup_reuseport` tests `sk_reuseport`,
+/// not the group pointer), so a member that cleared the option takes the
+/// packet itself when it is met first, and its mates still pick it.
+pub(crate) fn consults_group(rules: Rules, flags: Flags) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => flags.in_group(),
+        Policy::Linux => flags.in_group() && flags.reuse_port(),
+    }
+}
+
+/// Whether clearing the option `bit` takes the PCB out of its group: FreeBSD
+/// for SO_REUSEPORT_LB; never on Linux, where `sk_setsockopt` only sets
+/// `sk_reuseport` and the group keeps the socket in `socks[]`.
+pub(crate) fn clearing_leaves_group(rules: Rules, bit: Flags) -> bool {
+    rules.policy == Policy::FreeBsd && bit == Flags::REUSEPORT_LB
+}
+
+/// Linux: whether a new member `me` joins the group of `other`, or founds
+/// one with it when `other` has none (`inet_reuseport_add_sock`,
+/// `udp_reuseport_add_sock`). `None` under FreeBSD, whose groups go by key.
+pub(crate) fn group_mate(rules: Rules, me: &PcbView, other: &PcbView) -> Option<bool> {
+    match rules.policy {
+        Policy::FreeBsd => None,
+        Policy::Linux => Some(linux::group_mate(rules.protocol, me, other)),
+    }
+}
+
+/// Whether a group's pick passes over connected members (Linux
+/// `reuseport_select_sock_by_hash` skips `TCP_ESTABLISHED` sockets).
+pub(crate) fn pick_skips_connected(policy: Policy) -> bool {
+    policy == Policy::Linux
 }
 
 /// Whether members join at `listen()` (TCP) rather than at `bind()` (UDP).

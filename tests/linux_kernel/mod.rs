@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod dual;
+pub mod receive;
 
 use std::fs;
 use std::io;
