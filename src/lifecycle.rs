@@ -225,9 +225,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.stamp_seq(inner, flags);
         }
         let remembered = policy::remembers(self.rules, State::Connected);
-        inner
-            .flags
-            .update(|_| flags.with_state(State::Connected) | remembered);
+        let peer = policy::peer_flags(self.rules, inner.family, &tuple.remote);
+        inner.flags.update(|_| {
+            flags
+                .without(Flags::MAPPED_PEER)
+                .with_state(State::Connected)
+                | remembered
+                | peer
+        });
         self.exact_link(&tuple, inner, guard);
         let entry = self
             .ports
@@ -575,6 +580,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
         };
+        if let Some(error) = policy::connect_refused(self.rules, &me) {
+            self.refuse_connect(inner, &me, source, &guard);
+            return Err(error);
+        }
         if me.state() == State::Bound {
             let tuple = Tuple {
                 local: Endpoint {
@@ -711,9 +720,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.ports.begin_move(&held);
             // `me.flags` tell whether `inner` held the old 4-tuple's entry;
             // the bits start afresh for the new one.
-            inner
-                .flags
-                .update(|flags| flags.without(Flags::SHADOWED | Flags::SHADOWING));
+            let peer_flags = policy::peer_flags(self.rules, inner.family, &peer);
+            inner.flags.update(|flags| {
+                let stale = Flags::SHADOWED | Flags::SHADOWING | Flags::MAPPED_PEER;
+                flags.without(stale) | peer_flags
+            });
             self.exact_link(&tuple, inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
@@ -758,6 +769,33 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 };
                 let keep_addr = me.flags.contains(Flags::ADDR_LOCKED);
                 self.release_port(held, inner, &kept, keep_addr, guard);
+            }
+        }
+    }
+
+    /// The traces of a `connect()` the policy refuses after choosing
+    /// `source` (see [`connect_failed`](Self::connect_failed)); a PCB out of
+    /// the table may keep the source as its address.
+    fn refuse_connect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        if me.state() == State::Bound {
+            let held = self.ports.lock(me.local.port);
+            self.connect_failed(&held, inner, me, source, guard);
+            return;
+        }
+        if let AfterFailedConnect::Released(ip) =
+            policy::after_failed_connect(self.rules, me, source)
+        {
+            if ip != me.local.ip {
+                // Not in the table: nothing else sees it.
+                inner
+                    .tuple
+                    .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
             }
         }
     }

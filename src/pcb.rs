@@ -152,6 +152,13 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// `SO_REUSEPORT`.
     ///
+    /// Linux (as the running kernel does it): the option and group
+    /// membership are separate. Clearing it leaves the PCB in its group (its
+    /// mates still pick it; met first in its list, it takes the packets
+    /// itself), and setting it after `bind()` or `listen()` joins nothing
+    /// until the next member binds (UDP) or listens (TCP), which founds a
+    /// group with the first matching PCB it meets in the port's list.
+    ///
     /// Errors: `InvalidInput` after `time_wait()` or a drop.
     pub fn set_reuse_port(&self, on: bool) -> Result<(), Error> {
         self.table.set_option(&self.inner, Flags::REUSEPORT, on)
@@ -190,7 +197,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// twice is allowed. A SO_REUSEPORT(_LB) listener joins its group here.
     ///
     /// Errors: `NotSupported` for UDP, `InvalidInput` when connected, and
-    /// (Linux) `AddrInUse` when the re-check finds a conflict.
+    /// (Linux) `AddrInUse` when the re-check finds a conflict. Linux also
+    /// answers `InvalidInput` for a PCB that has ever been connected, even
+    /// after [`disconnect`](Pcb::disconnect), and keeps the ephemeral port
+    /// the call took for it, as the running kernel does.
     pub fn listen(&self) -> Result<(), Error> {
         self.table.listen(&self.inner)
     }
@@ -204,9 +214,14 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     ///
     /// Errors: `AlreadyConnected`, `NotSupported` (TCP with SO_REUSEPORT_LB on
     /// FreeBSD), `FamilyNotSupported`, `NetworkUnreachable` (no source
-    /// address), `AddrNotAvailable` (port 0 or unspecified peer, exhaustion),
-    /// `AddrInUse` / `AddrNotAvailable` when the bound port already has this
-    /// 4-tuple (FreeBSD / Linux).
+    /// address), `AddrNotAvailable` (unspecified peer, exhaustion; FreeBSD
+    /// also port 0), `AddrInUse` / `AddrNotAvailable` when the bound port
+    /// already has this 4-tuple (FreeBSD / Linux). Linux: `InvalidInput` for a
+    /// link-local IPv6 peer (no device) and for a TCP PCB that has ever
+    /// listened, even after [`disconnect`](Pcb::disconnect); a UDP peer port
+    /// 0 means every port of the peer's address; of several UDP PCBs
+    /// connected over one 4-tuple, the last one connected receives; a UDP
+    /// member of a reuseport group leaves it for good.
     pub fn connect(&self, remote: SocketAddr) -> Result<SocketAddr, Error> {
         self.table.connect(&self.inner, remote)
     }
@@ -231,9 +246,20 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// `connect(AF_UNSPEC)` on a UDP PCB: back to the wildcard index.
-    ///
-    /// Errors: `NotSupported` for TCP; `NotConnected` (FreeBSD) when not
+    /// Linux does not put a reuseport member back into its group, and takes
+    /// a member bound to a wildcard address out of it even when it was not
     /// connected.
+    ///
+    /// Linux TCP (`tcp_disconnect`): a connection is aborted (the stack
+    /// sends the reset) and a listener stops listening; either keeps its
+    /// port only if `bind()` named it, and its address only if `bind()` named
+    /// that. Afterwards, as the running kernel answers, a PCB that has
+    /// listened may listen again but never `connect()`, and one that has
+    /// been connected may connect again but never `listen()`.
+    ///
+    /// Errors: `NotSupported` for TCP under FreeBSD; `NotConnected`
+    /// (FreeBSD) when not connected; `InvalidInput` (Linux TCP) after
+    /// `time_wait()`.
     pub fn disconnect(&self) -> Result<(), Error> {
         self.table.disconnect(&self.inner)
     }

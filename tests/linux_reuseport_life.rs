@@ -509,3 +509,34 @@ fn linux_link_local_needs_a_device() {
         }
     }
 }
+
+/// An AF_INET6 UDP socket on `::` that connects to a v4-mapped peer and
+/// disconnects takes IPv4 datagrams again but no IPv6 ones:
+/// `__udp_disconnect` resets `inet_daddr` but not `sk_v6_daddr`, which
+/// `compute_score` still compares with an IPv6 datagram's source. That
+/// holds after a disconnect that gave the port back and a new autobind too.
+/// Connected to an IPv6 peer instead, it takes both.
+#[test]
+fn linux_udp_disconnect_from_a_mapped_peer_misses_ipv6() {
+    for (peer, ipv6_too) in [("[::ffff:127.0.0.1]:30000", false), ("[::1]:30000", true)] {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let me = life.socket(true, false, false);
+        me.bind("bind ::", "::", PORT, OK);
+        me.connect("connect", at(peer), OK);
+        me.disconnect("disconnect", OK);
+        life.receivers(peer, &[&me], "127.0.0.1:20000", "127.0.0.1", &[0]);
+        let want: &[usize] = if ipv6_too { &[0] } else { &[] };
+        life.receivers(peer, &[&me], "[::1]:20000", "::1", want);
+        // Unbound: the disconnect gives the port back, an autobind takes one.
+        let again = life.socket(true, false, false);
+        again.connect("connect", at(peer), OK);
+        again.disconnect("disconnect", OK);
+        again.connect("autobind", at("[fe80::1]:30000"), EINVAL);
+        let to = again.local("autobound").expect("a port");
+        let want: &[usize] = if ipv6_too { &[0] } else { &[] };
+        let step = format!("{peer}, autobound again");
+        life.receivers(&step, &[&again], &format!("[::1]:{}", to.port()), "::1", want);
+    }
+}

@@ -558,15 +558,30 @@ pub(crate) fn connect(
     if rep.0.is_unspecified() {
         return Err(Error::AddrNotAvailable.into());
     }
-    if tcp && n.listened {
-        return Err(Error::InvalidInput.into());
-    }
+
     let laddr = if has_addr {
         n.local.0
     } else {
         source_for(rep.0).ok_or(Error::NetworkUnreachable)?
     };
     let bound = n.local.1 != 0 && n.state != State::Closed;
+    if tcp && n.listened {
+        // EINVAL through tcp_v4_connect's failure path: a source chosen for
+        // a locked wildcard stays; a port bind() chose goes back.
+        let keeps_source = n.addr_locked && n.local.0.is_unspecified();
+        if !bound {
+            if keeps_source {
+                m.recs[id].local.0 = laddr;
+            }
+            return Err(Error::InvalidInput.into());
+        }
+        if keeps_source || !n.port_locked {
+            return Err(ModelError::Known(
+                "Linux TCP connect() after listen(): the failure path's traces",
+            ));
+        }
+        return Err(Error::InvalidInput.into());
+    }
     if tcp {
         let port = if bound {
             if m.live().any(|(_, r)| {
@@ -646,6 +661,8 @@ pub(crate) fn connect(
     let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
     let r = &mut m.recs[id];
     r.remote = Some(rep);
+    // `sk_v6_daddr` outlives the connection (see the table's MAPPED_PEER).
+    r.mapped_peer = !tcp && n.inet6 && rep.0.is_ipv4();
     if tcp {
         r.connected_once = true;
     } else {
@@ -777,7 +794,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             } else {
                 2
             }
-        } else if r.inet6 && r.local.0 == pass_addr {
+        } else if r.inet6 && r.local.0 == pass_addr && !r.mapped_peer {
             1
         } else {
             -1

@@ -85,6 +85,9 @@ pub struct Rec {
     /// on) / has been connected (listen() is EINVAL from then on).
     pub(crate) listened: bool,
     pub(crate) connected_once: bool,
+    /// Linux UDP: an AF_INET6 socket whose last peer was IPv4 keeps it in
+    /// `sk_v6_daddr`, so no IPv6 datagram matches it unconnected.
+    pub(crate) mapped_peer: bool,
 }
 
 impl Rec {
@@ -223,6 +226,7 @@ impl Model {
             lgroup: None,
             listened: false,
             connected_once: false,
+            mapped_peer: false,
         });
         self.recs.len() - 1
     }

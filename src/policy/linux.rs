@@ -305,13 +305,17 @@ pub(crate) fn check_connect(
     if peer.is_wildcard() {
         return Err(Error::AddrNotAvailable);
     }
-    if protocol == Protocol::Tcp && me.flags.contains(Flags::LISTENED) {
-        // A socket that has listened never connects again, even after
-        // `disconnect()` stopped it listening: the running 6.18 kernel
-        // answers EINVAL and takes no port.
-        return Err(Error::InvalidInput);
-    }
     Ok(peer)
+}
+
+/// Whether `connect()` fails once the source address is chosen: a TCP
+/// socket that has listened never connects again, even after `disconnect()`
+/// stopped it listening. The running 6.18 kernel answers EINVAL through
+/// `tcp_v4_connect`'s failure path, with its traces (see
+/// [`after_failed_connect`]): no port is taken, a port `bind()` chose is
+/// given back, and a source chosen for a locked wildcard stays.
+pub(crate) fn connect_refused(protocol: Protocol, me: &PcbView) -> Option<Error> {
+    (protocol == Protocol::Tcp && me.flags.contains(Flags::LISTENED)).then_some(Error::InvalidInput)
 }
 
 /// Whether an unbound `connect()` must pass over a candidate port.
@@ -381,6 +385,22 @@ pub(crate) fn after_failed_connect(
     }
 }
 
+/// The flags a UDP `connect()` to `peer` sets on an `Inet6` socket:
+/// `__udp_disconnect` resets `inet_daddr` but not `sk_v6_daddr`, so after a
+/// v4-mapped peer no IPv6 datagram matches the socket again
+/// (`compute_score` compares the stale address) until it connects to an
+/// IPv6 peer ([`Flags::MAPPED_PEER`]), as the running 6.18 kernel shows,
+/// across a `disconnect()` that gives the port back and a new autobind too.
+/// (The stale IPv6 peer of a socket that connected to one also filters and
+/// scores its later IPv6 datagrams; the table does not keep it.)
+pub(crate) fn peer_flags(protocol: Protocol, family: Family, peer: &Endpoint) -> Flags {
+    if protocol == Protocol::Udp && family == Family::Inet6 && peer.is_v4() {
+        Flags::MAPPED_PEER
+    } else {
+        Flags::EMPTY
+    }
+}
+
 /// `__udp_disconnect`: the address is kept only if it was bound explicitly,
 /// and the port only if it was.
 pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
@@ -441,6 +461,9 @@ pub(crate) fn wildcard_rank(
         return None;
     }
     if local.is_v4() && ipv6_only_sock(candidate) {
+        return None;
+    }
+    if !local.is_v4() && candidate.flags.contains(Flags::MAPPED_PEER) {
         return None;
     }
     let specific = if local.is_v4() {

@@ -424,6 +424,15 @@ pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error
     }
 }
 
+/// The flags a PCB's `connect()` to `peer` leaves for good, replacing those
+/// of its last peer (see [`linux::peer_flags`]).
+pub(crate) fn peer_flags(rules: Rules, family: Family, peer: &Endpoint) -> Flags {
+    match rules.policy {
+        Policy::Linux => linux::peer_flags(rules.protocol, family, peer),
+        Policy::FreeBsd => Flags::EMPTY,
+    }
+}
+
 /// Whether a UDP PCB that `disconnect()` left bound goes back into its
 /// load-balance group (FreeBSD), or stays out for good (Linux: a member
 /// that connected was detached, and `udp_lib_rehash` detaches a member on
@@ -509,6 +518,15 @@ pub(crate) fn matches_any_port(rules: Rules, tuple: &crate::addr::Tuple) -> bool
 /// TIME_WAIT twin.
 pub(crate) fn newest_connection_first(rules: Rules) -> bool {
     rules.policy == Policy::Linux && rules.protocol == Protocol::Udp
+}
+
+/// An error `connect()` gives once the source address is chosen, through
+/// the kernel's failure path ([`after_failed_connect`]).
+pub(crate) fn connect_refused(rules: Rules, me: &PcbView) -> Option<Error> {
+    match rules.policy {
+        Policy::FreeBsd => None,
+        Policy::Linux => linux::connect_refused(rules.protocol, me),
+    }
 }
 
 /// Whether `listen()` inserts the PCB anew (Linux hashes a listener into
