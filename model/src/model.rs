@@ -46,6 +46,17 @@ pub enum Expect {
     AnyOf(Vec<usize>),
 }
 
+impl Expect {
+    /// One of `ids`, `None` if there are none.
+    pub(crate) fn of(ids: Vec<usize>) -> Option<Expect> {
+        match ids.len() {
+            0 => None,
+            1 => Some(Expect::One(ids[0])),
+            _ => Some(Expect::AnyOf(ids)),
+        }
+    }
+}
+
 /// One PCB.
 #[derive(Clone, Debug)]
 pub struct Rec {
@@ -465,27 +476,21 @@ impl Model {
         if l.0.is_ipv4() != r.0.is_ipv4() {
             return Expect::None;
         }
-        let exact: Vec<usize> = self
-            .live()
-            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r))
-            .map(|(i, _)| i)
-            .collect();
-        match exact.len() {
-            0 => {}
-            1 => return Expect::One(exact[0]),
-            _ => return Expect::AnyOf(exact),
+        let connected_to = |peer: Ep| {
+            Expect::of(
+                self.live()
+                    .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(peer))
+                    .map(|(i, _)| i)
+                    .collect(),
+            )
+        };
+        if let Some(exact) = connected_to(r) {
+            return exact;
         }
         if !self.freebsd() && !self.tcp() {
             // Connected to the address with port 0: any port of it.
-            let any_port: Vec<usize> = self
-                .live()
-                .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some((r.0, 0)))
-                .map(|(i, _)| i)
-                .collect();
-            match any_port.len() {
-                0 => {}
-                1 => return Expect::One(any_port[0]),
-                _ => return Expect::AnyOf(any_port),
+            if let Some(any_port) = connected_to((r.0, 0)) {
+                return any_port;
             }
         }
         if self.freebsd() {

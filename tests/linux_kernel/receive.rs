@@ -52,14 +52,7 @@ pub fn same_cpu(socket: &Socket, cpu: usize) {
 /// Sends one datagram from `from` to `to` and returns the index of the
 /// socket of `sockets` that got it (each is drained).
 pub fn udp_receiver(sockets: &[&Socket], from: SocketAddr, to: SocketAddr) -> Option<usize> {
-    let domain = if from.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let sender = Socket::new(domain, Type::DGRAM, None).expect("sender");
-    sender.set_reuse_address(true).expect("SO_REUSEADDR");
-    sender.bind(&from.into()).expect("sender bind");
+    let sender = bound_at(from, Type::DGRAM);
     sender.send_to(b"x", &to.into()).expect("send");
     for socket in sockets {
         socket.set_nonblocking(true).expect("non-blocking");
@@ -84,14 +77,7 @@ pub fn udp_receiver(sockets: &[&Socket], from: SocketAddr, to: SocketAddr) -> Op
 /// Connects from `from` to `to` and returns the index of the listener of
 /// `listeners` that has the connection (it is accepted and reset).
 pub fn tcp_receiver(listeners: &[&Socket], from: SocketAddr, to: SocketAddr) -> Option<usize> {
-    let domain = if from.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let client = Socket::new(domain, Type::STREAM, None).expect("client");
-    client.set_reuse_address(true).expect("SO_REUSEADDR");
-    client.bind(&from.into()).expect("client bind");
+    let client = bound_at(from, Type::STREAM);
     let connected = client.connect_timeout(&to.into(), Duration::from_secs(2));
     let mut found = None;
     if connected.is_ok() {
@@ -110,6 +96,19 @@ pub fn tcp_receiver(listeners: &[&Socket], from: SocketAddr, to: SocketAddr) -> 
     }
     close_now(client);
     found
+}
+
+/// A socket of `kind` bound to `from` (with SO_REUSEADDR), to send from.
+fn bound_at(from: SocketAddr, kind: Type) -> Socket {
+    let domain = if from.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, kind, None).expect("socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket.bind(&from.into()).expect("bind the source");
+    socket
 }
 
 /// The index of the PCB of `pcbs` that the table's lookup gives a packet
