@@ -16,12 +16,15 @@ use crate::flags::State;
 use crate::pcb::PcbInner;
 use crate::policy::{pick_member, pick_skips_connected, GroupKey, Policy};
 use crate::raw::EpochCell;
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// One group. See the module docs.
 pub(crate) struct Group<S: Send + Sync + 'static> {
     pub(crate) key: GroupKey,
     members: EpochCell<Vec<Arc<PcbInner<S>>>>,
+    /// Linux `has_conns`: a member has connected (and left) since the group
+    /// was founded; never cleared.
+    has_conns: AtomicBool,
 }
 
 impl<S: Send + Sync + 'static> Group<S> {
@@ -30,7 +33,18 @@ impl<S: Send + Sync + 'static> Group<S> {
         Self {
             key,
             members: EpochCell::new(Vec::new()),
+            has_conns: AtomicBool::new(false),
         }
+    }
+
+    /// Records that a member connected (`reuseport_has_conns_set`).
+    pub(crate) fn set_has_conns(&self) {
+        self.has_conns.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a member ever connected. Lock-free.
+    pub(crate) fn has_conns(&self) -> bool {
+        self.has_conns.load(Ordering::Relaxed)
     }
 
     /// The current member count. Lock-free.

@@ -605,6 +605,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 None => TupleTaken::Share,
             };
             self.ports.begin_move(&held);
+            if let Some(group) = inner.group.load(&guard) {
+                group.set_has_conns();
+            }
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
             if tuple.local != me.local {

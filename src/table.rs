@@ -127,6 +127,55 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .find_arc(key.hash(&self.hasher), guard, |k| *k == key)
     }
 
+    /// Linux UDP (`udp4_lib_lookup2`): the walk of the address's list stops
+    /// at the first socket that beats every one before it and asks a group
+    /// that no member ever connected from; such a socket listed before the
+    /// PCB `peer` (connected to the packet's address with any port, which
+    /// outscores every unconnected one) takes the packet. Its member, if
+    /// so. Lock-free; allocation-free.
+    fn group_before<'g>(
+        &self,
+        peer: &PcbInner<S>,
+        local: &Endpoint,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let after = peer.seq.load(Ordering::Relaxed);
+        // The first socket listed before `peer` that outranks `floor`.
+        let first_above = |floor: u32| {
+            let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
+            for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
+                let view = pcb.view(guard);
+                let Some(rank) = policy::wildcard_rank(self.rules, &view, local) else {
+                    continue;
+                };
+                let listed_before = view.seq > after;
+                let same_pass = policy::same_pass(self.rules, rank, local);
+                if listed_before && same_pass && rank > floor {
+                    if first.is_none_or(|(_, seq, _)| view.seq > seq) {
+                        first = Some((rank, view.seq, &**pcb));
+                    }
+                }
+            }
+            first
+        };
+        let mut floor = 0;
+        while let Some((rank, _, pcb)) = first_above(floor) {
+            let flags = pcb.flags.load();
+            if policy::consults_group(self.rules, flags) {
+                if let Some(group) = pcb.group.load(guard) {
+                    if !group.has_conns() {
+                        if let Some(member) = group.pick(self.rules.policy, hash, guard) {
+                            return Some(member);
+                        }
+                    }
+                }
+            }
+            floor = rank;
+        }
+        None
+    }
+
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
     /// packet's local port. Lock-free; allocation-free.
     fn best_wildcard<'g>(&self, local: &Endpoint, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
@@ -348,8 +397,9 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                     before
                 }
             };
-            if let Some(pcb) = shared.any_port_peer(key, guard) {
-                return Some(PcbRef::new(pcb, guard));
+            if let Some(peer) = shared.any_port_peer(key, guard) {
+                let pcb = shared.group_before(peer, &local, hash, guard);
+                return Some(PcbRef::new(pcb.unwrap_or(peer), guard));
             }
             let best = shared.best_wildcard(&local, guard);
             if shared.ports.move_seq(local.port) != before {

@@ -472,8 +472,17 @@ pub(crate) fn wildcard_rank(
         !candidate.local.is_wildcard()
     };
     let family_bonus = u32::from(candidate.family == Family::Inet);
-    Some(if specific { 10 } else { 0 } + 1 + family_bonus)
+    Some(if specific { SPECIFIC } else { 0 } + 1 + family_bonus)
 }
+
+/// Whether `rank` (from [`wildcard_rank`]) is of the first pass, over the
+/// packet's own address.
+pub(crate) fn specific_rank(rank: u32, _local: &Endpoint) -> bool {
+    rank >= SPECIFIC
+}
+
+/// The rank bonus of a PCB bound to the packet's own address.
+const SPECIFIC: u32 = 10;
 
 /// The middle of the `seq` space: head insertions count up from it, tail
 /// insertions count down.

@@ -213,6 +213,16 @@ pub(crate) fn wildcard_rank(rules: Rules, candidate: &PcbView, local: &Endpoint)
     }
 }
 
+/// Whether a wildcard-stage `rank` for a packet to `local` comes from the
+/// pass over the packet's own address (Linux looks there first, then at the
+/// wildcard address), where a PCB connected from that address is listed.
+pub(crate) fn same_pass(rules: Rules, rank: u32, local: &Endpoint) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => true,
+        Policy::Linux => linux::specific_rank(rank, local),
+    }
+}
+
 /// Whether `view` would match `local` in the wildcard stage at all (any rank).
 pub(crate) fn wild_match(view: &PcbView, local: &Endpoint) -> bool {
     let af = Af::of(local);
