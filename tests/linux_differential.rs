@@ -31,11 +31,19 @@
 //! divergence fails the test and prints its seed and the operations that led
 //! to it; rerun one seed with `PCBHASH_DIFF_SEED=<seed>`.
 //!
+//! A quarter of the steps come from `linux_differential/life.rs`: calls on
+//! sockets that already hold a port (SO_REUSEPORT cleared and set, listen
+//! again, disconnect of TCP listeners and connections and of UDP group
+//! members, UDP connect to port 0, link-local addresses), and real packets
+//! whose receivers are compared with the table's lookup.
+//!
 //! One difference is known and tolerated, and counted in the summary: when
 //! a UDP connect() finds no port for its early autobind, the kernel says
 //! EAGAIN, which `pcbhash::Error` has no variant for yet; the table says
 //! EADDRNOTAVAIL.
 
+#[path = "linux_differential/life.rs"]
+mod life;
 mod linux_kernel;
 
 use std::collections::HashMap;
@@ -91,6 +99,9 @@ const UDP_RANGES: [(u16, u16); 3] = [(40000, 40000), (40000, 40001), (40000, 400
 
 /// Ports UDP sockets connect to, besides ports handed out earlier.
 const UDP_PEER_PORT: u16 = 30000;
+
+/// How often a step draws from the operations of `life.rs`.
+const LIFE_PERCENT: u64 = 25;
 
 /// Socket owners.
 const UIDS: [u32; 2] = [0, 1000];
@@ -498,7 +509,15 @@ impl World {
         let t = table_errno(&entry.table.listen());
         self.compare(&format!("#{i} listen()"), k, t)?;
         if k != 0 {
-            return Ok(true);
+            // Linux: a socket that has been connected is refused, but keeps
+            // the port the call took.
+            let took = !was_bound && self.entry(i).table.local_addr().is_some();
+            let scan = took.then_some(self.bind_scan(reuse_addr));
+            return if took {
+                self.check_local(i, scan)
+            } else {
+                Ok(true)
+            };
         }
         self.entries[i].as_mut().expect("live").listening = true;
         let scan = (!was_bound).then_some(self.bind_scan(reuse_addr));
@@ -661,6 +680,11 @@ impl World {
                 rng.pick(preferred)
             }
         };
+        if rng.chance(LIFE_PERCENT) {
+            if let Some(step) = self.life_step(rng) {
+                return step;
+            }
+        }
         loop {
             match rng.below(20) {
                 0..=2 if open < MAX_OPEN => {
