@@ -151,10 +151,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 };
                 let listed_before = view.seq > after;
                 let same_pass = policy::same_pass(self.rules, rank, local);
-                if listed_before && same_pass && rank > floor {
-                    if first.is_none_or(|(_, seq, _)| view.seq > seq) {
-                        first = Some((rank, view.seq, &**pcb));
-                    }
+                let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
+                if listed_before && same_pass && rank > floor && earlier {
+                    first = Some((rank, view.seq, &**pcb));
                 }
             }
             first
