@@ -721,8 +721,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
             self.ports.begin_move(&held);
-            // `me.flags` tell whether `inner` held the old 4-tuple's entry;
-            // the bits start afresh for the new one.
+            // Whether `inner` held the old 4-tuple's entry, read under the
+            // port's lock; the bits start afresh for the new one.
+            let was = inner.flags.load();
             let peer_flags = policy::peer_flags(self.rules, inner.family, &peer);
             inner.flags.update(|flags| {
                 let stale = Flags::SHADOWED | Flags::SHADOWING | Flags::MAPPED_PEER;
@@ -734,7 +735,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 local: me.local,
                 remote: me.remote,
             };
-            self.unlink_exact_was(inner, &before, me.flags, guard);
+            self.unlink_exact_was(inner, &before, was, guard);
             self.ports.end_move(&held);
         }
         tuple.local.to_socket(inner.family)
@@ -901,6 +902,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if local != me.local {
                 self.restamp_seq(inner);
             }
+            // Whether it holds the exact entry, read under the port's lock
+            // (another PCB's connect may have shadowed it since `me`).
+            let was = inner.flags.load();
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
             self.link_unconnected(&held, inner, local, flags, false, &guard);
@@ -912,7 +916,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact(inner, &before, &guard);
+                self.unlink_exact_was(inner, &before, was, &guard);
             }
             if policy::rejoins_group_on_disconnect(self.rules) {
                 self.join_group_if_bound_member(&held, inner, &guard);
