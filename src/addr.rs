@@ -152,6 +152,16 @@ impl FlowKey {
         )
     }
 
+    /// The same key with the remote port 0: what a PCB connected to the
+    /// remote address with any port is filed under.
+    #[inline]
+    pub(crate) fn any_remote_port(&self) -> Self {
+        Self {
+            ports: self.ports & 0xffff_0000,
+            ..*self
+        }
+    }
+
     #[inline]
     fn from_bits(local: u128, remote: u128, local_port: u16, remote_port: u16) -> Self {
         let split = |bits: u128| [(bits >> 64) as u64, bits as u64];
@@ -230,7 +240,7 @@ impl Tuple {
     /// Whether the tuple names a peer.
     #[inline]
     pub(crate) fn is_connected(&self) -> bool {
-        self.remote.port != 0
+        self.remote.port != 0 || !self.remote.is_wildcard()
     }
 }
 

@@ -107,6 +107,22 @@ impl Flags {
     /// IPv4 source address (`inet_saddr`) is set; for an `Inet6` PCB on a
     /// specific IPv6 address that is `LOOPBACK4_IPV6` (`__inet6_bind`).
     pub const SOURCE_BOUND: Flags = Flags(1 << 10);
+    /// Linux TCP: the PCB has listened; `connect()` is refused from then on,
+    /// even after `disconnect()` stopped it listening.
+    pub const LISTENED: Flags = Flags(1 << 11);
+    /// Linux TCP: the PCB has been connected (by `connect()` or `accept()`);
+    /// `listen()` is refused from then on, even after `disconnect()`.
+    pub const CONNECTED_ONCE: Flags = Flags(1 << 12);
+    /// Linux UDP: connected, but a PCB that connected later over the same
+    /// 4-tuple holds the exact index's entry for it.
+    pub const SHADOWED: Flags = Flags(1 << 13);
+    /// Linux UDP: holds the exact index's entry for a 4-tuple over which
+    /// [`SHADOWED`](Self::SHADOWED) PCBs wait.
+    pub const SHADOWING: Flags = Flags(1 << 14);
+    /// Linux UDP: an `Inet6` PCB whose last peer was IPv4 (v4-mapped). The
+    /// kernel keeps that peer in `sk_v6_daddr` after `disconnect()`, so no
+    /// IPv6 datagram matches the PCB until it connects to an IPv6 peer.
+    pub const MAPPED_PEER: Flags = Flags(1 << 15);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -205,6 +221,11 @@ impl fmt::Debug for Flags {
             (Self::PORT_LOCKED, "PORT_LOCKED"),
             (Self::CONNECT_BUCKET, "CONNECT_BUCKET"),
             (Self::SOURCE_BOUND, "SOURCE_BOUND"),
+            (Self::LISTENED, "LISTENED"),
+            (Self::CONNECTED_ONCE, "CONNECTED_ONCE"),
+            (Self::SHADOWED, "SHADOWED"),
+            (Self::SHADOWING, "SHADOWING"),
+            (Self::MAPPED_PEER, "MAPPED_PEER"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

@@ -16,10 +16,11 @@
 
 use crossbeam_epoch::Guard;
 
+use crate::flags::State;
 use crate::pcb::PcbInner;
-use crate::policy::{pick_member, GroupKey, Policy};
+use crate::policy::{pick_member, pick_skips_connected, GroupKey, Policy};
 use crate::raw::EpochCell;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// One group. See the module docs.
 ///
@@ -31,6 +32,9 @@ pub(crate) struct Group<S: Send + Sync + 'static> {
     pending: AtomicUsize,
     slots: AtomicUsize,
     seq: AtomicU64,
+    /// Linux `has_conns`: a member has connected (and left) since the group
+    /// was founded; never cleared.
+    has_conns: AtomicBool,
 }
 
 impl<S: Send + Sync + 'static> Group<S> {
@@ -42,6 +46,7 @@ impl<S: Send + Sync + 'static> Group<S> {
             pending: AtomicUsize::new(0),
             slots: AtomicUsize::new(slots),
             seq: AtomicU64::new(seq),
+            has_conns: AtomicBool::new(false),
         }
     }
 
@@ -75,6 +80,16 @@ impl<S: Send + Sync + 'static> Group<S> {
         }
     }
 
+    /// Records that a member connected (`reuseport_has_conns_set`).
+    pub(crate) fn set_has_conns(&self) {
+        self.has_conns.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a member ever connected. Lock-free.
+    pub(crate) fn has_conns(&self) -> bool {
+        self.has_conns.load(Ordering::Relaxed)
+    }
+
     /// The current member count. Lock-free.
     pub(crate) fn len(&self, guard: &Guard) -> usize {
         self.members.load(guard).len()
@@ -99,7 +114,10 @@ impl<S: Send + Sync + 'static> Group<S> {
         left
     }
 
-    /// The member for a flow with `hash`. Lock-free: two loads.
+    /// The member for a flow with `hash`. Lock-free: two loads, then under
+    /// Linux a walk past connected members: `reuseport_select_sock_by_hash`
+    /// takes the next member that is not connected, wrapping around, and
+    /// `None` when every member is (the lookup then keeps the PCB it found).
     #[inline]
     pub(crate) fn pick<'g>(
         &'g self,
@@ -111,7 +129,16 @@ impl<S: Send + Sync + 'static> Group<S> {
         if members.is_empty() {
             return None;
         }
-        Some(&members[pick_member(policy, hash, members.len())])
+        let first = pick_member(policy, hash, members.len());
+        if !pick_skips_connected(policy) {
+            return Some(&members[first]);
+        }
+        let (after, before) = members.split_at(first);
+        before
+            .iter()
+            .chain(after)
+            .find(|member| member.state() != State::Connected)
+            .map(|member| &**member)
     }
 }
 

@@ -108,6 +108,7 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod abort;
 mod addr;
 mod busy;
 mod error;
@@ -120,6 +121,7 @@ mod policy;
 mod ports;
 #[allow(unsafe_code)]
 mod raw;
+mod shadow;
 mod sync;
 mod table;
 

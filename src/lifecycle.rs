@@ -61,10 +61,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let held = self.ports.lock(inner.tuple.load(&guard).local.port);
         let flags = inner.flags.update(|flags| flags.set(bit, on));
-        // FreeBSD keeps a member whose SO_REUSEPORT_LB is cleared: nothing
-        // but `in_pcbremhash_locked` takes a PCB out of its group.
-        let rp_off = bit == Flags::REUSEPORT && !on && self.rules.policy == Policy::Linux;
-        if rp_off && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+        // FreeBSD keeps a member whose SO_REUSEPORT_LB is cleared, and Linux
+        // one whose SO_REUSEPORT is: nothing but leaving the table takes a PCB
+        // out of its group.
+        let leaves = !on && policy::clearing_leaves_group(self.rules, bit);
+        if leaves && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
             self.leave_group(&held, inner, &guard);
         }
         Ok(())
@@ -177,7 +178,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
     /// wildcard list (whose release store makes the first two visible).
-    fn link_unconnected(
+    pub(crate) fn link_unconnected(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
@@ -206,6 +207,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
             policy::insertion_seq(self.rules, inner.family, flags, counter),
             Ordering::Relaxed,
         );
+        inner.bound_seq.store(counter, Ordering::Relaxed);
+    }
+
+    /// `inner` moved to another address of its port: it takes the place the
+    /// policy gives such a move (Linux UDP: the head of its new list).
+    /// Caller holds the port's lock.
+    fn restamp_seq(&self, inner: &PcbInner<S>) {
+        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Some(seq) = policy::rehash_seq(self.rules, counter) {
+            inner.seq.store(seq, Ordering::Relaxed);
+        }
     }
 
     /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
@@ -225,8 +237,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if fresh {
             self.stamp_seq(inner, flags);
         }
-        inner.flags.update(|_| flags.with_state(State::Connected));
-        self.exact_insert(&tuple, inner, guard);
+        let remembered = policy::remembers(self.rules, State::Connected);
+        let peer = policy::peer_flags(self.rules, inner.family, &tuple.remote);
+        inner.flags.update(|_| {
+            flags
+                .without(Flags::MAPPED_PEER)
+                .with_state(State::Connected)
+                | remembered
+                | peer
+        });
+        self.exact_link(&tuple, inner, guard);
         let entry = self
             .ports
             .insert(held, List::Connected, inner.clone(), guard);
@@ -287,7 +307,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// otherwise takes the port's state (`inet_bhash2_update_saddr` and
     /// `__inet_inherit_port` copy the port bucket's `fastreuse`). Caller
     /// holds the port's lock.
-    fn join_bucket(&self, inner: &PcbInner<S>, local: &Endpoint, by_connect: bool, guard: &Guard) {
+    pub(crate) fn join_bucket(
+        &self,
+        inner: &PcbInner<S>,
+        local: &Endpoint,
+        by_connect: bool,
+        guard: &Guard,
+    ) {
         if !self.tracks_buckets() {
             return;
         }
@@ -323,7 +349,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// reads `tw_connect_bind`): an accepted connection, or one that
     /// connected from a port `bind()` chose, keeps the bucket held by
     /// `bind()`. Caller holds the port's lock.
-    fn left_bucket(&self, local: &Endpoint, except: Option<&PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn left_bucket(
+        &self,
+        local: &Endpoint,
+        except: Option<&PcbInner<S>>,
+        guard: &Guard,
+    ) {
         if !self.tracks_buckets() {
             return;
         }
@@ -367,15 +398,20 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
     /// port's lock.
-    fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+    pub(crate) fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+        self.unlink_exact_was(inner, tuple, inner.flags.load(), guard);
+    }
+
+    /// [`unlink_exact`](Self::unlink_exact), with `was` the flags that tell
+    /// whether `inner` held the entry.
+    fn unlink_exact_was(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, was: Flags, guard: &Guard) {
         self.busy.unmark(
             || self.destination_hash(tuple.local.ip, &tuple.remote),
             tuple.local.ip,
             tuple.local.port,
             &tuple.remote,
         );
-        let removed = self.exact_remove(tuple, inner, guard);
-        debug_assert!(removed, "a connected PCB is in the exact index");
+        self.exact_unlink(inner, tuple, was, guard);
     }
 
     /// `listen(2)`.
@@ -409,7 +445,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 held
             }
         };
-        let flags = inner.flags.set_state(State::Listen);
+        if policy::listen_refused_after_connect(self.rules, me.flags) {
+            // `get_port` ran and a port it took stays, but the socket does
+            // not listen.
+            inner.flags.set_state(State::Bound);
+            return Err(Error::InvalidInput);
+        }
+        let remembered = policy::remembers(self.rules, State::Listen);
+        let flags = inner
+            .flags
+            .update(|flags| flags.with_state(State::Listen) | remembered);
         if policy::inserts_at_listen(self.rules) {
             self.stamp_seq(inner, flags);
         }
@@ -458,6 +503,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
         };
+        if let Some(error) = policy::connect_refused(self.rules, &me) {
+            self.refuse_connect(inner, &me, source, &guard);
+            return Err(error);
+        }
         if me.state() == State::Bound {
             let tuple = Tuple {
                 local: Endpoint {
@@ -479,9 +528,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 None => TupleTaken::Share,
             };
             self.ports.begin_move(&held);
+            if let Some(group) = inner.group.load(&guard) {
+                group.set_has_conns();
+            }
             self.leave_group(&held, inner, &guard);
             self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
             if tuple.local != me.local {
+                self.restamp_seq(inner);
                 self.join_bucket(inner, &tuple.local, false, &guard);
                 self.left_bucket(&me.local, None, &guard);
             }
@@ -591,13 +644,21 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
             self.ports.begin_move(&held);
-            self.exact_insert(&tuple, inner, guard);
+            // Whether `inner` held the old 4-tuple's entry, read under the
+            // port's lock; the bits start afresh for the new one.
+            let was = inner.flags.load();
+            let peer_flags = policy::peer_flags(self.rules, inner.family, &peer);
+            inner.flags.update(|flags| {
+                let stale = Flags::SHADOWED | Flags::SHADOWING | Flags::MAPPED_PEER;
+                flags.without(stale) | peer_flags
+            });
+            self.exact_link(&tuple, inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,
                 remote: me.remote,
             };
-            self.unlink_exact(inner, &before, guard);
+            self.unlink_exact_was(inner, &before, was, guard);
             self.ports.end_move(&held);
         }
         tuple.local.to_socket(inner.family)
@@ -635,6 +696,33 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 };
                 let keep_addr = me.flags.contains(Flags::ADDR_LOCKED);
                 self.release_port(held, inner, &kept, keep_addr, guard);
+            }
+        }
+    }
+
+    /// The traces of a `connect()` the policy refuses after choosing
+    /// `source` (see [`connect_failed`](Self::connect_failed)); a PCB out of
+    /// the table may keep the source as its address.
+    fn refuse_connect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        if me.state() == State::Bound {
+            let held = self.ports.lock(me.local.port);
+            self.connect_failed(&held, inner, me, source, guard);
+            return;
+        }
+        if let AfterFailedConnect::Released(ip) =
+            policy::after_failed_connect(self.rules, me, source)
+        {
+            if ip != me.local.ip {
+                // Not in the table: nothing else sees it.
+                inner
+                    .tuple
+                    .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
             }
         }
     }
@@ -703,6 +791,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Result<(), Error> {
         let me = *me;
         let keep = policy::disconnect(self.rules, &me)?;
+        if self.rules.protocol == Protocol::Tcp {
+            self.abort(inner, &me, keep, &guard);
+            return Ok(());
+        }
         // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
         // an address bind() did not name goes back to the wildcard, and a
         // port bind() did not name is released.
@@ -721,6 +813,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             policy::disconnected_wildcard(self.rules, inner.family, &me.local)
         };
         if !connected && local == me.local {
+            if me.flags.in_group() && policy::wildcard_disconnect_leaves_group(self.rules, &me) {
+                let held = self.ports.lock(me.local.port);
+                self.leave_group(&held, inner, &guard);
+            }
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
@@ -737,6 +833,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // The group is keyed by address: join again after the move.
                 self.leave_group(&held, inner, guard);
             }
+            if local != me.local {
+                self.restamp_seq(inner);
+            }
+            // Whether it holds the exact entry, read under the port's lock
+            // (another PCB's connect may have shadowed it since `me`).
+            let was = inner.flags.load();
             // The wildcard place is linked before the exact one is unlinked.
             let old = lock(&inner.port_entry).take();
             let fresh = connected && policy::disconnect_reinserts(self.rules);
@@ -749,9 +851,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact(inner, &before, guard);
+                self.unlink_exact_was(inner, &before, was, guard);
             }
-            self.join_group_if_bound_member(&held, inner, guard);
+            if policy::rejoins_group_on_disconnect(self.rules) {
+                self.join_group_if_bound_member(&held, inner, guard);
+            }
         } else {
             self.release_port(&held, inner, &me, keep.keep_addr, guard);
         }
@@ -763,7 +867,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// explicitly stays for a later `connect()` or `listen()` when
     /// `keep_addr` (Linux keeps it while SOCK_BINDADDR_LOCK is set). Caller
     /// holds the port's lock.
-    fn release_port(
+    pub(crate) fn release_port(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,

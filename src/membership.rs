@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use crate::flags::Flags;
 use crate::lbgroup::Group;
 use crate::pcb::PcbInner;
-use crate::policy::{self, GroupFit};
+use crate::policy::{self, GroupFit, PcbView, Protocol};
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
 use crate::table::Shared;
@@ -20,18 +20,37 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let Some(key) = policy::group_key(self.rules, &view) else {
             return;
         };
-        let existing = self
-            .ports
-            .iter(held.port(), List::Unconnected, guard)
-            .filter(|pcb| {
-                !Arc::ptr_eq(pcb, inner)
-                    && pcb
-                        .flags
-                        .load()
-                        .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING)
-            })
-            .filter_map(|pcb| pcb.group.load(guard).cloned())
-            .find(|group| group.key == key);
+        let existing = match self.group_mate(held, inner, &view, guard) {
+            Some(Some(mate)) => Some(match mate.group.load(guard).cloned() {
+                Some(group) => group,
+                None => {
+                    // The mate set SO_REUSEPORT after it was hashed: a group
+                    // is founded for it on the spot (`reuseport_add_sock`).
+                    let group = Arc::new(Group::new(
+                        key,
+                        policy::group_initial_slots(self.rules.policy),
+                        self.group_seq(),
+                    ));
+                    group.join(mate.clone(), guard);
+                    mate.group.replace(Some(group.clone()), guard);
+                    mate.flags.update(|flags| flags | Flags::IN_GROUP);
+                    group
+                }
+            }),
+            Some(None) => None,
+            None => self
+                .ports
+                .iter(held.port(), List::Unconnected, guard)
+                .filter(|pcb| {
+                    !Arc::ptr_eq(pcb, inner)
+                        && pcb
+                            .flags
+                            .load()
+                            .intersects(Flags::IN_GROUP | Flags::GROUP_PENDING)
+                })
+                .filter_map(|pcb| pcb.group.load(guard).cloned())
+                .find(|group| group.key == key),
+        };
         let group = match existing {
             Some(group) => {
                 let (members, slots) = group.occupancy(guard);
@@ -65,6 +84,43 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner
             .flags
             .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
+    }
+
+    /// Linux: the PCB whose group a new member `me` joins, met first in the
+    /// port's list (UDP: in `bind()` order, newest first; TCP: the
+    /// listening list); `Some(None)` when there is none, `None` when the
+    /// policy finds groups by their key instead.
+    fn group_mate(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        guard: &Guard,
+    ) -> Option<Option<Arc<PcbInner<S>>>> {
+        let mut best: Option<(u64, &Arc<PcbInner<S>>)> = None;
+        let udp = self.rules.protocol == Protocol::Udp;
+        for pcb in self
+            .ports
+            .iter(held.port(), List::Unconnected, guard)
+            .chain(self.ports.iter(held.port(), List::Connected, guard))
+        {
+            if Arc::ptr_eq(pcb, inner) {
+                continue;
+            }
+            let view = pcb.view(guard);
+            if !policy::group_mate(self.rules, me, &view)? {
+                continue;
+            }
+            let order = if udp {
+                pcb.bound_seq.load(Ordering::Relaxed)
+            } else {
+                view.seq
+            };
+            if best.is_none_or(|(o, _)| order > o) {
+                best = Some((order, pcb));
+            }
+        }
+        Some(best.map(|(_, pcb)| pcb.clone()))
     }
 
     /// A place for a new or rebuilt group among its port's groups.

@@ -58,6 +58,13 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) flags: AtomicFlags,
     /// Insertion order into the table; written under the port lock.
     pub(crate) seq: AtomicU64,
+    /// The order of the PCB's `bind()` (or first link) among its port's
+    /// PCBs: Linux UDP's port list, which a later `connect()` does not
+    /// reorder; written under the port lock.
+    pub(crate) bound_seq: AtomicU64,
+    /// When the PCB last connected (Linux UDP: who of several PCBs on one
+    /// 4-tuple connected last); written under the port lock.
+    pub(crate) connect_seq: AtomicU64,
     pub(crate) tuple: EpochCell<Tuple>,
     pub(crate) socket: SocketSlot<S>,
     /// The group this PCB is an active (or pending) member of.
@@ -87,6 +94,8 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             cred,
             flags: AtomicFlags::new(flags),
             seq: AtomicU64::new(0),
+            bound_seq: AtomicU64::new(0),
+            connect_seq: AtomicU64::new(0),
             tuple: EpochCell::new(tuple),
             socket: SocketSlot::new(socket),
             group: EpochOption::none(),
@@ -150,6 +159,13 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// `SO_REUSEPORT`.
     ///
+    /// Linux (as the running kernel does it): the option and group
+    /// membership are separate. Clearing it leaves the PCB in its group (its
+    /// mates still pick it; met first in its list, it takes the packets
+    /// itself), and setting it after `bind()` or `listen()` joins nothing
+    /// until the next member binds (UDP) or listens (TCP), which founds a
+    /// group with the first matching PCB it meets in the port's list.
+    ///
     /// Errors: `InvalidInput` after `time_wait()` or a drop.
     pub fn set_reuse_port(&self, on: bool) -> Result<(), Error> {
         self.table.set_option(&self.inner, Flags::REUSEPORT, on)
@@ -193,7 +209,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// (FreeBSD).
     ///
     /// Errors: `NotSupported` for UDP, `InvalidInput` when connected, and
-    /// (Linux) `AddrInUse` when the re-check finds a conflict.
+    /// (Linux) `AddrInUse` when the re-check finds a conflict. Linux also
+    /// answers `InvalidInput` for a PCB that has ever been connected, even
+    /// after [`disconnect`](Pcb::disconnect), and keeps the ephemeral port
+    /// the call took for it, as the running kernel does.
     pub fn listen(&self) -> Result<(), Error> {
         self.table.listen(&self.inner)
     }
@@ -222,9 +241,15 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// FreeBSD), `FamilyNotSupported`, `PermissionDenied` (FreeBSD TCP to
     /// `255.255.255.255`), `NetworkUnreachable` (no source address; FreeBSD:
     /// an unspecified or broadcast peer the sysctls refuse),
-    /// `AddrNotAvailable` (port 0, exhaustion), `WouldBlock` (Linux UDP: no
-    /// port for the automatic bind), `AddrInUse` / `AddrNotAvailable` when
-    /// the bound port already has this 4-tuple (FreeBSD / Linux).
+    /// `AddrNotAvailable` (exhaustion; FreeBSD also port 0), `WouldBlock`
+    /// (Linux UDP: no port for the automatic bind), `AddrInUse` /
+    /// `AddrNotAvailable` when the bound port already has this 4-tuple
+    /// (FreeBSD / Linux). Linux: `InvalidInput` for a link-local IPv6 peer
+    /// (no device) and for a TCP PCB that has ever listened, even after
+    /// [`disconnect`](Pcb::disconnect); a UDP peer port 0 means every port of
+    /// the peer's address; of several UDP PCBs connected over one 4-tuple,
+    /// the last one connected receives; a UDP member of a reuseport group
+    /// leaves it for good.
     ///
     /// ```
     /// use pcbhash::{Cred, Family, PcbTable, Policy, Protocol};
@@ -263,9 +288,20 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// `connect(AF_UNSPEC)` on a UDP PCB: back to the wildcard index.
-    ///
-    /// Errors: `NotSupported` for TCP; `NotConnected` (FreeBSD) when not
+    /// Linux does not put a reuseport member back into its group, and takes
+    /// a member bound to a wildcard address out of it even when it was not
     /// connected.
+    ///
+    /// Linux TCP (`tcp_disconnect`): a connection is aborted (the stack
+    /// sends the reset) and a listener stops listening; either keeps its
+    /// port only if `bind()` named it, and its address only if `bind()` named
+    /// that. Afterwards, as the running kernel answers, a PCB that has
+    /// listened may listen again but never `connect()`, and one that has
+    /// been connected may connect again but never `listen()`.
+    ///
+    /// Errors: `NotSupported` for TCP under FreeBSD; `NotConnected`
+    /// (FreeBSD) when not connected; `InvalidInput` (Linux TCP) after
+    /// `time_wait()`.
     pub fn disconnect(&self) -> Result<(), Error> {
         self.table.disconnect(&self.inner)
     }

@@ -16,13 +16,15 @@
 //!   and the ids only tell tables apart, which no model races on.
 
 #[cfg(not(pcbhash_loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};

@@ -40,6 +40,10 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) source_address: Box<SourceAddress>,
     pub(crate) next_seq: AtomicU64,
     pub(crate) attached: AtomicUsize,
+    /// How many PCBs the exact index holds for "this address, any port"
+    /// (Linux UDP connected to port 0); while there are none, a lookup
+    /// does not look for them.
+    pub(crate) any_port_peers: AtomicUsize,
 }
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -53,6 +57,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Inserts `pcb` into the exact index under `tuple`. Takes one bucket lock.
     pub(crate) fn exact_insert(&self, tuple: &Tuple, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
         let key = FlowKey::of_tuple(tuple);
+        if policy::matches_any_port(self.rules, tuple) {
+            self.any_port_peers.fetch_add(1, Ordering::Relaxed);
+        }
         self.exact
             .insert(key.hash(&self.hasher), key, pcb.clone(), guard);
     }
@@ -66,9 +73,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) -> bool {
         let key = FlowKey::of_tuple(tuple);
-        self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
+        let removed = self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
             *k == key && std::ptr::eq(held, &**pcb)
-        })
+        });
+        if removed && policy::matches_any_port(self.rules, tuple) {
+            self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// The PCB connected to the packet's remote address with any port
+    /// (see [`policy::matches_any_port`]). Lock-free: one load while there
+    /// are none, one more exact probe otherwise.
+    fn any_port_peer<'g>(&self, key: &FlowKey, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
+        if self.any_port_peers.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let key = key.any_remote_port();
+        self.exact
+            .find(key.hash(&self.hasher), guard, |k| *k == key)
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -102,6 +125,54 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let key = FlowKey::of_tuple(tuple);
         self.exact
             .find_arc(key.hash(&self.hasher), guard, |k| *k == key)
+    }
+
+    /// Linux UDP (`udp4_lib_lookup2`): the walk of the address's list stops
+    /// at the first socket that beats every one before it and asks a group
+    /// that no member ever connected from; such a socket listed before the
+    /// PCB `peer` (connected to the packet's address with any port, which
+    /// outscores every unconnected one) takes the packet. Its member, if
+    /// so. Lock-free; allocation-free.
+    fn group_before<'g>(
+        &self,
+        peer: &PcbInner<S>,
+        local: &Endpoint,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let after = peer.seq.load(Ordering::Relaxed);
+        // The first socket listed before `peer` that outranks `floor`.
+        let first_above = |floor: u32| {
+            let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
+            for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
+                let view = pcb.view(guard);
+                let Some((rank, _)) = policy::wildcard_rank(self.rules, &view, local) else {
+                    continue;
+                };
+                let listed_before = view.seq > after;
+                let same_pass = policy::same_pass(self.rules, rank, local);
+                let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
+                if listed_before && same_pass && rank > floor && earlier {
+                    first = Some((rank, view.seq, &**pcb));
+                }
+            }
+            first
+        };
+        let mut floor = 0;
+        while let Some((rank, _, pcb)) = first_above(floor) {
+            let flags = pcb.flags.load();
+            if policy::consults_group(self.rules, flags) {
+                if let Some(group) = pcb.group.load(guard) {
+                    if !group.has_conns() {
+                        if let Some(member) = group.pick(self.rules.policy, hash, guard) {
+                            return Some(member);
+                        }
+                    }
+                }
+            }
+            floor = rank;
+        }
+        None
     }
 
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
@@ -341,13 +412,21 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                     before
                 }
             };
+            if let Some(peer) = shared.any_port_peer(key, guard) {
+                let pcb = shared.group_before(peer, &local, hash, guard);
+                return Some(PcbRef::new(pcb.unwrap_or(peer), guard));
+            }
             let best = shared.best_wildcard(&local, true, guard);
             let mut pcb = best;
-            if let Some(group) = best.and_then(|pcb| pcb.group.load(guard)) {
+            let group = best
+                .filter(|pcb| policy::consults_group(shared.rules, pcb.flags.load()))
+                .and_then(|pcb| pcb.group.load(guard));
+            if let Some(group) = group {
                 match group.pick(shared.rules.policy, hash, guard) {
                     Some(member) => pcb = Some(member),
-                    // A group of pending members only: the group stage ends
-                    // with nothing, and the wildcard stage follows.
+                    // No member takes flows (FreeBSD: all pending; Linux: all
+                    // connected): the group stage ends with nothing, and the
+                    // wildcard stage follows.
                     None => pcb = shared.best_wildcard(&local, false, guard),
                 }
             }
@@ -769,6 +848,7 @@ impl Builder {
                 .unwrap_or_else(|| Box::new(loopback_source)),
             next_seq: AtomicU64::new(1),
             attached: AtomicUsize::new(0),
+            any_port_peers: AtomicUsize::new(0),
         };
         #[cfg(pcbhash_broken)]
         {

@@ -546,10 +546,8 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             .filter(|(_, r)| r.group == Some(g.id) && !r.pending)
             .map(|(i, _)| i)
             .collect();
-        match members.len() {
-            0 => {}
-            1 => return Expect::One(members[0]),
-            _ => return Expect::AnyOf(members),
+        if let Some(group) = Expect::of(members) {
+            return group;
         }
     }
     // in_pcblookup_hash_wild_locked(): a specific address, then IPv4

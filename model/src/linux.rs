@@ -239,7 +239,12 @@ fn hash_in(m: &mut Model, id: usize) {
         })
         .map(|(i, _)| i)
         .collect();
-    peers.sort_by_key(|&i| m.recs[i].lpos);
+    // TCP: the listening list; UDP: the port's list, newest bind first.
+    if tcp {
+        peers.sort_by_key(|&i| m.recs[i].lpos);
+    } else {
+        peers.sort_by_key(|&i| std::cmp::Reverse(m.recs[i].seq));
+    }
     let gid = match peers.first() {
         Some(&p) => match m.recs[p].lgroup {
             Some(g) => g,
@@ -275,6 +280,10 @@ pub(crate) fn bind(
     // `ipv6_only_sock()`: also V6ONLY that an earlier bind to a specific
     // IPv6 address forced and a disconnect kept.
     if mapped && v6only(&n) {
+        return Err(Error::InvalidInput.into());
+    }
+    // `__inet6_bind`: a link-local address needs a bound device.
+    if needs_scope(ep.0) {
         return Err(Error::InvalidInput.into());
     }
     n.local = (ep.0, 0);
@@ -399,6 +408,12 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
         }
         _ => return Err(Error::InvalidInput.into()),
     }
+    if n.connected_once {
+        // The port get_port() took stays; the socket does not listen.
+        m.recs[id].state = State::Bound;
+        return Err(Error::InvalidInput.into());
+    }
+    m.recs[id].listened = true;
     hash_in(m, id);
     Ok(())
 }
@@ -500,15 +515,39 @@ pub(crate) fn connect(
     if tcp && rep.0.is_multicast() {
         return Err(Error::NetworkUnreachable.into());
     }
-    if rep.1 == 0 {
+    // `tcp_v6_connect` / `ip6_datagram_connect`: a link-local peer needs a
+    // bound device.
+    if needs_scope(rep.0) {
+        return Err(Error::InvalidInput.into());
+    }
+    // Port 0 is a peer like any other (UDP: any port of the address).
+    if rep.0.is_unspecified() {
         return Err(Error::AddrNotAvailable.into());
     }
+
     let laddr = if has_addr {
         n.local.0
     } else {
         source_for(rep.0).ok_or(Error::NetworkUnreachable)?
     };
     let bound = n.local.1 != 0 && n.state != State::Closed;
+    if tcp && n.listened {
+        // EINVAL through tcp_v4_connect's failure path: a source chosen for
+        // a locked wildcard stays; a port bind() chose goes back.
+        let keeps_source = n.addr_locked && n.local.0.is_unspecified();
+        if !bound {
+            if keeps_source {
+                m.recs[id].local.0 = laddr;
+            }
+            return Err(Error::InvalidInput.into());
+        }
+        if keeps_source || !n.port_locked {
+            return Err(ModelError::Known(
+                "Linux TCP connect() after listen(): the failure path's traces",
+            ));
+        }
+        return Err(Error::InvalidInput.into());
+    }
     if tcp {
         let port = if bound {
             if m.live().any(|(_, r)| {
@@ -560,8 +599,78 @@ pub(crate) fn connect(
         r.local = (laddr, n.local.1);
         r.state = State::Connected;
     }
-    m.recs[id].remote = Some(rep);
+    let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    let r = &mut m.recs[id];
+    r.remote = Some(rep);
+    // `sk_v6_daddr` outlives the connection (see the table's MAPPED_PEER).
+    r.mapped_peer = !tcp && n.inet6 && rep.0.is_ipv4();
+    if tcp {
+        r.connected_once = true;
+    } else {
+        // `udp_lib_hash4` / `udp_lib_rehash`: a member that connects leaves
+        // its group for good.
+        r.lgroup = None;
+        if moved {
+            rehashed(m, id);
+        }
+    }
     Ok(shown(m.recs[id].local, n.inet6))
+}
+
+/// `udp_lib_rehash`: the socket moved to another address of its port and
+/// went to the head of the new list.
+fn rehashed(m: &mut Model, id: usize) {
+    m.lhead -= 1;
+    m.recs[id].lpos = m.lhead;
+}
+
+/// `__ipv6_addr_needs_scope_id`: link-local unicast (`fe80::/10`), or
+/// multicast of interface-local or link-local scope.
+fn needs_scope(ip: IpAddr) -> bool {
+    let IpAddr::V6(ip) = ip else {
+        return false;
+    };
+    let first = ip.segments()[0];
+    first & 0xffc0 == 0xfe80 || (first & 0xff00 == 0xff00 && matches!(first & 0xf, 1 | 2))
+}
+
+/// `tcp_disconnect`: a connection is aborted and a listener stops; a port
+/// that bind() did not name goes back, an address it did not name goes back
+/// to the wildcard.
+pub(crate) fn disconnect_tcp(m: &mut Model, id: usize) -> MResult<()> {
+    let n = m.recs[id].clone();
+    match n.state {
+        State::TimeWait | State::Dropped => return Err(Error::InvalidInput.into()),
+        State::Listen | State::Connected => {}
+        _ => return Ok(()),
+    }
+    let any = if n.inet6 { V6_ANY } else { V4_ANY };
+    m.recs[id].lgroup = None;
+    if !n.port_locked {
+        // `remove` tells the buckets about the old local endpoint first.
+        m.remove(id, State::Closed);
+        let r = &mut m.recs[id];
+        r.remote = None;
+        r.connect_bind = false;
+        if !n.addr_locked {
+            r.local.0 = any;
+        }
+        r.local.1 = 0;
+        return Ok(());
+    }
+    let old = n.local;
+    let r = &mut m.recs[id];
+    r.remote = None;
+    r.connect_bind = false;
+    r.state = State::Bound;
+    if !n.addr_locked {
+        r.local.0 = any;
+    }
+    if m.recs[id].local != old {
+        bucket_joined(m, id, false);
+        bucket_left(m, old);
+    }
+    Ok(())
 }
 
 pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
@@ -576,9 +685,14 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
     if !n.addr_locked {
         r.local.0 = any;
         r.source_bound = false;
+        // `udp_lib_rehash` detaches a member even when its list stays.
+        r.lgroup = None;
     }
     if n.port_locked {
         r.state = State::Bound;
+        if m.recs[id].local != n.local {
+            rehashed(m, id);
+        }
     } else {
         // `sk->sk_prot->unhash(sk); inet->inet_sport = 0`: the port goes
         // back, but an address bind() named stays on the portless socket,
@@ -622,7 +736,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             } else {
                 2
             }
-        } else if r.inet6 && r.local.0 == pass_addr {
+        } else if r.inet6 && r.local.0 == pass_addr && !r.mapped_peer {
             1
         } else {
             -1

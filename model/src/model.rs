@@ -46,6 +46,17 @@ pub enum Expect {
     AnyOf(Vec<usize>),
 }
 
+impl Expect {
+    /// One of `ids`, `None` if there are none.
+    pub(crate) fn of(ids: Vec<usize>) -> Option<Expect> {
+        match ids.len() {
+            0 => None,
+            1 => Some(Expect::One(ids[0])),
+            _ => Some(Expect::AnyOf(ids)),
+        }
+    }
+}
+
 /// One PCB.
 #[derive(Clone, Debug)]
 pub struct Rec {
@@ -85,6 +96,13 @@ pub struct Rec {
     pub(crate) pending: bool,
     /// Linux: the reuseport group.
     pub(crate) lgroup: Option<u64>,
+    /// Linux TCP: the record has listened (connect() is EINVAL from then
+    /// on) / has been connected (listen() is EINVAL from then on).
+    pub(crate) listened: bool,
+    pub(crate) connected_once: bool,
+    /// Linux UDP: an AF_INET6 socket whose last peer was IPv4 keeps it in
+    /// `sk_v6_daddr`, so no IPv6 datagram matches it unconnected.
+    pub(crate) mapped_peer: bool,
 }
 
 impl Rec {
@@ -222,6 +240,9 @@ impl Model {
             group: None,
             pending: false,
             lgroup: None,
+            listened: false,
+            connected_once: false,
+            mapped_peer: false,
         });
         self.recs.len() - 1
     }
@@ -274,13 +295,10 @@ impl Model {
                 r.forced_v6only = false;
             }
         }
-        // FreeBSD keeps a PCB in its group when the option is cleared: it
-        // decides membership in `in_pcbinshash` and drops it only in
-        // `in_pcbremhash_locked`. (Linux keeps `sk_reuseport_cb` too; the
-        // table's Linux rules still let a cleared option leave.)
-        if !on && self.recs[id].in_table() && opt == Opt::ReusePort && linux {
-            self.recs[id].lgroup = None;
-        }
+        // Neither kernel takes a PCB out of its group when the option is
+        // cleared: FreeBSD decides membership in `in_pcbinshash` and drops it
+        // only in `in_pcbremhash_locked`; Linux's `sk_setsockopt` only sets
+        // `sk_reuseport`, and the group keeps the socket in `socks[]`.
         Ok(())
     }
 
@@ -386,6 +404,9 @@ impl Model {
             c.v6only = l.v6only;
             c.forced_v6only = l.forced_v6only;
             c.remote = Some(rep);
+            c.connected_once = linux_tcp;
+            // `sk_clone_lock` keeps SOCK_BINDADDR_LOCK, not SOCK_BINDPORT_LOCK.
+            c.addr_locked = l.addr_locked;
         }
         // A connected child joins no group (FreeBSD's child has no
         // SO_REUSEPORT_LB to join with).
@@ -398,8 +419,11 @@ impl Model {
 
     /// `connect(AF_UNSPEC)`.
     pub fn disconnect(&mut self, id: usize) -> MResult<()> {
-        if self.tcp() {
+        if self.tcp() && self.freebsd() {
             return Err(Error::NotSupported.into());
+        }
+        if self.tcp() {
+            return crate::linux::disconnect_tcp(self, id);
         }
         if self.freebsd() {
             crate::freebsd::disconnect(self, id)
@@ -455,15 +479,22 @@ impl Model {
         if l.0.is_ipv4() != r.0.is_ipv4() {
             return Expect::None;
         }
-        let exact: Vec<usize> = self
-            .live()
-            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r))
-            .map(|(i, _)| i)
-            .collect();
-        match exact.len() {
-            0 => {}
-            1 => return Expect::One(exact[0]),
-            _ => return Expect::AnyOf(exact),
+        let connected_to = |peer: Ep| {
+            Expect::of(
+                self.live()
+                    .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(peer))
+                    .map(|(i, _)| i)
+                    .collect(),
+            )
+        };
+        if let Some(exact) = connected_to(r) {
+            return exact;
+        }
+        if !self.freebsd() && !self.tcp() {
+            // Connected to the address with port 0: any port of it.
+            if let Some(any_port) = connected_to((r.0, 0)) {
+                return any_port;
+            }
         }
         if self.freebsd() {
             crate::freebsd::lookup_wild(self, l, r)

@@ -92,7 +92,25 @@ pub(crate) fn check_bind(
     if me.family == Family::Inet6 && endpoint.is_v4() && me.flags.v6only() {
         return Err(Error::InvalidInput);
     }
+    if needs_scope(&endpoint) {
+        // `__inet6_bind`: "binding to link-local address requires an
+        // interface", and the table binds no PCB to a device.
+        return Err(Error::InvalidInput);
+    }
     Ok(endpoint)
+}
+
+/// `__ipv6_addr_needs_scope_id`: a link-local unicast address (`fe80::/10`),
+/// or a multicast address of interface-local or link-local scope. Such an
+/// address means nothing without a device.
+fn needs_scope(endpoint: &Endpoint) -> bool {
+    let std::net::IpAddr::V6(ip) = endpoint.ip else {
+        return false;
+    };
+    let first = ip.segments()[0];
+    let link_local = first & 0xffc0 == 0xfe80;
+    let scoped_multicast = first & 0xff00 == 0xff00 && matches!(first & 0x000f, 1 | 2);
+    link_local || scoped_multicast
 }
 
 /// `__inet6_bind`: a specific (not v4-mapped) IPv6 address makes the socket
@@ -274,6 +292,11 @@ pub(crate) fn check_connect(
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::NetworkUnreachable);
     }
+    if needs_scope(&peer) {
+        // `tcp_v6_connect` / `ip6_datagram_connect`: "connect to link-local
+        // address requires an interface".
+        return Err(Error::InvalidInput);
+    }
     if me.family == Family::Inet6 {
         if peer.is_v4() && ipv6_only_sock(me) {
             return Err(Error::NetworkUnreachable);
@@ -283,9 +306,9 @@ pub(crate) fn check_connect(
             return Err(Error::FamilyNotSupported);
         }
     }
-    if peer.port == 0 {
-        return Err(Error::AddrNotAvailable);
-    }
+    // Port 0 is a peer like any other: UDP is then connected to "this
+    // address, any port" (`compute_score` checks `inet_dport` only when it
+    // is set), and a TCP SYN goes out (the refusal is the peer's).
     Ok(peer)
 }
 
@@ -318,6 +341,16 @@ pub(crate) fn local_host_for_unspecified(me: &PcbView, peer: Endpoint) -> Endpoi
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
     Endpoint { ip, ..peer }
+}
+
+/// Whether `connect()` fails once the source address is chosen: a TCP
+/// socket that has listened never connects again, even after `disconnect()`
+/// stopped it listening. The running 6.18 kernel answers EINVAL through
+/// `tcp_v4_connect`'s failure path, with its traces (see
+/// [`after_failed_connect`]): no port is taken, a port `bind()` chose is
+/// given back, and a source chosen for a locked wildcard stays.
+pub(crate) fn connect_refused(protocol: Protocol, me: &PcbView) -> Option<Error> {
+    (protocol == Protocol::Tcp && me.flags.contains(Flags::LISTENED)).then_some(Error::InvalidInput)
 }
 
 /// Whether an unbound `connect()` must pass over a candidate port.
@@ -387,6 +420,22 @@ pub(crate) fn after_failed_connect(
     }
 }
 
+/// The flags a UDP `connect()` to `peer` sets on an `Inet6` socket:
+/// `__udp_disconnect` resets `inet_daddr` but not `sk_v6_daddr`, so after a
+/// v4-mapped peer no IPv6 datagram matches the socket again
+/// (`compute_score` compares the stale address) until it connects to an
+/// IPv6 peer ([`Flags::MAPPED_PEER`]), as the running 6.18 kernel shows,
+/// across a `disconnect()` that gives the port back and a new autobind too.
+/// (The stale IPv6 peer of a socket that connected to one also filters and
+/// scores its later IPv6 datagrams; the table does not keep it.)
+pub(crate) fn peer_flags(protocol: Protocol, family: Family, peer: &Endpoint) -> Flags {
+    if protocol == Protocol::Udp && family == Family::Inet6 && peer.is_v4() {
+        Flags::MAPPED_PEER
+    } else {
+        Flags::EMPTY
+    }
+}
+
 /// `__udp_disconnect`: the address is kept only if it was bound explicitly,
 /// and the port only if it was.
 pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
@@ -394,6 +443,41 @@ pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
         keep_addr: me.flags.contains(Flags::ADDR_LOCKED),
         keep_port: me.flags.contains(Flags::PORT_LOCKED),
     })
+}
+
+/// `tcp_disconnect` (`connect(AF_UNSPEC)` on TCP), as 6.18 answers it:
+///
+/// - a connected PCB is aborted (the stack sends the RST); `tcp_set_state(
+///   TCP_CLOSE)` gives back a port that `bind()` was not given
+///   (`SOCK_BINDPORT_LOCK`; an accepted PCB never has it, `sk_clone_lock`
+///   clears it), and the address goes back to the wildcard unless `bind()`
+///   named it. It may `connect()` again, but `listen()` is refused from now
+///   on (see [`Flags::CONNECTED_ONCE`]);
+/// - a listener stops listening, with the same rule for its port; it may
+///   `listen()` again, but never `connect()` (see [`Flags::LISTENED`]);
+/// - a PCB that is neither is left as it is.
+pub(crate) fn disconnect_tcp(me: &PcbView) -> Result<Disconnect, Error> {
+    match me.state() {
+        State::TimeWait | State::Dropped => Err(Error::InvalidInput),
+        _ => Ok(Disconnect {
+            keep_addr: me.flags.contains(Flags::ADDR_LOCKED),
+            keep_port: me.flags.contains(Flags::PORT_LOCKED),
+        }),
+    }
+}
+
+/// `inet_reuseport_add_sock` / `udp_reuseport_add_sock`: the new member
+/// `me` joins (or founds a group with) the first socket `other` on its
+/// port, in the port's list order, that has SO_REUSEPORT set *now*, the same
+/// family, V6ONLY and owner, and exactly the same local address; for TCP it
+/// must listen. Neither side's history counts: a socket that set the option
+/// after `bind()` is pulled into a group here, and so is a UDP socket that
+/// left its group by connecting (its address still matches).
+pub(crate) fn group_mate(protocol: Protocol, me: &PcbView, other: &PcbView) -> bool {
+    if protocol == Protocol::Tcp && other.state() != State::Listen {
+        return false;
+    }
+    other.flags.reuse_port() && group_key(other) == group_key(me)
 }
 
 /// `__inet_lookup_listener` / `__udp4_lib_lookup`: a PCB bound to the packet's
@@ -414,14 +498,26 @@ pub(crate) fn wildcard_rank(
     if local.is_v4() && ipv6_only_sock(candidate) {
         return None;
     }
+    if !local.is_v4() && candidate.flags.contains(Flags::MAPPED_PEER) {
+        return None;
+    }
     let specific = if local.is_v4() {
         !candidate.local_v4().is_wildcard()
     } else {
         !candidate.local.is_wildcard()
     };
     let family_bonus = u32::from(candidate.family == Family::Inet);
-    Some(if specific { 10 } else { 0 } + 1 + family_bonus)
+    Some(if specific { SPECIFIC } else { 0 } + 1 + family_bonus)
 }
+
+/// Whether `rank` (from [`wildcard_rank`]) is of the first pass, over the
+/// packet's own address.
+pub(crate) fn specific_rank(rank: u32, _local: &Endpoint) -> bool {
+    rank >= SPECIFIC
+}
+
+/// The rank bonus of a PCB bound to the packet's own address.
+const SPECIFIC: u32 = 10;
 
 /// The middle of the `seq` space: head insertions count up from it, tail
 /// insertions count down.
@@ -439,6 +535,13 @@ pub(crate) fn insertion_seq(family: Family, flags: Flags, counter: u64) -> u64 {
     } else {
         LIST_MIDDLE + counter
     }
+}
+
+/// `udp_lib_rehash`: a UDP socket whose address changes (a `connect()` from
+/// a wildcard address, or the `disconnect()` that follows it) goes to the
+/// head of its new list, whatever its family and options.
+pub(crate) fn rehash_seq(counter: u64) -> u64 {
+    LIST_MIDDLE + counter
 }
 
 /// `inet_reuseport_add_sock` / `udp_reuseport_add_sock`: same family, V6ONLY,

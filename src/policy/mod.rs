@@ -84,7 +84,7 @@ impl PcbView {
     }
 
     pub(crate) fn is_connected(&self) -> bool {
-        self.remote.port != 0
+        self.remote.port != 0 || !self.remote.is_wildcard()
     }
 
     /// Whether the PCB takes IPv4 traffic: `Inet`, an `Inet6` PCB bound to a
@@ -226,6 +226,16 @@ pub(crate) fn wildcard_rank(
         Policy::Linux => {
             linux::wildcard_rank(rules.protocol, candidate, local).map(|rank| (rank, candidate.seq))
         }
+    }
+}
+
+/// Whether a wildcard-stage `rank` for a packet to `local` comes from the
+/// pass over the packet's own address (Linux looks there first, then at the
+/// wildcard address), where a PCB connected from that address is listed.
+pub(crate) fn same_pass(rules: Rules, rank: u32, local: &Endpoint) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => true,
+        Policy::Linux => linux::specific_rank(rank, local),
     }
 }
 
@@ -438,14 +448,61 @@ pub(crate) struct Disconnect {
 }
 
 /// `connect(AF_UNSPEC)` on a UDP PCB. Linux also runs it on a PCB that is
-/// not connected: one bound to an ephemeral port gives the port back.
+/// not connected: one bound to an ephemeral port gives the port back. Linux
+/// TCP runs `tcp_disconnect` (see [`linux::disconnect_tcp`]).
 pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error> {
-    if rules.protocol == Protocol::Tcp {
-        return Err(Error::NotSupported);
+    match (rules.policy, rules.protocol) {
+        (Policy::FreeBsd, Protocol::Tcp) => Err(Error::NotSupported),
+        (Policy::FreeBsd, Protocol::Udp) => freebsd::disconnect(me),
+        (Policy::Linux, Protocol::Tcp) => linux::disconnect_tcp(me),
+        (Policy::Linux, Protocol::Udp) => linux::disconnect(me),
     }
+}
+
+/// The flags a PCB's `connect()` to `peer` leaves for good, replacing those
+/// of its last peer (see [`linux::peer_flags`]).
+pub(crate) fn peer_flags(rules: Rules, family: Family, peer: &Endpoint) -> Flags {
     match rules.policy {
-        Policy::FreeBsd => freebsd::disconnect(me),
-        Policy::Linux => linux::disconnect(me),
+        Policy::Linux => linux::peer_flags(rules.protocol, family, peer),
+        Policy::FreeBsd => Flags::EMPTY,
+    }
+}
+
+/// Whether a UDP PCB that `disconnect()` left bound goes back into its
+/// load-balance group (FreeBSD), or stays out for good (Linux: a member
+/// that connected was detached, and `udp_lib_rehash` detaches a member on
+/// the wildcard address; nothing joins it again but a later `bind()`).
+pub(crate) fn rejoins_group_on_disconnect(rules: Rules) -> bool {
+    rules.policy == Policy::FreeBsd
+}
+
+/// Whether `disconnect()` of an unconnected member bound to a wildcard
+/// address leaves its group (Linux `__udp_disconnect` → `udp_lib_rehash`).
+pub(crate) fn wildcard_disconnect_leaves_group(rules: Rules, me: &PcbView) -> bool {
+    rules.policy == Policy::Linux
+        && rules.protocol == Protocol::Udp
+        && !me.flags.contains(Flags::ADDR_LOCKED)
+        && me.flags.contains(Flags::PORT_LOCKED)
+}
+
+/// `listen()` after the PCB was connected (Linux TCP: refused with EINVAL
+/// once `get_port` has run, so a port it took stays bound).
+pub(crate) fn listen_refused_after_connect(rules: Rules, flags: Flags) -> bool {
+    rules.policy == Policy::Linux
+        && rules.protocol == Protocol::Tcp
+        && flags.contains(Flags::CONNECTED_ONCE)
+}
+
+/// The flags a PCB gains by `listen()` or `connect()` that outlive the
+/// state (Linux TCP: see [`Flags::LISTENED`], [`Flags::CONNECTED_ONCE`]).
+pub(crate) fn remembers(rules: Rules, state: State) -> Flags {
+    if rules.policy != Policy::Linux || rules.protocol != Protocol::Tcp {
+        return Flags::EMPTY;
+    }
+    match state {
+        State::Listen => Flags::LISTENED,
+        State::Connected => Flags::CONNECTED_ONCE,
+        _ => Flags::EMPTY,
     }
 }
 
@@ -477,6 +534,41 @@ pub(crate) fn insertion_seq(rules: Rules, family: Family, flags: Flags, counter:
     match rules.policy {
         Policy::FreeBsd => counter,
         Policy::Linux => linux::insertion_seq(family, flags, counter),
+    }
+}
+
+/// The [`PcbView::seq`] of a PCB that moves to another local address
+/// without leaving its port (see [`linux::rehash_seq`]); elsewhere the PCB
+/// keeps its place (`None`).
+pub(crate) fn rehash_seq(rules: Rules, counter: u64) -> Option<u64> {
+    match (rules.policy, rules.protocol) {
+        (Policy::Linux, Protocol::Udp) => Some(linux::rehash_seq(counter)),
+        _ => None,
+    }
+}
+
+/// Whether a connected `tuple` answers packets from every port of its
+/// remote address: Linux UDP connected to port 0 (`compute_score` checks
+/// `inet_dport` only when it is set; `udp4_lib_lookup4` matches ports
+/// exactly, so a PCB connected to the very port still comes first).
+pub(crate) fn matches_any_port(rules: Rules, tuple: &crate::addr::Tuple) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp && tuple.remote.port == 0
+}
+
+/// Whether, of several PCBs connected over one 4-tuple, the one that
+/// connected last receives (Linux UDP: `udp_lib_hash4` adds at the head of
+/// the 4-tuple's list). Elsewhere a second one is refused or replaces a
+/// TIME_WAIT twin.
+pub(crate) fn newest_connection_first(rules: Rules) -> bool {
+    rules.policy == Policy::Linux && rules.protocol == Protocol::Udp
+}
+
+/// An error `connect()` gives once the source address is chosen, through
+/// the kernel's failure path ([`after_failed_connect`]).
+pub(crate) fn connect_refused(rules: Rules, me: &PcbView) -> Option<Error> {
+    match rules.policy {
+        Policy::FreeBsd => None,
+        Policy::Linux => linux::connect_refused(rules.protocol, me),
     }
 }
 
@@ -522,6 +614,41 @@ pub(crate) fn group_key(rules: Rules, view: &PcbView) -> Option<GroupKey> {
         Policy::FreeBsd => freebsd::group_key(view),
         Policy::Linux => linux::group_key(view),
     }
+}
+
+/// Whether a lookup that lands on a PCB with `flags` asks its group for the
+/// member: FreeBSD whenever the PCB is in a group; Linux only while the PCB
+/// also has SO_REUSEPORT set (`inet_lookup_reuseport` tests `sk_reuseport`,
+/// not the group pointer), so a member that cleared the option takes the
+/// packet itself when it is met first, and its mates still pick it.
+pub(crate) fn consults_group(rules: Rules, flags: Flags) -> bool {
+    match rules.policy {
+        Policy::FreeBsd => flags.in_group(),
+        Policy::Linux => flags.in_group() && flags.reuse_port(),
+    }
+}
+
+/// Whether clearing the option `bit` takes the PCB out of its group: FreeBSD
+/// for SO_REUSEPORT_LB; never on Linux, where `sk_setsockopt` only sets
+/// `sk_reuseport` and the group keeps the socket in `socks[]`.
+pub(crate) fn clearing_leaves_group(rules: Rules, bit: Flags) -> bool {
+    rules.policy == Policy::FreeBsd && bit == Flags::REUSEPORT_LB
+}
+
+/// Linux: whether a new member `me` joins the group of `other`, or founds
+/// one with it when `other` has none (`inet_reuseport_add_sock`,
+/// `udp_reuseport_add_sock`). `None` under FreeBSD, whose groups go by key.
+pub(crate) fn group_mate(rules: Rules, me: &PcbView, other: &PcbView) -> Option<bool> {
+    match rules.policy {
+        Policy::FreeBsd => None,
+        Policy::Linux => Some(linux::group_mate(rules.protocol, me, other)),
+    }
+}
+
+/// Whether a group's pick passes over connected members (Linux
+/// `reuseport_select_sock_by_hash` skips `TCP_ESTABLISHED` sockets).
+pub(crate) fn pick_skips_connected(policy: Policy) -> bool {
+    policy == Policy::Linux
 }
 
 /// Whether members join at `listen()` (TCP) rather than at `bind()` (UDP).
@@ -590,11 +717,12 @@ pub(crate) fn group_fit(policy: Policy, members: usize, slots: usize) -> GroupFi
 /// FreeBSD `solisten_clone` copies only `SO_KEEPALIVE | SO_DONTROUTE |
 /// SO_LINGER | SO_OOBINLINE | SO_NOSIGPIPE` of the listener's options: no
 /// reuse option. Linux `sk_clone_lock` copies the whole socket, reuse
-/// options included.
+/// options included, but drops SOCK_BINDPORT_LOCK: the child's port is not
+/// one `bind()` named, which its `disconnect()` shows.
 pub(crate) fn accept_inherits(rules: Rules) -> Flags {
-    let kept = Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED;
+    let kept = Flags::V6ONLY | Flags::ADDR_LOCKED;
     match rules.policy {
-        Policy::FreeBsd => kept,
+        Policy::FreeBsd => kept | Flags::PORT_LOCKED,
         Policy::Linux => kept | Flags::REUSE_ANY,
     }
 }

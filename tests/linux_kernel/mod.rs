@@ -16,6 +16,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod dual;
+pub mod receive;
 pub mod skip;
 pub mod tcp_states;
 

@@ -1,0 +1,68 @@
+//! `connect(AF_UNSPEC)` on TCP: the abortive disconnect of Linux
+//! `tcp_disconnect`. The rules of what stays are the policy's
+//! ([`policy::disconnect`]); this module moves the PCB accordingly.
+
+use crossbeam_epoch::Guard;
+
+use crate::addr::Tuple;
+use crate::flags::{Flags, State};
+use crate::pcb::PcbInner;
+use crate::policy::{self, Disconnect, PcbView};
+use crate::sync::{lock, Arc};
+use crate::table::Shared;
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// Aborts a connection or stops a listener; a PCB in any other state is
+    /// left as it is. Caller holds the PCB's owner lock; `me` is its view.
+    pub(crate) fn abort(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        keep: Disconnect,
+        guard: &Guard,
+    ) {
+        let connected = match me.state() {
+            State::Connected => true,
+            State::Listen => false,
+            _ => return,
+        };
+        let held = self.ports.lock(me.local.port);
+        if !keep.keep_port {
+            self.release_port(&held, inner, me, keep.keep_addr, guard);
+            return;
+        }
+        let local = if keep.keep_addr {
+            me.local
+        } else {
+            policy::disconnected_wildcard(self.rules, inner.family, &me.local)
+        };
+        let flags = me
+            .flags
+            .without(Flags::CONNECT_BIND)
+            .with_state(State::Bound);
+        self.ports.begin_move(&held);
+        self.leave_group(&held, inner, guard);
+        if connected || local != me.local {
+            // The unconnected place is linked before the old one goes.
+            let old = lock(&inner.port_entry).take();
+            self.link_unconnected(&held, inner, local, flags, false, guard);
+            if let Some(old) = old {
+                self.ports.remove(&held, old, guard);
+            }
+            if connected {
+                let before = Tuple {
+                    local: me.local,
+                    remote: me.remote,
+                };
+                self.unlink_exact(inner, &before, guard);
+            }
+            if local != me.local {
+                self.join_bucket(inner, &local, false, guard);
+                self.left_bucket(&me.local, None, guard);
+            }
+        } else {
+            inner.flags.update(|_| flags);
+        }
+        self.ports.end_move(&held);
+    }
+}

@@ -1,0 +1,84 @@
+//! Several PCBs connected over one 4-tuple (Linux UDP with SO_REUSEADDR or
+//! SO_REUSEPORT): the exact index files one of them, the one that connected
+//! last, as `udp_lib_hash4` puts it at the head of the 4-tuple's list. The
+//! others are marked [`Flags::SHADOWED`] and wait on the port's connected
+//! list; when the holder leaves, the newest of them takes its place.
+
+use crossbeam_epoch::Guard;
+
+use crate::addr::Tuple;
+use crate::flags::Flags;
+use crate::pcb::PcbInner;
+use crate::policy;
+use crate::raw::List;
+use crate::sync::{Arc, Ordering};
+use crate::table::Shared;
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// Files `inner`, which has just connected, under `tuple`; a PCB that
+    /// held the entry steps behind it where the policy says so. The new
+    /// entry is linked before the old one goes, so a lookup always finds
+    /// one of them. Caller holds the port's lock.
+    pub(crate) fn exact_link(&self, tuple: &Tuple, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        inner.connect_seq.store(counter, Ordering::Relaxed);
+        let before = if policy::newest_connection_first(self.rules) {
+            self.exact_holder_arc(tuple, guard)
+                .filter(|old| !Arc::ptr_eq(old, inner))
+        } else {
+            None
+        };
+        self.exact_insert(tuple, inner, guard);
+        if let Some(old) = before {
+            self.exact_remove(tuple, &old, guard);
+            old.flags.update(|flags| flags | Flags::SHADOWED);
+            inner.flags.update(|flags| flags | Flags::SHADOWING);
+        }
+    }
+
+    /// Takes `inner`'s entry for `tuple` out of the exact index, if it has
+    /// one (`was`: its flags then), and lets the newest PCB waiting behind
+    /// it in. Caller holds the port's lock.
+    pub(crate) fn exact_unlink(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        tuple: &Tuple,
+        was: Flags,
+        guard: &Guard,
+    ) {
+        inner
+            .flags
+            .update(|flags| flags.without(Flags::SHADOWED | Flags::SHADOWING));
+        if was.contains(Flags::SHADOWED) {
+            return;
+        }
+        let removed = self.exact_remove(tuple, inner, guard);
+        debug_assert!(removed, "a connected PCB is in the exact index");
+        if !was.contains(Flags::SHADOWING) {
+            return;
+        }
+        let mut waiting = self
+            .ports
+            .iter(tuple.local.port, List::Connected, guard)
+            .filter(|pcb| {
+                !Arc::ptr_eq(pcb, inner)
+                    && pcb.flags.load().contains(Flags::SHADOWED)
+                    && *pcb.tuple.load(guard) == *tuple
+            });
+        let Some(mut newest) = waiting.next() else {
+            return;
+        };
+        let mut more = false;
+        for pcb in waiting {
+            more = true;
+            let seq = |p: &PcbInner<S>| p.connect_seq.load(Ordering::Relaxed);
+            if seq(pcb) > seq(newest) {
+                newest = pcb;
+            }
+        }
+        self.exact_insert(tuple, newest, guard);
+        newest
+            .flags
+            .update(|flags| flags.without(Flags::SHADOWED).set(Flags::SHADOWING, more));
+    }
+}
