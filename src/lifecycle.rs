@@ -59,15 +59,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(());
         }
         let guard = crossbeam_epoch::pin();
-        let held = self.ports.lock(inner.tuple.load(&guard).local.port);
-        let flags = inner.flags.update(|flags| flags.set(bit, on));
-        // FreeBSD keeps a member whose SO_REUSEPORT_LB is cleared, and Linux
-        // one whose SO_REUSEPORT is: nothing but leaving the table takes a PCB
-        // out of its group.
-        let leaves = !on && policy::clearing_leaves_group(self.rules, bit);
-        if leaves && flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
-            self.leave_group(&held, inner, &guard);
-        }
+        // Under the port's lock: the other PCBs' conflict checks read the
+        // bit. Neither kernel takes a PCB out of its group when the option is
+        // cleared: FreeBSD only in `in_pcbremhash_locked`, and Linux's
+        // `sk_setsockopt` only sets `sk_reuseport`.
+        let _held = self.ports.lock(inner.tuple.load(&guard).local.port);
+        inner.flags.update(|flags| flags.set(bit, on));
         Ok(())
     }
 

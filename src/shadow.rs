@@ -38,7 +38,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Takes `inner`'s entry for `tuple` out of the exact index, if it has
     /// one (`was`: its flags then), and lets the newest PCB waiting behind
-    /// it in. Caller holds the port's lock.
+    /// it in. The successor is filed before `inner`'s entry goes, so a
+    /// lookup of the 4-tuple always finds one of them. Caller holds the
+    /// port's lock.
     pub(crate) fn exact_unlink(
         &self,
         inner: &Arc<PcbInner<S>>,
@@ -52,11 +54,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if was.contains(Flags::SHADOWED) {
             return;
         }
+        if was.contains(Flags::SHADOWING) {
+            self.file_successor(inner, tuple, guard);
+        }
         let removed = self.exact_remove(tuple, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
-        if !was.contains(Flags::SHADOWING) {
-            return;
-        }
+    }
+
+    /// Files the newest PCB waiting behind `inner` on `tuple` in the exact
+    /// index, beside `inner`'s entry. Caller holds the port's lock.
+    fn file_successor(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
         let mut waiting = self
             .ports
             .iter(tuple.local.port, List::Connected, guard)

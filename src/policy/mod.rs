@@ -617,22 +617,17 @@ pub(crate) fn group_key(rules: Rules, view: &PcbView) -> Option<GroupKey> {
 }
 
 /// Whether a lookup that lands on a PCB with `flags` asks its group for the
-/// member: FreeBSD whenever the PCB is in a group; Linux only while the PCB
+/// member: FreeBSD whenever the PCB is in a group, also as a member that
+/// waits for `listen()` (its group's active members take the flow); Linux
+/// only while the PCB
 /// also has SO_REUSEPORT set (`inet_lookup_reuseport` tests `sk_reuseport`,
 /// not the group pointer), so a member that cleared the option takes the
 /// packet itself when it is met first, and its mates still pick it.
 pub(crate) fn consults_group(rules: Rules, flags: Flags) -> bool {
     match rules.policy {
-        Policy::FreeBsd => flags.in_group(),
+        Policy::FreeBsd => flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING),
         Policy::Linux => flags.in_group() && flags.reuse_port(),
     }
-}
-
-/// Whether clearing the option `bit` takes the PCB out of its group: FreeBSD
-/// for SO_REUSEPORT_LB; never on Linux, where `sk_setsockopt` only sets
-/// `sk_reuseport` and the group keeps the socket in `socks[]`.
-pub(crate) fn clearing_leaves_group(rules: Rules, bit: Flags) -> bool {
-    rules.policy == Policy::FreeBsd && bit == Flags::REUSEPORT_LB
 }
 
 /// Linux: whether a new member `me` joins the group of `other`, or founds
