@@ -789,7 +789,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let me = *me;
         let keep = policy::disconnect(self.rules, &me)?;
         if self.rules.protocol == Protocol::Tcp {
-            self.abort(inner, &me, keep, &guard);
+            self.abort(inner, &me, keep, guard);
             return Ok(());
         }
         // Linux `__udp_disconnect` also runs on a bound, unconnected socket:
@@ -812,7 +812,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if !connected && local == me.local {
             if me.flags.in_group() && policy::wildcard_disconnect_leaves_group(self.rules, &me) {
                 let held = self.ports.lock(me.local.port);
-                self.leave_group(&held, inner, &guard);
+                self.leave_group(&held, inner, guard);
             }
             return Ok(());
         }
