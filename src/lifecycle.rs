@@ -28,7 +28,7 @@ use crate::pcb::{Pcb, PcbInner};
 use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
-use crate::table::Shared;
+use crate::table::{Flow, Shared};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// `setsockopt` of one of the cached bits.
@@ -186,47 +186,76 @@ impl<S: Send + Sync + 'static> Shared<S> {
         fresh: bool,
         guard: &Guard,
     ) {
-        inner.tuple.replace(Tuple::bound(local), guard);
-        if fresh {
-            self.stamp_seq(inner, flags);
-        }
-        inner.flags.update(|_| flags);
+        self.readdress(held, inner, local, flags, fresh, guard);
+        self.link_wildcard(held, inner, guard);
+    }
+
+    /// Links `inner` into its port's wildcard list, as it is now.
+    fn link_wildcard(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         let entry = self
             .ports
             .insert(held, List::Unconnected, inner.clone(), guard);
         *lock(&inner.port_entry) = Some(entry);
     }
 
+    /// Gives `inner`, unconnected, the address `local` and `flags` (and with
+    /// `fresh` a new place among the PCBs of its port), without moving it
+    /// between indexes: a PCB already in the wildcard list keeps its node
+    /// there, so a lookup's walk meets it with the old tuple or the new one,
+    /// never neither. Caller holds the port's lock.
+    fn readdress(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        local: Endpoint,
+        flags: Flags,
+        fresh: bool,
+        guard: &Guard,
+    ) {
+        inner.tuple.replace(Tuple::bound(local), guard);
+        if fresh {
+            self.stamp_seq(held, inner, flags);
+        }
+        inner.flags.update(|_| flags);
+    }
+
     /// Gives `inner` its place among the PCBs of its port (`PcbView::seq`),
-    /// as the policy orders an insertion with `flags`. Caller holds the port's
-    /// lock.
-    fn stamp_seq(&self, inner: &PcbInner<S>, flags: Flags) {
-        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+    /// as the policy orders an insertion with `flags`, from the port's own
+    /// counter (sequence numbers order PCBs of one port only).
+    fn stamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>, flags: Flags) {
+        let counter = held.next_seq();
         inner.seq.store(
             policy::insertion_seq(self.rules, inner.family, flags, counter),
             Ordering::Relaxed,
         );
     }
 
-    /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
-    /// index, then the port's connected list.
+    /// Publishes `inner` as connected on `flow`'s tuple: tuple, flags, the
+    /// exact index, then the port's connected list.
     fn link_connected(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
-        tuple: Tuple,
+        flow: &Flow,
         flags: Flags,
         fresh: bool,
         guard: &Guard,
     ) {
+        let tuple = flow.tuple;
         if *inner.tuple.load(guard) != tuple {
             inner.tuple.replace(tuple, guard);
         }
         if fresh {
-            self.stamp_seq(inner, flags);
+            self.stamp_seq(held, inner, flags);
         }
         inner.flags.update(|_| flags.with_state(State::Connected));
-        self.exact_insert(&tuple, inner, guard);
+        if !fresh {
+            self.move_step("connect: tuple published");
+        }
+        self.exact_insert(flow, inner, guard);
+        if !fresh {
+            self.move_step("connect: exact linked");
+        }
         let entry = self
             .ports
             .insert(held, List::Connected, inner.clone(), guard);
@@ -374,7 +403,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             tuple.local.port,
             &tuple.remote,
         );
-        let removed = self.exact_remove(tuple, inner, guard);
+        let removed = self.exact_remove(&self.flow(tuple), inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
     }
 
@@ -411,7 +440,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         let flags = inner.flags.set_state(State::Listen);
         if policy::inserts_at_listen(self.rules) {
-            self.stamp_seq(inner, flags);
+            self.stamp_seq(&held, inner, flags);
         }
         if policy::group_decided_at_bind(self.rules) && me.state() == State::Bound {
             self.activate_member(inner, &guard);
@@ -467,7 +496,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: peer,
             };
             let held = self.ports.lock(me.local.port);
-            let holder = self.exact_holder_arc(&tuple, &guard);
+            let flow = self.flow(&tuple);
+            let holder = self.exact_holder_arc(&flow, &guard);
             let replace = match &holder {
                 Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
                     Ok(replace) => replace,
@@ -478,9 +508,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 },
                 None => TupleTaken::Share,
             };
-            self.ports.begin_move(&held);
             self.leave_group(&held, inner, &guard);
-            self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
+            let flags = inner.flags.load();
+            self.link_connected(&held, inner, &flow, flags, false, &guard);
             if tuple.local != me.local {
                 self.join_bucket(inner, &tuple.local, false, &guard);
                 self.left_bucket(&me.local, None, &guard);
@@ -491,7 +521,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 old.socket.clear(&guard);
                 old.flags.set_state(State::Dropped);
             }
-            self.ports.end_move(&held);
             return Ok(tuple.local.to_socket(inner.family));
         }
         let flow = self.destination_hash(source, &peer);
@@ -530,8 +559,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             };
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, &guard);
+            let exact = self.flow(&tuple);
             let holder = self
-                .exact_holder(&tuple, &guard)
+                .exact_holder(&exact, &guard)
                 .map(|pcb| pcb.view(&guard));
             let memo = self.memos.get(port);
             if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref(), memo) {
@@ -552,7 +582,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
                 (Policy::Linux, Protocol::Udp) => {}
             }
-            self.link_connected(&held, inner, tuple, flags, true, &guard);
+            self.link_connected(&held, inner, &exact, flags, true, &guard);
             self.join_bucket(inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {
                 // `inner` now holds the 4-tuple, under the port's lock.
@@ -589,16 +619,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             remote: peer,
         };
         if peer != me.remote {
-            let held = self.ports.lock(me.local.port);
-            self.ports.begin_move(&held);
-            self.exact_insert(&tuple, inner, guard);
+            let _held = self.ports.lock(me.local.port);
+            self.exact_insert(&self.flow(&tuple), inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,
                 remote: me.remote,
             };
             self.unlink_exact(inner, &before, guard);
-            self.ports.end_move(&held);
         }
         tuple.local.to_socket(inner.family)
     }
@@ -618,15 +646,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             AfterFailedConnect::Unchanged => {}
             AfterFailedConnect::Rebound(ip) => {
                 let local = Endpoint { ip, ..me.local };
-                self.ports.begin_move(held);
-                let old = lock(&inner.port_entry).take();
-                self.link_unconnected(held, inner, local, me.flags, false, guard);
-                if let Some(old) = old {
-                    self.ports.remove(held, old, guard);
-                }
+                // The PCB keeps its node in the wildcard list.
+                self.readdress(held, inner, local, me.flags, false, guard);
                 self.join_bucket(inner, &local, false, guard);
                 self.left_bucket(&me.local, None, guard);
-                self.ports.end_move(held);
             }
             AfterFailedConnect::Released(ip) => {
                 let kept = PcbView {
@@ -654,7 +677,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let (local, remote) = policy::check_accept(self.rules, &view, local, remote)?;
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
-        let holder = self.exact_holder_arc(&tuple, &guard);
+        let flow = self.flow(&tuple);
+        let holder = self.exact_holder_arc(&flow, &guard);
         if holder
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)
@@ -669,7 +693,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             socket,
             tuple,
         ));
-        self.link_connected(&held, &child, tuple, inherited, true, &guard);
+        self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before
             // the child exists.
@@ -680,7 +704,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             old.flags.set_state(State::Dropped);
         }
         self.join_bucket(&child, &tuple.local, false, &guard);
-        self.attached.fetch_add(1, Ordering::Relaxed);
+        self.attached.add(1);
         Ok(Pcb {
             table: self.clone(),
             inner: child,
@@ -724,7 +748,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
-        self.ports.begin_move(&held);
         if keep.keep_port {
             let mut flags = me
                 .flags
@@ -737,14 +760,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // The group is keyed by address: join again after the move.
                 self.leave_group(&held, inner, guard);
             }
-            // The wildcard place is linked before the exact one is unlinked.
-            let old = lock(&inner.port_entry).take();
             let fresh = connected && policy::disconnect_reinserts(self.rules);
-            self.link_unconnected(&held, inner, local, flags, fresh, guard);
-            if let Some(old) = old {
-                self.ports.remove(&held, old, guard);
-            }
+            self.readdress(&held, inner, local, flags, fresh, guard);
             if connected {
+                // The wildcard place is linked before the exact one is
+                // unlinked; a bound PCB keeps its node in the wildcard list.
+                self.move_step("disconnect: tuple published");
+                let old = lock(&inner.port_entry).take();
+                self.link_wildcard(&held, inner, guard);
+                self.move_step("disconnect: wildcard linked");
+                if let Some(old) = old {
+                    self.ports.remove(&held, old, guard);
+                }
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
@@ -755,7 +782,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             self.release_port(&held, inner, &me, keep.keep_addr, guard);
         }
-        self.ports.end_move(&held);
         Ok(())
     }
 
@@ -812,7 +838,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Close (also the `Drop` of `Pcb`).
     pub(crate) fn close(&self, inner: &Arc<PcbInner<S>>) {
         let _owner = lock(&inner.owner);
-        self.attached.fetch_sub(1, Ordering::Relaxed);
+        self.attached.add(-1);
         let guard = crossbeam_epoch::pin();
         if inner.state().is_in_table() {
             let held = self.ports.lock(inner.tuple.load(&guard).local.port);

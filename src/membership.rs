@@ -10,7 +10,7 @@ use crate::lbgroup::Group;
 use crate::pcb::PcbInner;
 use crate::policy::{self, GroupFit};
 use crate::raw::{List, PortLock};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 use crate::table::Shared;
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -37,7 +37,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let (members, slots) = group.occupancy(guard);
                 match policy::group_fit(self.rules.policy, members, slots) {
                     GroupFit::Join => {}
-                    GroupFit::Grow(slots) => group.grow(slots, self.group_seq()),
+                    GroupFit::Grow(slots) => group.grow(slots, held.next_seq()),
                     GroupFit::Full => {
                         // The PCB stays bound outside the group.
                         inner
@@ -51,7 +51,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             None => Arc::new(Group::new(
                 key,
                 policy::group_initial_slots(self.rules.policy),
-                self.group_seq(),
+                held.next_seq(),
             )),
         };
         if policy::joins_pending(self.rules, &view) {
@@ -65,11 +65,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner
             .flags
             .update(|flags| flags.without(Flags::GROUP_PENDING) | Flags::IN_GROUP);
-    }
-
-    /// A place for a new or rebuilt group among its port's groups.
-    fn group_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
