@@ -138,7 +138,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let owners = self.owners(local.port, inner, guard);
             let memo = self.memos.get(local.port);
             policy::bind_conflict(self.rules, &new, &owners, memo)?;
-            self.link_unconnected(&held, inner, local, new.flags, true, guard);
+            self.link_unconnected(&held, inner, local, new.flags, guard);
             self.bind_bucket(&local, guard);
             self.memos
                 .set(local.port, policy::bound(self.rules, &new, memo));
@@ -155,7 +155,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if self.rules.policy == Policy::FreeBsd {
                 self.ephemeral.freebsd_found(port);
             }
-            self.link_unconnected(&held, inner, new.local, new.flags, true, guard);
+            self.link_unconnected(&held, inner, new.local, new.flags, guard);
             self.bind_bucket(&new.local, guard);
             let memo = self.memos.get(port);
             self.memos.set(port, policy::bound(self.rules, &new, memo));
@@ -175,18 +175,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
-    /// wildcard list (whose release store makes the first two visible).
+    /// Publishes `inner`, new on its port, as unconnected on `local`: tuple,
+    /// place among the port's PCBs, flags, then the wildcard list (whose
+    /// release store makes the rest visible).
     fn link_unconnected(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         local: Endpoint,
         flags: Flags,
-        fresh: bool,
         guard: &Guard,
     ) {
-        self.readdress(held, inner, local, flags, fresh, guard);
+        self.readdress(held, inner, local, flags, true, guard);
         self.link_wildcard(held, inner, guard);
     }
 
