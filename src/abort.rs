@@ -8,7 +8,7 @@ use crate::addr::Tuple;
 use crate::flags::{Flags, State};
 use crate::pcb::PcbInner;
 use crate::policy::{self, Disconnect, PcbView};
-use crate::sync::{lock, Arc};
+use crate::sync::Arc;
 use crate::table::Shared;
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -40,16 +40,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .flags
             .without(Flags::CONNECT_BIND)
             .with_state(State::Bound);
-        self.ports.begin_move(&held);
         self.leave_group(&held, inner, guard);
         if connected || local != me.local {
-            // The unconnected place is linked before the old one goes.
-            let old = lock(&inner.port_entry).take();
-            self.link_unconnected(&held, inner, local, flags, false, guard);
-            if let Some(old) = old {
-                self.ports.remove(&held, old, guard);
-            }
+            // A listener keeps its node in the wildcard list, only its tuple
+            // changes; a connection links its wildcard place before its
+            // exact one goes (see `PcbTable::lookup_slow`).
+            self.readdress(&held, inner, local, flags, false, guard);
             if connected {
+                self.move_step("disconnect: tuple published");
+                self.relist_unconnected(&held, inner, guard);
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
@@ -63,6 +62,5 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             inner.flags.update(|_| flags);
         }
-        self.ports.end_move(&held);
     }
 }

@@ -72,8 +72,11 @@
 //! - **Linearizability.** bind, connect, accept, disconnect, listen, time_wait
 //!   and close are linearizable with each other and with lookups. A lookup for
 //!   a tuple that has a matching PCB throughout finds it, also while that PCB
-//!   moves from the wildcard to the exact index (connect) and while the exact
-//!   index resizes.
+//!   moves between the wildcard and the exact index (connect, disconnect) and
+//!   while the exact index resizes.
+//! - **Readers never wait.** A lookup finishes in a bounded number of steps
+//!   whatever writers do: it never spins or retries on a writer, so a writer
+//!   preempted in the middle of a move or a resize holds no reader up.
 //! - **After close.** Once [`Pcb::close`] (or drop) returns, no lookup started
 //!   afterwards returns that PCB, and `socket()` on a [`PcbRef`] still held
 //!   gives `None`. Memory is reclaimed through crossbeam-epoch once no guard
@@ -86,13 +89,13 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `lookup` | lock-free; one hash and one exact-bucket walk (an exact hit: the bucket and one cache-line node; most misses: the bucket alone), then, on a miss, one walk of the port's unconnected PCBs |
+//! | `lookup` | lock-free, never waits on a writer; one hash and one exact-bucket walk (an exact hit: the bucket and one cache-line node; most misses: the bucket alone), then, on a miss, one walk of the port's unconnected PCBs and a second walk of the same exact bucket |
 //! | `lookup_local` | lock-free; one walk of the port's PCBs |
 //! | `bind` (explicit port) | port lock; scans the port's PCBs; allocates |
 //! | `bind` (port 0) | one port lock per candidate port |
 //! | `connect` (unbound) | one port lock per candidate port; toward a peer that already holds many of the source's ports, those ports are passed over without a lock, 64 per word read of a busy-port bitmap (8 KiB per such peer, at most 64 per table) |
 //! | `connect` (bound), `accept`, `close`, `time_wait` | port lock and one exact bucket lock; O(1) list updates |
-//! | `len` | one relaxed load |
+//! | `len` | sums a few cache-padded counter stripes |
 //! | `stats`, `iter` | O(n), lock-free |
 //!
 //! ## Policies
@@ -111,6 +114,7 @@
 mod abort;
 mod addr;
 mod busy;
+mod counter;
 mod error;
 mod flags;
 mod lbgroup;

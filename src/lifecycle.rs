@@ -28,7 +28,7 @@ use crate::pcb::{Pcb, PcbInner};
 use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
-use crate::table::Shared;
+use crate::table::{Flow, Shared};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// `setsockopt` of one of the cached bits.
@@ -136,7 +136,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let owners = self.owners(local.port, inner, guard);
             let memo = self.memos.get(local.port);
             policy::bind_conflict(self.rules, &new, &owners, memo)?;
-            self.link_unconnected(&held, inner, local, new.flags, true, guard);
+            self.link_unconnected(&held, inner, local, new.flags, guard);
             self.bind_bucket(&local, guard);
             self.memos
                 .set(local.port, policy::bound(self.rules, &new, memo));
@@ -153,7 +153,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if self.rules.policy == Policy::FreeBsd {
                 self.ephemeral.freebsd_found(port);
             }
-            self.link_unconnected(&held, inner, new.local, new.flags, true, guard);
+            self.link_unconnected(&held, inner, new.local, new.flags, guard);
             self.bind_bucket(&new.local, guard);
             let memo = self.memos.get(port);
             self.memos.set(port, policy::bound(self.rules, &new, memo));
@@ -173,9 +173,54 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// Publishes `inner` as unconnected on `local`: tuple, flags, then the
-    /// wildcard list (whose release store makes the first two visible).
-    pub(crate) fn link_unconnected(
+    /// Publishes `inner`, new on its port, as unconnected on `local`: tuple,
+    /// place among the port's PCBs, flags, then the wildcard list (whose
+    /// release store makes the rest visible).
+    fn link_unconnected(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        local: Endpoint,
+        flags: Flags,
+        guard: &Guard,
+    ) {
+        self.readdress(held, inner, local, flags, true, guard);
+        self.link_wildcard(held, inner, guard);
+    }
+
+    /// Links `inner` into its port's wildcard list, as it is now.
+    fn link_wildcard(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+        let entry = self
+            .ports
+            .insert(held, List::Unconnected, inner.clone(), guard);
+        *lock(&inner.port_entry) = Some(entry);
+    }
+
+    /// Moves `inner`, readdressed as unconnected but still in the exact
+    /// index, from its port's connected list to the wildcard list: the new
+    /// node is linked before the old one goes, and the caller unlinks the
+    /// exact entry last (see `PcbTable::lookup_slow`). Caller holds the
+    /// port's lock.
+    pub(crate) fn relist_unconnected(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        let old = lock(&inner.port_entry).take();
+        self.link_wildcard(held, inner, guard);
+        self.move_step("disconnect: wildcard linked");
+        if let Some(old) = old {
+            self.ports.remove(held, old, guard);
+        }
+    }
+
+    /// Gives `inner`, unconnected, the address `local` and `flags` (and with
+    /// `fresh` a new place among the PCBs of its port), without moving it
+    /// between indexes: a PCB already in the wildcard list keeps its node
+    /// there, so a lookup's walk meets it with the old tuple or the new one,
+    /// never neither. Caller holds the port's lock.
+    pub(crate) fn readdress(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
@@ -186,20 +231,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         inner.tuple.replace(Tuple::bound(local), guard);
         if fresh {
-            self.stamp_seq(inner, flags);
+            self.stamp_seq(held, inner, flags);
         }
         inner.flags.update(|_| flags);
-        let entry = self
-            .ports
-            .insert(held, List::Unconnected, inner.clone(), guard);
-        *lock(&inner.port_entry) = Some(entry);
     }
 
     /// Gives `inner` its place among the PCBs of its port (`PcbView::seq`),
-    /// as the policy orders an insertion with `flags`. Caller holds the port's
-    /// lock.
-    fn stamp_seq(&self, inner: &PcbInner<S>, flags: Flags) {
-        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+    /// as the policy orders an insertion with `flags`, from the port's own
+    /// counter (sequence numbers order PCBs of one port only).
+    fn stamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>, flags: Flags) {
+        let counter = held.next_seq();
         inner.seq.store(
             policy::insertion_seq(self.rules, inner.family, flags, counter),
             Ordering::Relaxed,
@@ -210,29 +251,30 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// `inner` moved to another address of its port: it takes the place the
     /// policy gives such a move (Linux UDP: the head of its new list).
     /// Caller holds the port's lock.
-    fn restamp_seq(&self, inner: &PcbInner<S>) {
-        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+    fn restamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>) {
+        let counter = held.next_seq();
         if let Some(seq) = policy::rehash_seq(self.rules, counter) {
             inner.seq.store(seq, Ordering::Relaxed);
         }
     }
 
-    /// Publishes `inner` as connected on `tuple`: tuple, flags, the exact
-    /// index, then the port's connected list.
+    /// Publishes `inner` as connected on `flow`'s tuple: tuple, flags, the
+    /// exact index, then the port's connected list.
     fn link_connected(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
-        tuple: Tuple,
+        flow: &Flow,
         flags: Flags,
         fresh: bool,
         guard: &Guard,
     ) {
+        let tuple = flow.tuple;
         if *inner.tuple.load(guard) != tuple {
             inner.tuple.replace(tuple, guard);
         }
         if fresh {
-            self.stamp_seq(inner, flags);
+            self.stamp_seq(held, inner, flags);
         }
         let remembered = policy::remembers(self.rules, State::Connected);
         let peer = policy::peer_flags(self.rules, inner.family, &tuple.remote);
@@ -243,7 +285,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 | remembered
                 | peer
         });
-        self.exact_link(&tuple, inner, guard);
+        if !fresh {
+            self.move_step("connect: tuple published");
+        }
+        self.exact_link(held, flow, inner, guard);
+        if !fresh {
+            self.move_step("connect: exact linked");
+        }
         let entry = self
             .ports
             .insert(held, List::Connected, inner.clone(), guard);
@@ -408,7 +456,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             tuple.local.port,
             &tuple.remote,
         );
-        self.exact_unlink(inner, tuple, was, guard);
+        self.exact_unlink(inner, &self.flow(tuple), was, guard);
     }
 
     /// `listen(2)`.
@@ -453,7 +501,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .flags
             .update(|flags| flags.with_state(State::Listen) | remembered);
         if policy::inserts_at_listen(self.rules) {
-            self.stamp_seq(inner, flags);
+            self.stamp_seq(&held, inner, flags);
         }
         if policy::group_decided_at_bind(self.rules) && me.state() == State::Bound {
             self.activate_member(inner, &guard);
@@ -513,7 +561,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: peer,
             };
             let held = self.ports.lock(me.local.port);
-            let holder = self.exact_holder_arc(&tuple, &guard);
+            let flow = self.flow(&tuple);
+            let holder = self.exact_holder_arc(&flow, &guard);
             let replace = match &holder {
                 Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
                     Ok(replace) => replace,
@@ -524,14 +573,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 },
                 None => TupleTaken::Share,
             };
-            self.ports.begin_move(&held);
             if let Some(group) = inner.group.load(&guard) {
                 group.set_has_conns();
             }
             self.leave_group(&held, inner, &guard);
-            self.link_connected(&held, inner, tuple, inner.flags.load(), false, &guard);
+            let flags = inner.flags.load();
+            self.link_connected(&held, inner, &flow, flags, false, &guard);
             if tuple.local != me.local {
-                self.restamp_seq(inner);
+                self.restamp_seq(&held, inner);
                 self.join_bucket(inner, &tuple.local, false, &guard);
                 self.left_bucket(&me.local, None, &guard);
             }
@@ -541,7 +590,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 old.socket.clear(&guard);
                 old.flags.set_state(State::Dropped);
             }
-            self.ports.end_move(&held);
             return Ok(tuple.local.to_socket(inner.family));
         }
         let flow = self.destination_hash(source, &peer);
@@ -580,8 +628,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             };
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, &guard);
+            let exact = self.flow(&tuple);
             let holder = self
-                .exact_holder(&tuple, &guard)
+                .exact_holder(&exact, &guard)
                 .map(|pcb| pcb.view(&guard));
             let memo = self.memos.get(port);
             if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref(), memo) {
@@ -602,7 +651,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
                 (Policy::Linux, Protocol::Udp) => {}
             }
-            self.link_connected(&held, inner, tuple, flags, true, &guard);
+            self.link_connected(&held, inner, &exact, flags, true, &guard);
             self.join_bucket(inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {
                 // `inner` now holds the 4-tuple, under the port's lock.
@@ -640,7 +689,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
-            self.ports.begin_move(&held);
             // Whether `inner` held the old 4-tuple's entry, read under the
             // port's lock; the bits start afresh for the new one.
             let was = inner.flags.load();
@@ -649,14 +697,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let stale = Flags::SHADOWED | Flags::SHADOWING | Flags::MAPPED_PEER;
                 flags.without(stale) | peer_flags
             });
-            self.exact_link(&tuple, inner, guard);
+            self.exact_link(&held, &self.flow(&tuple), inner, guard);
             inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,
                 remote: me.remote,
             };
             self.unlink_exact_was(inner, &before, was, guard);
-            self.ports.end_move(&held);
         }
         tuple.local.to_socket(inner.family)
     }
@@ -676,15 +723,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             AfterFailedConnect::Unchanged => {}
             AfterFailedConnect::Rebound(ip) => {
                 let local = Endpoint { ip, ..me.local };
-                self.ports.begin_move(held);
-                let old = lock(&inner.port_entry).take();
-                self.link_unconnected(held, inner, local, me.flags, false, guard);
-                if let Some(old) = old {
-                    self.ports.remove(held, old, guard);
-                }
+                // The PCB keeps its node in the wildcard list.
+                self.readdress(held, inner, local, me.flags, false, guard);
                 self.join_bucket(inner, &local, false, guard);
                 self.left_bucket(&me.local, None, guard);
-                self.ports.end_move(held);
             }
             AfterFailedConnect::Released(ip) => {
                 let kept = PcbView {
@@ -739,7 +781,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let (local, remote) = policy::check_accept(self.rules, &view, local, remote)?;
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
-        let holder = self.exact_holder_arc(&tuple, &guard);
+        let flow = self.flow(&tuple);
+        let holder = self.exact_holder_arc(&flow, &guard);
         if holder
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)
@@ -754,7 +797,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             socket,
             tuple,
         ));
-        self.link_connected(&held, &child, tuple, inherited, true, &guard);
+        self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before
             // the child exists.
@@ -765,7 +808,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             old.flags.set_state(State::Dropped);
         }
         self.join_bucket(&child, &tuple.local, false, &guard);
-        self.attached.fetch_add(1, Ordering::Relaxed);
+        self.attached.add(1);
         Ok(Pcb {
             table: self.clone(),
             inner: child,
@@ -817,7 +860,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(());
         }
         let held = self.ports.lock(me.local.port);
-        self.ports.begin_move(&held);
         if keep.keep_port {
             let mut flags = me
                 .flags
@@ -831,19 +873,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.leave_group(&held, inner, guard);
             }
             if local != me.local {
-                self.restamp_seq(inner);
+                self.restamp_seq(&held, inner);
             }
             // Whether it holds the exact entry, read under the port's lock
             // (another PCB's connect may have shadowed it since `me`).
             let was = inner.flags.load();
-            // The wildcard place is linked before the exact one is unlinked.
-            let old = lock(&inner.port_entry).take();
             let fresh = connected && policy::disconnect_reinserts(self.rules);
-            self.link_unconnected(&held, inner, local, flags, fresh, guard);
-            if let Some(old) = old {
-                self.ports.remove(&held, old, guard);
-            }
+            self.readdress(&held, inner, local, flags, fresh, guard);
             if connected {
+                // The wildcard place is linked before the exact one is
+                // unlinked; a bound PCB keeps its node in the wildcard list.
+                self.move_step("disconnect: tuple published");
+                self.relist_unconnected(&held, inner, guard);
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
@@ -856,7 +897,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             self.release_port(&held, inner, &me, keep.keep_addr, guard);
         }
-        self.ports.end_move(&held);
         Ok(())
     }
 
@@ -913,7 +953,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Close (also the `Drop` of `Pcb`).
     pub(crate) fn close(&self, inner: &Arc<PcbInner<S>>) {
         let _owner = lock(&inner.owner);
-        self.attached.fetch_sub(1, Ordering::Relaxed);
+        self.attached.add(-1);
         let guard = crossbeam_epoch::pin();
         if inner.state().is_in_table() {
             let held = self.ports.lock(inner.tuple.load(&guard).local.port);

@@ -29,7 +29,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     let group = Arc::new(Group::new(
                         key,
                         policy::group_initial_slots(self.rules.policy),
-                        self.group_seq(),
+                        held.next_seq(),
                     ));
                     group.join(mate.clone(), guard);
                     mate.group.replace(Some(group.clone()), guard);
@@ -56,7 +56,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let (members, slots) = group.occupancy(guard);
                 match policy::group_fit(self.rules.policy, members, slots) {
                     GroupFit::Join => {}
-                    GroupFit::Grow(slots) => group.grow(slots, self.group_seq()),
+                    GroupFit::Grow(slots) => group.grow(slots, held.next_seq()),
                     GroupFit::Full => {
                         // The PCB stays bound outside the group.
                         inner
@@ -70,7 +70,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             None => Arc::new(Group::new(
                 key,
                 policy::group_initial_slots(self.rules.policy),
-                self.group_seq(),
+                held.next_seq(),
             )),
         };
         if policy::joins_pending(self.rules, &view) {
@@ -121,11 +121,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
         }
         Some(best.map(|(_, pcb)| pcb.clone()))
-    }
-
-    /// A place for a new or rebuilt group among its port's groups.
-    fn group_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds

@@ -6,37 +6,42 @@
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::Tuple;
 use crate::flags::Flags;
 use crate::pcb::PcbInner;
 use crate::policy;
-use crate::raw::List;
+use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
-use crate::table::Shared;
+use crate::table::{Flow, Shared};
 
 impl<S: Send + Sync + 'static> Shared<S> {
-    /// Files `inner`, which has just connected, under `tuple`; a PCB that
+    /// Files `inner`, which has just connected, under `flow`; a PCB that
     /// held the entry steps behind it where the policy says so. The new
     /// entry is linked before the old one goes, so a lookup always finds
     /// one of them. Caller holds the port's lock.
-    pub(crate) fn exact_link(&self, tuple: &Tuple, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        let counter = self.next_seq.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn exact_link(
+        &self,
+        held: &PortLock<'_>,
+        flow: &Flow,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        let counter = held.next_seq();
         inner.connect_seq.store(counter, Ordering::Relaxed);
         let before = if policy::newest_connection_first(self.rules) {
-            self.exact_holder_arc(tuple, guard)
+            self.exact_holder_arc(flow, guard)
                 .filter(|old| !Arc::ptr_eq(old, inner))
         } else {
             None
         };
-        self.exact_insert(tuple, inner, guard);
+        self.exact_insert(flow, inner, guard);
         if let Some(old) = before {
-            self.exact_remove(tuple, &old, guard);
+            self.exact_remove(flow, &old, guard);
             old.flags.update(|flags| flags | Flags::SHADOWED);
             inner.flags.update(|flags| flags | Flags::SHADOWING);
         }
     }
 
-    /// Takes `inner`'s entry for `tuple` out of the exact index, if it has
+    /// Takes `inner`'s entry for `flow` out of the exact index, if it has
     /// one (`was`: its flags then), and lets the newest PCB waiting behind
     /// it in. The successor is filed before `inner`'s entry goes, so a
     /// lookup of the 4-tuple always finds one of them. Caller holds the
@@ -44,7 +49,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     pub(crate) fn exact_unlink(
         &self,
         inner: &Arc<PcbInner<S>>,
-        tuple: &Tuple,
+        flow: &Flow,
         was: Flags,
         guard: &Guard,
     ) {
@@ -55,15 +60,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return;
         }
         if was.contains(Flags::SHADOWING) {
-            self.file_successor(inner, tuple, guard);
+            self.file_successor(inner, flow, guard);
         }
-        let removed = self.exact_remove(tuple, inner, guard);
+        let removed = self.exact_remove(flow, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
     }
 
-    /// Files the newest PCB waiting behind `inner` on `tuple` in the exact
+    /// Files the newest PCB waiting behind `inner` on `flow` in the exact
     /// index, beside `inner`'s entry. Caller holds the port's lock.
-    fn file_successor(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+    fn file_successor(&self, inner: &Arc<PcbInner<S>>, flow: &Flow, guard: &Guard) {
+        let tuple = &flow.tuple;
         let mut waiting = self
             .ports
             .iter(tuple.local.port, List::Connected, guard)
@@ -83,7 +89,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 newest = pcb;
             }
         }
-        self.exact_insert(tuple, newest, guard);
+        self.exact_insert(flow, newest, guard);
         newest
             .flags
             .update(|flags| flags.without(Flags::SHADOWED).set(Flags::SHADOWING, more));

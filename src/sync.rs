@@ -8,7 +8,7 @@
 //! What changes under `cfg(pcbhash_loom)`:
 //!
 //! - atomics and mutexes are loom's, so loom sees and permutes every access;
-//! - [`ArcSlot`], the socket slot's register, is a loom mutex around an `Option<Arc<T>>`
+//! - [`ArcSlot`], the busy-port hints' register, is a loom mutex around an `Option<Arc<T>>`
 //!   instead of an `arc_swap::ArcSwapOption` (arc-swap has no loom support). Both
 //!   are linearizable registers of an optional `Arc`: `load` returns the value of
 //!   the latest `store`, and a `store` drops the previous value;
@@ -17,14 +17,14 @@
 
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
@@ -44,6 +44,12 @@ pub(crate) fn spin_loop() {
     #[cfg(pcbhash_loom)]
     loom::thread::yield_now();
 }
+
+/// Under loom only: what the lifecycle calls at each named step in the middle
+/// of a move between indexes, so that a model can park the writer there for
+/// as long as it likes (`Builder::on_move_step`).
+#[cfg(pcbhash_loom)]
+pub(crate) type MoveStepHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// Locks `mutex`, ignoring poisoning: every critical section in this crate leaves
 /// its data consistent before it can panic, so a poisoned lock carries no broken
@@ -97,17 +103,6 @@ impl<T> ArcSlot<T> {
         return lock(&self.inner).clone();
     }
 
-    /// The address of the current value, without taking a reference count.
-    /// The caller must keep the value alive by other means (see
-    /// `raw::SocketSlot`, which retires removed values through the epoch).
-    #[inline]
-    pub(crate) fn as_ptr(&self) -> Option<*const T> {
-        #[cfg(not(pcbhash_loom))]
-        return self.inner.load().as_ref().map(Arc::as_ptr);
-        #[cfg(pcbhash_loom)]
-        return lock(&self.inner).as_ref().map(Arc::as_ptr);
-    }
-
     /// Replaces the value and hands back the previous one.
     pub(crate) fn swap(&self, value: Option<Arc<T>>) -> Option<Arc<T>> {
         #[cfg(not(pcbhash_loom))]
@@ -127,9 +122,15 @@ pub(crate) struct Broken {
     /// The exact index marks a bucket `MOVED` before copying its entries
     /// (breaks "no false negatives during a resize").
     pub(crate) resize_moved_first: bool,
-    /// Moves between the wildcard and the exact index do not bump the move
-    /// sequence (breaks "no false negatives during connect").
-    pub(crate) no_move_seq: bool,
+    /// A lookup that misses in the exact index and then walks the wildcard
+    /// list does not probe the exact index again (breaks "no false negatives
+    /// during connect": the walk can start after the PCB left the list).
+    pub(crate) one_exact_probe: bool,
+    /// The wildcard walk passes over a PCB whose tuple says connected, though
+    /// it sits in the wildcard list because its connect has published the
+    /// tuple and not yet reached the exact index (breaks "no false negatives"
+    /// while that connect is preempted).
+    pub(crate) skip_connecting: bool,
     /// Port locks lock nothing (breaks "conflict checks are atomic with their
     /// insert").
     pub(crate) no_port_lock: bool,
@@ -141,8 +142,9 @@ pub(crate) struct Broken {
 
 #[cfg(pcbhash_broken)]
 impl Broken {
-    /// The switch named `variant`: `"resize-moved-first"`, `"no-move-seq"`,
-    /// `"no-port-lock"` or `"free-at-once"`.
+    /// The switch named `variant`: `"resize-moved-first"`,
+    /// `"one-exact-probe"`, `"skip-connecting"`, `"no-port-lock"` or
+    /// `"free-at-once"`.
     ///
     /// # Panics
     ///
@@ -151,7 +153,8 @@ impl Broken {
         let mut broken = Self::default();
         match variant {
             "resize-moved-first" => broken.resize_moved_first = true,
-            "no-move-seq" => broken.no_move_seq = true,
+            "one-exact-probe" => broken.one_exact_probe = true,
+            "skip-connecting" => broken.skip_connecting = true,
             "no-port-lock" => broken.no_port_lock = true,
             "free-at-once" => broken.free_at_once = true,
             other => panic!("pcbhash: no broken variant named {other:?}"),

@@ -16,12 +16,13 @@ use crossbeam_epoch::Guard;
 
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
 use crate::busy::{self, BusyHints};
+use crate::counter::Counter;
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
 use crate::policy::{self, Af, ConnectWild, PcbView, Policy, PortMemos, Protocol, Rules};
 use crate::ports::Ephemeral;
 use crate::raw::{check_guard, List, PortTable, RawMap};
-use crate::sync::{spin_loop, Arc, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`].
 pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
@@ -38,45 +39,68 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     /// Ports known to hold a connection to a crowded destination.
     pub(crate) busy: BusyHints,
     pub(crate) source_address: Box<SourceAddress>,
-    pub(crate) next_seq: AtomicU64,
-    pub(crate) attached: AtomicUsize,
+    /// Live `Pcb` handles, counted on each thread's own line.
+    pub(crate) attached: Counter,
     /// How many PCBs the exact index holds for "this address, any port"
     /// (Linux UDP connected to port 0); while there are none, a lookup
     /// does not look for them.
     pub(crate) any_port_peers: AtomicUsize,
+    /// Deliberately broken synchronisation of the lookup, for the loom
+    /// models' own test.
+    #[cfg(pcbhash_broken)]
+    pub(crate) broken: crate::sync::Broken,
+    /// Under loom: called at each named step in the middle of a move.
+    #[cfg(pcbhash_loom)]
+    pub(crate) move_step: Option<crate::sync::MoveStepHook>,
 }
 
 impl<S: Send + Sync + 'static> Shared<S> {
+    /// A step in the middle of a move between indexes, named for the loom
+    /// models, which can park the writer there (nothing in other builds).
+    #[inline(always)]
+    pub(crate) fn move_step(&self, step: &'static str) {
+        #[cfg(pcbhash_loom)]
+        if let Some(hook) = &self.move_step {
+            hook(step);
+        }
+        #[cfg(not(pcbhash_loom))]
+        let _ = step;
+    }
+
     /// The keyed hash of a 4-tuple: the exact index's hash and the hash that
     /// picks a group member.
     #[inline]
     pub(crate) fn tuple_hash(&self, tuple: &Tuple) -> u64 {
-        FlowKey::of_tuple(tuple).hash(&self.hasher)
+        self.flow(tuple).hash
     }
 
-    /// Inserts `pcb` into the exact index under `tuple`. Takes one bucket lock.
-    pub(crate) fn exact_insert(&self, tuple: &Tuple, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+    /// The exact-index key of `tuple` and its hash: computed once per call
+    /// of the lifecycle, and handed to every exact-index operation of it.
+    #[inline]
+    pub(crate) fn flow(&self, tuple: &Tuple) -> Flow {
         let key = FlowKey::of_tuple(tuple);
-        if policy::matches_any_port(self.rules, tuple) {
+        Flow {
+            tuple: *tuple,
+            key,
+            hash: key.hash(&self.hasher),
+        }
+    }
+
+    /// Inserts `pcb` into the exact index under `flow`. Takes one bucket lock.
+    pub(crate) fn exact_insert(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+        if policy::matches_any_port(self.rules, &flow.tuple) {
             self.any_port_peers.fetch_add(1, Ordering::Relaxed);
         }
-        self.exact
-            .insert(key.hash(&self.hasher), key, pcb.clone(), guard);
+        self.exact.insert(flow.hash, flow.key, pcb.clone(), guard);
     }
 
-    /// Removes `pcb`'s entry for `tuple` from the exact index. Takes one
+    /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
     /// bucket lock. Whether there was one.
-    pub(crate) fn exact_remove(
-        &self,
-        tuple: &Tuple,
-        pcb: &Arc<PcbInner<S>>,
-        guard: &Guard,
-    ) -> bool {
-        let key = FlowKey::of_tuple(tuple);
-        let removed = self.exact.remove(key.hash(&self.hasher), guard, |k, held| {
-            *k == key && std::ptr::eq(held, &**pcb)
+    pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
+        let removed = self.exact.remove(flow.hash, guard, |k, held| {
+            k == &flow.key && std::ptr::eq(held, &**pcb)
         });
-        if removed && policy::matches_any_port(self.rules, tuple) {
+        if removed && policy::matches_any_port(self.rules, &flow.tuple) {
             self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
         }
         removed
@@ -105,26 +129,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .collect()
     }
 
-    /// The PCB holding `tuple` in the exact index.
+    /// The PCB holding `flow` in the exact index.
     pub(crate) fn exact_holder<'g>(
         &self,
-        tuple: &Tuple,
+        flow: &Flow,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        let key = FlowKey::of_tuple(tuple);
-        self.exact
-            .find(key.hash(&self.hasher), guard, |k| *k == key)
+        self.exact.find(flow.hash, guard, |k| *k == flow.key)
     }
 
     /// [`exact_holder`](Self::exact_holder), as a strong reference.
-    pub(crate) fn exact_holder_arc(
-        &self,
-        tuple: &Tuple,
-        guard: &Guard,
-    ) -> Option<Arc<PcbInner<S>>> {
-        let key = FlowKey::of_tuple(tuple);
-        self.exact
-            .find_arc(key.hash(&self.hasher), guard, |k| *k == key)
+    pub(crate) fn exact_holder_arc(&self, flow: &Flow, guard: &Guard) -> Option<Arc<PcbInner<S>>> {
+        self.exact.find_arc(flow.hash, guard, |k| *k == flow.key)
     }
 
     /// Linux UDP (`udp4_lib_lookup2`): the walk of the address's list stops
@@ -178,18 +194,33 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
     /// packet's local port. Lock-free; allocation-free.
     ///
-    /// With `groups` off, group membership is not looked at: the stage that
-    /// follows a group with no active member (FreeBSD).
+    /// With `flow`, a PCB met in the wildcard list whose tuple already says
+    /// connected to exactly that flow is a `connect()` caught between
+    /// publishing its tuple and linking itself into the exact index; it is
+    /// the answer (see `PcbTable::lookup_slow`); one connecting to the
+    /// flow's remote address with any port (Linux UDP) is the answer unless
+    /// the walk meets an exact one after it. Without, such PCBs are passed
+    /// over, and group membership is not looked at either: the stage that
+    /// follows a group with no member that takes flows.
     fn best_wildcard<'g>(
         &self,
         local: &Endpoint,
-        groups: bool,
+        flow: Option<&FlowKey>,
         guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
+    ) -> Wildcard<'g, S> {
         let mut best: Option<((u32, u64), &'g PcbInner<S>)> = None;
+        let mut peer = None;
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
             let mut view = pcb.view(guard);
-            if !groups {
+            if view.is_connected() {
+                match flow.map(|flow| self.connecting_to(&view, flow)) {
+                    Some(Connecting::Exact) => return Wildcard::Connecting(pcb),
+                    Some(Connecting::AnyPort) => peer = Some(pcb),
+                    _ => {}
+                }
+                continue;
+            }
+            if flow.is_none() {
                 view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
             }
             let Some(key) = policy::wildcard_rank(self.rules, &view, local) else {
@@ -199,7 +230,72 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 best = Some((key, pcb));
             }
         }
-        best.map(|(_, pcb)| pcb)
+        match peer {
+            Some(peer) => Wildcard::ConnectingAnyPort(peer),
+            None => Wildcard::Best(best.map(|(_, pcb)| pcb)),
+        }
+    }
+
+    /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
+    /// is connecting to exactly `flow`, or to its remote address with any
+    /// port (see [`policy::matches_any_port`]).
+    #[inline]
+    fn connecting_to(&self, view: &PcbView, flow: &FlowKey) -> Connecting {
+        #[cfg(pcbhash_broken)]
+        if self.broken.skip_connecting {
+            return Connecting::No;
+        }
+        let tuple = Tuple {
+            local: view.local,
+            remote: view.remote,
+        };
+        let key = FlowKey::of_tuple(&tuple);
+        if key == *flow {
+            Connecting::Exact
+        } else if policy::matches_any_port(self.rules, &tuple) && key == flow.any_remote_port() {
+            Connecting::AnyPort
+        } else {
+            Connecting::No
+        }
+    }
+}
+
+/// How a PCB met in the middle of `connect()` relates to a looked-up flow.
+enum Connecting {
+    /// Its tuple is the flow.
+    Exact,
+    /// Its tuple is the flow's remote address with any port.
+    AnyPort,
+    /// Neither.
+    No,
+}
+
+/// A 4-tuple with its exact-index key and the key's hash.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flow {
+    pub(crate) tuple: Tuple,
+    key: FlowKey,
+    hash: u64,
+}
+
+/// What the wildcard walk of a lookup found.
+enum Wildcard<'g, S: Send + Sync + 'static> {
+    /// A PCB half-way through `connect()` to the packet's exact flow.
+    Connecting(&'g PcbInner<S>),
+    /// A PCB half-way through `connect()` to the packet's remote address
+    /// with any port, and none to the exact flow.
+    ConnectingAnyPort(&'g PcbInner<S>),
+    /// The best-ranked unconnected PCB, if any matched.
+    Best(Option<&'g PcbInner<S>>),
+}
+
+impl<'g, S: Send + Sync + 'static> Wildcard<'g, S> {
+    /// The PCB found, whichever way.
+    fn pcb(self) -> Option<&'g PcbInner<S>> {
+        match self {
+            Wildcard::Connecting(pcb) | Wildcard::ConnectingAnyPort(pcb) => Some(pcb),
+            Wildcard::Best(best) => best,
+        }
     }
 }
 
@@ -247,7 +343,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let flags = Flags::EMPTY
             .set(Flags::V6ONLY, v6only)
             .with_state(State::Closed);
-        self.shared.attached.fetch_add(1, Ordering::Relaxed);
+        self.shared.attached.add(1);
         Pcb {
             table: self.shared.clone(),
             inner: Arc::new(PcbInner::new(family, cred, flags, socket)),
@@ -278,8 +374,11 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///    a FreeBSD group whose members all wait for `listen()` answers
     ///    nothing, and the best PCB outside the groups is taken instead.
     ///
-    /// Lock-free: no lock, no allocation, no atomic read-modify-write. Retries
-    /// only if a PCB of this port moved between indexes during the call.
+    /// Wait-free: no lock, no allocation, no atomic read-modify-write, no
+    /// retry. An exact hit costs one probe of the exact index; a miss costs
+    /// the walk of the port's unconnected PCBs and a second probe, which is
+    /// what finds a PCB that moved between the two indexes while the call
+    /// ran.
     ///
     /// # Panics
     ///
@@ -372,20 +471,65 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
-        let shared = &*self.shared;
-        let before = shared.ports.move_seq(local.port());
-        if before % 2 == 1 {
-            return self.lookup_slow(local, key, hash, guard, None);
-        }
-        if let Some(pcb) = shared.exact.find(hash, guard, |k| k == key) {
+        if let Some(pcb) = self.shared.exact.find(hash, guard, |k| k == key) {
             return Some(PcbRef::new(pcb, guard));
         }
-        self.lookup_slow(local, key, hash, guard, Some(before))
+        self.lookup_slow(local, key, hash, guard)
     }
 
-    /// The lookup after an exact miss at move sequence `missed_at` (or from
-    /// the start, with `None`): the wildcard and group stages, retried while
-    /// a PCB of the port moves between indexes.
+    /// The lookup after an exact miss: the wildcard and group stages, then
+    /// the exact index once more. It never waits and never loops: a writer
+    /// preempted in the middle of a move holds no lookup up.
+    ///
+    /// # Why there are no false negatives
+    ///
+    /// Take a PCB that matches the flow for the whole lookup. If it stays in
+    /// one place, the probe or the walk of that place finds it. Otherwise it
+    /// moves, under its port's lock, between the wildcard list and the exact
+    /// index, and every move links the new place before it unlinks the old
+    /// one. (A PCB that changes address without changing index, as Linux's
+    /// disconnect of a bound UDP socket or a failed connect's rebinding do,
+    /// keeps its node in the list: the walk meets it with the old tuple or
+    /// the new, and both match.) There are two kinds of move:
+    ///
+    /// - **exact → wildcard** (disconnect): the PCB is in the exact index
+    ///   until its last step. If the first probe misses it, that probe saw
+    ///   its removal, which comes after the wildcard link; the walk starts
+    ///   later and meets the new node.
+    /// - **wildcard → exact** (connect of a bound PCB): the steps are: the
+    ///   tuple becomes the connected one (1), the exact index links it (2),
+    ///   the wildcard node is unlinked (3). The walk reads the node before
+    ///   (1), where the PCB matches with its bound rank, or between (1) and
+    ///   (3), where its tuple says connected and [`Wildcard::Connecting`]
+    ///   takes it when that tuple is the flow, or it reads the list after
+    ///   (3) and misses the node; then the walk saw the unlink, which comes
+    ///   after (2), and the second probe finds the PCB. A writer parked at
+    ///   any step leaves the PCB where one of the three reads finds it.
+    ///
+    /// The other moves keep to the same rule:
+    ///
+    /// - **shadow successor** (Linux UDP, several PCBs connected over one
+    ///   4-tuple): a new holder's entry, or the successor of a holder that
+    ///   leaves, is filed under the same key before the old holder's entry
+    ///   is removed. A probe that misses both saw the removal, which comes
+    ///   after the filing, so the second probe finds the new one.
+    /// - **TCP disconnect** (`connect(AF_UNSPEC)`, abort): a connection
+    ///   moves exact → wildcard as above, the wildcard node linked before
+    ///   the exact entry goes; a listener that changes address stays in the
+    ///   wildcard list with its node and only its tuple changes.
+    /// - **connected to any port** (Linux UDP connected to port 0): the
+    ///   exact index files such a PCB under the flow's remote address with
+    ///   port 0, probed after each probe of the flow itself; the walk takes
+    ///   a PCB met mid-`connect()` to that key unless it meets one to the
+    ///   exact flow, and the second pair of probes comes after the walk, so
+    ///   the three cases above hold for it with "the flow" read as that key.
+    ///
+    /// The rank among wildcard candidates holds too: the moving PCB is taken
+    /// either at the rank its view shows when the walk meets it, or as an
+    /// exact match, which outranks every wildcard candidate, so a worse-ranked
+    /// PCB never wins because the better one was moving. And every PCB
+    /// returned matched when it was read: the exact index holds a PCB only
+    /// under a tuple it holds, and the walk ranks the view it read.
     #[inline(never)]
     fn lookup_slow<'g>(
         &self,
@@ -393,48 +537,51 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         key: &FlowKey,
         hash: u64,
         guard: &'g Guard,
-        mut missed_at: Option<u64>,
     ) -> Option<PcbRef<'g, S>> {
         let shared = &*self.shared;
         let local = Endpoint::new(*local);
-        loop {
-            let before = match missed_at.take() {
-                Some(before) => before,
-                None => {
-                    let before = shared.ports.move_seq(local.port);
-                    if before % 2 == 1 {
-                        spin_loop();
-                        continue;
-                    }
-                    if let Some(pcb) = shared.exact.find(hash, guard, |k| k == key) {
-                        return Some(PcbRef::new(pcb, guard));
-                    }
-                    before
-                }
-            };
-            if let Some(peer) = shared.any_port_peer(key, guard) {
-                let pcb = shared.group_before(peer, &local, hash, guard);
-                return Some(PcbRef::new(pcb.unwrap_or(peer), guard));
-            }
-            let best = shared.best_wildcard(&local, true, guard);
-            let mut pcb = best;
-            let group = best
-                .filter(|pcb| policy::consults_group(shared.rules, pcb.flags.load()))
-                .and_then(|pcb| pcb.group.load(guard));
-            if let Some(group) = group {
-                match group.pick(shared.rules.policy, hash, guard) {
-                    Some(member) => pcb = Some(member),
-                    // No member takes flows (FreeBSD: all pending; Linux: all
-                    // connected): the group stage ends with nothing, and the
-                    // wildcard stage follows.
-                    None => pcb = shared.best_wildcard(&local, false, guard),
-                }
-            }
-            if shared.ports.move_seq(local.port) != before {
-                continue;
-            }
-            return pcb.map(|pcb| PcbRef::new(pcb, guard));
+        // The peer connected to the packet's address with any port outranks
+        // every unconnected PCB; a group listed before it may still take the
+        // packet.
+        let peer = |peer: &'g PcbInner<S>| {
+            let pcb = shared.group_before(peer, &local, hash, guard);
+            Some(PcbRef::new(pcb.unwrap_or(peer), guard))
+        };
+        if let Some(found) = shared.any_port_peer(key, guard) {
+            return peer(found);
         }
+        let (connecting, best) = match shared.best_wildcard(&local, Some(key), guard) {
+            Wildcard::Connecting(pcb) => return Some(PcbRef::new(pcb, guard)),
+            Wildcard::ConnectingAnyPort(pcb) => (Some(pcb), None),
+            Wildcard::Best(best) => (None, best),
+        };
+        let mut pcb = best;
+        let group = best
+            .filter(|pcb| policy::consults_group(shared.rules, pcb.flags.load()))
+            .and_then(|pcb| pcb.group.load(guard));
+        if let Some(group) = group {
+            match group.pick(shared.rules.policy, hash, guard) {
+                Some(member) => pcb = Some(member),
+                // No member takes flows (FreeBSD: all pending; Linux: all
+                // connected): the group stage ends with nothing, and the
+                // wildcard stage follows.
+                None => pcb = shared.best_wildcard(&local, None, guard).pcb(),
+            }
+        }
+        #[cfg(pcbhash_broken)]
+        if shared.broken.one_exact_probe {
+            return match connecting {
+                Some(found) => peer(found),
+                None => pcb.map(|pcb| PcbRef::new(pcb, guard)),
+            };
+        }
+        if let Some(exact) = shared.exact.find(hash, guard, |k| k == key) {
+            return Some(PcbRef::new(exact, guard));
+        }
+        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, guard)) {
+            return peer(found);
+        }
+        pcb.map(|pcb| PcbRef::new(pcb, guard))
     }
 
     /// FreeBSD `in_pcblookup_local()`: who holds `local` (address and port).
@@ -473,7 +620,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     }
 
     /// How many PCBs hold a port: bound, listening, connected or in TIME_WAIT.
-    /// One relaxed load.
+    /// Sums a counter striped over a few cache lines (exact when no writer
+    /// runs).
     pub fn len(&self) -> usize {
         self.shared.ports.len()
     }
@@ -502,7 +650,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let map = shared.exact.stats(&guard);
         let mut stats = Stats {
             len: shared.ports.len(),
-            attached: shared.attached.load(Ordering::Relaxed),
+            attached: shared.attached.get(),
             exact: IndexStats {
                 entries: map.entries,
                 buckets: map.buckets,
@@ -630,6 +778,8 @@ pub struct Builder {
     busy_hints_after: usize,
     #[cfg(pcbhash_broken)]
     broken: crate::sync::Broken,
+    #[cfg(pcbhash_loom)]
+    move_step: Option<crate::sync::MoveStepHook>,
 }
 
 impl Default for Builder {
@@ -648,6 +798,8 @@ impl Default for Builder {
             busy_hints_after: busy::INSTALL_AFTER,
             #[cfg(pcbhash_broken)]
             broken: crate::sync::Broken::default(),
+            #[cfg(pcbhash_loom)]
+            move_step: None,
         }
     }
 }
@@ -707,8 +859,9 @@ impl Builder {
     /// For the loom models' self-test only (compiled with
     /// `--cfg pcbhash_broken`): a table with one piece of its synchronisation
     /// deliberately removed. `variant` is `"resize-moved-first"`,
-    /// `"no-move-seq"`, `"no-port-lock"` or `"free-at-once"` (the last one is
-    /// memory-unsafe on purpose, for a sanitizer to catch).
+    /// `"one-exact-probe"`, `"skip-connecting"`, `"no-port-lock"` or
+    /// `"free-at-once"` (the last one is memory-unsafe on purpose, for a
+    /// sanitizer to catch).
     ///
     /// # Panics
     ///
@@ -717,6 +870,24 @@ impl Builder {
     #[doc(hidden)]
     pub fn broken(mut self, variant: &str) -> Self {
         self.broken = crate::sync::Broken::named(variant);
+        self
+    }
+
+    /// For the loom models only (compiled with `--cfg pcbhash_loom`): `hook`
+    /// is called with the name of each step that a move between the wildcard
+    /// list and the exact index passes, with the port's lock held, so that a
+    /// model can park the writer in the middle of the move. The steps are
+    /// `"connect: tuple published"` (the PCB is still in the wildcard list
+    /// only), `"connect: exact linked"` (in both places),
+    /// `"disconnect: tuple published"` (in the exact index only) and
+    /// `"disconnect: wildcard linked"` (in both places).
+    #[cfg(pcbhash_loom)]
+    #[doc(hidden)]
+    pub fn on_move_step<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&'static str) + Send + Sync + 'static,
+    {
+        self.move_step = Some(Arc::new(hook));
         self
     }
 
@@ -846,9 +1017,12 @@ impl Builder {
             source_address: self
                 .source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),
-            next_seq: AtomicU64::new(1),
-            attached: AtomicUsize::new(0),
+            attached: Counter::new(),
             any_port_peers: AtomicUsize::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: self.broken,
+            #[cfg(pcbhash_loom)]
+            move_step: self.move_step,
         };
         #[cfg(pcbhash_broken)]
         {

@@ -40,6 +40,7 @@
 //! | `lookup_during_connect_with_listener` | TCP: the connecting PCB is always found, never the listener behind it (no false negative that falls back to the listener) |
 //! | `lookup_during_disconnect` | UDP disconnect moves the PCB back to the wildcard index: always found |
 //! | `accept_over_time_wait_vs_lookup` | an accept replaces a TIME_WAIT PCB on its 4-tuple: the lookup finds one of them, never the listener |
+//! | `lookup_while_move_parked` | a writer parks in the middle of a connect or a disconnect until the lookup returned: the lookup returns, with the moving PCB (one model per step of the move) |
 //! | `lookup_during_incremental_resize` | the exact index grows from two buckets to four over two writes: both old connections are always found |
 //! | `lookup_during_resize` | the exact index grows from one bucket to two while a lookup runs: the lookup finds the connection |
 
@@ -455,6 +456,155 @@ pub fn lookup_during_disconnect(broken: Option<&'static str>) {
     let pcb = mover.join().unwrap();
     assert_eq!(pcb.state(), State::Bound);
     assert_eq!(pcb.local_addr(), Some(addr("0.0.0.0:1000")));
+}
+
+/// The steps in the middle of a move at which [`lookup_while_move_parked`]
+/// parks the writer (see `Builder::on_move_step`).
+pub const MOVE_STEPS: [&str; 4] = [
+    "connect: tuple published",
+    "connect: exact linked",
+    "disconnect: tuple published",
+    "disconnect: wildcard linked",
+];
+
+/// Readers never wait: a writer parks in the middle of a move, at `step` (one
+/// of [`MOVE_STEPS`]), and stays there until the lookup has returned.
+///
+/// TCP for the connect steps: a listener on `0.0.0.0:1000` and a PCB bound to
+/// `127.0.0.1:1000`, which connects to the looked-up flow; UDP for the
+/// disconnect steps: a PCB connected on that flow, which disconnects. The
+/// move never finishes while the lookup runs (the writer blocks on a lock
+/// the lookup's thread holds), so a lookup that waited for it would never
+/// return. The lookup must return, and with the moving PCB, never the
+/// listener behind it.
+pub fn lookup_while_move_parked(step: &'static str, broken: Option<&'static str>) {
+    let connecting = step.starts_with("connect");
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let gate = Arc::new(loom::sync::Mutex::new(()));
+    let parked = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = {
+        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
+        move |at: &'static str| {
+            if at == step && armed.load(StdOrdering::SeqCst) {
+                parked.store(true, Ordering::SeqCst);
+                drop(gate.lock().unwrap());
+            }
+        }
+    };
+    let protocol = if connecting {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
+    let table = Arc::new(builder(protocol, broken).on_move_step(hook).build::<Sock>());
+    let (local, remote) = (addr("127.0.0.1:1000"), addr("127.0.0.2:2000"));
+    let listener = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    let pcb = table.attach(Family::Inet, cred(2), Sock::new(&drops));
+    if connecting {
+        listener.set_reuse_port(true).unwrap();
+        listener.bind(addr("0.0.0.0:1000")).unwrap();
+        listener.listen().unwrap();
+        pcb.set_reuse_port(true).unwrap();
+        pcb.bind(local).unwrap();
+    } else {
+        pcb.bind(local).unwrap();
+        pcb.connect(remote).unwrap();
+    }
+
+    let hold = gate.lock().unwrap();
+    armed.store(true, StdOrdering::SeqCst);
+    let mover = thread::spawn(move || {
+        if connecting {
+            pcb.connect(remote).unwrap();
+        } else {
+            pcb.disconnect().unwrap();
+        }
+        pcb
+    });
+    while !parked.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    let guard = table.pin();
+    let found = table.lookup(local, remote, &guard);
+    let uid = found.map(|pcb| pcb.cred().uid);
+    drop(guard);
+    drop(hold);
+    let pcb = mover.join().unwrap();
+    assert_eq!(
+        uid,
+        Some(2),
+        "false negative: the lookup missed the PCB parked at {step:?}"
+    );
+    let expected = if connecting {
+        State::Connected
+    } else {
+        State::Bound
+    };
+    assert_eq!(pcb.state(), expected);
+    drop(listener);
+}
+
+/// The steps of a connect at which [`lookup_while_any_port_connect_parked`]
+/// parks the writer.
+pub const ANY_PORT_STEPS: [&str; 2] = ["connect: tuple published", "connect: exact linked"];
+
+/// Readers never wait, for a PCB connected to an address with any port
+/// (Linux UDP, `connect()` to port 0), which the exact index files under
+/// the remote port 0: a PCB bound to `127.0.0.1:1000` connects to
+/// `127.0.0.2:0` and parks at `step` (one of [`ANY_PORT_STEPS`]) until the
+/// lookup of a packet from `127.0.0.2:2000` has returned. The lookup must
+/// return the moving PCB, never the PCB bound to `0.0.0.0:1000` behind it.
+pub fn lookup_while_any_port_connect_parked(step: &'static str) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let gate = Arc::new(loom::sync::Mutex::new(()));
+    let parked = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = {
+        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
+        move |at: &'static str| {
+            if at == step && armed.load(StdOrdering::SeqCst) {
+                parked.store(true, Ordering::SeqCst);
+                drop(gate.lock().unwrap());
+            }
+        }
+    };
+    let table = Arc::new(
+        builder(Protocol::Udp, None)
+            .policy(Policy::Linux)
+            .on_move_step(hook)
+            .build::<Sock>(),
+    );
+    let local = addr("127.0.0.1:1000");
+    let wildcard = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    let pcb = table.attach(Family::Inet, cred(2), Sock::new(&drops));
+    wildcard.set_reuse_addr(true).unwrap();
+    wildcard.bind(addr("0.0.0.0:1000")).unwrap();
+    pcb.set_reuse_addr(true).unwrap();
+    pcb.bind(local).unwrap();
+
+    let hold = gate.lock().unwrap();
+    armed.store(true, StdOrdering::SeqCst);
+    let mover = thread::spawn(move || {
+        pcb.connect(addr("127.0.0.2:0")).unwrap();
+        pcb
+    });
+    while !parked.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    let guard = table.pin();
+    let found = table.lookup(local, addr("127.0.0.2:2000"), &guard);
+    let uid = found.map(|pcb| pcb.cred().uid);
+    drop(guard);
+    drop(hold);
+    let pcb = mover.join().unwrap();
+    assert_eq!(
+        uid,
+        Some(2),
+        "false negative: the lookup missed the PCB parked at {step:?}"
+    );
+    assert_eq!(pcb.state(), State::Connected);
+    drop(wildcard);
 }
 
 /// Passive open over a TIME_WAIT PCB: a listener accepts a new connection on

@@ -72,3 +72,22 @@ fn lookup_during_incremental_resize() {
         models::lookup_during_incremental_resize(None)
     });
 }
+
+#[test]
+fn lookup_while_move_parked() {
+    for step in models::MOVE_STEPS {
+        models::check(&format!("lookup_while_move_parked ({step})"), move || {
+            models::lookup_while_move_parked(step, None)
+        });
+    }
+}
+
+#[test]
+fn lookup_while_any_port_connect_parked() {
+    for step in models::ANY_PORT_STEPS {
+        models::check(
+            &format!("lookup_while_any_port_connect_parked ({step})"),
+            move || models::lookup_while_any_port_connect_parked(step),
+        );
+    }
+}

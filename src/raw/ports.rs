@@ -13,15 +13,16 @@
 //! which is also the lock that makes a bind-conflict check atomic with its
 //! insert.
 //!
-//! Each stripe also carries a *move sequence*, an even/odd counter that writers
-//! bump around a PCB's move between the wildcard and the exact index; a lookup
-//! reads it before and after and retries if it changed, which rules out false
-//! negatives while a PCB is between its two places.
+//! Readers keep no sequence of the stripe: a lookup's order of reads (the
+//! exact index, a port list, the exact index again; see `PcbTable::lookup`)
+//! finds a PCB that moves between a list and the exact index without knowing
+//! that it moves, so nothing here makes a reader wait or retry.
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{lock, unique_id, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::counter::Counter;
+use crate::sync::{lock, unique_id, AtomicU64, Mutex, MutexGuard, Ordering};
 
 const PAGE_BITS: u32 = 8;
 const PAGE_LEN: usize = 1 << PAGE_BITS;
@@ -72,7 +73,10 @@ impl<V> Page<V> {
 
 struct Stripe {
     lock: Mutex<()>,
-    moves: AtomicU64,
+    /// The last insertion sequence number handed out on the stripe's ports.
+    /// Written only under `lock`, so it shares the line the lock's holder
+    /// owns anyway.
+    seq: AtomicU64,
 }
 
 /// Per-port owner lists. See the module docs.
@@ -84,7 +88,7 @@ pub(crate) struct PortTable<V: Send + 'static> {
     id: u64,
     pages: Box<[Atomic<Page<V>>]>,
     stripes: Box<[CachePadded<Stripe>]>,
-    len: AtomicUsize,
+    len: Counter,
     /// Deliberately broken synchronisation, for the loom models' own test.
     #[cfg(pcbhash_broken)]
     broken: crate::sync::Broken,
@@ -103,6 +107,15 @@ impl PortLock<'_> {
     /// The port this lock serialises.
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The next insertion sequence number of the port: greater than every
+    /// one handed out on the port before. A plain load and store: the lock
+    /// serialises them.
+    pub(crate) fn next_seq(&self) -> u64 {
+        let seq = self.stripe.seq.load(Ordering::Relaxed) + 1;
+        self.stripe.seq.store(seq, Ordering::Relaxed);
+        seq
     }
 }
 
@@ -163,11 +176,11 @@ impl<V: Send + 'static> PortTable<V> {
                 .map(|_| {
                     CachePadded::new(Stripe {
                         lock: Mutex::new(()),
-                        moves: AtomicU64::new(0),
+                        seq: AtomicU64::new(0),
                     })
                 })
                 .collect(),
-            len: AtomicUsize::new(0),
+            len: Counter::new(),
             #[cfg(pcbhash_broken)]
             broken: crate::sync::Broken::default(),
         }
@@ -179,10 +192,12 @@ impl<V: Send + 'static> PortTable<V> {
         self.broken = broken;
     }
 
-    /// How many values the lists hold. One relaxed load.
+    /// How many values the lists hold: the sum of a striped counter (see
+    /// [`Counter`]), which inserts and removes change on their thread's own
+    /// line.
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.len.get()
     }
 
     /// Takes the writer lock of `port`. Blocks while another writer of a port in
@@ -204,43 +219,6 @@ impl<V: Send + 'static> PortTable<V> {
             table: self.id,
             port,
         }
-    }
-
-    /// The move sequence of `port`'s stripe: odd while a move is in progress.
-    /// One acquire load.
-    #[inline]
-    pub(crate) fn move_seq(&self, port: u16) -> u64 {
-        self.stripes[port as usize % STRIPES]
-            .moves
-            .load(Ordering::Acquire)
-    }
-
-    /// Marks the start of a move between indexes. Must be paired with
-    /// [`end_move`](Self::end_move) under the same lock.
-    pub(crate) fn begin_move(&self, held: &PortLock<'_>) {
-        self.check(held);
-        #[cfg(pcbhash_broken)]
-        if self.broken.no_move_seq {
-            return;
-        }
-        let seq = held.stripe.moves.load(Ordering::Relaxed);
-        debug_assert!(seq % 2 == 0);
-        // The release stores that link and unlink the PCB come after this one
-        // in program order, so a reader that sees either of them also sees the
-        // odd sequence.
-        held.stripe.moves.store(seq + 1, Ordering::Relaxed);
-    }
-
-    /// Marks the end of a move.
-    pub(crate) fn end_move(&self, held: &PortLock<'_>) {
-        self.check(held);
-        #[cfg(pcbhash_broken)]
-        if self.broken.no_move_seq {
-            return;
-        }
-        let seq = held.stripe.moves.load(Ordering::Relaxed);
-        debug_assert!(seq % 2 == 1);
-        held.stripe.moves.store(seq + 1, Ordering::Release);
     }
 
     fn check(&self, held: &PortLock<'_>) {
@@ -300,7 +278,7 @@ impl<V: Send + 'static> PortTable<V> {
             first.prev.store(node, Ordering::Relaxed);
         }
         head_cell.store(node, Ordering::Release);
-        self.len.fetch_add(1, Ordering::Relaxed);
+        self.len.add(1);
         PortEntry {
             node: node.as_raw(),
             table: self.id,
@@ -334,7 +312,7 @@ impl<V: Send + 'static> PortTable<V> {
         if let Some(after) = unsafe { next.as_ref() } {
             after.prev.store(prev, Ordering::Relaxed);
         }
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.len.add(-1);
         // SAFETY: the node is unreachable from the list now; its `next` stays
         // intact for readers standing on it, and the deferral protects them.
         unsafe { guard.defer_destroy(node_ptr) };

@@ -389,9 +389,11 @@ impl<'a> Worker<'a> {
         if let Some((l, r)) = tuple {
             if let Some(found) = self.ctx.table.lookup(l, r, &guard) {
                 // An accepted tuple is this worker's alone; a connected one may
-                // be taken by another worker as soon as the close returned.
+                // be taken by another worker as soon as the close returned. A
+                // PCB found while it was bound on the port may have connected
+                // elsewhere since: only one connected on this tuple counts.
                 let ours = if accepted {
-                    found.state().is_connected()
+                    found.state().is_connected() && found.peer_addr() == Some(r)
                 } else {
                     found.cred().uid == uid
                 };
