@@ -19,9 +19,8 @@ CARGO_TARGET_DIR=target/loom \
     timeout "$limit" cargo test --release -p pcbhash-loom-tests --test models \
     -- --nocapture --test-threads 2
 
-# The exact indexes' own models (src/raw/map.rs: the inline slot's version
-# protocol against concurrent replacement and reuse; src/raw/exact/: insert,
-# removal, displacement and resize migration against a lookup).
+# The exact index's own models (src/raw/exact/: insert, removal,
+# displacement and resize migration against a lookup).
 RUSTFLAGS="--cfg pcbhash_loom --cfg crossbeam_loom" \
 CARGO_TARGET_DIR=target/loom \
     timeout "$limit" cargo test --release -p pcbhash --features loom --lib loom_tests \

@@ -45,15 +45,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // A listener keeps its node in the wildcard list, only its tuple
             // changes; a connection links its wildcard place before its
             // exact one goes (see `PcbTable::lookup_slow`).
-            self.readdress(&held, inner, local, flags, false, guard);
             if connected {
-                self.move_step("disconnect: tuple published");
-                self.relist_unconnected(&held, inner, guard);
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact(inner, &before, guard);
+                let was = inner.flags.load();
+                self.disconnect_move(&held, inner, &before, was, local, flags, false, guard);
+            } else {
+                self.readdress(&held, inner, local, flags, false, guard);
             }
             if local != me.local {
                 self.join_bucket(inner, &local, false, guard);

@@ -109,28 +109,6 @@ pub(crate) struct FlowKey {
 /// The high 96 bits of a v4-mapped address.
 const MAPPED: u128 = 0xffff << 32;
 
-impl crate::raw::InlineKey for FlowKey {
-    #[inline]
-    fn to_words(&self) -> [u64; crate::raw::KEY_WORDS] {
-        [
-            self.local[0],
-            self.local[1],
-            self.remote[0],
-            self.remote[1],
-            u64::from(self.ports),
-        ]
-    }
-
-    #[inline]
-    fn from_words(words: [u64; crate::raw::KEY_WORDS]) -> Self {
-        Self {
-            local: [words[0], words[1]],
-            remote: [words[2], words[3]],
-            ports: words[4] as u32,
-        }
-    }
-}
-
 impl FlowKey {
     /// The key of a packet from `remote` to `local`, or `None` when the two
     /// addresses are of different families after canonicalisation (no PCB

@@ -116,6 +116,7 @@ mod addr;
 mod busy;
 mod counter;
 mod error;
+mod exact;
 mod flags;
 mod lbgroup;
 mod lifecycle;

@@ -196,17 +196,36 @@ impl<S: Send + Sync + 'static> Shared<S> {
         *lock(&inner.port_entry) = Some(entry);
     }
 
-    /// Moves `inner`, readdressed as unconnected but still in the exact
-    /// index, from its port's connected list to the wildcard list: the new
-    /// node is linked before the old one goes, and the caller unlinks the
-    /// exact entry last (see `PcbTable::lookup_slow`). Caller holds the
-    /// port's lock.
-    pub(crate) fn relist_unconnected(
+    /// Moves the connected `inner` out of the exact index to the wildcard
+    /// list, as unconnected on `local` with `flags` (`fresh`: with a new
+    /// place among its port's PCBs). `before` is its tuple, `was` its flags
+    /// read under the port's lock. The wildcard node is linked while the
+    /// tuple still says connected, then the tuple changes, then the exact
+    /// entry goes (see `PcbTable::lookup_slow`). Caller holds the port's
+    /// lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn disconnect_move(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
+        before: &Tuple,
+        was: Flags,
+        local: Endpoint,
+        flags: Flags,
+        fresh: bool,
         guard: &Guard,
     ) {
+        self.relist_unconnected(held, inner, guard);
+        self.readdress(held, inner, local, flags, fresh, guard);
+        self.move_step("disconnect: tuple published");
+        self.unlink_exact_was(inner, before, was, guard);
+    }
+
+    /// Moves `inner`, still connected and in the exact index, from its
+    /// port's connected list to the wildcard list: the new node is linked
+    /// before the old one goes, and the caller unlinks the exact entry after
+    /// (see `PcbTable::lookup_slow`). Caller holds the port's lock.
+    fn relist_unconnected(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         let old = lock(&inner.port_entry).take();
         self.link_wildcard(held, inner, guard);
         self.move_step("disconnect: wildcard linked");
@@ -443,7 +462,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
     /// port's lock.
-    pub(crate) fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
+    fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
         self.unlink_exact_was(inner, tuple, inner.flags.load(), guard);
     }
 
@@ -692,18 +711,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // Whether `inner` held the old 4-tuple's entry, read under the
             // port's lock; the bits start afresh for the new one.
             let was = inner.flags.load();
-            let peer_flags = policy::peer_flags(self.rules, inner.family, &peer);
-            inner.flags.update(|flags| {
-                let stale = Flags::SHADOWED | Flags::SHADOWING | Flags::MAPPED_PEER;
-                flags.without(stale) | peer_flags
-            });
-            self.exact_link(&held, &self.flow(&tuple), inner, guard);
-            inner.tuple.replace(tuple, guard);
             let before = Tuple {
                 local: me.local,
                 remote: me.remote,
             };
+            // The exact index files a PCB under one tuple at a time, the one
+            // it shows: the PCB waits out the change in the wildcard list,
+            // where a lookup's walk takes it for the tuple it shows (see
+            // `PcbTable::lookup_slow`), as a connect from bound does.
+            self.relist_unconnected(&held, inner, guard);
             self.unlink_exact_was(inner, &before, was, guard);
+            let flags = inner.flags.load();
+            self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);
         }
         tuple.local.to_socket(inner.family)
     }
@@ -879,17 +898,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // (another PCB's connect may have shadowed it since `me`).
             let was = inner.flags.load();
             let fresh = connected && policy::disconnect_reinserts(self.rules);
-            self.readdress(&held, inner, local, flags, fresh, guard);
             if connected {
-                // The wildcard place is linked before the exact one is
-                // unlinked; a bound PCB keeps its node in the wildcard list.
-                self.move_step("disconnect: tuple published");
-                self.relist_unconnected(&held, inner, guard);
                 let before = Tuple {
                     local: me.local,
                     remote: me.remote,
                 };
-                self.unlink_exact_was(inner, &before, was, guard);
+                self.disconnect_move(&held, inner, &before, was, local, flags, fresh, guard);
+            } else {
+                // A bound PCB keeps its node in the wildcard list.
+                self.readdress(&held, inner, local, flags, fresh, guard);
             }
             if policy::rejoins_group_on_disconnect(self.rules) {
                 self.join_group_if_bound_member(&held, inner, guard);

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::{Family, Tuple};
+use crate::addr::{Family, FlowKey, Tuple};
 use crate::error::Error;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::Group;
@@ -52,6 +52,10 @@ impl Cred {
 
 /// The shared part of a PCB. See the module docs for which fields are
 /// hash-safe.
+///
+/// Aligned to 16 bytes: the exact index keeps the address of the value
+/// shifted right by four bits.
+#[repr(align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) family: Family,
     pub(crate) cred: Cred,
@@ -66,6 +70,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// 4-tuple connected last); written under the port lock.
     pub(crate) connect_seq: AtomicU64,
     pub(crate) tuple: EpochCell<Tuple>,
+    /// The hash the PCB is filed under in the exact index: written before
+    /// the insert, under the port's lock, and not changed while the PCB is
+    /// in the index (a resize files it again under this hash).
+    pub(crate) exact_hash: AtomicU64,
     pub(crate) socket: SocketSlot<S>,
     /// The group this PCB is an active (or pending) member of.
     pub(crate) group: EpochOption<Arc<Group<S>>>,
@@ -97,6 +105,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
             tuple: EpochCell::new(tuple),
+            exact_hash: AtomicU64::new(0),
             socket: SocketSlot::new(socket),
             group: EpochOption::none(),
             port_entry: Mutex::new(None),
@@ -123,6 +132,13 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: self.seq.load(Ordering::Relaxed),
             group_seq,
         }
+    }
+
+    /// Whether the PCB's tuple is the 4-tuple `key`: the exact index's
+    /// predicate, which reads the tuple the PCB exposes.
+    #[inline(always)]
+    pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
+        FlowKey::of_tuple(self.tuple.load(guard)) == *key
     }
 
     pub(crate) fn state(&self) -> State {

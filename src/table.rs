@@ -1,6 +1,9 @@
 //! `PcbTable<S>`: the public API. It composes the indexes:
 //!
-//! - **exact**: connected and TIME_WAIT PCBs by 4-tuple (a [`RawMap`]);
+//! - **exact**: connected and TIME_WAIT PCBs by 4-tuple (an
+//!   [`ExactIndex`](crate::raw::ExactIndex) of one-line buckets of seven
+//!   signature-and-pointer slots, probed without data-dependent branches;
+//!   the key is the PCB's own tuple, see `exact.rs`);
 //! - **wildcard**: bound and listening PCBs, per local port (the unconnected
 //!   lists of the [`PortTable`]);
 //! - **by local port**: every PCB holding a port, what bind-conflict checks scan
@@ -17,11 +20,12 @@ use crossbeam_epoch::Guard;
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
 use crate::busy::{self, BusyHints};
 use crate::counter::Counter;
+use crate::exact::ExactPcbs;
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
 use crate::policy::{self, Af, ConnectWild, PcbView, Policy, PortMemos, Protocol, Rules};
 use crate::ports::Ephemeral;
-use crate::raw::{check_guard, List, PortTable, RawMap};
+use crate::raw::{check_guard, List, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`].
@@ -31,7 +35,7 @@ pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) rules: Rules,
     pub(crate) hasher: ahash::RandomState,
-    pub(crate) exact: RawMap<FlowKey, PcbInner<S>>,
+    pub(crate) exact: ExactPcbs<S>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
     /// What the policy remembers about each port (Linux bind buckets).
@@ -86,20 +90,23 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// Inserts `pcb` into the exact index under `flow`. Takes one bucket lock.
+    /// Inserts `pcb`, whose tuple is `flow`'s, into the exact index. Takes
+    /// one bucket lock.
     pub(crate) fn exact_insert(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+        debug_assert!(
+            pcb.is_flow(&flow.key, guard),
+            "a PCB is filed under its own tuple"
+        );
         if policy::matches_any_port(self.rules, &flow.tuple) {
             self.any_port_peers.fetch_add(1, Ordering::Relaxed);
         }
-        self.exact.insert(flow.hash, flow.key, pcb.clone(), guard);
+        self.exact.insert(flow.hash, pcb, guard);
     }
 
     /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
     /// bucket lock. Whether there was one.
     pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
-        let removed = self.exact.remove(flow.hash, guard, |k, held| {
-            k == &flow.key && std::ptr::eq(held, &**pcb)
-        });
+        let removed = self.exact.remove(flow.hash, pcb, guard);
         if removed && policy::matches_any_port(self.rules, &flow.tuple) {
             self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
         }
@@ -114,8 +121,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return None;
         }
         let key = key.any_remote_port();
-        self.exact
-            .find(key.hash(&self.hasher), guard, |k| *k == key)
+        self.exact.find(key.hash(&self.hasher), &key, guard)
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -135,12 +141,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
         flow: &Flow,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        self.exact.find(flow.hash, guard, |k| *k == flow.key)
+        self.exact.find(flow.hash, &flow.key, guard)
     }
 
     /// [`exact_holder`](Self::exact_holder), as a strong reference.
     pub(crate) fn exact_holder_arc(&self, flow: &Flow, guard: &Guard) -> Option<Arc<PcbInner<S>>> {
-        self.exact.find_arc(flow.hash, guard, |k| *k == flow.key)
+        self.exact.find_arc(flow.hash, &flow.key, guard)
     }
 
     /// Linux UDP (`udp4_lib_lookup2`): the walk of the address's list stops
@@ -400,8 +406,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// up: `min(packets.len(), out.len())`.
     ///
     /// Packets go in groups of 16: all their hashes are computed and their
-    /// exact-index buckets, then those buckets' first nodes, are prefetched
-    /// before any of them is compared, so the memory latencies of a group
+    /// exact-index buckets prefetched, then the PCBs those buckets point at
+    /// for each packet's signature, before any of them is compared, so the memory latencies of a group
     /// overlap instead of adding up (the technique of DPDK's
     /// `rte_hash_lookup_bulk`). Lock-free and allocation-free, like `lookup`.
     ///
@@ -449,7 +455,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             }
             for (flow, hash) in keys.iter().take(packets.len()) {
                 if flow.is_some() {
-                    shared.exact.prefetch_chain(*hash, guard);
+                    shared.exact.prefetch_candidates(*hash, guard);
                 }
             }
             for ((slot, (flow, hash)), (local, _)) in out.iter_mut().zip(keys).zip(packets) {
@@ -471,7 +477,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
-        if let Some(pcb) = self.shared.exact.find(hash, guard, |k| k == key) {
+        if let Some(pcb) = self.shared.exact.find(hash, key, guard) {
             return Some(PcbRef::new(pcb, guard));
         }
         self.lookup_slow(local, key, hash, guard)
@@ -492,10 +498,15 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// keeps its node in the list: the walk meets it with the old tuple or
     /// the new, and both match.) There are two kinds of move:
     ///
-    /// - **exact → wildcard** (disconnect): the PCB is in the exact index
-    ///   until its last step. If the first probe misses it, that probe saw
-    ///   its removal, which comes after the wildcard link; the walk starts
-    ///   later and meets the new node.
+    /// - **exact → wildcard** (disconnect): the steps are: the wildcard node
+    ///   is linked, the tuple still the connected one (1), the tuple becomes
+    ///   the unconnected one (2), the exact entry goes (3). The exact index
+    ///   keeps no keys: its probe compares the flow with the tuple the PCB
+    ///   shows, so the entry stops matching at (2). If the first probe
+    ///   misses the PCB, it read the tuple after (2) or the bucket after
+    ///   (3), and both come after (1): the walk starts later and meets the
+    ///   new node, with the connected tuple ([`Wildcard::Connecting`]) or
+    ///   the unconnected one, which it ranks.
     /// - **wildcard → exact** (connect of a bound PCB): the steps are: the
     ///   tuple becomes the connected one (1), the exact index links it (2),
     ///   the wildcard node is unlinked (3). The walk reads the node before
@@ -517,6 +528,12 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///   moves exact → wildcard as above, the wildcard node linked before
     ///   the exact entry goes; a listener that changes address stays in the
     ///   wildcard list with its node and only its tuple changes.
+    /// - **reconnect** (Linux UDP, a connected PCB connecting to another
+    ///   peer): the exact index files a PCB under one tuple at a time, so
+    ///   the PCB goes exact → wildcard with its old tuple (its wildcard node
+    ///   linked, then its exact entry removed), then wildcard → exact as a
+    ///   connect does. Throughout, the walk takes it for whichever tuple it
+    ///   shows.
     /// - **connected to any port** (Linux UDP connected to port 0): the
     ///   exact index files such a PCB under the flow's remote address with
     ///   port 0, probed after each probe of the flow itself; the walk takes
@@ -528,8 +545,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// either at the rank its view shows when the walk meets it, or as an
     /// exact match, which outranks every wildcard candidate, so a worse-ranked
     /// PCB never wins because the better one was moving. And every PCB
-    /// returned matched when it was read: the exact index holds a PCB only
-    /// under a tuple it holds, and the walk ranks the view it read.
+    /// returned matched when it was read: the exact index's probe compares
+    /// the tuple the PCB shows, and the walk ranks the view it read.
     #[inline(never)]
     fn lookup_slow<'g>(
         &self,
@@ -575,7 +592,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                 None => pcb.map(|pcb| PcbRef::new(pcb, guard)),
             };
         }
-        if let Some(exact) = shared.exact.find(hash, guard, |k| k == key) {
+        if let Some(exact) = shared.exact.find(hash, key, guard) {
             return Some(PcbRef::new(exact, guard));
         }
         if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, guard)) {
@@ -642,7 +659,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             .map(move |pcb| PcbRef::new(pcb, guard))
     }
 
-    /// Counts by state, index sizes, the exact index's longest chain and its
+    /// Counts by state, index sizes, the exact index's longest probe and its
     /// resizes. Walks the whole table: O(n), lock-free.
     pub fn stats(&self) -> Stats {
         let guard = crossbeam_epoch::pin();
@@ -654,7 +671,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             exact: IndexStats {
                 entries: map.entries,
                 buckets: map.buckets,
-                longest_chain: map.longest_chain,
+                longest_chain: map.reach + 1,
+                displaced: map.displaced,
                 resizing: map.resizing,
             },
             resizes: shared.exact.resizes(),
@@ -745,9 +763,13 @@ pub struct IndexStats {
     pub entries: usize,
     /// Buckets of the current array.
     pub buckets: usize,
-    /// The longest bucket chain (in the current array and, while resizing,
-    /// the next one).
+    /// The most buckets (cache lines) a probe of the current array reads:
+    /// one, plus the farthest any entry sits past its home bucket. The
+    /// index has no chains; the name is 0.1's, when it had.
     pub longest_chain: usize,
+    /// Entries of the current array that sit past their home bucket: a
+    /// lookup of one reads a second bucket line.
+    pub displaced: usize,
     /// Whether a resize is in progress.
     pub resizing: bool,
 }
@@ -846,10 +868,11 @@ impl Builder {
 
     /// For tests and model checking: the exact index starts with `buckets`
     /// buckets (rounded up to a power of two, at least one) instead of the
-    /// 16 or more that [`capacity`](Self::capacity) gives, and never shrinks
-    /// below that. It grows as soon as it holds more connections than buckets,
-    /// so with one bucket the second connection triggers a resize. Overrides
-    /// `capacity`.
+    /// number [`capacity`](Self::capacity) gives, and never shrinks below
+    /// that. It grows once it holds more than four connections per bucket
+    /// (one per bucket in the loom models, whose buckets have two slots), so
+    /// with one bucket the fifth connection (the second under loom) triggers
+    /// a resize. Overrides `capacity`.
     #[doc(hidden)]
     pub fn exact_buckets(mut self, buckets: usize) -> Self {
         self.exact_buckets = Some(buckets);
@@ -879,8 +902,10 @@ impl Builder {
     /// model can park the writer in the middle of the move. The steps are
     /// `"connect: tuple published"` (the PCB is still in the wildcard list
     /// only), `"connect: exact linked"` (in both places),
-    /// `"disconnect: tuple published"` (in the exact index only) and
-    /// `"disconnect: wildcard linked"` (in both places).
+    /// `"disconnect: wildcard linked"` (in both places, its tuple still the
+    /// connected one) and `"disconnect: tuple published"` (in both places,
+    /// its tuple the unconnected one, which its exact entry no longer
+    /// matches).
     #[cfg(pcbhash_loom)]
     #[doc(hidden)]
     pub fn on_move_step<F>(mut self, hook: F) -> Self
@@ -1000,10 +1025,7 @@ impl Builder {
         let mut shared = Shared {
             rules,
             hasher,
-            exact: match self.exact_buckets {
-                Some(buckets) => RawMap::with_buckets(buckets),
-                None => RawMap::with_capacity(self.capacity),
-            },
+            exact: ExactPcbs::new(self.capacity, self.exact_buckets),
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
             memos: PortMemos::for_rules(rules),

@@ -53,8 +53,9 @@
 //!
 //! ## Why this shape
 //!
-//! Compared with the index it is meant to replace ([`RawMap`](super::RawMap):
-//! one inline entry per bucket and an overflow chain), the aim is a probe
+//! Compared with the index it replaced (one inline entry per bucket and an
+//! overflow chain, whose hits were a third of the time in the chain), the
+//! aim is a probe
 //! without data-dependent branches. A lookup loads the home bucket's meta
 //! word and compares its seven filter bytes with the one it wants at once
 //! (SWAR: a few arithmetic operations on the word, as hashbrown's generic
@@ -180,7 +181,7 @@ use std::marker::PhantomData;
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
-use super::map::prefetch_read;
+use super::prefetch_read;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 mod bucket;
@@ -260,6 +261,9 @@ pub(crate) struct ExactIndex<T: ExactEntry> {
     stripes: Box<[CachePadded<AtomicUsize>]>,
     min_buckets: usize,
     resizes: AtomicU64,
+    /// Deliberately broken synchronisation, for the loom models' own test.
+    #[cfg(pcbhash_broken)]
+    broken: crate::sync::Broken,
     /// The index owns one strong count of each value.
     _values: PhantomData<Arc<T>>,
 }
@@ -288,8 +292,26 @@ impl<T: ExactEntry> ExactIndex<T> {
                 .collect(),
             min_buckets: len,
             resizes: AtomicU64::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
             _values: PhantomData,
         }
+    }
+
+    /// Turns on deliberately broken synchronisation (see `sync::Broken`).
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.broken = broken;
+    }
+
+    /// Whether this index frees what it retires at once (a deliberately
+    /// unsound build for the sanitizer's self-test; false otherwise).
+    #[inline(always)]
+    fn frees_at_once(&self) -> bool {
+        #[cfg(pcbhash_broken)]
+        return self.broken.free_at_once;
+        #[cfg(not(pcbhash_broken))]
+        return false;
     }
 
     /// The number of entries: the sum of the counter stripes, exact when no
@@ -430,7 +452,31 @@ impl<T: ExactEntry> ExactIndex<T> {
         let array = self.array.load(Ordering::Acquire, guard);
         // SAFETY: see `find`.
         let buckets = unsafe { array.deref() };
-        prefetch_read(buckets.bucket(buckets.home(hash)) as *const Bucket as *const u8);
+        prefetch_read(buckets.bucket(buckets.home(hash)));
+    }
+
+    /// The second stage of a prefetch, once the home bucket is (likely) in
+    /// the cache: starts loading the value of each home slot whose filter
+    /// byte and tag match `hash`, the line the predicate of a `find` reads.
+    /// A hint only: lock-free, changes nothing, and a stale address is
+    /// harmless (a prefetch never faults).
+    #[inline]
+    pub(crate) fn prefetch_values(&self, hash: u64, guard: &Guard) {
+        let array = self.array.load(Ordering::Acquire, guard);
+        // SAFETY: see `find`.
+        let buckets = unsafe { array.deref() };
+        let bucket = buckets.bucket(buckets.home(hash));
+        let sig = signature(hash);
+        let mut mask = home_candidates(bucket.meta.load(Ordering::Relaxed), filter(sig));
+        while mask != 0 {
+            let i = slot_of(mask);
+            mask &= mask - 1;
+            // SAFETY: `slot_of` names a slot below `SLOTS` for every bit of
+            // a `home_candidates` mask.
+            if let Some(value) = unsafe { bucket.candidate::<T>(i, tag(sig, 0)) } {
+                prefetch_read(value);
+            }
+        }
     }
 
     /// Inserts `value` under `hash`. Takes the home bucket's lock; allocates
@@ -478,9 +524,16 @@ impl<T: ExactEntry> ExactIndex<T> {
         };
         buckets.bucket(home).unlock(meta);
         let value = address::<T>(word);
-        // SAFETY: the slot was cleared, so the index no longer holds `value`,
-        // and only this call took it; the count is the index's.
-        unsafe { guard.defer_unchecked(move || drop(Arc::from_raw(value))) };
+        if self.frees_at_once() {
+            // SAFETY: none: this deliberately unsound branch runs only in
+            // `--cfg pcbhash_broken` builds, switched on per table for the
+            // sanitizer's self-test.
+            drop(unsafe { Arc::from_raw(value) });
+        } else {
+            // SAFETY: the slot was cleared, so the index no longer holds
+            // `value`, and only this call took it; the count is the index's.
+            unsafe { guard.defer_unchecked(move || drop(Arc::from_raw(value))) };
+        }
         let count = self.stripes[stripe(hash)]
             .fetch_sub(1, Ordering::Relaxed)
             .wrapping_sub(1);
@@ -545,7 +598,7 @@ impl<T: ExactEntry> ExactIndex<T> {
                     let Some(new) = (unsafe { next.as_ref() }) else {
                         return (buckets, home, meta);
                     };
-                    if !Self::migrate_locked(buckets, home, meta, new) {
+                    if !self.migrate_locked(buckets, home, meta, new) {
                         // The home stays here; lock it again.
                         match buckets.bucket(home).lock() {
                             Some(meta) => return (buckets, home, meta),
@@ -634,7 +687,7 @@ impl<T: ExactEntry> ExactIndex<T> {
         let mut all_fit = true;
         for home in 0..old.buckets.len() {
             if let Some(meta) = old.bucket(home).lock() {
-                if Self::migrate_locked(old, home, meta, new) {
+                if self.migrate_locked(old, home, meta, new) {
                     self.count_migrated(array, next, 1, guard);
                 } else {
                     all_fit = false;
@@ -668,7 +721,7 @@ impl<T: ExactEntry> ExactIndex<T> {
                 // A home an insert migrated already is counted by that insert.
                 old.bucket(home)
                     .lock()
-                    .is_some_and(|meta| Self::migrate_locked(old, home, meta, new))
+                    .is_some_and(|meta| self.migrate_locked(old, home, meta, new))
             })
             .count();
         self.count_migrated(array, next, moved, guard);
@@ -694,6 +747,12 @@ impl<T: ExactEntry> ExactIndex<T> {
                 .is_ok()
         {
             self.resizes.fetch_add(1, Ordering::Relaxed);
+            if self.frees_at_once() {
+                // SAFETY: none: deliberately unsound (see `remove`); a reader
+                // that loaded the old array may still read it.
+                drop(unsafe { array.into_owned() });
+                return;
+            }
             // SAFETY: the index no longer points at the old array and every
             // home in it is `MOVED` (it owns no entries); readers that still
             // hold it are protected by the deferral. Dropping `Buckets` frees
@@ -707,8 +766,18 @@ impl<T: ExactEntry> ExactIndex<T> {
     /// the store that unlocks it. The values change owner without a count
     /// changing. Returns false if an entry did not fit `new`: the copies are
     /// then taken back, and the home stays in `old`, unlocked.
-    fn migrate_locked(old: &Buckets, home: usize, meta: u64, new: &Buckets) -> bool {
+    ///
+    /// In the loom models' self-test (`resize-moved-first`), the home is
+    /// marked `MOVED` *before* its entries are copied: the bug this order
+    /// prevents, a reader sent on to `new` before the entries are there.
+    fn migrate_locked(&self, old: &Buckets, home: usize, meta: u64, new: &Buckets) -> bool {
         let bucket = old.bucket(home);
+        #[cfg(pcbhash_broken)]
+        if self.broken.resize_moved_first {
+            bucket.meta.store(meta | MOVED, Ordering::Release);
+        }
+        #[cfg(not(pcbhash_broken))]
+        let _ = self;
         let mut copied = 0;
         let mut fits = true;
         old.entries_of(home, meta, |_, _, word| {

@@ -6,12 +6,12 @@
 //!
 //! - [`EpochCell`]: a value that readers load without a lock and writers replace,
 //!   retiring the old value through the epoch.
-//! - [`RawMap`]: a hash map with lock-free readers, each bucket's first entry
-//!   inline in the bucket array, per-bucket writer locks and incremental
-//!   resizing.
-//! - [`ExactIndex`](exact::ExactIndex): the exact (4-tuple) index to come: one-line buckets of
-//!   seven one-word slots (a 12-bit signature beside the value's address),
-//!   probed without data-dependent branches; keys live in the values.
+//! - [`ExactIndex`]: the exact (4-tuple) index, a hash multimap of `Arc`s:
+//!   one-line buckets of seven one-word slots (a 12-bit signature beside the
+//!   value's address), probed without data-dependent branches, with linear
+//!   probing by lines and incremental resizing; keys live in the values.
+//! - [`SpillList`]: a short list read lock-free, for the values the exact
+//!   index hands back.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
 //! - [`SocketSlot`]: the socket reference, readable without a reference count
@@ -23,17 +23,16 @@
 //! guard is dropped.
 
 mod cell;
-// Not wired into the table yet: the PCB layout it indexes comes next.
-#[cfg_attr(not(test), allow(dead_code))]
 mod exact;
-mod map;
 mod ports;
 mod slot;
+mod spill;
 
 pub(crate) use cell::{EpochCell, EpochOption};
-pub(crate) use map::{InlineKey, RawMap, KEY_WORDS};
+pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats};
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use slot::SocketSlot;
+pub(crate) use spill::SpillList;
 
 use crossbeam_epoch::{default_collector, Guard};
 
@@ -55,6 +54,19 @@ unsafe fn clone_arc<T>(value: *const T) -> Arc<T> {
         Arc::increment_strong_count(value);
         Arc::from_raw(value)
     }
+}
+
+/// A software prefetch of the cache line at `ptr` (a no-op off x86_64).
+#[inline(always)]
+pub(crate) fn prefetch_read<T>(ptr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is a hint: it never faults and reads nothing the
+    // program can observe, whatever the address; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
 }
 
 /// Panics if `guard` was pinned on a collector other than the default one.

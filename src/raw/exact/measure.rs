@@ -1,5 +1,5 @@
 //! A harness for valgrind's callgrind: one million 40-byte keys, looked up
-//! in a shuffled order in this index, in `RawMap` and in `hashbrown::HashMap`,
+//! in a shuffled order in this index and in `hashbrown::HashMap`,
 //! with one hasher, each in a function of its own. Build the test binary with
 //! `cargo test --release --lib --no-run`, then run it as
 //!
@@ -17,10 +17,9 @@
 use std::hint::black_box;
 
 use super::*;
-use crate::raw::{InlineKey, RawMap, KEY_WORDS};
 
 #[derive(Clone, Copy, Debug, Eq)]
-struct Key([u64; KEY_WORDS]);
+struct Key([u64; 5]);
 
 /// As derived: the words.
 impl std::hash::Hash for Key {
@@ -30,22 +29,12 @@ impl std::hash::Hash for Key {
 }
 
 /// Word by word without branches, as a table compares flow keys (the
-/// derived equality calls `bcmp`). All three maps use it.
+/// derived equality calls `bcmp`). Both maps use it.
 impl PartialEq for Key {
     #[inline(always)]
     fn eq(&self, other: &Self) -> bool {
         let (a, b) = (&self.0, &other.0);
         (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) == 0
-    }
-}
-
-impl InlineKey for Key {
-    fn to_words(&self) -> [u64; KEY_WORDS] {
-        self.0
-    }
-
-    fn from_words(words: [u64; KEY_WORDS]) -> Self {
-        Self(words)
     }
 }
 
@@ -101,38 +90,6 @@ fn measure_exact_read(
 }
 
 #[inline(never)]
-fn measure_rawmap(
-    map: &RawMap<Key, Pcb>,
-    keys: &[Key],
-    state: &ahash::RandomState,
-    guard: &Guard,
-) -> usize {
-    let mut hits = 0;
-    for key in keys {
-        let hash = state.hash_one(key);
-        hits += usize::from(black_box(map.find(hash, guard, |k| k == key)).is_some());
-    }
-    hits
-}
-
-#[inline(never)]
-fn measure_rawmap_read(
-    map: &RawMap<Key, Pcb>,
-    keys: &[Key],
-    state: &ahash::RandomState,
-    guard: &Guard,
-) -> u64 {
-    let mut sum = 0;
-    for key in keys {
-        let hash = state.hash_one(key);
-        if let Some(pcb) = map.find(hash, guard, |k| k == key) {
-            sum += black_box(pcb).hash;
-        }
-    }
-    sum
-}
-
-#[inline(never)]
 fn measure_hashbrown(map: &Hashbrown, keys: &[Key]) -> usize {
     keys.iter()
         .map(|key| usize::from(black_box(map.get(key)).is_some()))
@@ -166,14 +123,12 @@ fn callgrind_exact_hit() {
         .collect();
     let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
     let index = ExactIndex::<Pcb>::with_capacity(n);
-    let raw = RawMap::<Key, Pcb>::with_capacity(n);
     let mut brown = Hashbrown::with_capacity_and_hasher(n, state.clone());
     let guard = crossbeam_epoch::pin();
     for key in &keys {
         let hash = state.hash_one(key);
         let pcb = Arc::new(Pcb { key: *key, hash });
         assert!(index.insert(hash, pcb.clone(), &guard).is_ok());
-        raw.insert(hash, *key, pcb.clone(), &guard);
         brown.insert(*key, pcb);
     }
     for i in (1..n).rev() {
@@ -181,8 +136,6 @@ fn callgrind_exact_hit() {
     }
     assert_eq!(measure_exact(&index, &keys, &state, &guard), n);
     assert_ne!(measure_exact_read(&index, &keys, &state, &guard), 0);
-    assert_eq!(measure_rawmap(&raw, &keys, &state, &guard), n);
-    assert_ne!(measure_rawmap_read(&raw, &keys, &state, &guard), 0);
     assert_eq!(measure_hashbrown(&brown, &keys), n);
     assert_ne!(measure_hashbrown_read(&brown, &keys), 0);
     println!("{:?} resizes {}", index.stats(&guard), index.resizes());

@@ -1,0 +1,221 @@
+//! The table's exact index: connected and TIME_WAIT PCBs by 4-tuple.
+//!
+//! An [`ExactIndex`] of PCBs, filed under the keyed hash of their tuple. The
+//! index keeps no keys: a probe's predicate is [`PcbInner::is_flow`], which
+//! compares the packet's key with the tuple the PCB itself exposes, and a
+//! resize files each PCB again under the hash it keeps
+//! ([`PcbInner::exact_hash`]). Two rules follow, and the lifecycle keeps
+//! them:
+//!
+//! - a PCB is in the index under one hash at a time, the hash of the tuple it
+//!   had when it was inserted, written before the insert;
+//! - while it is in the index its tuple stays that tuple, except in the last
+//!   steps of a move out (disconnect, a Linux UDP reconnect), where the
+//!   wildcard list already holds it (see `PcbTable::lookup_slow`).
+//!
+//! Several entries under one 4-tuple exist only inside one writer's
+//! critical section (a Linux UDP holder giving way to a newer one, a
+//! TIME_WAIT twin replaced by `accept`): the new entry is filed before the
+//! old one goes, and a probe in between may return either, which is the
+//! state before or after the change.
+//!
+//! # Spill
+//!
+//! The index hands a PCB back when its address does not fit a slot (not on
+//! any mainstream 64-bit platform) or when every slot within reach of its
+//! home is taken while the index is within its load (only many entries under
+//! one hash could do that, and the keyed hash makes it a matter of chance
+//! far below one in a lifetime). The kernels' chained hashes never refuse an
+//! insert, so neither does the table: such a PCB goes to the *spill*, a list
+//! published through the epoch and read only by probes that missed in the
+//! index, after one load of its length finds it non-empty.
+
+use crossbeam_epoch::Guard;
+
+use crate::addr::FlowKey;
+use crate::pcb::PcbInner;
+use crate::raw::{ExactEntry, ExactIndex, ExactStats, SpillList};
+use crate::sync::{Arc, Ordering};
+
+impl<S: Send + Sync + 'static> ExactEntry for PcbInner<S> {
+    #[inline]
+    fn exact_hash(&self) -> u64 {
+        self.exact_hash.load(Ordering::Relaxed)
+    }
+}
+
+/// The exact index of a table, with its spill (see the module docs).
+pub(crate) struct ExactPcbs<S: Send + Sync + 'static> {
+    index: ExactIndex<PcbInner<S>>,
+    /// PCBs the index handed back; almost always empty.
+    spill: SpillList<PcbInner<S>>,
+    /// For the crate's tests: every insert goes to the spill.
+    #[cfg(test)]
+    spill_all: bool,
+}
+
+impl<S: Send + Sync + 'static> ExactPcbs<S> {
+    /// An index of `buckets` buckets if given, else sized for `capacity`.
+    pub(crate) fn new(capacity: usize, buckets: Option<usize>) -> Self {
+        Self {
+            index: match buckets {
+                Some(buckets) => ExactIndex::with_buckets(buckets),
+                None => ExactIndex::with_capacity(capacity),
+            },
+            spill: SpillList::new(),
+            #[cfg(test)]
+            spill_all: false,
+        }
+    }
+
+    /// For the crate's tests: sends every insert to the spill.
+    #[cfg(test)]
+    pub(crate) fn spill_all(&mut self) {
+        self.spill_all = true;
+    }
+
+    /// Turns on deliberately broken synchronisation (see `sync::Broken`).
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.index.set_broken(broken);
+    }
+
+    /// The PCB whose tuple is `key` (filed under `hash`, the key's hash).
+    /// Lock-free, never waits: the home bucket, and the PCB lines of its
+    /// candidates; on a miss, one load more.
+    #[inline(always)]
+    pub(crate) fn find<'g>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        match self.index.find(hash, guard, |pcb| pcb.is_flow(key, guard)) {
+            Some(pcb) => Some(pcb),
+            None => self.find_spilled(hash, key, guard),
+        }
+    }
+
+    #[inline(never)]
+    fn find_spilled<'g>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        self.spill.find(guard, |pcb| {
+            pcb.exact_hash() == hash && pcb.is_flow(key, guard)
+        })
+    }
+
+    /// [`find`](Self::find), as a strong reference.
+    pub(crate) fn find_arc(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        guard: &Guard,
+    ) -> Option<Arc<PcbInner<S>>> {
+        self.index
+            .find_arc(hash, guard, |pcb| pcb.is_flow(key, guard))
+            .or_else(|| {
+                self.spill.find_arc(guard, |pcb| {
+                    pcb.exact_hash() == hash && pcb.is_flow(key, guard)
+                })
+            })
+    }
+
+    /// Starts loading the home bucket of `hash`. A hint only.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64, guard: &Guard) {
+        self.index.prefetch(hash, guard);
+    }
+
+    /// Starts loading the PCB lines a probe for `hash` will compare, once
+    /// its home bucket is (likely) in the cache. A hint only.
+    #[inline]
+    pub(crate) fn prefetch_candidates(&self, hash: u64, guard: &Guard) {
+        self.index.prefetch_values(hash, guard);
+    }
+
+    /// Files `pcb`, whose tuple hashes to `hash`, under `hash`. Takes one
+    /// bucket lock (or the spill's lock). Caller holds the port's lock.
+    pub(crate) fn insert(&self, hash: u64, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+        pcb.exact_hash.store(hash, Ordering::Relaxed);
+        #[cfg(test)]
+        if self.spill_all {
+            self.spill.push(pcb.clone(), guard);
+            return;
+        }
+        if let Err(refused) = self.index.insert(hash, pcb.clone(), guard) {
+            self.spill.push(refused.into_value(), guard);
+        }
+    }
+
+    /// Removes `pcb`'s entry under `hash`. Takes one bucket lock. Whether
+    /// there was one.
+    pub(crate) fn remove(&self, hash: u64, pcb: &PcbInner<S>, guard: &Guard) -> bool {
+        let is_pcb = |held: &PcbInner<S>| std::ptr::eq(held, pcb);
+        self.index.remove(hash, guard, is_pcb) || self.spill.remove(guard, is_pcb)
+    }
+
+    /// Figures about the index; `entries` counts the spill too.
+    pub(crate) fn stats(&self, guard: &Guard) -> ExactStats {
+        let mut stats = self.index.stats(guard);
+        stats.entries += self.spill.len();
+        stats
+    }
+
+    /// How many resizes have completed.
+    pub(crate) fn resizes(&self) -> u64 {
+        self.index.resizes()
+    }
+}
+
+#[cfg(all(test, not(pcbhash_loom)))]
+mod tests {
+    use std::net::SocketAddr;
+
+    use crate::{Cred, Family, PcbTable, Policy, Protocol, State};
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A table whose exact index refuses every insert: the spill must give
+    /// the same answers, through connect, TIME_WAIT, accept over the twin,
+    /// disconnect and close.
+    #[test]
+    fn spilled_pcbs_are_found_and_removed_like_indexed_ones() {
+        for spill in [false, true] {
+            let mut table: PcbTable<u32> = PcbTable::<u32>::builder()
+                .policy(Policy::Linux)
+                .protocol(Protocol::Tcp)
+                .seed(7)
+                .build();
+            if spill {
+                std::sync::Arc::get_mut(&mut table.shared)
+                    .unwrap()
+                    .exact
+                    .spill_all();
+            }
+            let listener = table.attach(Family::Inet, Cred::ROOT, 0.into());
+            listener.bind(addr("127.0.0.1:80")).unwrap();
+            listener.listen().unwrap();
+            let (local, peer) = (addr("127.0.0.1:80"), addr("127.0.0.2:4000"));
+            let conn = listener.accept(local, peer, 1.into()).unwrap();
+            let guard = table.pin();
+            let found = table.lookup(local, peer, &guard).unwrap();
+            assert!(found.is(&conn), "spill {spill}: the connection");
+            assert_eq!(table.stats().exact.entries, 1, "spill {spill}");
+            conn.time_wait().unwrap();
+            assert!(table.lookup(local, peer, &guard).unwrap().is(&conn));
+            let next = listener.accept(local, peer, 2.into()).unwrap();
+            assert_eq!(conn.state(), State::Dropped, "spill {spill}");
+            assert!(table.lookup(local, peer, &guard).unwrap().is(&next));
+            assert_eq!(table.stats().exact.entries, 1, "spill {spill}");
+            next.disconnect().unwrap();
+            assert!(table.lookup(local, peer, &guard).unwrap().is(&listener));
+            assert_eq!(table.stats().exact.entries, 0, "spill {spill}");
+        }
+    }
+}
