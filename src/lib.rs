@@ -83,13 +83,14 @@
 //!   can see it; [`PcbTable::flush`] helps idle threads let go of theirs.
 //! - **Resizing** of the exact index is incremental: writers migrate a few
 //!   buckets each, readers never wait, and a lookup visits at most the old and
-//!   the new bucket.
+//!   the new bucket. The next bucket array is allocated zeroed, outside every
+//!   lock, and migration allocates nothing.
 //!
 //! ## Costs
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `lookup` | lock-free, never waits on a writer; one hash and one exact-bucket walk (an exact hit: the bucket and one cache-line node; most misses: the bucket alone), then, on a miss, one walk of the port's unconnected PCBs and a second walk of the same exact bucket |
+//! | `lookup` | lock-free, never waits on a writer; one hash and one exact probe (an exact hit: the home bucket's line and the tuple of the PCB it points at, which is the key; about 2% of hits also the next bucket; most misses: the home bucket alone), then, on a miss, one walk of the port's unconnected PCBs and a second exact probe |
 //! | `lookup_local` | lock-free; one walk of the port's PCBs |
 //! | `bind` (explicit port) | port lock; scans the port's PCBs; allocates |
 //! | `bind` (port 0) | one port lock per candidate port |

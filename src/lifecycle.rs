@@ -721,6 +721,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // `PcbTable::lookup_slow`), as a connect from bound does.
             self.relist_unconnected(&held, inner, guard);
             self.unlink_exact_was(inner, &before, was, guard);
+            self.move_step("reconnect: old exact unlinked");
             let flags = inner.flags.load();
             self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);
         }

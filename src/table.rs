@@ -905,7 +905,10 @@ impl Builder {
     /// `"disconnect: wildcard linked"` (in both places, its tuple still the
     /// connected one) and `"disconnect: tuple published"` (in both places,
     /// its tuple the unconnected one, which its exact entry no longer
-    /// matches).
+    /// matches); a Linux UDP reconnect to another peer passes
+    /// `"disconnect: wildcard linked"`, `"reconnect: old exact unlinked"`
+    /// (in the wildcard list only, its tuple still the old one), then the
+    /// two connect steps.
     #[cfg(pcbhash_loom)]
     #[doc(hidden)]
     pub fn on_move_step<F>(mut self, hook: F) -> Self

@@ -41,6 +41,7 @@
 //! | `lookup_during_disconnect` | UDP disconnect moves the PCB back to the wildcard index: always found |
 //! | `accept_over_time_wait_vs_lookup` | an accept replaces a TIME_WAIT PCB on its 4-tuple: the lookup finds one of them, never the listener |
 //! | `lookup_while_move_parked` | a writer parks in the middle of a connect or a disconnect until the lookup returned: the lookup returns, with the moving PCB (one model per step of the move) |
+//! | `lookup_while_reconnect_parked` | Linux UDP: a connected PCB connecting to another peer parks at each step of its way out of the exact index and back: the lookup of the peer it shows returns it |
 //! | `lookup_during_incremental_resize` | the exact index grows from two buckets to four over two writes: both old connections are always found |
 //! | `lookup_during_resize` | the exact index grows from one bucket to two while a lookup runs: the lookup finds the connection |
 
@@ -604,6 +605,86 @@ pub fn lookup_while_any_port_connect_parked(step: &'static str) {
         "false negative: the lookup missed the PCB parked at {step:?}"
     );
     assert_eq!(pcb.state(), State::Connected);
+    drop(wildcard);
+}
+
+/// The steps of a Linux UDP reconnect at which
+/// [`lookup_while_reconnect_parked`] parks the writer, each with whether the
+/// PCB shows its old peer there (true) or its new one.
+pub const RECONNECT_STEPS: [(&str, bool); 4] = [
+    ("disconnect: wildcard linked", true),
+    ("reconnect: old exact unlinked", true),
+    ("connect: tuple published", false),
+    ("connect: exact linked", false),
+];
+
+/// Readers never wait, and find a PCB that connects again to another peer
+/// (Linux UDP): the exact index files a PCB under one tuple at a time, so
+/// the PCB leaves it for the wildcard list and comes back under its new
+/// tuple. A PCB on `127.0.0.1:1000` connected to `127.0.0.2:2000` connects
+/// to `127.0.0.3:3000` and parks at `step` (one of [`RECONNECT_STEPS`])
+/// until the lookup of the peer it shows there (`old`: the first) has
+/// returned. The lookup must return the moving PCB, never the PCB bound to
+/// `0.0.0.0:1000` behind it.
+pub fn lookup_while_reconnect_parked(step: &'static str, old: bool, broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let gate = Arc::new(loom::sync::Mutex::new(()));
+    let parked = Arc::new(AtomicBool::new(false));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = {
+        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
+        move |at: &'static str| {
+            if at == step && armed.load(StdOrdering::SeqCst) {
+                parked.store(true, Ordering::SeqCst);
+                drop(gate.lock().unwrap());
+            }
+        }
+    };
+    let table = Arc::new(
+        builder(Protocol::Udp, broken)
+            .policy(Policy::Linux)
+            .on_move_step(hook)
+            .build::<Sock>(),
+    );
+    let local = addr("127.0.0.1:1000");
+    let (first, second) = (addr("127.0.0.2:2000"), addr("127.0.0.3:3000"));
+    let wildcard = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    let pcb = table.attach(Family::Inet, cred(2), Sock::new(&drops));
+    wildcard.set_reuse_addr(true).unwrap();
+    wildcard.bind(addr("0.0.0.0:1000")).unwrap();
+    pcb.set_reuse_addr(true).unwrap();
+    pcb.bind(local).unwrap();
+    pcb.connect(first).unwrap();
+
+    let hold = gate.lock().unwrap();
+    armed.store(true, StdOrdering::SeqCst);
+    let mover = thread::spawn(move || {
+        pcb.connect(second).unwrap();
+        pcb
+    });
+    while !parked.load(Ordering::SeqCst) {
+        thread::yield_now();
+    }
+    let guard = table.pin();
+    let peer = if old { first } else { second };
+    let uid = table.lookup(local, peer, &guard).map(|pcb| pcb.cred().uid);
+    drop(guard);
+    drop(hold);
+    let pcb = mover.join().unwrap();
+    assert_eq!(
+        uid,
+        Some(2),
+        "false negative: the lookup missed the PCB parked at {step:?}"
+    );
+    assert_eq!(pcb.peer_addr(), Some(second));
+    let guard = table.pin();
+    let after = table.lookup(local, first, &guard);
+    assert_eq!(
+        after.map(|pcb| pcb.cred().uid),
+        Some(1),
+        "the old peer's packets go to the wildcard PCB"
+    );
+    drop(guard);
     drop(wildcard);
 }
 

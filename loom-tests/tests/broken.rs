@@ -74,6 +74,16 @@ fn skip_connecting_is_caught_while_parked() {
     );
 }
 
+/// The same, for a Linux UDP reconnect parked after its old exact entry
+/// went: the PCB waits in the wildcard list with its old tuple.
+#[test]
+fn skip_connecting_is_caught_while_reconnect_parked() {
+    models::expect_caught(
+        "model_skip_connecting_reconnect_parked",
+        "false negative: the lookup missed the PCB parked at",
+    );
+}
+
 /// Without the port lock the conflict check is not atomic with the insert.
 #[test]
 fn no_port_lock_is_caught() {
@@ -136,4 +146,19 @@ fn model_free_at_once() {
     models::check("lookup_during_resize (broken: free-at-once)", || {
         models::lookup_during_resize(Some("free-at-once"))
     });
+}
+
+#[test]
+#[ignore = "run in a child process by skip_connecting_is_caught_while_reconnect_parked"]
+fn model_skip_connecting_reconnect_parked() {
+    models::check(
+        "lookup_while_reconnect_parked (broken: skip-connecting)",
+        || {
+            models::lookup_while_reconnect_parked(
+                "reconnect: old exact unlinked",
+                true,
+                Some("skip-connecting"),
+            )
+        },
+    );
 }

@@ -91,3 +91,13 @@ fn lookup_while_any_port_connect_parked() {
         );
     }
 }
+
+#[test]
+fn lookup_while_reconnect_parked() {
+    for (step, old) in models::RECONNECT_STEPS {
+        models::check(
+            &format!("lookup_while_reconnect_parked ({step})"),
+            move || models::lookup_while_reconnect_parked(step, old, None),
+        );
+    }
+}
