@@ -141,10 +141,11 @@ fn table(out: &mut String, stats: &Stats) {
     );
     let _ = writeln!(
         out,
-        "{:<12}exact index: {} entries, {} buckets, longest chain {}, {} resizes",
+        "{:<12}exact index: {} entries, {} buckets, {} displaced, longest probe {} buckets, {} resizes",
         "",
         thousands(stats.exact.entries as u64),
         thousands(stats.exact.buckets as u64),
+        thousands(stats.exact.displaced as u64),
         stats.exact.longest_chain,
         stats.resizes,
     );
