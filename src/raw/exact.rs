@@ -332,7 +332,10 @@ impl<T: ExactEntry> ExactIndex<T> {
         self.resizes.load(Ordering::Relaxed)
     }
 
-    /// The first value inserted under `hash` that satisfies `pred`.
+    /// A value inserted under `hash` that satisfies `pred`: of several, the
+    /// first in probe order (the home bucket's slots in order, then the
+    /// displaced entries by distance), which is not the order of insertion
+    /// (an insert takes the first free slot).
     ///
     /// Lock-free and wait-free with respect to writers: loads only, no
     /// allocation. Reads the home bucket's line, the lines of displaced
