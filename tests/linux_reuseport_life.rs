@@ -552,3 +552,124 @@ fn linux_udp_disconnect_from_a_mapped_peer_misses_ipv6() {
         );
     }
 }
+
+/// After `disconnect()` an `Inet6` UDP socket keeps its last IPv6 peer
+/// (`__udp_disconnect` resets `inet_daddr` and `inet_dport`, not
+/// `sk_v6_daddr`), and IPv6 `compute_score` still reads it: a datagram
+/// from that address scores a point more than one for a socket that never
+/// connected, so the socket takes it even where it is listed after the
+/// other (both on `::`, B bound last and so listed first). A v4-mapped
+/// peer leaves no IPv6 datagram to the socket.
+#[test]
+fn linux_udp_disconnect_keeps_the_last_ipv6_peer() {
+    let Some(life) = Life::new(Protocol::Udp) else {
+        return;
+    };
+    let a = life.socket(true, true, false);
+    a.bind("A binds ::", "::", PORT, OK);
+    a.connect("A connects to ::1", at("[::1]:30000"), OK);
+    a.disconnect("A disconnects", OK);
+    // B binds last, so it is listed first.
+    let b = life.socket(true, true, false);
+    b.bind("B binds ::", "::", PORT, OK);
+    life.receivers("A remembers ::1", &[&a, &b], "[::1]:20000", "::1", &[0]);
+    // IPv4 datagrams: `inet_daddr` is reset, so B, listed first, wins.
+    life.receivers("IPv4", &[&a, &b], "127.0.0.1:20000", "127.0.0.1", &[1]);
+    // A v4-mapped peer replaces it: no IPv6 datagram matches A any more.
+    a.connect(
+        "A connects to 127.0.0.1",
+        at("[::ffff:127.0.0.1]:30000"),
+        OK,
+    );
+    a.disconnect("A disconnects again", OK);
+    life.receivers(
+        "A remembers 127.0.0.1",
+        &[&a, &b],
+        "[::1]:20000",
+        "::1",
+        &[1],
+    );
+    b.close();
+    life.receivers("A alone", &[&a], "[::1]:20000", "::1", &[]);
+}
+
+/// A TCP `Inet6` socket that `bind()` put on `::1` and that connects to a
+/// v4-mapped peer (after a `disconnect()` gave its port back and V6ONLY was
+/// cleared) is on `::ffff:127.0.0.6` from then on, whether the connect
+/// succeeds or fails: `tcp_v4_connect` sets the receive address from
+/// `inet_saddr`, which `__inet6_bind` set to `LOOPBACK4_IPV6`, and a
+/// failure keeps a locked address (`inet_bhash2_reset_saddr`).
+#[test]
+fn linux_tcp_v4_mapped_connect_from_a_bound_ipv6_address() {
+    for listened in [false, true] {
+        let Some(life) = Life::new(Protocol::Tcp) else {
+            return;
+        };
+        let server = life.socket(false, false, false);
+        life.serve(&server, "IPv4 server", "127.0.0.1", OK);
+        let server6 = life.socket(true, false, false);
+        life.serve(&server6, "IPv6 server", "::1", OK);
+        let me = life.socket(true, false, false);
+        me.bind("bind ::1", "::1", 0, OK);
+        if listened {
+            me.listen("listen", OK);
+        } else {
+            me.connect("connect to ::1", at("[::1]:20000"), OK);
+        }
+        me.disconnect("disconnect", OK);
+        me.set_v6only(false);
+        let want = if listened { EINVAL } else { OK };
+        me.connect(
+            "connect to a v4-mapped peer",
+            at("[::ffff:127.0.0.1]:20000"),
+            want,
+        );
+        if listened {
+            // No port is held; the address shows in the next listen().
+            me.listen("listen again", OK);
+        }
+        let local = me.local("after connect").expect("a port");
+        assert_eq!(
+            local.ip(),
+            at("[::ffff:127.0.0.6]:0").ip(),
+            "listened before: {listened}"
+        );
+    }
+}
+
+/// UDP `udp4_lib_lookup2` stops at the first socket that scores above all
+/// before it and asks a reuseport group that never had a connected member,
+/// even if a better-scoring socket follows: here A (AF_INET6 on `::`) is
+/// listed first because it bound without SO_REUSEPORT (sockets with the
+/// option and of AF_INET6 go to the tail), set it later, and was pulled into
+/// a group by B; N (AF_INET on `0.0.0.0`, a point more for an IPv4 datagram)
+/// was bound before A. IPv4 datagrams go to the group, not to N.
+#[test]
+fn linux_udp_group_listed_first_takes_the_packet() {
+    let Some(life) = Life::new(Protocol::Udp) else {
+        return;
+    };
+    let n = life.socket(false, true, false);
+    n.bind("N binds 0.0.0.0", "0.0.0.0", PORT, OK);
+    let a = life.socket(true, true, false);
+    a.bind("A binds ::", "::", PORT, OK);
+    life.receivers(
+        "A listed first, no group",
+        &[&n, &a],
+        "127.0.0.1:20000",
+        "127.0.0.1",
+        &[0],
+    );
+    a.set_reuse_port(true);
+    let b = life.socket(true, true, true);
+    b.bind("B binds ::", "::", PORT, OK);
+    life.receivers(
+        "A's group",
+        &[&n, &a, &b],
+        "127.0.0.1:20000",
+        "127.0.0.1",
+        &[1, 2],
+    );
+    // IPv6 datagrams: N does not match, the group takes them.
+    life.receivers("IPv6", &[&n, &a, &b], "[::1]:20000", "::1", &[1, 2]);
+}
