@@ -600,10 +600,14 @@ pub(crate) fn connect(
         r.state = State::Connected;
     }
     let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    let now = m.tick();
     let r = &mut m.recs[id];
     r.remote = Some(rep);
-    // `sk_v6_daddr` outlives the connection (see the table's MAPPED_PEER).
-    r.mapped_peer = !tcp && n.inet6 && rep.0.is_ipv4();
+    r.connected_at = now;
+    // `sk_v6_daddr` outlives the connection (see the table's LAST_PEER).
+    if !tcp && n.inet6 {
+        r.last_peer = Some(rep.0);
+    }
     if tcp {
         r.connected_once = true;
     } else {
@@ -707,9 +711,10 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
 /// The listener (TCP) / unconnected socket (UDP) stage: the specific
 /// address's list, then the wildcard's; in each, the first socket (in list
 /// order) with the highest score, or its reuseport group.
-pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
+pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
     let tcp = m.tcp();
     let v4 = l.0.is_ipv4();
+    let source = r.0;
     let mut cands: Vec<usize> = m
         .live()
         .filter(|(_, r)| {
@@ -736,8 +741,13 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             } else {
                 2
             }
-        } else if r.inet6 && r.local.0 == pass_addr && !r.mapped_peer {
-            1
+        } else if r.inet6 && r.local.0 == pass_addr {
+            // IPv6 `compute_score`: a last peer filters and scores.
+            match r.last_peer {
+                None => 1,
+                Some(peer) if peer == source => 2,
+                Some(_) => -1,
+            }
         } else {
             -1
         }

@@ -1,0 +1,116 @@
+//! The model alone against three Linux UDP delivery rules, with the answers
+//! the running kernel gave (the table and the kernel are compared side by
+//! side in the crate's `linux_reuseport_life.rs`):
+//!
+//! - of several sockets connected over one 4-tuple, the one that connected
+//!   last receives (`udp_lib_hash4` adds at the head of the 4-tuple's list);
+//! - an `Inet6` socket keeps its last peer after `disconnect()`
+//!   (`sk_v6_daddr`): IPv6 datagrams from that address score it higher,
+//!   from another address they miss it;
+//! - the walk of a port's list stops at the first socket that outscores
+//!   every one before it and asks a reuseport group, even if a better
+//!   socket follows.
+
+use std::net::SocketAddr;
+
+use pcbhash::Cred;
+use pcbhash_model::{Expect, Model, Opt, PolicySel, ProtoSel};
+
+fn at(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+const RANGE: (u16, u16) = (40000, 40003);
+
+fn udp() -> Model {
+    Model::new(PolicySel::Linux, ProtoSel::Udp, RANGE)
+}
+
+/// (family, local, peer): two sockets with SO_REUSEADDR on one address and
+/// port connect to one peer; the later one receives, and after it
+/// disconnects the earlier one does again.
+#[test]
+fn linux_udp_last_connected_receives() {
+    let rows = [
+        (false, "127.0.0.1:20000", "127.0.0.2:30000"),
+        (true, "[::1]:20000", "[::1]:30000"),
+    ];
+    for (v6, local, peer) in rows {
+        let mut m = udp();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let id = m.attach(v6, Cred::ROOT);
+            m.set_opt(id, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+            m.bind(id, at(local), None).expect("bind");
+            m.connect(id, at(peer), None).expect("connect");
+            ids.push(id);
+        }
+        assert_eq!(
+            m.lookup(at(local), at(peer)),
+            Expect::One(ids[1]),
+            "{local}"
+        );
+        m.disconnect(ids[1]).expect("disconnect");
+        assert_eq!(
+            m.lookup(at(local), at(peer)),
+            Expect::One(ids[0]),
+            "{local}"
+        );
+    }
+}
+
+/// A on `::` connects to `[::1]:30000` and disconnects; B binds `::`
+/// afterwards, so it is listed first. (last peer of A, source of the
+/// datagram, receiver: 0 for A, 1 for B, `None` for nobody with A alone).
+#[test]
+fn linux_udp_last_ipv6_peer_filters_and_scores() {
+    let rows: [(&str, &str, Option<usize>, Option<usize>); 3] = [
+        ("[::1]:30000", "[::1]:50000", Some(0), Some(0)),
+        ("[::ffff:127.0.0.1]:30000", "[::1]:50000", Some(1), None),
+        ("[::1]:30000", "127.0.0.1:50000", Some(1), Some(0)),
+    ];
+    for (peer, from, with_b, alone) in rows {
+        let to = if from.starts_with('[') {
+            "[::1]:20000"
+        } else {
+            "127.0.0.1:20000"
+        };
+        let mut m = udp();
+        let a = m.attach(true, Cred::ROOT);
+        m.set_opt(a, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.bind(a, at("[::]:20000"), None).expect("bind");
+        m.connect(a, at(peer), None).expect("connect");
+        m.disconnect(a).expect("disconnect");
+        let alone_got = m.lookup(at(to), at(from));
+        let b = m.attach(true, Cred::ROOT);
+        m.set_opt(b, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.bind(b, at("[::]:20000"), None).expect("bind");
+        let ids = [a, b];
+        let want = |n: Option<usize>| n.map_or(Expect::None, |n| Expect::One(ids[n]));
+        assert_eq!(m.lookup(at(to), at(from)), want(with_b), "{peer} {from}");
+        assert_eq!(alone_got, want(alone), "{peer} {from}, A alone");
+    }
+}
+
+/// N (AF_INET, `0.0.0.0`) binds first; A (AF_INET6, `::`) binds without
+/// SO_REUSEPORT, so it goes to the head of the list, then sets it; B binds
+/// with it and founds a group with A. IPv4 datagrams go to the group,
+/// though N scores higher.
+#[test]
+fn linux_udp_group_listed_first_takes_the_packet() {
+    let mut m = udp();
+    let n = m.attach(false, Cred::ROOT);
+    m.set_opt(n, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+    m.bind(n, at("0.0.0.0:20000"), None).expect("bind N");
+    let a = m.attach(true, Cred::ROOT);
+    m.set_opt(a, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+    m.bind(a, at("[::]:20000"), None).expect("bind A");
+    let (to, from) = (at("127.0.0.1:20000"), at("127.0.0.1:50000"));
+    assert_eq!(m.lookup(to, from), Expect::One(n), "no group yet");
+    m.set_opt(a, Opt::ReusePort, true).expect("SO_REUSEPORT");
+    let b = m.attach(true, Cred::ROOT);
+    m.set_opt(b, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+    m.set_opt(b, Opt::ReusePort, true).expect("SO_REUSEPORT");
+    m.bind(b, at("[::]:20000"), None).expect("bind B");
+    assert_eq!(m.lookup(to, from), Expect::AnyOf(vec![a, b]));
+}
