@@ -143,16 +143,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.exact.find_arc(flow.hash, guard, |k| *k == flow.key)
     }
 
-    /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the walk of the
-    /// address's list stops at the first socket that beats every one before
-    /// it and asks a reuseport group that no member ever connected from, and
-    /// that group's pick takes the packet, even if a better-ranked socket
-    /// follows. This finds such a socket listed before `limit`, the PCB the
-    /// ranking chose (the best-ranked unconnected one, of the pass `pass`
-    /// says, or one connected to the packet's address with any port, which
-    /// outranks them all), and returns its member. Lock-free;
+    /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks
+    /// the address's list and keeps the first socket that outranks every
+    /// one before it, but stops at such a socket that asks a reuseport
+    /// group that no member ever connected from, and that group's pick
+    /// takes the packet, even if a better-ranked socket follows. This is
+    /// that walk over the PCBs listed before `limit`, the PCB the ranking
+    /// chose (the best-ranked unconnected one, of the pass `pass` says, or
+    /// one connected to the packet's address with any port). Lock-free;
     /// allocation-free.
-    fn group_before<'g>(
+    fn walk_before<'g>(
         &self,
         limit: &PcbInner<S>,
         pass: bool,
@@ -160,7 +160,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         source: &Ipv6Addr,
         hash: u64,
         guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
+    ) -> Before<'g, S> {
         let after = limit.seq.load(Ordering::Relaxed);
         // The first socket listed before `limit` that outranks `floor`.
         let first_above = |floor: u32| {
@@ -179,6 +179,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             first
         };
+        let mut last = None;
         let mut floor = 0;
         while let Some((rank, _, pcb)) = first_above(floor) {
             let flags = pcb.flags.load();
@@ -186,14 +187,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 if let Some(group) = pcb.group.load(guard) {
                     if !group.has_conns() {
                         if let Some(member) = group.pick(self.rules.policy, hash, guard) {
-                            return Some(member);
+                            return Before::Group(member);
                         }
                     }
                 }
             }
+            last = Some((rank, pcb));
             floor = rank;
         }
-        None
+        Before::Last(last)
     }
 
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
@@ -324,13 +326,21 @@ enum Wildcard<'g, S: Send + Sync + 'static> {
     Best(Option<Best<'g, S>>),
 }
 
+/// What the kernel's walk met before a PCB (see `Shared::walk_before`).
+enum Before<'g, S: Send + Sync + 'static> {
+    /// A group that takes the packet: its pick.
+    Group(&'g PcbInner<S>),
+    /// The last socket that outranked every one before it, with its rank.
+    Last(Option<(u32, &'g PcbInner<S>)>),
+}
+
 /// The best-ranked unconnected PCB of a wildcard walk.
 struct Best<'g, S: Send + Sync + 'static> {
     pcb: &'g PcbInner<S>,
     /// Whether its rank is of the pass over the packet's own address.
     pass: bool,
     /// Whether a PCB that may ask a group is listed before it (see
-    /// `Shared::group_before`).
+    /// `Shared::walk_before`).
     group_before: bool,
 }
 
@@ -587,11 +597,17 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let local = Endpoint::new(*local);
         let source = key.remote_ip();
         // The peer connected to the packet's address with any port outranks
-        // every unconnected PCB; a group listed before it may still take the
-        // packet.
+        // every unconnected PCB but one with that address as its last peer
+        // (IPv6), which takes the packet if listed before it; a group listed
+        // before it may take the packet too.
         let peer = |peer: &'g PcbInner<S>| {
-            let pcb = shared.group_before(peer, true, &local, &source, hash, guard);
-            Some(PcbRef::new(pcb.unwrap_or(peer), guard))
+            let rank = policy::any_port_peer_rank(shared.rules, &local);
+            let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
+                Before::Group(member) => member,
+                Before::Last(Some((before, pcb))) if before >= rank => pcb,
+                Before::Last(_) => peer,
+            };
+            Some(PcbRef::new(pcb, guard))
         };
         if let Some(found) = shared.any_port_peer(key, guard) {
             return peer(found);
@@ -605,7 +621,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             .as_ref()
             .filter(|best| best.group_before)
             .and_then(|best| {
-                shared.group_before(best.pcb, best.pass, &local, &source, hash, guard)
+                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, guard) {
+                    Before::Group(member) => Some(member),
+                    Before::Last(_) => None,
+                }
             });
         let best = best.map(|best| best.pcb);
         let mut pcb = ahead.or(best);

@@ -673,3 +673,28 @@ fn linux_udp_group_listed_first_takes_the_packet() {
     // IPv6 datagrams: N does not match, the group takes them.
     life.receivers("IPv6", &[&n, &a, &b], "[::1]:20000", "::1", &[1, 2]);
 }
+
+/// IPv6 `compute_score` gives a socket connected to port 0 of the
+/// packet's source one point for `sk_v6_daddr`, and an unconnected socket
+/// whose last peer is that source one point too: they tie, and the one
+/// listed first takes the datagram. A (last peer `::1`) binds first; B
+/// binds `::1` after it and connects to `[::1]:0`. With SO_REUSEPORT, B is
+/// listed after A (AF_INET6 sockets with the option go to the tail), so A
+/// wins; without, B goes to the head and wins.
+#[test]
+fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
+    for (b_reuse_port, want) in [(true, 0), (false, 1)] {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let a = life.socket(true, true, false);
+        a.bind("A binds ::1", "::1", PORT, OK);
+        a.connect("A connects to ::1", at("[::1]:30000"), OK);
+        a.disconnect("A disconnects", OK);
+        let b = life.socket(true, true, b_reuse_port);
+        b.bind("B binds ::1", "::1", PORT, OK);
+        b.connect("B connects to port 0", at("[::1]:0"), OK);
+        let step = format!("B with SO_REUSEPORT: {b_reuse_port}");
+        life.receivers(&step, &[&a, &b], "[::1]:20000", "::1", &[want]);
+    }
+}

@@ -534,6 +534,21 @@ pub(crate) fn wildcard_rank(
     Some(if specific { SPECIFIC } else { 0 } + 1 + family_bonus)
 }
 
+/// The rank, among [`wildcard_rank`]s, of a UDP socket connected to the
+/// packet's address with port 0 (it is on a specific address, so in the
+/// first pass). IPv4 `compute_score` gives a set `inet_daddr` four points,
+/// more than any unconnected socket scores; IPv6 gives a set `sk_v6_daddr`
+/// one, as much as an unconnected socket gets for a last peer that is the
+/// packet's source (see [`last_peer_rank`]), so there the list order
+/// decides between the two.
+pub(crate) fn any_port_peer_rank(local: &Endpoint) -> u32 {
+    if local.is_v4() {
+        u32::MAX
+    } else {
+        SPECIFIC + 1 + 1
+    }
+}
+
 /// Whether `rank` (from [`wildcard_rank`]) is of the first pass, over the
 /// packet's own address.
 pub(crate) fn specific_rank(rank: u32, _local: &Endpoint) -> bool {

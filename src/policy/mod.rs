@@ -468,6 +468,15 @@ pub(crate) fn bound_source(rules: Rules, me: &PcbView, peer: &Endpoint) -> IpAdd
     }
 }
 
+/// The wildcard-stage rank of a PCB connected to a packet's address with
+/// any port (see [`matches_any_port`]; [`linux::any_port_peer_rank`]).
+pub(crate) fn any_port_peer_rank(rules: Rules, local: &Endpoint) -> u32 {
+    match rules.policy {
+        Policy::Linux => linux::any_port_peer_rank(local),
+        Policy::FreeBsd => u32::MAX,
+    }
+}
+
 /// Whether a lookup's walk stops at the first PCB that outranks every one
 /// listed before it and asks a reuseport group with no connected member
 /// (Linux `udp4_lib_lookup2`, `inet_lhash2_lookup`), rather than taking the
