@@ -680,21 +680,29 @@ fn linux_udp_group_listed_first_takes_the_packet() {
 /// listed first takes the datagram. A (last peer `::1`) binds first; B
 /// binds `::1` after it and connects to `[::1]:0`. With SO_REUSEPORT, B is
 /// listed after A (AF_INET6 sockets with the option go to the tail), so A
-/// wins; without, B goes to the head and wins.
+/// wins; without, B goes to the head and wins. IPv4 gives a set
+/// `inet_daddr` four points, and keeps no last peer: B always wins.
 #[test]
 fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
-    for (b_reuse_port, want) in [(true, 0), (false, 1)] {
+    let rows = [
+        (true, "::1", "[::1]", true, 0),
+        (true, "::1", "[::1]", false, 1),
+        (false, "127.0.0.1", "127.0.0.1", true, 1),
+        (false, "127.0.0.1", "127.0.0.1", false, 1),
+    ];
+    for (v6, ip, host, b_reuse_port, want) in rows {
         let Some(life) = Life::new(Protocol::Udp) else {
             return;
         };
-        let a = life.socket(true, true, false);
-        a.bind("A binds ::1", "::1", PORT, OK);
-        a.connect("A connects to ::1", at("[::1]:30000"), OK);
+        let a = life.socket(v6, true, false);
+        a.bind("A binds", ip, PORT, OK);
+        a.connect("A connects", at(&format!("{host}:30000")), OK);
         a.disconnect("A disconnects", OK);
-        let b = life.socket(true, true, b_reuse_port);
-        b.bind("B binds ::1", "::1", PORT, OK);
-        b.connect("B connects to port 0", at("[::1]:0"), OK);
-        let step = format!("B with SO_REUSEPORT: {b_reuse_port}");
-        life.receivers(&step, &[&a, &b], "[::1]:20000", "::1", &[want]);
+        let b = life.socket(v6, true, b_reuse_port);
+        b.bind("B binds", ip, PORT, OK);
+        b.connect("B connects to port 0", at(&format!("{host}:0")), OK);
+        let step = format!("{ip}, B with SO_REUSEPORT: {b_reuse_port}");
+        let to = format!("{host}:20000");
+        life.receivers(&step, &[&a, &b], &to, ip, &[want]);
     }
 }

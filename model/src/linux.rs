@@ -710,7 +710,10 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
 
 /// The listener (TCP) / unconnected socket (UDP) stage: the specific
 /// address's list, then the wildcard's; in each, the first socket (in list
-/// order) with the highest score, or its reuseport group.
+/// order) with the highest score, or its reuseport group. A UDP socket
+/// connected to the source's address with port 0 is in the specific
+/// address's list: for IPv4 it outscores every unconnected socket, for
+/// IPv6 it ties with one whose last peer is the source.
 pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
     let tcp = m.tcp();
     let v4 = l.0.is_ipv4();
@@ -722,7 +725,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
                 && if tcp {
                     r.state == State::Listen
                 } else {
-                    r.state == State::Bound
+                    r.state == State::Bound || (r.connected() && r.remote == Some((source, 0)))
                 }
         })
         .map(|(i, _)| i)
@@ -736,7 +739,10 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
             if v6only(r) || v4_view(r) != want {
                 return -1;
             }
-            if r.inet6 {
+            if r.connected() {
+                // `inet_daddr`: four points more.
+                6
+            } else if r.inet6 {
                 1
             } else {
                 2

@@ -504,12 +504,8 @@ impl Model {
         if let Some(exact) = connected_to(r) {
             return exact;
         }
-        if !self.freebsd() && !self.tcp() {
-            // Connected to the address with port 0: any port of it.
-            if let Some(any_port) = connected_to((r.0, 0)) {
-                return any_port;
-            }
-        }
+        // Linux UDP: a record connected to the address with port 0 takes any
+        // port of it, ranked among the unconnected ones (`lookup_wild`).
         if self.freebsd() {
             crate::freebsd::lookup_wild(self, l, r)
         } else {

@@ -114,3 +114,41 @@ fn linux_udp_group_listed_first_takes_the_packet() {
     m.bind(b, at("[::]:20000"), None).expect("bind B");
     assert_eq!(m.lookup(to, from), Expect::AnyOf(vec![a, b]));
 }
+
+/// A (last peer `::1`) binds `[::1]:20000` first; B binds it after A and
+/// connects to `[::1]:0`. IPv6 gives both one point for `sk_v6_daddr`, so
+/// the one listed first receives: A when B has SO_REUSEPORT (AF_INET6
+/// sockets with it go to the tail), B otherwise. IPv4 gives a connected
+/// socket four points: with `127.0.0.1` instead, B always receives.
+#[test]
+fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
+    let rows = [
+        ("[::1]", true, 0),
+        ("[::1]", false, 1),
+        ("127.0.0.1", true, 1),
+        ("127.0.0.1", false, 1),
+    ];
+    for (ip, b_reuse_port, want) in rows {
+        let v6 = ip.starts_with('[');
+        let mut m = udp();
+        let a = m.attach(v6, Cred::ROOT);
+        m.set_opt(a, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.bind(a, at(&format!("{ip}:20000")), None).expect("bind A");
+        m.connect(a, at(&format!("{ip}:30000")), None)
+            .expect("connect A");
+        m.disconnect(a).expect("disconnect A");
+        let b = m.attach(v6, Cred::ROOT);
+        m.set_opt(b, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.set_opt(b, Opt::ReusePort, b_reuse_port)
+            .expect("SO_REUSEPORT");
+        m.bind(b, at(&format!("{ip}:20000")), None).expect("bind B");
+        m.connect(b, at(&format!("{ip}:0")), None)
+            .expect("connect B");
+        let got = m.lookup(at(&format!("{ip}:20000")), at(&format!("{ip}:50000")));
+        assert_eq!(
+            got,
+            Expect::One([a, b][want]),
+            "{ip}, B with SO_REUSEPORT: {b_reuse_port}"
+        );
+    }
+}
