@@ -107,15 +107,42 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// The PCB connected to the packet's remote address with any port
-    /// (see [`policy::matches_any_port`]). Lock-free: one load while there
-    /// are none, one more exact probe otherwise.
-    fn any_port_peer<'g>(&self, key: &FlowKey, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
+    /// (see [`policy::matches_any_port`]), with its rank among the wildcard
+    /// ranks. Of several (Linux UDP lists them all in the address's list,
+    /// where `compute_score` ranks them), the best-ranked, then the first
+    /// listed. Lock-free: one load while there are none, one more exact
+    /// probe otherwise, and a walk of the port's connected PCBs if that
+    /// one has others waiting behind it.
+    fn any_port_peer<'g>(
+        &self,
+        key: &FlowKey,
+        local: &Endpoint,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g PcbInner<S>)> {
         if self.any_port_peers.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let key = key.any_remote_port();
-        self.exact
-            .find(key.hash(&self.hasher), guard, |k| *k == key)
+        let holder = self
+            .exact
+            .find(key.hash(&self.hasher), guard, |k| *k == key)?;
+        let rank = |pcb: &PcbInner<S>| policy::any_port_peer_rank(self.rules, local, pcb.family);
+        if !holder.flags.load().contains(Flags::SHADOWING) {
+            return Some((rank(holder), holder));
+        }
+        let mut best = (rank(holder), holder.seq.load(Ordering::Relaxed), holder);
+        for pcb in self.ports.iter(local.port, List::Connected, guard) {
+            let view = pcb.view(guard);
+            let tuple = Tuple {
+                local: view.local,
+                remote: view.remote,
+            };
+            let order = (rank(pcb), view.seq);
+            if FlowKey::of_tuple(&tuple) == key && order > (best.0, best.1) {
+                best = (order.0, order.1, &**pcb);
+            }
+        }
+        Some((best.0, best.2))
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -600,8 +627,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         // every unconnected PCB but one with that address as its last peer
         // (IPv6), which takes the packet if listed before it; a group listed
         // before it may take the packet too.
-        let peer = |peer: &'g PcbInner<S>| {
-            let rank = policy::any_port_peer_rank(shared.rules, &local);
+        let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
             let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
                 Before::Group(member) => member,
                 Before::Last(Some((before, pcb))) if before >= rank => pcb,
@@ -609,12 +635,15 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
             };
             Some(PcbRef::new(pcb, guard))
         };
-        if let Some(found) = shared.any_port_peer(key, guard) {
+        if let Some(found) = shared.any_port_peer(key, &local, guard) {
             return peer(found);
         }
         let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
             Wildcard::Connecting(pcb) => return Some(PcbRef::new(pcb, guard)),
-            Wildcard::ConnectingAnyPort(pcb) => (Some(pcb), None),
+            Wildcard::ConnectingAnyPort(pcb) => {
+                let rank = policy::any_port_peer_rank(shared.rules, &local, pcb.family);
+                (Some((rank, pcb)), None)
+            }
             Wildcard::Best(best) => (None, best),
         };
         let ahead = best
@@ -650,7 +679,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         if let Some(exact) = shared.exact.find(hash, guard, |k| k == key) {
             return Some(PcbRef::new(exact, guard));
         }
-        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, guard)) {
+        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, guard)) {
             return peer(found);
         }
         pcb.map(|pcb| PcbRef::new(pcb, guard))

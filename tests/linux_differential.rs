@@ -108,6 +108,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         18371253013979265292,
         "a last IPv6 peer ties with a peer connected to port 0",
     ),
+    (
+        Protocol::Udp,
+        90748937302557754,
+        "two peers connected to port 0: AF_INET before AF_INET6",
+    ),
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
     (Protocol::Tcp, 57, "connect() to ::"),

@@ -706,3 +706,41 @@ fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
         life.receivers(&step, &[&a, &b], &to, ip, &[want]);
     }
 }
+
+/// Of several UDP sockets connected to port 0 of one address, the kernel
+/// takes the best-scoring, then the first listed (`udp4_lib_lookup2`
+/// ranks them like the unconnected ones; the 4-tuple's own list, where
+/// the last connected comes first, has no entry for port 0). IPv4 gives
+/// AF_INET a point more: X (AF_INET) takes the datagrams though Y
+/// (AF_INET6, `::ffff:127.0.0.1`) connected after it. Among AF_INET6 ones
+/// on `::1`, Y bound last, so it is listed first and takes them though X
+/// connected after it.
+#[test]
+fn linux_udp_port_zero_peers_rank_like_unconnected_ones() {
+    // (X's family and address, Y's, the peer, receiver)
+    let rows = [
+        (
+            (false, "127.0.0.1"),
+            (true, "::ffff:127.0.0.1"),
+            "127.0.0.1",
+            0,
+        ),
+        ((true, "::1"), (true, "::1"), "[::1]", 1),
+    ];
+    for ((x6, x_ip), (y6, y_ip), peer, want) in rows {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let x = life.socket(x6, true, false);
+        x.bind("X binds", x_ip, PORT, OK);
+        let y = life.socket(y6, true, false);
+        y.bind("Y binds", y_ip, PORT, OK);
+        let zero = at(&format!("{peer}:0"));
+        let (first, last) = if x6 { (&y, &x) } else { (&x, &y) };
+        first.connect("connects first", zero, OK);
+        last.connect("connects last", zero, OK);
+        let to = format!("{peer}:20000");
+        let from = peer.trim_matches(|c| c == '[' || c == ']');
+        life.receivers(peer, &[&x, &y], &to, from, &[want]);
+    }
+}

@@ -740,8 +740,12 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
                 return -1;
             }
             if r.connected() {
-                // `inet_daddr`: four points more.
-                6
+                // `inet_daddr`: four points more, and AF_INET one more.
+                if r.inet6 {
+                    5
+                } else {
+                    6
+                }
             } else if r.inet6 {
                 1
             } else {

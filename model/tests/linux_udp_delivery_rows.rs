@@ -152,3 +152,37 @@ fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
         );
     }
 }
+
+/// Of several sockets connected to port 0 of one address, the best-scoring
+/// then the first listed receives, not the last connected: X (AF_INET)
+/// before Y (AF_INET6 on `::ffff:127.0.0.1`) for IPv4; of two AF_INET6 on
+/// `::1`, Y, which bound last and is listed first, though X connected last.
+#[test]
+fn linux_udp_port_zero_peers_rank_like_unconnected_ones() {
+    let rows = [
+        (
+            (false, "127.0.0.1"),
+            (true, "[::ffff:127.0.0.1]"),
+            "127.0.0.1",
+            0,
+        ),
+        ((true, "[::1]"), (true, "[::1]"), "[::1]", 1),
+    ];
+    for ((x6, x_ip), (y6, y_ip), peer, want) in rows {
+        let mut m = udp();
+        let x = m.attach(x6, Cred::ROOT);
+        m.set_opt(x, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.bind(x, at(&format!("{x_ip}:20000")), None)
+            .expect("bind X");
+        let y = m.attach(y6, Cred::ROOT);
+        m.set_opt(y, Opt::ReuseAddr, true).expect("SO_REUSEADDR");
+        m.bind(y, at(&format!("{y_ip}:20000")), None)
+            .expect("bind Y");
+        let zero = at(&format!("{peer}:0"));
+        let (first, last) = if x6 { (y, x) } else { (x, y) };
+        m.connect(first, zero, None).expect("connect first");
+        m.connect(last, zero, None).expect("connect last");
+        let got = m.lookup(at(&format!("{peer}:20000")), at(&format!("{peer}:50000")));
+        assert_eq!(got, Expect::One([x, y][want]), "{peer}");
+    }
+}

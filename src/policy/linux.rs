@@ -540,10 +540,11 @@ pub(crate) fn wildcard_rank(
 /// more than any unconnected socket scores; IPv6 gives a set `sk_v6_daddr`
 /// one, as much as an unconnected socket gets for a last peer that is the
 /// packet's source (see [`last_peer_rank`]), so there the list order
-/// decides between the two.
-pub(crate) fn any_port_peer_rank(local: &Endpoint) -> u32 {
+/// decides between the two. Between two such sockets, IPv4 gives
+/// `AF_INET` one point more than `AF_INET6`.
+pub(crate) fn any_port_peer_rank(local: &Endpoint, family: Family) -> u32 {
     if local.is_v4() {
-        u32::MAX
+        u32::MAX - u32::from(family != Family::Inet)
     } else {
         SPECIFIC + 1 + 1
     }

@@ -468,11 +468,12 @@ pub(crate) fn bound_source(rules: Rules, me: &PcbView, peer: &Endpoint) -> IpAdd
     }
 }
 
-/// The wildcard-stage rank of a PCB connected to a packet's address with
-/// any port (see [`matches_any_port`]; [`linux::any_port_peer_rank`]).
-pub(crate) fn any_port_peer_rank(rules: Rules, local: &Endpoint) -> u32 {
+/// The wildcard-stage rank of a PCB of `family` connected to a packet's
+/// address with any port (see [`matches_any_port`];
+/// [`linux::any_port_peer_rank`]).
+pub(crate) fn any_port_peer_rank(rules: Rules, local: &Endpoint, family: Family) -> u32 {
     match rules.policy {
-        Policy::Linux => linux::any_port_peer_rank(local),
+        Policy::Linux => linux::any_port_peer_rank(local, family),
         Policy::FreeBsd => u32::MAX,
     }
 }
