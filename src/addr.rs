@@ -140,6 +140,12 @@ impl FlowKey {
         }
     }
 
+    /// The remote address, an IPv4 one v4-mapped.
+    #[inline]
+    pub(crate) fn remote_ip(&self) -> Ipv6Addr {
+        Ipv6Addr::from_bits(u128::from(self.remote[0]) << 64 | u128::from(self.remote[1]))
+    }
+
     #[inline]
     fn from_bits(local: u128, remote: u128, local_port: u16, remote_port: u16) -> Self {
         let split = |bits: u128| [(bits >> 64) as u64, bits as u64];

@@ -119,10 +119,11 @@ impl Flags {
     /// Linux UDP: holds the exact index's entry for a 4-tuple over which
     /// [`SHADOWED`](Self::SHADOWED) PCBs wait.
     pub const SHADOWING: Flags = Flags(1 << 14);
-    /// Linux UDP: an `Inet6` PCB whose last peer was IPv4 (v4-mapped). The
-    /// kernel keeps that peer in `sk_v6_daddr` after `disconnect()`, so no
-    /// IPv6 datagram matches the PCB until it connects to an IPv6 peer.
-    pub const MAPPED_PEER: Flags = Flags(1 << 15);
+    /// Linux UDP: an `Inet6` PCB that connected at least once. The kernel
+    /// keeps its last peer in `sk_v6_daddr` after `disconnect()`, and an
+    /// IPv6 datagram from another address (any, for a v4-mapped peer) does
+    /// not match the PCB, while one from that address ranks it higher.
+    pub const LAST_PEER: Flags = Flags(1 << 15);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -225,7 +226,7 @@ impl fmt::Debug for Flags {
             (Self::CONNECTED_ONCE, "CONNECTED_ONCE"),
             (Self::SHADOWED, "SHADOWED"),
             (Self::SHADOWING, "SHADOWING"),
-            (Self::MAPPED_PEER, "MAPPED_PEER"),
+            (Self::LAST_PEER, "LAST_PEER"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

@@ -17,7 +17,7 @@
 //! Every change to which index holds a PCB happens under its port's lock; so
 //! does every state change that another PCB's conflict check reads.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crossbeam_epoch::Guard;
 
@@ -234,6 +234,24 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
+    /// Keeps `peer` as the last peer of `inner` where the policy remembers
+    /// one (see [`policy::remembers_peer`]), and returns the flag that says
+    /// so. The address is published before the flag, and a lookup reads it
+    /// only once the flag is set.
+    fn remember_peer(&self, inner: &PcbInner<S>, peer: &Endpoint, guard: &Guard) -> Flags {
+        if !policy::remembers_peer(self.rules, inner.family) {
+            return Flags::EMPTY;
+        }
+        let last = match peer.ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        if inner.last_peer.load(guard) != Some(&last) {
+            inner.last_peer.replace(Some(last), guard);
+        }
+        Flags::LAST_PEER
+    }
+
     /// Gives `inner`, unconnected, the address `local` and `flags` (and with
     /// `fresh` a new place among the PCBs of its port), without moving it
     /// between indexes: a PCB already in the wildcard list keeps its node
@@ -296,14 +314,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.stamp_seq(held, inner, flags);
         }
         let remembered = policy::remembers(self.rules, State::Connected);
-        let peer = policy::peer_flags(self.rules, inner.family, &tuple.remote);
-        inner.flags.update(|_| {
-            flags
-                .without(Flags::MAPPED_PEER)
-                .with_state(State::Connected)
-                | remembered
-                | peer
-        });
+        let peer = self.remember_peer(inner, &tuple.remote, guard);
+        inner
+            .flags
+            .update(|_| flags.with_state(State::Connected) | remembered | peer);
         if !fresh {
             self.move_step("connect: tuple published");
         }
@@ -560,7 +574,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(self.reconnect(inner, &me, peer, &guard));
         }
         let source = if !me.local.is_wildcard() {
-            me.local.ip
+            policy::bound_source(self.rules, &me, &peer)
         } else {
             (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
@@ -678,6 +692,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             return Ok(tuple.local.to_socket(inner.family));
         }
+        // No port: the same failure path as a refused 4-tuple.
+        self.refuse_connect(inner, &me, source, &guard);
         Err(Error::AddrNotAvailable)
     }
 

@@ -11,7 +11,7 @@
 //!   way to reach the socket, and it says `None` once the socket is gone.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 
 use crossbeam_epoch::Guard;
 
@@ -77,6 +77,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) socket: SocketSlot<S>,
     /// The group this PCB is an active (or pending) member of.
     pub(crate) group: EpochOption<Arc<Group<S>>>,
+    /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
+    /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
+    /// [`Flags::LAST_PEER`] is.
+    pub(crate) last_peer: EpochOption<Ipv6Addr>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
     /// Serialises the owner's calls on this PCB. Lookups never take it.
@@ -108,6 +112,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             exact_hash: AtomicU64::new(0),
             socket: SocketSlot::new(socket),
             group: EpochOption::none(),
+            last_peer: EpochOption::none(),
             port_entry: Mutex::new(None),
             owner: Mutex::new(()),
         }

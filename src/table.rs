@@ -12,7 +12,7 @@
 //! The lifecycle (bind, listen, connect, ...) lives in `lifecycle.rs`.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 use crossbeam_epoch::Guard;
@@ -114,14 +114,42 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// The PCB connected to the packet's remote address with any port
-    /// (see [`policy::matches_any_port`]). Lock-free: one load while there
-    /// are none, one more exact probe otherwise.
-    fn any_port_peer<'g>(&self, key: &FlowKey, guard: &'g Guard) -> Option<&'g PcbInner<S>> {
+    /// (see [`policy::matches_any_port`]), with its rank among the wildcard
+    /// ranks. Of several (Linux UDP lists them all in the address's list,
+    /// where `compute_score` ranks them), the best-ranked, then the first
+    /// listed. Lock-free: one load while there are none, one more exact
+    /// probe otherwise, and a walk of the port's connected PCBs if that
+    /// one has others waiting behind it.
+    fn any_port_peer<'g>(
+        &self,
+        key: &FlowKey,
+        local: &Endpoint,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g PcbInner<S>)> {
         if self.any_port_peers.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let key = key.any_remote_port();
-        self.exact.find(key.hash(&self.hasher), &key, guard)
+        let holder = self
+            .exact
+            .find(key.hash(&self.hasher), &key, guard)?;
+        let rank = |pcb: &PcbInner<S>| policy::any_port_peer_rank(self.rules, local, pcb.family);
+        if !holder.flags.load().contains(Flags::SHADOWING) {
+            return Some((rank(holder), holder));
+        }
+        let mut best = (rank(holder), holder.seq.load(Ordering::Relaxed), holder);
+        for pcb in self.ports.iter(local.port, List::Connected, guard) {
+            let view = pcb.view(guard);
+            let tuple = Tuple {
+                local: view.local,
+                remote: view.remote,
+            };
+            let order = (rank(pcb), view.seq);
+            if FlowKey::of_tuple(&tuple) == key && order > (best.0, best.1) {
+                best = (order.0, order.1, &**pcb);
+            }
+        }
+        Some((best.0, best.2))
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -149,30 +177,35 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.exact.find_arc(flow.hash, &flow.key, guard)
     }
 
-    /// Linux UDP (`udp4_lib_lookup2`): the walk of the address's list stops
-    /// at the first socket that beats every one before it and asks a group
-    /// that no member ever connected from; such a socket listed before the
-    /// PCB `peer` (connected to the packet's address with any port, which
-    /// outscores every unconnected one) takes the packet. Its member, if
-    /// so. Lock-free; allocation-free.
-    fn group_before<'g>(
+    /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks
+    /// the address's list and keeps the first socket that outranks every
+    /// one before it, but stops at such a socket that asks a reuseport
+    /// group that no member ever connected from, and that group's pick
+    /// takes the packet, even if a better-ranked socket follows. This is
+    /// that walk over the PCBs listed before `limit`, the PCB the ranking
+    /// chose (the best-ranked unconnected one, of the pass `pass` says, or
+    /// one connected to the packet's address with any port). Lock-free;
+    /// allocation-free.
+    fn walk_before<'g>(
         &self,
-        peer: &PcbInner<S>,
+        limit: &PcbInner<S>,
+        pass: bool,
         local: &Endpoint,
+        source: &Ipv6Addr,
         hash: u64,
         guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
-        let after = peer.seq.load(Ordering::Relaxed);
-        // The first socket listed before `peer` that outranks `floor`.
+    ) -> Before<'g, S> {
+        let after = limit.seq.load(Ordering::Relaxed);
+        // The first socket listed before `limit` that outranks `floor`.
         let first_above = |floor: u32| {
             let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
             for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
                 let view = pcb.view(guard);
-                let Some((rank, _)) = policy::wildcard_rank(self.rules, &view, local) else {
+                let Some((rank, _)) = self.wildcard_rank(pcb, &view, local, source, guard) else {
                     continue;
                 };
                 let listed_before = view.seq > after;
-                let same_pass = policy::same_pass(self.rules, rank, local);
+                let same_pass = policy::same_pass(self.rules, rank, local) == pass;
                 let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
                 if listed_before && same_pass && rank > floor && earlier {
                     first = Some((rank, view.seq, &**pcb));
@@ -180,6 +213,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             first
         };
+        let mut last = None;
         let mut floor = 0;
         while let Some((rank, _, pcb)) = first_above(floor) {
             let flags = pcb.flags.load();
@@ -187,14 +221,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 if let Some(group) = pcb.group.load(guard) {
                     if !group.has_conns() {
                         if let Some(member) = group.pick(self.rules.policy, hash, guard) {
-                            return Some(member);
+                            return Before::Group(member);
                         }
                     }
                 }
             }
+            last = Some((rank, pcb));
             floor = rank;
         }
-        None
+        Before::Last(last)
     }
 
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
@@ -211,11 +246,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
     fn best_wildcard<'g>(
         &self,
         local: &Endpoint,
+        source: &Ipv6Addr,
         flow: Option<&FlowKey>,
         guard: &'g Guard,
     ) -> Wildcard<'g, S> {
-        let mut best: Option<((u32, u64), &'g PcbInner<S>)> = None;
+        let mut best: Option<((u32, u64), u64, &'g PcbInner<S>)> = None;
         let mut peer = None;
+        // The place of the first-listed candidate that may ask a group.
+        let mut first_grouped = None;
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
             let mut view = pcb.view(guard);
             if view.is_connected() {
@@ -229,17 +267,44 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if flow.is_none() {
                 view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
             }
-            let Some(key) = policy::wildcard_rank(self.rules, &view, local) else {
+            let Some(key) = self.wildcard_rank(pcb, &view, local, source, guard) else {
                 continue;
             };
-            if best.is_none_or(|(k, _)| key > k) {
-                best = Some((key, pcb));
+            if policy::consults_group(self.rules, view.flags) {
+                first_grouped = first_grouped.max(Some(view.seq));
+            }
+            if best.is_none_or(|(k, _, _)| key > k) {
+                best = Some((key, view.seq, pcb));
             }
         }
         match peer {
             Some(peer) => Wildcard::ConnectingAnyPort(peer),
-            None => Wildcard::Best(best.map(|(_, pcb)| pcb)),
+            None => Wildcard::Best(best.map(|((rank, _), seq, pcb)| Best {
+                pcb,
+                pass: policy::same_pass(self.rules, rank, local),
+                group_before: policy::group_stops_walk(self.rules) && first_grouped > Some(seq),
+            })),
         }
+    }
+
+    /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
+    /// `source` (v4-mapped if IPv4) to `local`: the policy's rank, then the
+    /// PCB's last peer for an IPv6 packet (see [`Flags::LAST_PEER`]).
+    #[inline]
+    fn wildcard_rank(
+        &self,
+        pcb: &PcbInner<S>,
+        view: &PcbView,
+        local: &Endpoint,
+        source: &Ipv6Addr,
+        guard: &Guard,
+    ) -> Option<(u32, u64)> {
+        let (rank, seq) = policy::wildcard_rank(self.rules, view, local)?;
+        if local.is_v4() || !view.flags.contains(Flags::LAST_PEER) {
+            return Some((rank, seq));
+        }
+        let last = pcb.last_peer.load(guard)?;
+        policy::last_peer_rank(self.rules, rank, last, source).map(|rank| (rank, seq))
     }
 
     /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
@@ -292,7 +357,25 @@ enum Wildcard<'g, S: Send + Sync + 'static> {
     /// with any port, and none to the exact flow.
     ConnectingAnyPort(&'g PcbInner<S>),
     /// The best-ranked unconnected PCB, if any matched.
-    Best(Option<&'g PcbInner<S>>),
+    Best(Option<Best<'g, S>>),
+}
+
+/// What the kernel's walk met before a PCB (see `Shared::walk_before`).
+enum Before<'g, S: Send + Sync + 'static> {
+    /// A group that takes the packet: its pick.
+    Group(&'g PcbInner<S>),
+    /// The last socket that outranked every one before it, with its rank.
+    Last(Option<(u32, &'g PcbInner<S>)>),
+}
+
+/// The best-ranked unconnected PCB of a wildcard walk.
+struct Best<'g, S: Send + Sync + 'static> {
+    pcb: &'g PcbInner<S>,
+    /// Whether its rank is of the pass over the packet's own address.
+    pass: bool,
+    /// Whether a PCB that may ask a group is listed before it (see
+    /// `Shared::walk_before`).
+    group_before: bool,
 }
 
 impl<'g, S: Send + Sync + 'static> Wildcard<'g, S> {
@@ -300,7 +383,7 @@ impl<'g, S: Send + Sync + 'static> Wildcard<'g, S> {
     fn pcb(self) -> Option<&'g PcbInner<S>> {
         match self {
             Wildcard::Connecting(pcb) | Wildcard::ConnectingAnyPort(pcb) => Some(pcb),
-            Wildcard::Best(best) => best,
+            Wildcard::Best(best) => best.map(|best| best.pcb),
         }
     }
 }
@@ -557,24 +640,43 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ) -> Option<PcbRef<'g, S>> {
         let shared = &*self.shared;
         let local = Endpoint::new(*local);
+        let source = key.remote_ip();
         // The peer connected to the packet's address with any port outranks
-        // every unconnected PCB; a group listed before it may still take the
-        // packet.
-        let peer = |peer: &'g PcbInner<S>| {
-            let pcb = shared.group_before(peer, &local, hash, guard);
-            Some(PcbRef::new(pcb.unwrap_or(peer), guard))
+        // every unconnected PCB but one with that address as its last peer
+        // (IPv6), which takes the packet if listed before it; a group listed
+        // before it may take the packet too.
+        let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
+            let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
+                Before::Group(member) => member,
+                Before::Last(Some((before, pcb))) if before >= rank => pcb,
+                Before::Last(_) => peer,
+            };
+            Some(PcbRef::new(pcb, guard))
         };
-        if let Some(found) = shared.any_port_peer(key, guard) {
+        if let Some(found) = shared.any_port_peer(key, &local, guard) {
             return peer(found);
         }
-        let (connecting, best) = match shared.best_wildcard(&local, Some(key), guard) {
+        let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
             Wildcard::Connecting(pcb) => return Some(PcbRef::new(pcb, guard)),
-            Wildcard::ConnectingAnyPort(pcb) => (Some(pcb), None),
+            Wildcard::ConnectingAnyPort(pcb) => {
+                let rank = policy::any_port_peer_rank(shared.rules, &local, pcb.family);
+                (Some((rank, pcb)), None)
+            }
             Wildcard::Best(best) => (None, best),
         };
-        let mut pcb = best;
+        let ahead = best
+            .as_ref()
+            .filter(|best| best.group_before)
+            .and_then(|best| {
+                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, guard) {
+                    Before::Group(member) => Some(member),
+                    Before::Last(_) => None,
+                }
+            });
+        let best = best.map(|best| best.pcb);
+        let mut pcb = ahead.or(best);
         let group = best
-            .filter(|pcb| policy::consults_group(shared.rules, pcb.flags.load()))
+            .filter(|pcb| ahead.is_none() && policy::consults_group(shared.rules, pcb.flags.load()))
             .and_then(|pcb| pcb.group.load(guard));
         if let Some(group) = group {
             match group.pick(shared.rules.policy, hash, guard) {
@@ -582,7 +684,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                 // No member takes flows (FreeBSD: all pending; Linux: all
                 // connected): the group stage ends with nothing, and the
                 // wildcard stage follows.
-                None => pcb = shared.best_wildcard(&local, None, guard).pcb(),
+                None => pcb = shared.best_wildcard(&local, &source, None, guard).pcb(),
             }
         }
         #[cfg(pcbhash_broken)]
@@ -595,7 +697,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         if let Some(exact) = shared.exact.find(hash, key, guard) {
             return Some(PcbRef::new(exact, guard));
         }
-        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, guard)) {
+        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, guard)) {
             return peer(found);
         }
         pcb.map(|pcb| PcbRef::new(pcb, guard))

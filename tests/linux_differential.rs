@@ -53,16 +53,10 @@
 //! members, UDP connect to port 0, link-local addresses), and real packets
 //! whose receivers are compared with the table's lookup.
 //!
-//! The fixed and found seeds draw from those calls; random seeds do so only
-//! with `PCBHASH_DIFF_LIFE=1` (and `PCBHASH_DIFF_SEED` replays with them
-//! unless `PCBHASH_DIFF_LIFE=0`), because two kinds of divergence are still
-//! open there: after `disconnect()` the kernel keeps a UDP socket's last IPv6
-//! peer (`sk_v6_daddr`) and filters and scores IPv6 datagrams by it, which
-//! the table does not; and a TCP `Inet6` socket that listened on `::1`, was
-//! disconnected, cleared V6ONLY and then failed to connect to a v4-mapped
-//! peer shows `::ffff:127.0.0.6` as its local address in the kernel, where
-//! the table keeps `::1` (seed 10974735456094544026 with the later-life
-//! calls on).
+//! Those calls run in every seed; `PCBHASH_DIFF_LIFE=0` leaves them out of
+//! the random seeds and of a `PCBHASH_DIFF_SEED` replay (the fixed and
+//! found seeds keep them). The summary line counts the later-life calls
+//! and the packets whose receivers were compared.
 //!
 //! One difference is known, tolerated and counted in the summary: in the
 //! kernel an AF_INET6 socket connected to port 0 of an IPv6 peer also takes
@@ -109,6 +103,16 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         16333992528571897276,
         "0.0.0.0 from an IPv6 source that connect() chose: 127.0.0.1",
     ),
+    (
+        Protocol::Udp,
+        18371253013979265292,
+        "a last IPv6 peer ties with a peer connected to port 0",
+    ),
+    (
+        Protocol::Udp,
+        90748937302557754,
+        "two peers connected to port 0: AF_INET before AF_INET6",
+    ),
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
     (Protocol::Tcp, 57, "connect() to ::"),
@@ -127,6 +131,16 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         Protocol::Tcp,
         4873748946238144389,
         "a TIME_WAIT twin after an unmappable port",
+    ),
+    (
+        Protocol::Tcp,
+        10974735456094544026,
+        "a v4-mapped connect() from ::1 leaves ::ffff:127.0.0.6",
+    ),
+    (
+        Protocol::Tcp,
+        62897138174383327,
+        "an unbound connect() with no port keeps the source of a locked address",
     ),
 ];
 
@@ -277,6 +291,8 @@ struct Totals {
     time_waits: u64,
     replays: u64,
     known_gap: u64,
+    life_steps: u64,
+    packets: u64,
 }
 
 /// One random sequence: the kernel side, the table and the port mapping.
@@ -303,6 +319,10 @@ struct World {
     known_gap: u64,
     /// Whether steps may come from `life.rs` (see [`LIFE_PERCENT`]).
     life: bool,
+    /// Steps that came from `life.rs`.
+    life_steps: u64,
+    /// Real packets whose receivers were compared.
+    packets: u64,
 }
 
 type Step = Result<(), String>;
@@ -335,6 +355,8 @@ impl World {
             replays: 0,
             known_gap: 0,
             life: true,
+            life_steps: 0,
+            packets: 0,
         }
     }
 
@@ -620,6 +642,7 @@ impl World {
         };
         if self.life && rng.chance(LIFE_PERCENT) {
             if let Some(step) = self.life_step(rng) {
+                self.life_steps += 1;
                 return step;
             }
         }
@@ -798,6 +821,8 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
     totals.time_waits += world.entered_time_wait;
     totals.replays += world.replays;
     totals.known_gap += world.known_gap;
+    totals.life_steps += world.life_steps;
+    totals.packets += world.packets;
     if let Outcome::Unmappable = outcome {
         totals.unmappable += 1;
     }
@@ -817,15 +842,12 @@ fn differential(protocol: Protocol) {
     }
     let started = Instant::now();
     let mut totals = Totals::default();
-    // The later-life calls have known divergences left (see the module
-    // docs): they run in the fixed and found seeds, and in the random ones
-    // only with `PCBHASH_DIFF_LIFE=1`.
-    let life_env = std::env::var("PCBHASH_DIFF_LIFE")
-        .ok()
-        .map(|v| v.trim() == "1");
+    // The later-life calls run in every seed unless `PCBHASH_DIFF_LIFE=0`
+    // turns them off in the random ones and in a replay.
+    let life_env = std::env::var("PCBHASH_DIFF_LIFE").map_or(true, |v| v.trim() != "0");
     if let Ok(seed) = std::env::var("PCBHASH_DIFF_SEED") {
         let seed: u64 = seed.parse().expect("PCBHASH_DIFF_SEED is a number");
-        if let Err(divergence) = run(protocol, seed, life_env.unwrap_or(true), &mut totals) {
+        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
             panic!("{divergence}");
         }
         return;
@@ -851,21 +873,23 @@ fn differential(protocol: Protocol) {
     let mut random = Rng(origin);
     while started.elapsed() < Duration::from_secs(budget) && failures.len() < 5 {
         let seed = random.next();
-        if let Err(divergence) = run(protocol, seed, life_env.unwrap_or(false), &mut totals) {
+        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
             failures.push(divergence);
         }
     }
     eprintln!(
         "{name}: {} operations compared ({} failing calls, {} peers, {} connections, \
-         {} TIME_WAIT sockets, {} replayed clients) in {} sequences ({} stopped early at an \
-         unmappable random port; {} packets of the known gap), {:.1} s; random seeds from \
-         Rng({origin:#x})",
+         {} TIME_WAIT sockets, {} replayed clients, {} later-life calls, {} packets' \
+         receivers) in {} sequences ({} stopped early at an unmappable random port; {} \
+         packets of the known gap), {:.1} s; random seeds from Rng({origin:#x})",
         totals.ops,
         totals.errors_compared,
         totals.peers_compared,
         totals.connections,
         totals.time_waits,
         totals.replays,
+        totals.life_steps,
+        totals.packets,
         totals.sequences,
         totals.unmappable,
         totals.known_gap,

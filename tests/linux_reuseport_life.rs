@@ -552,3 +552,195 @@ fn linux_udp_disconnect_from_a_mapped_peer_misses_ipv6() {
         );
     }
 }
+
+/// After `disconnect()` an `Inet6` UDP socket keeps its last IPv6 peer
+/// (`__udp_disconnect` resets `inet_daddr` and `inet_dport`, not
+/// `sk_v6_daddr`), and IPv6 `compute_score` still reads it: a datagram
+/// from that address scores a point more than one for a socket that never
+/// connected, so the socket takes it even where it is listed after the
+/// other (both on `::`, B bound last and so listed first). A v4-mapped
+/// peer leaves no IPv6 datagram to the socket.
+#[test]
+fn linux_udp_disconnect_keeps_the_last_ipv6_peer() {
+    let Some(life) = Life::new(Protocol::Udp) else {
+        return;
+    };
+    let a = life.socket(true, true, false);
+    a.bind("A binds ::", "::", PORT, OK);
+    a.connect("A connects to ::1", at("[::1]:30000"), OK);
+    a.disconnect("A disconnects", OK);
+    // B binds last, so it is listed first.
+    let b = life.socket(true, true, false);
+    b.bind("B binds ::", "::", PORT, OK);
+    life.receivers("A remembers ::1", &[&a, &b], "[::1]:20000", "::1", &[0]);
+    // IPv4 datagrams: `inet_daddr` is reset, so B, listed first, wins.
+    life.receivers("IPv4", &[&a, &b], "127.0.0.1:20000", "127.0.0.1", &[1]);
+    // A v4-mapped peer replaces it: no IPv6 datagram matches A any more.
+    a.connect(
+        "A connects to 127.0.0.1",
+        at("[::ffff:127.0.0.1]:30000"),
+        OK,
+    );
+    a.disconnect("A disconnects again", OK);
+    life.receivers(
+        "A remembers 127.0.0.1",
+        &[&a, &b],
+        "[::1]:20000",
+        "::1",
+        &[1],
+    );
+    b.close();
+    life.receivers("A alone", &[&a], "[::1]:20000", "::1", &[]);
+}
+
+/// A TCP `Inet6` socket that `bind()` put on `::1` and that connects to a
+/// v4-mapped peer (after a `disconnect()` gave its port back and V6ONLY was
+/// cleared) is on `::ffff:127.0.0.6` from then on, whether the connect
+/// succeeds or fails: `tcp_v4_connect` sets the receive address from
+/// `inet_saddr`, which `__inet6_bind` set to `LOOPBACK4_IPV6`, and a
+/// failure keeps a locked address (`inet_bhash2_reset_saddr`).
+#[test]
+fn linux_tcp_v4_mapped_connect_from_a_bound_ipv6_address() {
+    for listened in [false, true] {
+        let Some(life) = Life::new(Protocol::Tcp) else {
+            return;
+        };
+        let server = life.socket(false, false, false);
+        life.serve(&server, "IPv4 server", "127.0.0.1", OK);
+        let server6 = life.socket(true, false, false);
+        life.serve(&server6, "IPv6 server", "::1", OK);
+        let me = life.socket(true, false, false);
+        me.bind("bind ::1", "::1", 0, OK);
+        if listened {
+            me.listen("listen", OK);
+        } else {
+            me.connect("connect to ::1", at("[::1]:20000"), OK);
+        }
+        me.disconnect("disconnect", OK);
+        me.set_v6only(false);
+        let want = if listened { EINVAL } else { OK };
+        me.connect(
+            "connect to a v4-mapped peer",
+            at("[::ffff:127.0.0.1]:20000"),
+            want,
+        );
+        if listened {
+            // No port is held; the address shows in the next listen().
+            me.listen("listen again", OK);
+        }
+        let local = me.local("after connect").expect("a port");
+        assert_eq!(
+            local.ip(),
+            at("[::ffff:127.0.0.6]:0").ip(),
+            "listened before: {listened}"
+        );
+    }
+}
+
+/// UDP `udp4_lib_lookup2` stops at the first socket that scores above all
+/// before it and asks a reuseport group that never had a connected member,
+/// even if a better-scoring socket follows: here A (AF_INET6 on `::`) is
+/// listed first because it bound without SO_REUSEPORT (sockets with the
+/// option and of AF_INET6 go to the tail), set it later, and was pulled into
+/// a group by B; N (AF_INET on `0.0.0.0`, a point more for an IPv4 datagram)
+/// was bound before A. IPv4 datagrams go to the group, not to N.
+#[test]
+fn linux_udp_group_listed_first_takes_the_packet() {
+    let Some(life) = Life::new(Protocol::Udp) else {
+        return;
+    };
+    let n = life.socket(false, true, false);
+    n.bind("N binds 0.0.0.0", "0.0.0.0", PORT, OK);
+    let a = life.socket(true, true, false);
+    a.bind("A binds ::", "::", PORT, OK);
+    life.receivers(
+        "A listed first, no group",
+        &[&n, &a],
+        "127.0.0.1:20000",
+        "127.0.0.1",
+        &[0],
+    );
+    a.set_reuse_port(true);
+    let b = life.socket(true, true, true);
+    b.bind("B binds ::", "::", PORT, OK);
+    life.receivers(
+        "A's group",
+        &[&n, &a, &b],
+        "127.0.0.1:20000",
+        "127.0.0.1",
+        &[1, 2],
+    );
+    // IPv6 datagrams: N does not match, the group takes them.
+    life.receivers("IPv6", &[&n, &a, &b], "[::1]:20000", "::1", &[1, 2]);
+}
+
+/// IPv6 `compute_score` gives a socket connected to port 0 of the
+/// packet's source one point for `sk_v6_daddr`, and an unconnected socket
+/// whose last peer is that source one point too: they tie, and the one
+/// listed first takes the datagram. A (last peer `::1`) binds first; B
+/// binds `::1` after it and connects to `[::1]:0`. With SO_REUSEPORT, B is
+/// listed after A (AF_INET6 sockets with the option go to the tail), so A
+/// wins; without, B goes to the head and wins. IPv4 gives a set
+/// `inet_daddr` four points, and keeps no last peer: B always wins.
+#[test]
+fn linux_udp_last_peer_ties_with_a_port_zero_peer() {
+    let rows = [
+        (true, "::1", "[::1]", true, 0),
+        (true, "::1", "[::1]", false, 1),
+        (false, "127.0.0.1", "127.0.0.1", true, 1),
+        (false, "127.0.0.1", "127.0.0.1", false, 1),
+    ];
+    for (v6, ip, host, b_reuse_port, want) in rows {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let a = life.socket(v6, true, false);
+        a.bind("A binds", ip, PORT, OK);
+        a.connect("A connects", at(&format!("{host}:30000")), OK);
+        a.disconnect("A disconnects", OK);
+        let b = life.socket(v6, true, b_reuse_port);
+        b.bind("B binds", ip, PORT, OK);
+        b.connect("B connects to port 0", at(&format!("{host}:0")), OK);
+        let step = format!("{ip}, B with SO_REUSEPORT: {b_reuse_port}");
+        let to = format!("{host}:20000");
+        life.receivers(&step, &[&a, &b], &to, ip, &[want]);
+    }
+}
+
+/// Of several UDP sockets connected to port 0 of one address, the kernel
+/// takes the best-scoring, then the first listed (`udp4_lib_lookup2`
+/// ranks them like the unconnected ones; the 4-tuple's own list, where
+/// the last connected comes first, has no entry for port 0). IPv4 gives
+/// AF_INET a point more: X (AF_INET) takes the datagrams though Y
+/// (AF_INET6, `::ffff:127.0.0.1`) connected after it. Among AF_INET6 ones
+/// on `::1`, Y bound last, so it is listed first and takes them though X
+/// connected after it.
+#[test]
+fn linux_udp_port_zero_peers_rank_like_unconnected_ones() {
+    // (X's family and address, Y's, the peer, receiver)
+    let rows = [
+        (
+            (false, "127.0.0.1"),
+            (true, "::ffff:127.0.0.1"),
+            "127.0.0.1",
+            0,
+        ),
+        ((true, "::1"), (true, "::1"), "[::1]", 1),
+    ];
+    for ((x6, x_ip), (y6, y_ip), peer, want) in rows {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let x = life.socket(x6, true, false);
+        x.bind("X binds", x_ip, PORT, OK);
+        let y = life.socket(y6, true, false);
+        y.bind("Y binds", y_ip, PORT, OK);
+        let zero = at(&format!("{peer}:0"));
+        let (first, last) = if x6 { (&y, &x) } else { (&x, &y) };
+        first.connect("connects first", zero, OK);
+        last.connect("connects last", zero, OK);
+        let to = format!("{peer}:20000");
+        let from = peer.trim_matches(|c| c == '[' || c == ']');
+        life.receivers(peer, &[&x, &y], &to, from, &[want]);
+    }
+}

@@ -31,5 +31,5 @@ pub mod seeded;
 
 pub use addrs::{ephemeral_range, local_addr, port, remote_addr, ADDRS, PORTS};
 pub use interp::{run, run_bytes, run_lookup_bytes, Divergence};
-pub use model::{Model, ModelError};
+pub use model::{Expect, Model, ModelError};
 pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User};

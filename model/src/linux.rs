@@ -600,10 +600,14 @@ pub(crate) fn connect(
         r.state = State::Connected;
     }
     let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    let now = m.tick();
     let r = &mut m.recs[id];
     r.remote = Some(rep);
-    // `sk_v6_daddr` outlives the connection (see the table's MAPPED_PEER).
-    r.mapped_peer = !tcp && n.inet6 && rep.0.is_ipv4();
+    r.connected_at = now;
+    // `sk_v6_daddr` outlives the connection (see the table's LAST_PEER).
+    if !tcp && n.inet6 {
+        r.last_peer = Some(rep.0);
+    }
     if tcp {
         r.connected_once = true;
     } else {
@@ -706,10 +710,14 @@ pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
 
 /// The listener (TCP) / unconnected socket (UDP) stage: the specific
 /// address's list, then the wildcard's; in each, the first socket (in list
-/// order) with the highest score, or its reuseport group.
-pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
+/// order) with the highest score, or its reuseport group. A UDP socket
+/// connected to the source's address with port 0 is in the specific
+/// address's list: for IPv4 it outscores every unconnected socket, for
+/// IPv6 it ties with one whose last peer is the source.
+pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
     let tcp = m.tcp();
     let v4 = l.0.is_ipv4();
+    let source = r.0;
     let mut cands: Vec<usize> = m
         .live()
         .filter(|(_, r)| {
@@ -717,7 +725,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
                 && if tcp {
                     r.state == State::Listen
                 } else {
-                    r.state == State::Bound
+                    r.state == State::Bound || (r.connected() && r.remote == Some((source, 0)))
                 }
         })
         .map(|(i, _)| i)
@@ -731,13 +739,25 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
             if v6only(r) || v4_view(r) != want {
                 return -1;
             }
-            if r.inet6 {
+            if r.connected() {
+                // `inet_daddr`: four points more, and AF_INET one more.
+                if r.inet6 {
+                    5
+                } else {
+                    6
+                }
+            } else if r.inet6 {
                 1
             } else {
                 2
             }
-        } else if r.inet6 && r.local.0 == pass_addr && !r.mapped_peer {
-            1
+        } else if r.inet6 && r.local.0 == pass_addr {
+            // IPv6 `compute_score`: a last peer filters and scores.
+            match r.last_peer {
+                None => 1,
+                Some(peer) if peer == source => 2,
+                Some(_) => -1,
+            }
         } else {
             -1
         }

@@ -100,9 +100,14 @@ pub struct Rec {
     /// on) / has been connected (listen() is EINVAL from then on).
     pub(crate) listened: bool,
     pub(crate) connected_once: bool,
-    /// Linux UDP: an AF_INET6 socket whose last peer was IPv4 keeps it in
-    /// `sk_v6_daddr`, so no IPv6 datagram matches it unconnected.
-    pub(crate) mapped_peer: bool,
+    /// Linux UDP: an AF_INET6 socket keeps its last peer in `sk_v6_daddr`
+    /// after `disconnect()`: unconnected, it matches only IPv6 datagrams
+    /// from that address (none, for an IPv4 peer), and those score higher.
+    pub(crate) last_peer: Option<IpAddr>,
+    /// When the record last connected: of several connected over one
+    /// 4-tuple, Linux UDP delivers to the last (`udp_lib_hash4` adds at the
+    /// head).
+    pub(crate) connected_at: u64,
 }
 
 impl Rec {
@@ -242,7 +247,8 @@ impl Model {
             lgroup: None,
             listened: false,
             connected_once: false,
-            mapped_peer: false,
+            last_peer: None,
+            connected_at: 0,
         });
         self.recs.len() - 1
     }
@@ -479,10 +485,18 @@ impl Model {
         if l.0.is_ipv4() != r.0.is_ipv4() {
             return Expect::None;
         }
+        // Several connected over one 4-tuple (Linux UDP): the one that
+        // connected last.
         let connected_to = |peer: Ep| {
+            let on = |p: &Rec| p.connected() && p.local == l && p.remote == Some(peer);
+            let last = self
+                .live()
+                .filter(|(_, p)| on(p))
+                .map(|(_, p)| p.connected_at)
+                .max()?;
             Expect::of(
                 self.live()
-                    .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(peer))
+                    .filter(|(_, p)| on(p) && p.connected_at == last)
                     .map(|(i, _)| i)
                     .collect(),
             )
@@ -490,12 +504,8 @@ impl Model {
         if let Some(exact) = connected_to(r) {
             return exact;
         }
-        if !self.freebsd() && !self.tcp() {
-            // Connected to the address with port 0: any port of it.
-            if let Some(any_port) = connected_to((r.0, 0)) {
-                return any_port;
-            }
-        }
+        // Linux UDP: a record connected to the address with port 0 takes any
+        // port of it, ranked among the unconnected ones (`lookup_wild`).
         if self.freebsd() {
             crate::freebsd::lookup_wild(self, l, r)
         } else {

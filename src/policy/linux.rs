@@ -312,6 +312,25 @@ pub(crate) fn check_connect(
     Ok(peer)
 }
 
+/// The source address of a `connect()` to `peer` from a socket bound to a
+/// specific address. TCP `Inet6` to a v4-mapped peer: `tcp_v6_connect`
+/// hands over to `tcp_v4_connect`, which sets the socket's receive address
+/// from its IPv4 source (`sk_rcv_saddr_set(sk, inet->inet_saddr)`, which
+/// also writes `sk_v6_rcv_saddr` in v4-mapped form) before anything can
+/// fail; for a socket that `bind()` put on a specific IPv6 address that
+/// source is `LOOPBACK4_IPV6` (see [`Flags::SOURCE_BOUND`]), so it is then
+/// on `::ffff:127.0.0.6`, and stays there after a failure
+/// (`inet_bhash2_reset_saddr` spares a locked address). UDP keeps the IPv6
+/// address (`__ip4_datagram_connect` only fills an unset one).
+pub(crate) fn bound_source(protocol: Protocol, me: &PcbView, peer: &Endpoint) -> IpAddr {
+    let mapped_from_v6 = me.family == Family::Inet6 && peer.is_v4() && !me.local.is_v4();
+    if protocol == Protocol::Tcp && mapped_from_v6 && me.flags.contains(Flags::SOURCE_BOUND) {
+        IpAddr::V4(LOOPBACK4_IPV6)
+    } else {
+        me.local.ip
+    }
+}
+
 /// The peer a `connect()` to an unspecified address reaches: the local host.
 ///
 /// - IPv4 (also `::ffff:0.0.0.0`): `ip_route_connect` routes a zero
@@ -333,9 +352,7 @@ pub(crate) fn local_host_for_unspecified(me: &PcbView, peer: Endpoint) -> Endpoi
     let ip = match peer.ip {
         IpAddr::V4(_) if me.local.is_wildcard() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) if me.local.is_v4() => me.local.ip,
-        IpAddr::V4(_) if me.flags.contains(Flags::SOURCE_BOUND) => {
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))
-        }
+        IpAddr::V4(_) if me.flags.contains(Flags::SOURCE_BOUND) => IpAddr::V4(LOOPBACK4_IPV6),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(_) if me.local.is_v4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -396,8 +413,10 @@ pub(crate) fn connect_tuple_taken(
 /// The failure path of `tcp_v4_connect` / `tcp_v6_connect` after
 /// `inet_hash_connect` refused the 4-tuple: `tcp_set_state(TCP_CLOSE)` gives
 /// back a port that `bind()` chose (no `SOCK_BINDPORT_LOCK`), and
-/// `inet_bhash2_reset_saddr` forgets the source address chosen for a wildcard
-/// only if the address was not locked, which it is for `::ffff:0.0.0.0`.
+/// `inet_bhash2_reset_saddr` forgets the source address set for the connect
+/// only if the address was not locked: a locked one keeps it, which is the
+/// source chosen for `::ffff:0.0.0.0`, or `::ffff:127.0.0.6` for a specific
+/// IPv6 address and a v4-mapped peer (see [`bound_source`]).
 pub(crate) fn after_failed_connect(
     protocol: Protocol,
     me: &PcbView,
@@ -406,7 +425,7 @@ pub(crate) fn after_failed_connect(
     if protocol != Protocol::Tcp {
         return AfterFailedConnect::Unchanged;
     }
-    let ip = if me.local.is_wildcard() && me.flags.contains(Flags::ADDR_LOCKED) {
+    let ip = if me.flags.contains(Flags::ADDR_LOCKED) {
         source
     } else {
         me.local.ip
@@ -420,21 +439,29 @@ pub(crate) fn after_failed_connect(
     }
 }
 
-/// The flags a UDP `connect()` to `peer` sets on an `Inet6` socket:
-/// `__udp_disconnect` resets `inet_daddr` but not `sk_v6_daddr`, so after a
-/// v4-mapped peer no IPv6 datagram matches the socket again
-/// (`compute_score` compares the stale address) until it connects to an
-/// IPv6 peer ([`Flags::MAPPED_PEER`]), as the running 6.18 kernel shows,
-/// across a `disconnect()` that gives the port back and a new autobind too.
-/// (The stale IPv6 peer of a socket that connected to one also filters and
-/// scores its later IPv6 datagrams; the table does not keep it.)
-pub(crate) fn peer_flags(protocol: Protocol, family: Family, peer: &Endpoint) -> Flags {
-    if protocol == Protocol::Udp && family == Family::Inet6 && peer.is_v4() {
-        Flags::MAPPED_PEER
-    } else {
-        Flags::EMPTY
-    }
+/// Whether a `connect()` leaves the PCB a last peer ([`Flags::LAST_PEER`]):
+/// on an `Inet6` UDP socket, `ip6_datagram_connect` stores the peer (an
+/// IPv4 one v4-mapped) in `sk_v6_daddr`, and `__udp_disconnect` resets
+/// `inet_daddr` and `inet_dport` but not `sk_v6_daddr`. The running 6.18
+/// kernel keeps it across a `disconnect()` that gives the port back and a
+/// new autobind too; only another `connect()` replaces it.
+pub(crate) fn remembers_peer(protocol: Protocol, family: Family) -> bool {
+    protocol == Protocol::Udp && family == Family::Inet6
 }
+
+/// IPv6 `compute_score` on a socket that is not connected but has a last
+/// peer (see [`remembers_peer`]): `!ipv6_addr_any(&sk->sk_v6_daddr)`, so a
+/// datagram whose source is another address (every IPv6 source, after a
+/// v4-mapped peer) does not match, and one from that address scores a
+/// point more than a socket without a peer. `rank` is the socket's
+/// [`wildcard_rank`] for an IPv6 packet.
+pub(crate) fn last_peer_rank(rank: u32, last: &Ipv6Addr, source: &Ipv6Addr) -> Option<u32> {
+    (last == source).then_some(rank + 1)
+}
+
+/// `LOOPBACK4_IPV6`: the IPv4 source address `__inet6_bind` gives a socket
+/// on a specific IPv6 address.
+const LOOPBACK4_IPV6: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
 
 /// `__udp_disconnect`: the address is kept only if it was bound explicitly,
 /// and the port only if it was.
@@ -498,9 +525,6 @@ pub(crate) fn wildcard_rank(
     if local.is_v4() && ipv6_only_sock(candidate) {
         return None;
     }
-    if !local.is_v4() && candidate.flags.contains(Flags::MAPPED_PEER) {
-        return None;
-    }
     let specific = if local.is_v4() {
         !candidate.local_v4().is_wildcard()
     } else {
@@ -508,6 +532,22 @@ pub(crate) fn wildcard_rank(
     };
     let family_bonus = u32::from(candidate.family == Family::Inet);
     Some(if specific { SPECIFIC } else { 0 } + 1 + family_bonus)
+}
+
+/// The rank, among [`wildcard_rank`]s, of a UDP socket connected to the
+/// packet's address with port 0 (it is on a specific address, so in the
+/// first pass). IPv4 `compute_score` gives a set `inet_daddr` four points,
+/// more than any unconnected socket scores; IPv6 gives a set `sk_v6_daddr`
+/// one, as much as an unconnected socket gets for a last peer that is the
+/// packet's source (see [`last_peer_rank`]), so there the list order
+/// decides between the two. Between two such sockets, IPv4 gives
+/// `AF_INET` one point more than `AF_INET6`.
+pub(crate) fn any_port_peer_rank(local: &Endpoint, family: Family) -> u32 {
+    if local.is_v4() {
+        u32::MAX - u32::from(family != Family::Inet)
+    } else {
+        SPECIFIC + 1 + 1
+    }
 }
 
 /// Whether `rank` (from [`wildcard_rank`]) is of the first pass, over the

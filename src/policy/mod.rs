@@ -459,12 +459,51 @@ pub(crate) fn disconnect(rules: Rules, me: &PcbView) -> Result<Disconnect, Error
     }
 }
 
-/// The flags a PCB's `connect()` to `peer` leaves for good, replacing those
-/// of its last peer (see [`linux::peer_flags`]).
-pub(crate) fn peer_flags(rules: Rules, family: Family, peer: &Endpoint) -> Flags {
+/// The source address of a `connect()` to `peer` from a PCB bound to a
+/// specific address (see [`linux::bound_source`]).
+pub(crate) fn bound_source(rules: Rules, me: &PcbView, peer: &Endpoint) -> IpAddr {
     match rules.policy {
-        Policy::Linux => linux::peer_flags(rules.protocol, family, peer),
-        Policy::FreeBsd => Flags::EMPTY,
+        Policy::Linux => linux::bound_source(rules.protocol, me, peer),
+        Policy::FreeBsd => me.local.ip,
+    }
+}
+
+/// The wildcard-stage rank of a PCB of `family` connected to a packet's
+/// address with any port (see [`matches_any_port`];
+/// [`linux::any_port_peer_rank`]).
+pub(crate) fn any_port_peer_rank(rules: Rules, local: &Endpoint, family: Family) -> u32 {
+    match rules.policy {
+        Policy::Linux => linux::any_port_peer_rank(local, family),
+        Policy::FreeBsd => u32::MAX,
+    }
+}
+
+/// Whether a lookup's walk stops at the first PCB that outranks every one
+/// listed before it and asks a reuseport group with no connected member
+/// (Linux `udp4_lib_lookup2`, `inet_lhash2_lookup`), rather than taking the
+/// best-ranked PCB first.
+pub(crate) fn group_stops_walk(rules: Rules) -> bool {
+    rules.policy == Policy::Linux
+}
+
+/// Whether a `connect()` leaves the PCB a last peer that outlives the
+/// connection (see [`linux::remembers_peer`]).
+pub(crate) fn remembers_peer(rules: Rules, family: Family) -> bool {
+    rules.policy == Policy::Linux && linux::remembers_peer(rules.protocol, family)
+}
+
+/// The wildcard-stage rank of an unconnected PCB with a last peer `last`
+/// for an IPv6 packet from `source`: `None` if the peer filters it out
+/// (see [`linux::last_peer_rank`]).
+pub(crate) fn last_peer_rank(
+    rules: Rules,
+    rank: u32,
+    last: &std::net::Ipv6Addr,
+    source: &std::net::Ipv6Addr,
+) -> Option<u32> {
+    match rules.policy {
+        Policy::Linux => linux::last_peer_rank(rank, last, source),
+        Policy::FreeBsd => Some(rank),
     }
 }
 

@@ -217,6 +217,7 @@ impl World {
         }
         for (n, (from, got)) in packets.into_iter().enumerate() {
             self.ops += 1;
+            self.packets += 1;
             self.note(format!(
                 "packet {n} {from} -> {to}: kernel #{got:?}, table any of {takers:?}"
             ));
