@@ -45,7 +45,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // A listener keeps its node in the wildcard list, only its tuple
             // changes; a connection links its wildcard place before its
             // exact one goes (see `PcbTable::lookup_slow`).
-            self.readdress(&held, inner, local, flags, false, guard);
+            self.readdress(&held, inner, local, flags, false);
             if connected {
                 self.move_step("disconnect: tuple published");
                 self.relist_unconnected(&held, inner, guard);

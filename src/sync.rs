@@ -45,6 +45,23 @@ pub(crate) fn spin_loop() {
     loom::thread::yield_now();
 }
 
+/// One wait of a spin-then-yield loop: a spin hint for the first few
+/// waits, then the rest of the time slice to the scheduler (a holder that was
+/// preempted needs the processor to finish). `waited` counts the waits.
+#[inline]
+pub(crate) fn backoff(waited: &mut u32) {
+    const SPINS: u32 = 64;
+    if *waited < SPINS {
+        *waited += 1;
+        spin_loop();
+    } else {
+        #[cfg(not(pcbhash_loom))]
+        std::thread::yield_now();
+        #[cfg(pcbhash_loom)]
+        loom::thread::yield_now();
+    }
+}
+
 /// Under loom only: what the lifecycle calls at each named step in the middle
 /// of a move between indexes, so that a model can park the writer there for
 /// as long as it likes (`Builder::on_move_step`).

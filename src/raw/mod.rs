@@ -14,8 +14,10 @@
 //!   probed without data-dependent branches; keys live in the values.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
-//! - [`SocketSlot`]: the socket reference, readable without a reference count
-//!   under a guard.
+//! - [`SocketCell`]: the socket inside the PCB, readable without a reference
+//!   count under a guard, dropped in place through the epoch.
+//! - [`TupleLatch`]: the tuple inside the PCB, two copies and a sequence
+//!   counter, which readers copy without waiting for a writer.
 //!
 //! The common invariant: a node or value is freed only through
 //! `Guard::defer_destroy` (or `defer_unchecked`) after it has been made
@@ -23,17 +25,19 @@
 //! guard is dropped.
 
 mod cell;
+mod latch;
 // Not wired into the table yet: the PCB layout it indexes comes next.
 #[cfg_attr(not(test), allow(dead_code))]
 mod exact;
 mod map;
 mod ports;
-mod slot;
+mod socket;
 
 pub(crate) use cell::{EpochCell, EpochOption};
+pub(crate) use latch::{TupleLatch, TupleWords};
 pub(crate) use map::{InlineKey, RawMap, KEY_WORDS};
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
-pub(crate) use slot::SocketSlot;
+pub(crate) use socket::SocketCell;
 
 use crossbeam_epoch::{default_collector, Guard};
 
