@@ -25,7 +25,7 @@ use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::Group;
 use crate::policy::PcbView;
-use crate::raw::{check_guard, EpochOption, PortEntry, SocketCell, TupleLatch};
+use crate::raw::{check_guard, EpochOption, PortEntry, SocketCell, TupleCell};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::table::Shared;
 
@@ -77,7 +77,7 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// 4-tuple connected last); written under the port lock.
     pub(crate) connect_seq: AtomicU64,
     /// Read through [`PcbInner::tuple`]; written under the owner lock.
-    tuple: TupleLatch,
+    tuple: TupleCell,
     socket: SocketCell<S>,
     /// The group this PCB is an active (or pending) member of.
     pub(crate) group: EpochOption<Arc<Group<S>>>,
@@ -106,7 +106,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
-            tuple: TupleLatch::new(tuple.to_words()),
+            tuple: TupleCell::new(tuple.to_words()),
             socket: SocketCell::new(socket),
             group: EpochOption::none(),
             port_entry: Mutex::new(None),

@@ -16,7 +16,7 @@
 //!   lock stripes.
 //! - [`SocketCell`]: the socket inside the PCB, readable without a reference
 //!   count under a guard, dropped in place through the epoch.
-//! - [`TupleLatch`]: the tuple inside the PCB, two copies and a sequence
+//! - [`TupleLatch`](latch::TupleLatch): the tuple inside the PCB, two copies and a sequence
 //!   counter, which readers copy without waiting for a writer.
 //!
 //! The common invariant: a node or value is freed only through
@@ -34,7 +34,7 @@ mod ports;
 mod socket;
 
 pub(crate) use cell::{EpochCell, EpochOption};
-pub(crate) use latch::{TupleLatch, TupleWords};
+pub(crate) use latch::{TupleCell, TupleWords};
 pub(crate) use map::{InlineKey, RawMap, KEY_WORDS};
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use socket::SocketCell;
