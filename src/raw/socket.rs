@@ -32,6 +32,11 @@ use crate::sync::{Arc, AtomicBool, Ordering};
 ///
 /// So a reference [`get`](Self::get) returned under a guard stays valid as
 /// long as that guard, even if the caller's borrow of the cell ends sooner.
+///
+/// `repr(C)`: the present bit comes right before the socket's first bytes,
+/// so that checking it and reading the socket's first field usually touch
+/// one cache line, not two.
+#[repr(C)]
 pub(crate) struct SocketCell<S> {
     present: AtomicBool,
     socket: UnsafeCell<ManuallyDrop<S>>,
