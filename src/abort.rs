@@ -53,7 +53,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let was = inner.flags.load();
                 self.disconnect_move(&held, inner, &before, was, local, flags, false, guard);
             } else {
-                self.readdress(&held, inner, local, flags, false, guard);
+                self.readdress(&held, inner, local, flags, false);
             }
             if local != me.local {
                 self.join_bucket(inner, &local, false, guard);

@@ -8,6 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use crate::raw::TupleWords;
+
 /// The address family of a PCB, fixed at attach like `socket(2)`'s domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -130,6 +132,17 @@ impl FlowKey {
         )
     }
 
+    /// The key of a tuple as a PCB stores it: the same words, no conversion.
+    #[inline(always)]
+    pub(crate) fn of_words(words: TupleWords) -> Self {
+        let [lh, ll, rh, rl] = words.addrs;
+        Self {
+            local: [lh, ll],
+            remote: [rh, rl],
+            ports: words.ports,
+        }
+    }
+
     /// The same key with the remote port 0: what a PCB connected to the
     /// remote address with any port is filed under.
     #[inline]
@@ -226,6 +239,46 @@ impl Tuple {
     pub(crate) fn is_connected(&self) -> bool {
         self.remote.port != 0 || !self.remote.is_wildcard()
     }
+
+    /// The tuple as the PCB stores it: both addresses as 128 bits (IPv4 in
+    /// v4-mapped form, which canonical tuples never use for IPv6), the local
+    /// port in the high half of the ports word.
+    #[inline]
+    pub(crate) fn to_words(self) -> TupleWords {
+        let split = |bits: u128| [(bits >> 64) as u64, bits as u64];
+        let (local, remote) = (
+            split(ip_bits(self.local.ip)),
+            split(ip_bits(self.remote.ip)),
+        );
+        TupleWords {
+            addrs: [local[0], local[1], remote[0], remote[1]],
+            ports: u32::from(self.local.port) << 16 | u32::from(self.remote.port),
+        }
+    }
+
+    /// The tuple [`to_words`](Self::to_words) stored.
+    #[inline]
+    pub(crate) fn from_words(words: TupleWords) -> Self {
+        let ip = |high: u64, low: u64| {
+            let bits = u128::from(high) << 64 | u128::from(low);
+            if is_mapped(bits) {
+                IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from_bits(bits))
+            }
+        };
+        let [lh, ll, rh, rl] = words.addrs;
+        Self {
+            local: Endpoint {
+                ip: ip(lh, ll),
+                port: (words.ports >> 16) as u16,
+            },
+            remote: Endpoint {
+                ip: ip(rh, rl),
+                port: words.ports as u16,
+            },
+        }
+    }
 }
 
 /// The default source-address selection: loopback only, as Linux picks it.
@@ -247,6 +300,27 @@ pub(crate) fn loopback_source(peer: IpAddr) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuples_survive_their_stored_words() {
+        let tuple = |local: &str, remote: &str| Tuple {
+            local: Endpoint::new(local.parse().unwrap()),
+            remote: Endpoint::new(remote.parse().unwrap()),
+        };
+        for t in [
+            Tuple::unbound(Family::Inet),
+            Tuple::unbound(Family::Inet6),
+            tuple("127.0.0.1:80", "127.0.0.2:40000"),
+            tuple("[::ffff:127.0.0.1]:65535", "[::ffff:0.0.0.0]:0"),
+            tuple("[::1]:443", "[fe80::1]:1"),
+            tuple("[::]:7", "[::ffff:1.2.3.4]:8"),
+        ] {
+            assert_eq!(Tuple::from_words(t.to_words()), t, "{t:?}");
+        }
+        let v4 = tuple("10.0.0.1:1", "10.0.0.2:2").to_words();
+        let v6 = tuple("[::a00:1]:1", "[::a00:2]:2").to_words();
+        assert_ne!(v4, v6, "IPv4 and IPv4-compatible IPv6 differ");
+    }
 
     #[test]
     fn mapped_addresses_are_canonical_ipv4() {

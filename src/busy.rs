@@ -272,7 +272,7 @@ mod tests {
         let listeners: Vec<_> = tables
             .iter()
             .map(|table| {
-                let pcb = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+                let pcb = table.attach(Family::Inet, Cred::ROOT, ());
                 pcb.bind("0.0.0.0:40010".parse().unwrap()).unwrap();
                 (protocol == Protocol::Tcp).then(|| pcb.listen().unwrap());
                 pcb
@@ -304,7 +304,7 @@ mod tests {
                     let table = &tables[t];
                     let answer = match op {
                         0..=7 => {
-                            let pcb = table.attach(Family::Inet, Cred::user(1), Arc::new(()));
+                            let pcb = table.attach(Family::Inet, Cred::user(1), ());
                             let answer = pcb.connect(peer);
                             conns[t].push(pcb);
                             format!("{answer:?}")
@@ -328,7 +328,7 @@ mod tests {
                             }
                             .parse()
                             .unwrap();
-                            match listeners[t].accept(local, peer, Arc::new(())) {
+                            match listeners[t].accept(local, peer, ()) {
                                 Ok(child) => {
                                     conns[t].push(child);
                                     "accepted".into()
@@ -337,7 +337,7 @@ mod tests {
                             }
                         }
                         13 => {
-                            let pcb = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+                            let pcb = table.attach(Family::Inet, Cred::ROOT, ());
                             let port = 40000 + (step % 48) as u16;
                             pcb.set_reuse_addr(true).unwrap();
                             let bound = pcb.bind(SocketAddr::from(([0, 0, 0, 0], port)));

@@ -202,18 +202,18 @@ mod tests {
                     .exact
                     .spill_all();
             }
-            let listener = table.attach(Family::Inet, Cred::ROOT, 0.into());
+            let listener = table.attach(Family::Inet, Cred::ROOT, 0);
             listener.bind(addr("127.0.0.1:80")).unwrap();
             listener.listen().unwrap();
             let (local, peer) = (addr("127.0.0.1:80"), addr("127.0.0.2:4000"));
-            let conn = listener.accept(local, peer, 1.into()).unwrap();
+            let conn = listener.accept(local, peer, 1).unwrap();
             let guard = table.pin();
             let found = table.lookup(local, peer, &guard).unwrap();
             assert!(found.is(&conn), "spill {spill}: the connection");
             assert_eq!(table.stats().exact.entries, 1, "spill {spill}");
             conn.time_wait().unwrap();
             assert!(table.lookup(local, peer, &guard).unwrap().is(&conn));
-            let next = listener.accept(local, peer, 2.into()).unwrap();
+            let next = listener.accept(local, peer, 2).unwrap();
             assert_eq!(conn.state(), State::Dropped, "spill {spill}");
             assert!(table.lookup(local, peer, &guard).unwrap().is(&next));
             assert_eq!(table.stats().exact.entries, 1, "spill {spill}");

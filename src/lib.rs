@@ -11,7 +11,6 @@
 //! ## Quick start
 //!
 //! ```
-//! use std::sync::Arc;
 //! use pcbhash::{Cred, Family, PcbTable, State};
 //!
 //! struct Socket(&'static str);
@@ -19,7 +18,7 @@
 //! let table: PcbTable<Socket> = PcbTable::new(); // FreeBSD rules, TCP
 //!
 //! // socket(); bind(); listen()
-//! let listener = table.attach(Family::Inet, Cred::ROOT, Arc::new(Socket("http")));
+//! let listener = table.attach(Family::Inet, Cred::ROOT, Socket("http"));
 //! listener.bind("0.0.0.0:80".parse()?)?;
 //! listener.listen()?;
 //!
@@ -28,7 +27,7 @@
 //! let guard = table.pin();
 //! let owner = table.lookup(local, peer, &guard).expect("the listener");
 //! assert_eq!(owner.state(), State::Listen);
-//! let conn = listener.accept(local, peer, Arc::new(Socket("conn")))?;
+//! let conn = listener.accept(local, peer, Socket("conn"))?;
 //!
 //! // Later segments of the flow find the connection itself.
 //! let hit = table.lookup(local, peer, &guard).unwrap();
@@ -55,8 +54,12 @@
 //!   SO_REUSEADDR / SO_REUSEPORT / SO_REUSEPORT_LB bits and V6ONLY, and the
 //!   [`Cred`]) are readable by anyone holding an epoch guard, with no lock.
 //!   Conflict checks and lookup decisions read only these.
-//! - **The socket** is behind [`PcbRef::socket`] / [`Pcb::socket`], which give
-//!   `None` once the PCB is in TIME_WAIT or closed.
+//! - **The socket** lives inside the PCB's own allocation (one allocation per
+//!   PCB, as Linux's `struct sock` is its PCB) and is reached only through
+//!   [`PcbRef::socket`] / [`Pcb::socket`]: a `&S` valid while the guard
+//!   lives, with no reference count, and `None` once the PCB is in TIME_WAIT
+//!   or closed. The socket is dropped through the epoch, after every guard
+//!   that could have read it. Use `S = Arc<T>` for shared ownership.
 //! - The conflict rules receive a plain copy of the hash-safe fields: they have
 //!   no way to reach a socket.
 //!

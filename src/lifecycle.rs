@@ -38,7 +38,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         bit: Flags,
         on: bool,
     ) -> Result<(), Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         if !policy::has_option(self.rules.policy, bit) {
             return Err(Error::OptionNotAvailable);
         }
@@ -63,7 +63,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         // bit. Neither kernel takes a PCB out of its group when the option is
         // cleared: FreeBSD only in `in_pcbremhash_locked`, and Linux's
         // `sk_setsockopt` only sets `sk_reuseport`.
-        let _held = self.ports.lock(inner.tuple.load(&guard).local.port);
+        let _held = self.ports.lock(inner.tuple(&guard).local.port);
         inner.flags.update(|flags| flags.set(bit, on));
         Ok(())
     }
@@ -74,7 +74,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner: &Arc<PcbInner<S>>,
         local: SocketAddr,
     ) -> Result<SocketAddr, Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
         let local = policy::check_bind(self.rules, &me, local)?;
@@ -99,7 +99,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let unbound = Tuple::unbound(inner.family);
                 if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
                     // The PCB is not in the table: nothing else sees it.
-                    inner.tuple.replace(unbound, &guard);
+                    inner.set_tuple(unbound);
                     inner
                         .flags
                         .update(|flags| flags.without(Flags::SOURCE_BOUND));
@@ -184,7 +184,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         flags: Flags,
         guard: &Guard,
     ) {
-        self.readdress(held, inner, local, flags, true, guard);
+        self.readdress(held, inner, local, flags, true);
         self.link_wildcard(held, inner, guard);
     }
 
@@ -216,7 +216,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         self.relist_unconnected(held, inner, guard);
-        self.readdress(held, inner, local, flags, fresh, guard);
+        self.readdress(held, inner, local, flags, fresh);
         self.move_step("disconnect: tuple published");
         self.unlink_exact_was(inner, before, was, guard);
     }
@@ -264,9 +264,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         local: Endpoint,
         flags: Flags,
         fresh: bool,
-        guard: &Guard,
     ) {
-        inner.tuple.replace(Tuple::bound(local), guard);
+        inner.set_tuple(Tuple::bound(local));
         if fresh {
             self.stamp_seq(held, inner, flags);
         }
@@ -307,8 +306,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         let tuple = flow.tuple;
-        if *inner.tuple.load(guard) != tuple {
-            inner.tuple.replace(tuple, guard);
+        if inner.tuple(guard) != tuple {
+            inner.set_tuple(tuple);
         }
         if fresh {
             self.stamp_seq(held, inner, flags);
@@ -339,7 +338,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// port's lock.
     fn unlink(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         if self.detach(held, inner, guard) {
-            let local = inner.tuple.load(guard).local;
+            let local = inner.tuple(guard).local;
             self.left_bucket(&local, None, guard);
             self.left_port(local.port, None, guard);
         }
@@ -354,7 +353,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let list = entry.list();
             self.ports.remove(held, entry, guard);
             if list == List::Connected {
-                self.unlink_exact(inner, inner.tuple.load(guard), guard);
+                self.unlink_exact(inner, &inner.tuple(guard), guard);
             }
             return true;
         }
@@ -376,7 +375,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.ports
             .iter(local.port, List::Unconnected, guard)
             .chain(self.ports.iter(local.port, List::Connected, guard))
-            .filter(move |pcb| pcb.tuple.load(guard).local == *local)
+            .filter(move |pcb| pcb.tuple(guard).local == *local)
     }
 
     /// `inner` arrived at `local` without `bind()`: it joins the bucket of
@@ -494,7 +493,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// `listen(2)`.
     pub(crate) fn listen(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         if self.rules.protocol != Protocol::Tcp {
             return Err(Error::NotSupported);
         }
@@ -550,7 +549,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner: &Arc<PcbInner<S>>,
         remote: SocketAddr,
     ) -> Result<SocketAddr, Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         let guard = crossbeam_epoch::pin();
         let mut me = inner.view(&guard);
         if policy::binds_before_connect(self.rules, &me) {
@@ -620,7 +619,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
                 // A TIME_WAIT twin gives way to the new connection.
                 self.unlink(&held, &old, &guard);
-                old.socket.clear(&guard);
+                old.detach_socket(&guard);
                 old.flags.set_state(State::Dropped);
             }
             return Ok(tuple.local.to_socket(inner.family));
@@ -760,7 +759,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             AfterFailedConnect::Rebound(ip) => {
                 let local = Endpoint { ip, ..me.local };
                 // The PCB keeps its node in the wildcard list.
-                self.readdress(held, inner, local, me.flags, false, guard);
+                self.readdress(held, inner, local, me.flags, false);
                 self.join_bucket(inner, &local, false, guard);
                 self.left_bucket(&me.local, None, guard);
             }
@@ -795,26 +794,27 @@ impl<S: Send + Sync + 'static> Shared<S> {
         {
             if ip != me.local.ip {
                 // Not in the table: nothing else sees it.
-                inner
-                    .tuple
-                    .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
+                inner.set_tuple(Tuple::bound(Endpoint { ip, port: 0 }));
             }
         }
     }
 
-    /// The passive open on `listener`.
+    /// The passive open on `listener`. A failure hands `socket` back.
     pub(crate) fn accept(
         self: &Arc<Self>,
         listener: &Pcb<S>,
         local: SocketAddr,
         remote: SocketAddr,
-        socket: Arc<S>,
-    ) -> Result<Pcb<S>, Error> {
+        socket: S,
+    ) -> Result<Pcb<S>, (Error, S)> {
         let parent = &listener.inner;
-        let _owner = lock(&parent.owner);
+        let _owner = parent.lock_owner();
         let guard = crossbeam_epoch::pin();
         let view = parent.view(&guard);
-        let (local, remote) = policy::check_accept(self.rules, &view, local, remote)?;
+        let (local, remote) = match policy::check_accept(self.rules, &view, local, remote) {
+            Ok(checked) => checked,
+            Err(error) => return Err((error, socket)),
+        };
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
         let flow = self.flow(&tuple);
@@ -823,7 +823,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)
         {
-            return Err(Error::AddrInUse);
+            return Err((Error::AddrInUse, socket));
         }
         let inherited = view.flags & policy::accept_inherits(self.rules);
         let child = Arc::new(PcbInner::with_tuple(
@@ -840,7 +840,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.detach(&held, &old, &guard);
             self.left_bucket(&local, Some(&child), &guard);
             self.left_port(local.port, Some(&child), &guard);
-            old.socket.clear(&guard);
+            old.detach_socket(&guard);
             old.flags.set_state(State::Dropped);
         }
         self.join_bucket(&child, &tuple.local, false, &guard);
@@ -853,7 +853,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// `connect(AF_UNSPEC)` on UDP.
     pub(crate) fn disconnect(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         let guard = crossbeam_epoch::pin();
         self.disconnect_locked(inner, &inner.view(&guard), &guard)
     }
@@ -923,7 +923,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.disconnect_move(&held, inner, &before, was, local, flags, fresh, guard);
             } else {
                 // A bound PCB keeps its node in the wildcard list.
-                self.readdress(&held, inner, local, flags, fresh, guard);
+                self.readdress(&held, inner, local, flags, fresh);
             }
             if policy::rejoins_group_on_disconnect(self.rules) {
                 self.join_group_if_bound_member(&held, inner, guard);
@@ -952,9 +952,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             Endpoint::unspecified(inner.family).ip
         };
-        inner
-            .tuple
-            .replace(Tuple::bound(Endpoint { ip, port: 0 }), guard);
+        inner.set_tuple(Tuple::bound(Endpoint { ip, port: 0 }));
         inner.flags.update(|flags| {
             let mut flags = flags
                 .without(Flags::CONNECT_BIND | Flags::PORT_LOCKED)
@@ -968,15 +966,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// TIME_WAIT: detach the socket, keep the tuple.
     pub(crate) fn time_wait(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         if self.rules.protocol != Protocol::Tcp || inner.state() != State::Connected {
             return Err(Error::InvalidInput);
         }
         let guard = crossbeam_epoch::pin();
-        let local = inner.tuple.load(&guard).local;
+        let local = inner.tuple(&guard).local;
         let _held = self.ports.lock(local.port);
         // The socket goes first: whoever sees the new state sees no socket.
-        inner.socket.clear(&guard);
+        inner.detach_socket(&guard);
         inner.flags.set_state(State::TimeWait);
         // The full socket leaves its port; the TIME_WAIT one stays.
         self.left_bucket(&local, None, &guard);
@@ -986,18 +984,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Close (also the `Drop` of `Pcb`).
     pub(crate) fn close(&self, inner: &Arc<PcbInner<S>>) {
-        let _owner = lock(&inner.owner);
+        let _owner = inner.lock_owner();
         self.attached.add(-1);
         let guard = crossbeam_epoch::pin();
         if inner.state().is_in_table() {
-            let held = self.ports.lock(inner.tuple.load(&guard).local.port);
+            let held = self.ports.lock(inner.tuple(&guard).local.port);
             // Re-read under the lock: an accept may have replaced this PCB
             // (TIME_WAIT) in the meantime.
             if inner.state().is_in_table() {
                 self.unlink(&held, inner, &guard);
             }
         }
-        inner.socket.clear(&guard);
+        inner.detach_socket(&guard);
         inner.flags.set_state(State::Dropped);
     }
 }

@@ -1,14 +1,18 @@
 //! The PCB: `Pcb<S>`, the owner's handle, and `PcbRef<'g, S>`, the view that
 //! lookups return.
 //!
-//! A PCB's fields come in two kinds:
+//! A PCB is one allocation, which holds the stack's socket as well (as
+//! Linux's `struct sock` is the PCB), so finding a packet's socket and
+//! reading it costs no extra pointer chase. Its fields come in two kinds:
 //!
 //! - **hash-safe** fields, readable by anyone holding an epoch guard with no
-//!   lock: the tuple (published through an epoch cell, so a reader always sees
-//!   a consistent pair), the atomic `flags2` word and the credential;
-//! - the **socket slot**, which holds the stack's socket until the PCB enters
-//!   TIME_WAIT or is closed, and then holds nothing. Reading it is the only
-//!   way to reach the socket, and it says `None` once the socket is gone.
+//!   lock: the tuple (stored inline twice with a sequence counter, so a
+//!   reader always copies a consistent pair without waiting for a writer),
+//!   the atomic `flags2` word and the credential;
+//! - the **socket**, present until the PCB enters TIME_WAIT or is closed.
+//!   Reading it is the only way to reach it, and it says `None` from the
+//!   moment it is detached; the value itself is dropped through the epoch,
+//!   so a reference taken under a guard stays valid while that guard lives.
 
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -17,10 +21,11 @@ use crossbeam_epoch::Guard;
 
 use crate::addr::{Family, FlowKey, Tuple};
 use crate::error::Error;
+use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::Group;
 use crate::policy::PcbView;
-use crate::raw::{EpochCell, EpochOption, PortEntry, SocketSlot};
+use crate::raw::{check_guard, EpochOption, PortEntry, SocketCell, TupleCell};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::table::Shared;
 
@@ -50,8 +55,12 @@ impl Cred {
     }
 }
 
-/// The shared part of a PCB. See the module docs for which fields are
-/// hash-safe.
+/// The shared part of a PCB, and the socket. See the module docs for which
+/// fields are hash-safe.
+///
+/// This type maintains the invariant that the policy layer cannot reach the
+/// socket: a policy sees a PCB only as a [`PcbView`], plain data copied from
+/// the hash-safe fields.
 ///
 /// Aligned to 16 bytes: the exact index keeps the address of the value
 /// shifted right by four bits.
@@ -59,6 +68,8 @@ impl Cred {
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) family: Family,
     pub(crate) cred: Cred,
+    /// The `flags2` word, whose top bit is the owner lock
+    /// ([`PcbInner::lock_owner`]).
     pub(crate) flags: AtomicFlags,
     /// Insertion order into the table; written under the port lock.
     pub(crate) seq: AtomicU64,
@@ -69,12 +80,13 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// When the PCB last connected (Linux UDP: who of several PCBs on one
     /// 4-tuple connected last); written under the port lock.
     pub(crate) connect_seq: AtomicU64,
-    pub(crate) tuple: EpochCell<Tuple>,
+    /// Read through [`PcbInner::tuple`]; written under the owner lock.
+    tuple: TupleCell,
     /// The hash the PCB is filed under in the exact index: written before
     /// the insert, under the port's lock, and not changed while the PCB is
     /// in the index (a resize files it again under this hash).
     pub(crate) exact_hash: AtomicU64,
-    pub(crate) socket: SocketSlot<S>,
+    socket: SocketCell<S>,
     /// The group this PCB is an active (or pending) member of.
     pub(crate) group: EpochOption<Arc<Group<S>>>,
     /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
@@ -83,12 +95,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) last_peer: EpochOption<Ipv6Addr>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
-    /// Serialises the owner's calls on this PCB. Lookups never take it.
-    pub(crate) owner: Mutex<()>,
 }
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
-    pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: Arc<S>) -> Self {
+    pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: S) -> Self {
         Self::with_tuple(family, cred, flags, socket, Tuple::unbound(family))
     }
 
@@ -98,7 +108,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
         family: Family,
         cred: Cred,
         flags: Flags,
-        socket: Arc<S>,
+        socket: S,
         tuple: Tuple,
     ) -> Self {
         Self {
@@ -108,20 +118,53 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
-            tuple: EpochCell::new(tuple),
+            tuple: TupleCell::new(tuple.to_words()),
             exact_hash: AtomicU64::new(0),
-            socket: SocketSlot::new(socket),
+            socket: SocketCell::new(socket),
             group: EpochOption::none(),
             last_peer: EpochOption::none(),
             port_entry: Mutex::new(None),
-            owner: Mutex::new(()),
         }
+    }
+
+    /// The tuple, copied out. Lock-free, and it never waits for a writer.
+    /// (The guard is not needed by the inline store; it keeps callers
+    /// independent of how the tuple is stored.)
+    #[inline]
+    pub(crate) fn tuple(&self, guard: &Guard) -> Tuple {
+        let _ = guard;
+        Tuple::from_words(self.tuple.load())
+    }
+
+    /// Replaces the tuple. Caller holds this PCB's owner lock (which
+    /// serialises the writers).
+    pub(crate) fn set_tuple(&self, tuple: Tuple) {
+        self.tuple.store(tuple.to_words());
+    }
+
+    /// The socket, or `None` once detached. No reference count.
+    #[inline]
+    pub(crate) fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
+        self.socket.get(guard)
+    }
+
+    /// Detaches the socket (TIME_WAIT, close, a TIME_WAIT twin replaced):
+    /// `None` to every later read; the value is dropped once no guard that
+    /// could have read it remains. Detaching twice does nothing.
+    pub(crate) fn detach_socket(self: &Arc<Self>, guard: &Guard) {
+        SocketCell::detach(self, |pcb| &pcb.socket, guard);
+    }
+
+    /// Takes the owner lock, which serialises the owner's calls on this
+    /// PCB; lookups never take it. See [`AtomicFlags`].
+    pub(crate) fn lock_owner(&self) -> OwnerGuard<'_> {
+        self.flags.lock_owner()
     }
 
     /// The hash-safe view a policy may see.
     #[inline]
     pub(crate) fn view(&self, guard: &Guard) -> PcbView {
-        let tuple = self.tuple.load(guard);
+        let tuple = self.tuple(guard);
         let flags = self.flags.load();
         let group_seq = if flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
             self.group.load(guard).map_or(0, |group| group.seq())
@@ -143,7 +186,8 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     /// predicate, which reads the tuple the PCB exposes.
     #[inline(always)]
     pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
-        FlowKey::of_tuple(self.tuple.load(guard)) == *key
+        let _ = guard;
+        FlowKey::of_words(self.tuple.load()) == *key
     }
 
     pub(crate) fn state(&self) -> State {
@@ -279,7 +323,7 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     ///     .policy(Policy::Linux)
     ///     .protocol(Protocol::Udp)
     ///     .build();
-    /// let pcb = table.attach(Family::Inet, Cred::ROOT, std::sync::Arc::new(()));
+    /// let pcb = table.attach(Family::Inet, Cred::ROOT, ());
     /// pcb.connect("0.0.0.0:30000".parse().unwrap()).unwrap();
     /// assert_eq!(pcb.peer_addr(), Some("127.0.0.1:30000".parse().unwrap()));
     /// ```
@@ -297,14 +341,46 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// PCB holding it is replaced (it becomes `Dropped`); any other holder
     /// gives `AddrInUse`. Takes the port's writer lock.
     ///
+    /// `socket` moves into the new PCB's own allocation. If the call fails,
+    /// `socket` is dropped before it returns, as a value given to a failed
+    /// constructor is; [`try_accept`](Pcb::try_accept) hands it back instead.
+    ///
     /// Errors: `NotSupported` for UDP, `InvalidInput` if this PCB is not
     /// listening or `local` / `remote` do not fit it, `AddrInUse`.
     pub fn accept(
         &self,
         local: SocketAddr,
         remote: SocketAddr,
-        socket: Arc<S>,
+        socket: S,
     ) -> Result<Pcb<S>, Error> {
+        self.try_accept(local, remote, socket)
+            .map_err(|(error, _socket)| error)
+    }
+
+    /// [`accept`](Pcb::accept), but a failure hands the socket back with the
+    /// error, so that the stack can answer the handshake with it or use it
+    /// for another flow.
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Error, Family, PcbTable};
+    ///
+    /// let table = PcbTable::<String>::new();
+    /// let listener = table.attach(Family::Inet, Cred::ROOT, "listener".into());
+    /// listener.bind("127.0.0.1:8080".parse().unwrap()).unwrap();
+    /// listener.listen().unwrap();
+    /// let (local, peer) = ("127.0.0.1:8080".parse().unwrap(), "127.0.0.1:5000".parse().unwrap());
+    /// let conn = listener.try_accept(local, peer, "first".into()).unwrap();
+    /// // The same 4-tuple again: refused, and the socket comes back.
+    /// let (error, socket) = listener.try_accept(local, peer, "second".into()).unwrap_err();
+    /// assert_eq!((error, socket.as_str()), (Error::AddrInUse, "second"));
+    /// # drop(conn);
+    /// ```
+    pub fn try_accept(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        socket: S,
+    ) -> Result<Pcb<S>, (Error, S)> {
         self.table.accept(self, local, remote, socket)
     }
 
@@ -328,8 +404,9 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// Enters TIME_WAIT: the socket is detached (`socket()` gives `None` from
-    /// now on) while the tuple and reuse bits stay in the table. The owner
-    /// keeps the handle and drops it when 2MSL expires.
+    /// now on, and the value is dropped once no guard that could have read
+    /// it remains) while the tuple and reuse bits stay in the table. The
+    /// owner keeps the handle and drops it when 2MSL expires.
     ///
     /// Errors: `InvalidInput` unless this is a connected TCP PCB.
     pub fn time_wait(&self) -> Result<(), Error> {
@@ -337,10 +414,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     }
 
     /// Closes the PCB: it leaves every index and its group, and its socket
-    /// slot is emptied. Once this returns, no new lookup finds it, and
-    /// `socket()` on any `PcbRef` still held gives `None`. Memory, and the
-    /// table's reference to the socket, are released when the last guard that
-    /// could see them is dropped ([`PcbTable::flush`](crate::PcbTable::flush)
+    /// is detached. Once this returns, no new lookup finds it, and
+    /// `socket()` on any `PcbRef` still held gives `None`. The socket is
+    /// dropped, and the memory released, when the last guard that could see
+    /// them is dropped ([`PcbTable::flush`](crate::PcbTable::flush)
     /// hastens it on an idle thread).
     pub fn close(self) {
         // `Drop` does the work.
@@ -351,19 +428,15 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         let guard = crossbeam_epoch::pin();
         let state = self.inner.state();
-        state.is_in_table().then(|| {
-            self.inner
-                .tuple
-                .load(&guard)
-                .local
-                .to_socket(self.inner.family)
-        })
+        state
+            .is_in_table()
+            .then(|| self.inner.tuple(&guard).local.to_socket(self.inner.family))
     }
 
     /// The peer, while connected or in TIME_WAIT.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         let guard = crossbeam_epoch::pin();
-        let tuple = self.inner.tuple.load(&guard);
+        let tuple = self.inner.tuple(&guard);
         (self.inner.state().is_connected() && tuple.is_connected())
             .then(|| tuple.remote.to_socket(self.inner.family))
     }
@@ -388,9 +461,30 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         self.inner.cred
     }
 
-    /// The socket, until `time_wait()` or close.
-    pub fn socket(&self) -> Option<Arc<S>> {
-        self.inner.socket.get()
+    /// The socket, until `time_wait()` or close; `None` from then on. No
+    /// reference count and no lock: one load. The reference stays valid as
+    /// long as `guard`, even if this handle is closed meanwhile (the socket
+    /// is dropped through the epoch).
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Family, PcbTable};
+    ///
+    /// let table = PcbTable::<String>::new();
+    /// let pcb = table.attach(Family::Inet, Cred::ROOT, "sock".to_string());
+    /// let guard = table.pin();
+    /// let socket = pcb.socket(&guard).unwrap();
+    /// pcb.close();
+    /// assert_eq!(socket, "sock"); // still valid: the guard holds it
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `guard` was pinned on a collector other than crossbeam-epoch's
+    /// default one (use [`PcbTable::pin`](crate::PcbTable::pin)).
+    #[inline]
+    pub fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
+        check_guard(guard);
+        self.inner.socket(guard)
     }
 
     /// A guard-bound view of this PCB, like the ones lookups return.
@@ -421,7 +515,7 @@ impl<S: Send + Sync + 'static> fmt::Debug for Pcb<S> {
 ///
 /// `Copy`, valid while the epoch guard lives. Every method reads hash-safe
 /// fields only (no lock, no socket dereference), except [`PcbRef::socket`],
-/// which reads the socket slot and gives `None` once the PCB is in TIME_WAIT
+/// which reads the socket and gives `None` once the PCB is in TIME_WAIT
 /// or closed.
 pub struct PcbRef<'g, S: Send + Sync + 'static> {
     inner: &'g PcbInner<S>,
@@ -445,15 +539,14 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
     /// The local address (mapped form for an `Inet6` PCB on IPv4).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner
-            .tuple
-            .load(self.guard)
+            .tuple(self.guard)
             .local
             .to_socket(self.inner.family)
     }
 
     /// The peer, if connected.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        let tuple = self.inner.tuple.load(self.guard);
+        let tuple = self.inner.tuple(self.guard);
         tuple
             .is_connected()
             .then(|| tuple.remote.to_socket(self.inner.family))
@@ -479,19 +572,15 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         self.inner.family
     }
 
-    /// The socket, or `None` once the PCB is in TIME_WAIT or closed. Takes a
-    /// reference count on the socket.
-    pub fn socket(&self) -> Option<Arc<S>> {
-        self.inner.socket.get()
-    }
-
-    /// The socket without a reference count, valid while the guard lives
-    /// (Linux's "noref" listener lookups do the same): the table releases a
-    /// socket it detaches only once no guard can still see it. `None` once the
-    /// PCB is in TIME_WAIT or closed.
+    /// The socket, or `None` once the PCB is in TIME_WAIT or closed. No
+    /// reference count and no write: one load from the PCB's own
+    /// allocation. The reference is valid while the guard lives (as Linux's
+    /// "noref" lookups are under RCU): the table drops a socket it detaches
+    /// only once no guard can still see it. A stack that wants to keep the
+    /// socket beyond the guard stores an `Arc<T>` as `S` and clones it.
     #[inline]
-    pub fn socket_ref(&self) -> Option<&'g S> {
-        self.inner.socket.get_ref(self.guard)
+    pub fn socket(&self) -> Option<&'g S> {
+        self.inner.socket(self.guard)
     }
 
     /// Whether this is the PCB of `pcb`.
@@ -515,3 +604,12 @@ impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
             .finish()
     }
 }
+
+// The PCB is one allocation, and its size must not grow unnoticed. With a
+// socket of `()`: 176 bytes (192 with the `Arc`'s counts): the tuple's two
+// copies take 80, the port-list entry behind its mutex 32, the exact index's
+// hash and the last IPv6 peer 8 each. Before the socket and the tuple moved
+// inline, 104 bytes plus a 40-byte boxed tuple, and the socket in an
+// allocation of its own.
+#[cfg(not(pcbhash_loom))]
+static_assertions::const_assert!(std::mem::size_of::<PcbInner<()>>() <= 176);

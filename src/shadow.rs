@@ -76,7 +76,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .filter(|pcb| {
                 !Arc::ptr_eq(pcb, inner)
                     && pcb.flags.load().contains(Flags::SHADOWED)
-                    && *pcb.tuple.load(guard) == *tuple
+                    && pcb.tuple(guard) == *tuple
             });
         let Some(mut newest) = waiting.next() else {
             return;

@@ -17,14 +17,14 @@
 
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::atomic::{
-    AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
@@ -43,6 +43,23 @@ pub(crate) fn spin_loop() {
     std::hint::spin_loop();
     #[cfg(pcbhash_loom)]
     loom::thread::yield_now();
+}
+
+/// One wait of a spin-then-yield loop: a spin hint for the first few
+/// waits, then the rest of the time slice to the scheduler (a holder that was
+/// preempted needs the processor to finish). `waited` counts the waits.
+#[inline]
+pub(crate) fn backoff(waited: &mut u32) {
+    const SPINS: u32 = 64;
+    if *waited < SPINS {
+        *waited += 1;
+        spin_loop();
+    } else {
+        #[cfg(not(pcbhash_loom))]
+        std::thread::yield_now();
+        #[cfg(pcbhash_loom)]
+        loom::thread::yield_now();
+    }
 }
 
 /// Under loom only: what the lifecycle calls at each named step in the middle

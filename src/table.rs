@@ -130,9 +130,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return None;
         }
         let key = key.any_remote_port();
-        let holder = self
-            .exact
-            .find(key.hash(&self.hasher), &key, guard)?;
+        let holder = self.exact.find(key.hash(&self.hasher), &key, guard)?;
         let rank = |pcb: &PcbInner<S>| policy::any_port_peer_rank(self.rules, local, pcb.family);
         if !holder.flags.load().contains(Flags::SHADOWING) {
             return Some((rank(holder), holder));
@@ -425,9 +423,12 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     }
 
     /// Creates a PCB for `socket`, like `socket(2)`: unbound, in no index.
+    /// `socket` moves into the PCB's allocation; [`Pcb::socket`] and
+    /// [`PcbRef::socket`](crate::PcbRef::socket) borrow it until
+    /// `time_wait()` or close, after which it is dropped through the epoch.
     /// An `Inet6` PCB starts with the policy's default V6ONLY (on for
-    /// FreeBSD, off for Linux). Allocates; takes no lock.
-    pub fn attach(&self, family: Family, cred: Cred, socket: Arc<S>) -> Pcb<S> {
+    /// FreeBSD, off for Linux). Allocates once; takes no lock.
+    pub fn attach(&self, family: Family, cred: Cred, socket: S) -> Pcb<S> {
         let v6only = family == Family::Inet6 && policy::default_v6only(self.shared.rules.policy);
         let flags = Flags::EMPTY
             .set(Flags::V6ONLY, v6only)
@@ -495,10 +496,9 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// `rte_hash_lookup_bulk`). Lock-free and allocation-free, like `lookup`.
     ///
     /// ```
-    /// # use std::sync::Arc;
     /// # use pcbhash::{Cred, Family, PcbTable};
     /// let table: PcbTable<u32> = PcbTable::new();
-    /// let listener = table.attach(Family::Inet, Cred::ROOT, Arc::new(0));
+    /// let listener = table.attach(Family::Inet, Cred::ROOT, 0);
     /// listener.bind("127.0.0.1:80".parse()?)?;
     /// listener.listen()?;
     /// let packets: Vec<_> = (1..=40u16)
@@ -1047,13 +1047,12 @@ impl Builder {
     ///
     /// ```
     /// use pcbhash::{Cred, Error, Family, PcbTable};
-    /// # use std::sync::Arc;
     /// let strict: PcbTable<()> = PcbTable::new();
-    /// let pcb = strict.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    /// let pcb = strict.attach(Family::Inet, Cred::ROOT, ());
     /// assert_eq!(pcb.connect("0.0.0.0:80".parse()?), Err(Error::NetworkUnreachable));
     ///
     /// let wild: PcbTable<()> = PcbTable::<()>::builder().connect_inaddr_wild(true).build();
-    /// let pcb = wild.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    /// let pcb = wild.attach(Family::Inet, Cred::ROOT, ());
     /// pcb.connect("0.0.0.0:80".parse()?)?;
     /// assert_eq!(pcb.peer_addr(), Some("127.0.0.1:80".parse()?));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -1069,14 +1068,13 @@ impl Builder {
     ///
     /// ```
     /// use pcbhash::{Cred, Error, Family, PcbTable};
-    /// # use std::sync::Arc;
     /// let table: PcbTable<()> = PcbTable::new();
-    /// let pcb = table.attach(Family::Inet6, Cred::ROOT, Arc::new(()));
+    /// let pcb = table.attach(Family::Inet6, Cred::ROOT, ());
     /// pcb.connect("[::]:80".parse()?)?;
     /// assert_eq!(pcb.peer_addr(), Some("[::1]:80".parse()?));
     ///
     /// let strict: PcbTable<()> = PcbTable::<()>::builder().connect_in6addr_wild(false).build();
-    /// let pcb = strict.attach(Family::Inet6, Cred::ROOT, Arc::new(()));
+    /// let pcb = strict.attach(Family::Inet6, Cred::ROOT, ());
     /// assert_eq!(pcb.connect("[::]:80".parse()?), Err(Error::NetworkUnreachable));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

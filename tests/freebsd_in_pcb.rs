@@ -7,13 +7,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use common::{addr, family_of, freebsd, Sock};
 use pcbhash::{Cred, Error, Family, Pcb, PcbTable, Policy, Protocol, State};
 
 fn sock(table: &PcbTable<Sock>, family: Family, id: u32) -> Pcb<Sock> {
-    let pcb = table.attach(family, Cred::ROOT, Arc::new(Sock(id)));
+    let pcb = table.attach(family, Cred::ROOT, Sock(id));
     if family == Family::Inet6 {
         pcb.set_v6only(false).unwrap();
     }
@@ -231,10 +230,11 @@ fn freebsd_in_pcblookup_lbgroup_prefers_the_older_group() {
         for id in 0..late {
             join(first, 101 + id);
         }
+        let guard = table.pin();
         let expected_ids: Vec<u32> = pcbs
             .iter()
             .filter(|pcb| pcb.family() == expected)
-            .map(|pcb| pcb.socket().unwrap().0)
+            .map(|pcb| pcb.socket(&guard).unwrap().0)
             .collect();
         let seen = owners(&table, "127.0.0.1:7103");
         assert!(
@@ -454,7 +454,7 @@ fn freebsd_in_pcbconnect_unspecified_and_broadcast_peers() {
         .policy(Policy::Linux)
         .connect_in6addr_wild(false)
         .build();
-    let pcb = linux.attach(Family::Inet6, Cred::ROOT, Arc::new(Sock(1)));
+    let pcb = linux.attach(Family::Inet6, Cred::ROOT, Sock(1));
     assert_ne!(pcb.connect(addr("[::]:80")), Err(Error::NetworkUnreachable));
 }
 
@@ -539,7 +539,7 @@ fn freebsd_in6_pcbbind_avail_refuses_a_mapped_address_under_v6only() {
     ];
     for (protocol, v6only, cred, local, expected) in rows {
         let table = freebsd(protocol);
-        let pcb = table.attach(Family::Inet6, cred, Arc::new(Sock(1)));
+        let pcb = table.attach(Family::Inet6, cred, Sock(1));
         pcb.set_v6only(v6only).unwrap();
         assert_eq!(
             pcb.bind(addr(local)).map(|_| ()),
@@ -594,7 +594,7 @@ fn freebsd_tcp6_usr_bind_checks_the_family_before_the_length() {
     ];
     for (protocol, family, address, expected) in rows {
         let table = freebsd(protocol);
-        let pcb = table.attach(family, Cred::ROOT, Arc::new(Sock(1)));
+        let pcb = table.attach(family, Cred::ROOT, Sock(1));
         assert_eq!(
             pcb.bind(addr(address)),
             Err(expected),
@@ -663,11 +663,7 @@ fn freebsd_solisten_clone_inherits_no_reuse_option() {
         server.bind(addr("127.0.0.1:7104")).unwrap();
         server.listen().unwrap();
         let child = server
-            .accept(
-                addr("127.0.0.1:7104"),
-                addr("127.0.0.9:4000"),
-                Arc::new(Sock(2)),
-            )
+            .accept(addr("127.0.0.1:7104"), addr("127.0.0.9:4000"), Sock(2))
             .unwrap();
         let flags = child.flags();
         assert!(

@@ -18,7 +18,7 @@ use common::{addr, family_of, freebsd, unused, Sock};
 use pcbhash::{Cred, Error, Pcb, PcbTable, Protocol, State};
 
 fn lb_listener(table: &PcbTable<Sock>, local: SocketAddr, id: u32) -> Pcb<Sock> {
-    let pcb = table.attach(family_of(local), Cred::ROOT, std::sync::Arc::new(Sock(id)));
+    let pcb = table.attach(family_of(local), Cred::ROOT, Sock(id));
     pcb.set_reuse_port_lb(true).unwrap();
     pcb.bind(local).unwrap();
     pcb.listen().unwrap();
@@ -154,7 +154,7 @@ fn freebsd_so_reuseport_lb_connect_udp() {
     for loopback in ["127.0.0.1:0", "[::1]:0"] {
         let table = freebsd(Protocol::Udp);
         let local = addr(loopback);
-        let s1 = table.attach(family_of(local), Cred::ROOT, std::sync::Arc::new(Sock(1)));
+        let s1 = table.attach(family_of(local), Cred::ROOT, Sock(1));
         s1.set_reuse_port_lb(true).unwrap();
         let s1_addr = s1.bind(local).unwrap();
         assert_eq!(table.stats().group_members, 1, "a UDP member joins at bind");

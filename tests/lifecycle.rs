@@ -3,10 +3,11 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{addr, bound, freebsd, listening, table, unused, Sock};
-use pcbhash::{Cred, Error, Family, Flags, Policy, Protocol, State};
+use pcbhash::{Cred, Error, Family, Flags, Pcb, PcbTable, Policy, Protocol, State};
 
 const BOTH: [Policy; 2] = [Policy::FreeBsd, Policy::Linux];
 
@@ -182,7 +183,7 @@ fn accept_replaces_only_a_time_wait_holder() {
     let table = freebsd(Protocol::Tcp);
     let server = listening(&table, Cred::ROOT, "0.0.0.0:80", 1);
     let (local, peer) = (addr("127.0.0.1:80"), addr("127.0.0.5:40000"));
-    let first = server.accept(local, peer, Arc::new(Sock(2))).unwrap();
+    let first = server.accept(local, peer, Sock(2)).unwrap();
     assert_eq!(first.flags().state(), State::Connected);
     assert_eq!(
         server.accept(local, peer, unused()).err(),
@@ -190,9 +191,9 @@ fn accept_replaces_only_a_time_wait_holder() {
         "a live connection keeps its tuple"
     );
     first.time_wait().unwrap();
-    assert_eq!(first.socket(), None);
+    assert_eq!(first.socket(&table.pin()), None);
     let second = server
-        .accept(local, peer, Arc::new(Sock(3)))
+        .accept(local, peer, Sock(3))
         .expect("replaces TIME_WAIT");
     assert_eq!(
         first.state(),
@@ -205,7 +206,7 @@ fn accept_replaces_only_a_time_wait_holder() {
     drop(guard);
     drop(first); // closing a replaced PCB removes nothing else
     assert_eq!(table.len(), 2);
-    assert_eq!(second.socket().unwrap().0, 3);
+    assert_eq!(second.socket(&table.pin()).unwrap().0, 3);
 
     let unbound_listener = table.attach(Family::Inet, Cred::ROOT, unused());
     assert_eq!(
@@ -275,7 +276,7 @@ fn udp_disconnect_goes_back_to_the_wildcard_index() {
 #[test]
 fn dual_stack_lookup_prefers_inet_then_specific() {
     let table = freebsd(Protocol::Tcp);
-    let dual = table.attach(Family::Inet6, Cred::ROOT, Arc::new(Sock(6)));
+    let dual = table.attach(Family::Inet6, Cred::ROOT, Sock(6));
     dual.set_v6only(false).unwrap();
     dual.set_reuse_port(true).unwrap();
     dual.bind(addr("[::]:443")).unwrap();
@@ -291,7 +292,7 @@ fn dual_stack_lookup_prefers_inet_then_specific() {
     // FreeBSD: a dual-stack `::` without options would block this bind.
     let blocked = table.attach(Family::Inet, Cred::ROOT, unused());
     assert_eq!(blocked.bind(addr("0.0.0.0:443")), Err(Error::AddrInUse));
-    let plain = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(4)));
+    let plain = table.attach(Family::Inet, Cred::ROOT, Sock(4));
     plain.set_reuse_port(true).unwrap();
     plain.bind(addr("127.0.0.1:443")).unwrap();
     plain.listen().unwrap();
@@ -337,7 +338,7 @@ fn close_hides_the_pcb_and_its_socket_at_once() {
     let table = freebsd(Protocol::Tcp);
     let server = listening(&table, Cred::ROOT, "127.0.0.1:9000", 1);
     let (local, peer) = (addr("127.0.0.1:9000"), addr("127.0.0.2:9999"));
-    let conn = server.accept(local, peer, Arc::new(Sock(2))).unwrap();
+    let conn = server.accept(local, peer, Sock(2)).unwrap();
     let guard = table.pin();
     let held = table.lookup(local, peer, &guard).unwrap();
     assert_eq!(held.socket().unwrap().0, 2);
@@ -570,4 +571,89 @@ fn a_udp_disconnect_frees_the_4_tuple_of_a_crowded_peer() {
             Ok(port)
         );
     }
+}
+
+/// A socket that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the epoch's deferred functions until `done` holds (other tests'
+/// guards can hold the epoch back for a while); false if it never does
+/// within ten seconds.
+fn settle_until(done: impl Fn() -> bool) -> bool {
+    let table = freebsd(Protocol::Tcp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        for _ in 0..64 {
+            table.flush();
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// A table of counted sockets with a listener on `local`, and the counter.
+fn counted_listener(local: &str) -> (Arc<AtomicUsize>, PcbTable<Counted>, Pcb<Counted>) {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let table = PcbTable::<Counted>::new();
+    let server = table.attach(Family::Inet, Cred::ROOT, Counted(drops.clone()));
+    server.bind(addr(local)).unwrap();
+    server.listen().unwrap();
+    (drops, table, server)
+}
+
+#[test]
+fn a_socket_read_under_a_guard_outlives_time_wait_and_close() {
+    let (drops, table, server) = counted_listener("127.0.0.1:9100");
+    let (local, peer) = (addr("127.0.0.1:9100"), addr("127.0.0.2:1"));
+    let conn = server.accept(local, peer, Counted(drops.clone())).unwrap();
+    let guard = table.pin();
+    let view = table.lookup(local, peer, &guard).unwrap();
+    let socket = view.socket().expect("attached");
+    conn.time_wait().unwrap();
+    // Unreachable at once, for the handle and for views...
+    assert!(conn.socket(&table.pin()).is_none());
+    assert!(view.socket().is_none());
+    conn.close();
+    for _ in 0..256 {
+        table.flush();
+    }
+    // ...but not dropped while a guard that read it lives.
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    assert_eq!(Arc::strong_count(&socket.0), 3);
+    drop(guard);
+    assert!(settle_until(|| drops.load(Ordering::SeqCst) == 1));
+    server.close();
+    assert!(settle_until(|| drops.load(Ordering::SeqCst) == 2));
+    assert_eq!(Arc::strong_count(&drops), 1, "each dropped once");
+}
+
+#[test]
+fn a_failed_accept_drops_or_hands_back_its_socket() {
+    let (drops, table, server) = counted_listener("127.0.0.1:9200");
+    let (local, peer) = (addr("127.0.0.1:9200"), addr("127.0.0.2:1"));
+    let conn = server.accept(local, peer, Counted(drops.clone())).unwrap();
+    // `accept` drops the socket before it returns the error.
+    let error = server.accept(local, peer, Counted(drops.clone())).err();
+    assert_eq!(error, Some(Error::AddrInUse));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    // `try_accept` hands it back, undropped, with the error.
+    let (error, back) = server
+        .try_accept(local, peer, Counted(drops.clone()))
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(error, Error::AddrInUse);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(table.len(), 2, "the failures changed nothing");
+    drop(back);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    drop((conn, server));
 }

@@ -10,7 +10,6 @@
 mod linux_kernel;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use linux_kernel::dual::{listener, Pair, Scene, OK};
 use pcbhash::{Cred, Error, Family, PcbTable, Policy, Protocol, State};
@@ -106,9 +105,9 @@ fn freebsd_udp_connect_without_a_port_is_eaddrnotavail() {
         .protocol(Protocol::Udp)
         .ephemeral_ports(40000..=40000)
         .build();
-    let first = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    let first = table.attach(Family::Inet, Cred::ROOT, ());
     first.connect(at("127.0.0.1:30000")).expect("the only port");
-    let second = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+    let second = table.attach(Family::Inet, Cred::ROOT, ());
     assert_eq!(
         second.connect(at("127.0.0.1:30000")),
         Err(Error::AddrNotAvailable)

@@ -76,7 +76,6 @@ mod time_wait;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use linux_kernel::{errno, errno_name, table_errno, Netns};
@@ -441,7 +440,7 @@ impl World {
         let kernel = linux_kernel::socket_as(uid, v6, self.protocol == Protocol::Udp)
             .map_err(|e| format!("socket(): {e}"))?;
         let family = if v6 { Family::Inet6 } else { Family::Inet };
-        let table = self.table.attach(family, Cred::user(uid), Arc::new(()));
+        let table = self.table.attach(family, Cred::user(uid), ());
         self.note(format!(
             "#{} = socket({}, uid {uid})",
             self.entries.len(),

@@ -170,7 +170,7 @@ fn bind_wildcard_row_on_table(variant: &Variant, reuse: Reuse) -> Vec<i32> {
     let mut held: Vec<Pcb<()>> = Vec::new();
     let mut got = Vec::new();
     for (i, side) in row_sockets(variant).into_iter().enumerate() {
-        let pcb = table.attach(family_of(side.ip), Cred::ROOT, Arc::new(()));
+        let pcb = table.attach(family_of(side.ip), Cred::ROOT, ());
         if i < 2 {
             if side.v6only {
                 pcb.set_v6only(true).expect("IPV6_V6ONLY");
@@ -269,7 +269,7 @@ fn linux_bind_wildcard_expectations_match_the_kernel() {
 
 /// Every socket sets SO_REUSEADDR, IPv6 ones IPV6_V6ONLY; port 9999.
 fn reuseaddr_socket(table: &PcbTable<()>, ip: &str) -> (Pcb<()>, Result<SocketAddr, Error>) {
-    let pcb = table.attach(family_of(ip), Cred::ROOT, Arc::new(()));
+    let pcb = table.attach(family_of(ip), Cred::ROOT, ());
     if ip.contains(':') {
         pcb.set_v6only(true).expect("IPV6_V6ONLY");
     }
@@ -307,7 +307,7 @@ fn linux_reuseaddr_conflict() {
 fn linux_bind_timewait() {
     for server_ip in ["127.0.0.1", "0.0.0.0"] {
         let table = table(Protocol::Tcp);
-        let server = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+        let server = table.attach(Family::Inet, Cred::ROOT, ());
         let local = server
             .bind(SocketAddr::new(server_ip.parse().expect("ip"), 0))
             .expect("server bind");
@@ -315,14 +315,14 @@ fn linux_bind_timewait() {
         // The selftest connects to the server's own address; the kernel
         // takes 0.0.0.0 as the loopback address there.
         let to = SocketAddr::new("127.0.0.1".parse().expect("ip"), local.port());
-        let client = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+        let client = table.attach(Family::Inet, Cred::ROOT, ());
         let from = client.connect(to).expect("connect");
-        let child = server.accept(to, from, Arc::new(())).expect("accept");
+        let child = server.accept(to, from, ()).expect("accept");
         // The child closes first: it is the one left in TIME_WAIT.
         child.time_wait().expect("TIME_WAIT");
         drop(client);
         drop(server);
-        let fresh = table.attach(Family::Inet, Cred::ROOT, Arc::new(()));
+        let fresh = table.attach(Family::Inet, Cred::ROOT, ());
         assert_eq!(fresh.bind(local), Err(Error::AddrInUse), "{server_ip}");
         assert_eq!(child.state(), State::TimeWait);
     }
@@ -342,7 +342,7 @@ fn receivers(table: &PcbTable<()>, family: Family, ip: Option<&str>, count: usiz
     let ip: IpAddr = ip.unwrap_or(any).parse().expect("address");
     (0..count)
         .map(|_| {
-            let pcb = table.attach(family, Cred::ROOT, Arc::new(()));
+            let pcb = table.attach(family, Cred::ROOT, ());
             pcb.set_reuse_port(true).expect("SO_REUSEPORT");
             pcb.bind(SocketAddr::new(ip, 8888)).expect("receiver bind");
             if table.protocol() == Protocol::Tcp {
@@ -502,24 +502,24 @@ fn linux_tcp_port_share_can_reuse_port_after_bind_and_close() {
     for (family, dst, src1, src2, bind_ip) in PORT_SHARE {
         let (route, table) = Route::table();
         let to = SocketAddr::new(dst.parse().expect("ip"), 30000);
-        let listener = table.attach(family, Cred::ROOT, Arc::new(()));
+        let listener = table.attach(family, Cred::ROOT, ());
         listener.set_reuse_addr(true).expect("SO_REUSEADDR");
         listener.bind(to).expect("listener bind");
         listener.listen().expect("listen");
 
         route.from(src1);
-        let c1 = table.attach(family, Cred::ROOT, Arc::new(()));
+        let c1 = table.attach(family, Cred::ROOT, ());
         assert_eq!(c1.connect(to).expect("c1 connect").port(), 40000);
 
         // An explicit bind on another address blocks the port for connect().
-        let blocker = table.attach(family, Cred::ROOT, Arc::new(()));
+        let blocker = table.attach(family, Cred::ROOT, ());
         blocker.set_reuse_addr(true).expect("SO_REUSEADDR");
         blocker
             .bind(SocketAddr::new(bind_ip.parse().expect("ip"), 40000))
             .expect("bind_ip:40000");
 
         route.from(src2);
-        let c2 = table.attach(family, Cred::ROOT, Arc::new(()));
+        let c2 = table.attach(family, Cred::ROOT, ());
         assert_eq!(c2.connect(to), Err(Error::AddrNotAvailable), "{family:?}");
 
         // Linux 6.18: closing the blocker makes the port usable again.
@@ -537,31 +537,31 @@ fn linux_tcp_port_share_port_block_after_disconnect() {
     for (family, dst, src1, src2, bind_ip) in PORT_SHARE {
         let (route, table) = Route::table();
         let to = SocketAddr::new(dst.parse().expect("ip"), 30000);
-        let listener = table.attach(family, Cred::ROOT, Arc::new(()));
+        let listener = table.attach(family, Cred::ROOT, ());
         listener.set_reuse_addr(true).expect("SO_REUSEADDR");
         listener.bind(to).expect("listener bind");
         listener.listen().expect("listen");
 
         route.from(src1);
-        let c1 = table.attach(family, Cred::ROOT, Arc::new(()));
+        let c1 = table.attach(family, Cred::ROOT, ());
         assert_eq!(c1.connect(to).expect("c1 connect").port(), 40000);
         // The selftest disconnects c1 (connect(AF_UNSPEC)) and binds it to
         // bind_ip:40000. The table has no TCP disconnect, so a new socket
         // takes c1's place: the port ends up held by an explicit bind,
         // which is what the test is about.
         drop(c1);
-        let rebound = table.attach(family, Cred::ROOT, Arc::new(()));
+        let rebound = table.attach(family, Cred::ROOT, ());
         rebound.set_reuse_addr(true).expect("SO_REUSEADDR");
         let bound_at = SocketAddr::new(bind_ip.parse().expect("ip"), 40000);
         rebound.bind(bound_at).expect("bind_ip:40000");
         // Another bind and close on the same address updates the bucket.
-        let other = table.attach(family, Cred::ROOT, Arc::new(()));
+        let other = table.attach(family, Cred::ROOT, ());
         other.set_reuse_addr(true).expect("SO_REUSEADDR");
         other.bind(bound_at).expect("second bind_ip:40000");
         drop(other);
 
         route.from(src2);
-        let c2 = table.attach(family, Cred::ROOT, Arc::new(()));
+        let c2 = table.attach(family, Cred::ROOT, ());
         assert_eq!(c2.connect(to), Err(Error::AddrNotAvailable), "{family:?}");
     }
 }

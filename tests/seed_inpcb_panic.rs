@@ -19,7 +19,7 @@ fn bind_conflict_checks_race_time_wait_and_close() {
     let service = addr("127.0.0.1:7777");
     // The listener has SO_REUSEPORT; a binder with SO_REUSEPORT may share it,
     // one without may not, whatever the TIME_WAIT churn beside them.
-    let listener = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(0)));
+    let listener = table.attach(Family::Inet, Cred::ROOT, Sock(0));
     listener.set_reuse_port(true).unwrap();
     listener.bind(service).unwrap();
     listener.listen().unwrap();
@@ -31,7 +31,7 @@ fn bind_conflict_checks_race_time_wait_and_close() {
     thread::scope(|scope| {
         // Churn: passive opens that enter TIME_WAIT (socket detached) and close.
         for worker in 0..2u32 {
-            let (listener, stop) = (listener.clone(), stop.clone());
+            let (listener, stop, table) = (listener.clone(), stop.clone(), table.clone());
             scope.spawn(move || {
                 let mut parked = std::collections::VecDeque::new();
                 let mut n = 0u32;
@@ -43,9 +43,9 @@ fn bind_conflict_checks_race_time_wait_and_close() {
                         n % 250 + 1,
                         1024 + n % 60000
                     ));
-                    if let Ok(conn) = listener.accept(service, peer, Arc::new(Sock(n))) {
+                    if let Ok(conn) = listener.accept(service, peer, Sock(n)) {
                         conn.time_wait().unwrap();
-                        assert!(conn.socket().is_none());
+                        assert!(conn.socket(&table.pin()).is_none());
                         parked.push_back(conn);
                     }
                     if parked.len() > 64 {
@@ -80,12 +80,12 @@ fn bind_conflict_checks_race_time_wait_and_close() {
         let (table, checks) = (table.clone(), checks.clone());
         scope.spawn(move || {
             while Instant::now() < deadline {
-                let plain = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(1)));
+                let plain = table.attach(Family::Inet, Cred::ROOT, Sock(1));
                 assert_eq!(plain.bind(service), Err(Error::AddrInUse));
-                let addr_only = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(2)));
+                let addr_only = table.attach(Family::Inet, Cred::ROOT, Sock(2));
                 addr_only.set_reuse_addr(true).unwrap();
                 assert_eq!(addr_only.bind(service), Err(Error::AddrInUse));
-                let sharing = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(3)));
+                let sharing = table.attach(Family::Inet, Cred::ROOT, Sock(3));
                 sharing.set_reuse_port(true).unwrap();
                 assert_eq!(sharing.bind(service), Ok(service));
                 drop(sharing);
@@ -101,28 +101,28 @@ fn bind_conflict_checks_race_time_wait_and_close() {
 fn only_time_wait_pcbs_left_still_block_a_plain_bind() {
     let table = freebsd(Protocol::Tcp);
     let service = addr("127.0.0.1:7778");
-    let listener = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(0)));
+    let listener = table.attach(Family::Inet, Cred::ROOT, Sock(0));
     listener.bind(service).unwrap();
     listener.listen().unwrap();
     let conn = listener
-        .accept(service, addr("127.0.0.9:5000"), Arc::new(Sock(1)))
+        .accept(service, addr("127.0.0.9:5000"), Sock(1))
         .unwrap();
     conn.time_wait().unwrap();
     listener.close();
-    assert!(conn.socket().is_none());
+    assert!(conn.socket(&table.pin()).is_none());
 
     // FreeBSD `in_pcbbind_avail`, no options: any overlapping PCB blocks,
     // TIME_WAIT included; with SO_REUSEADDR, connected PCBs do not.
-    let plain = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(2)));
+    let plain = table.attach(Family::Inet, Cred::ROOT, Sock(2));
     assert_eq!(plain.bind(service), Err(Error::AddrInUse));
-    let unprivileged = table.attach(Family::Inet, Cred::user(1001), Arc::new(Sock(3)));
+    let unprivileged = table.attach(Family::Inet, Cred::user(1001), Sock(3));
     unprivileged.set_reuse_addr(true).unwrap();
     assert_eq!(
         unprivileged.bind(service),
         Ok(service),
         "a TIME_WAIT TCP PCB has its own 4-tuple"
     );
-    let reuse = table.attach(Family::Inet, Cred::ROOT, Arc::new(Sock(4)));
+    let reuse = table.attach(Family::Inet, Cred::ROOT, Sock(4));
     reuse.set_reuse_addr(true).unwrap();
     assert_eq!(
         reuse.bind(service),

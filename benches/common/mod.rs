@@ -6,9 +6,9 @@
 //! hasher, with `ahash` seeded identically. What each `get` returns:
 //!
 //! - pcbhash: `Option<PcbRef>` (a guard-bound pointer to the PCB); the
-//!   `pcbhash+socket` variant also follows `PcbRef::socket_ref` to `&S` and
-//!   reads [`BenchSocket::read`] from it (nothing for `()`, the id of a
-//!   [`Socket`]);
+//!   `pcbhash+socket` variant also follows `PcbRef::socket` to `&S` (inside
+//!   the PCB) and reads [`BenchSocket::read`] from it (nothing for `()`, the
+//!   id of a [`Socket`]);
 //! - hashbrown+Arc: a [`Socket`] field read through the `Arc<Socket>` value;
 //! - hashbrown, papaya, scc `HashIndex`: `Option<&u32>` (a reference to a small
 //!   id stored in the table);
@@ -399,32 +399,29 @@ impl ConcurrentPeer for Scc {
     }
 }
 
-/// What a bench PCB's socket is: `()` (one shared, nothing to read) or a
-/// [`Socket`] per connection.
+/// What a bench PCB's socket is: `()` (nothing to store or read) or a
+/// [`Socket`] per connection, stored in the PCB.
 pub trait BenchSocket: Send + Sync + 'static {
-    /// The listeners' socket.
-    fn listeners_socket() -> Arc<Self>;
-    /// The socket of connection `id`; `shared` is the listeners' socket.
-    fn for_conn(id: u32, shared: &Arc<Self>) -> Arc<Self>;
+    /// A listener's socket.
+    fn listeners_socket() -> Self;
+    /// The socket of connection `id`.
+    fn for_conn(id: u32) -> Self;
     /// What a stack reads first from the socket a packet belongs to.
     fn read(&self) -> u64;
 }
 
 impl BenchSocket for () {
-    fn listeners_socket() -> Arc<()> {
-        Arc::new(())
-    }
-    fn for_conn(_: u32, shared: &Arc<()>) -> Arc<()> {
-        shared.clone()
-    }
+    fn listeners_socket() {}
+    fn for_conn(_: u32) {}
     #[inline]
     fn read(&self) -> u64 {
         0
     }
 }
 
-/// A connection's socket as a stack keeps it: its own allocation, one cache
-/// line, of which the packet path reads a field right after the lookup.
+/// A connection's socket as a stack keeps it: one cache line, of which the
+/// packet path reads a field right after the lookup (inside the PCB for
+/// pcbhash, its own allocation behind an `Arc` for hashbrown+Arc).
 #[derive(Debug)]
 pub struct Socket {
     pub id: u64,
@@ -438,11 +435,11 @@ impl Socket {
 }
 
 impl BenchSocket for Socket {
-    fn listeners_socket() -> Arc<Socket> {
-        Arc::new(Socket::new(u64::MAX))
+    fn listeners_socket() -> Socket {
+        Socket::new(u64::MAX)
     }
-    fn for_conn(id: u32, _: &Arc<Socket>) -> Arc<Socket> {
-        Arc::new(Socket::new(u64::from(id)))
+    fn for_conn(id: u32) -> Socket {
+        Socket::new(u64::from(id))
     }
     #[inline]
     fn read(&self) -> u64 {
@@ -483,16 +480,15 @@ pub struct PcbhashOf<S: BenchSocket> {
     pub listeners: Vec<Pcb<S>>,
     /// Which listener accepts a flow, by the flow's wildcard local address.
     by_port: hashbrown::HashMap<SocketAddr, usize, ahash::RandomState>,
-    /// The listeners' socket, and the connections' when `S` is `()`.
-    pub socket: Arc<S>,
     pub table: PcbTable<S>,
 }
 
 /// pcbhash as most rows use it: nothing in the socket.
 pub type Pcbhash = PcbhashOf<()>;
 
-/// pcbhash, with the step a stack takes after the lookup: `socket_ref()`, the
-/// socket without a reference count, then a read of a field of the socket.
+/// pcbhash, with the step a stack takes after the lookup: `socket()`, the
+/// socket inside the PCB without a reference count, then a read of a field
+/// of the socket.
 pub struct PcbhashSocket<'a, S: BenchSocket = ()>(pub &'a PcbhashOf<S>);
 
 impl<S: BenchSocket> Peer for PcbhashSocket<'_, S> {
@@ -507,7 +503,7 @@ impl<S: BenchSocket> Peer for PcbhashSocket<'_, S> {
     #[inline]
     fn get(&self, guard: &Guard, key: &Key) -> bool {
         let found = self.0.table.lookup(key.0, key.1, guard);
-        black_box(found.and_then(|pcb| pcb.socket_ref()).map(S::read)).is_some()
+        black_box(found.and_then(|pcb| pcb.socket()).map(S::read)).is_some()
     }
 }
 
@@ -523,7 +519,7 @@ fn wildcard_of(local: &SocketAddr) -> SocketAddr {
 impl<S: BenchSocket> PcbhashOf<S> {
     /// A table sized for `capacity` connections, with a listener on the
     /// wildcard address of each of `locals`' ports.
-    pub fn with_listeners(capacity: usize, locals: &[SocketAddr], socket: Arc<S>) -> Self {
+    pub fn with_listeners(capacity: usize, locals: &[SocketAddr]) -> Self {
         let table: PcbTable<S> = PcbTable::<()>::builder()
             .policy(Policy::FreeBsd)
             .seed(SEED)
@@ -540,7 +536,7 @@ impl<S: BenchSocket> PcbhashOf<S> {
                 SocketAddr::V4(_) => Family::Inet,
                 SocketAddr::V6(_) => Family::Inet6,
             };
-            let listener = table.attach(family, Cred::ROOT, socket.clone());
+            let listener = table.attach(family, Cred::ROOT, S::listeners_socket());
             listener.bind(wildcard).expect("bind a listener");
             listener.listen().expect("listen");
             by_port.insert(wildcard, listeners.len());
@@ -550,7 +546,6 @@ impl<S: BenchSocket> PcbhashOf<S> {
             conns: Vec::new(),
             listeners,
             by_port,
-            socket,
             table,
         }
     }
@@ -558,24 +553,24 @@ impl<S: BenchSocket> PcbhashOf<S> {
     /// A table sized for `capacity` connections (at least `keys.len()`)
     /// holding one accepted PCB per key, connection `i` with
     /// `S::for_conn(i)`.
-    pub fn with_capacity(keys: &[Key], capacity: usize, socket: Arc<S>) -> Self {
+    pub fn with_capacity(keys: &[Key], capacity: usize) -> Self {
         let locals: Vec<SocketAddr> = if keys.is_empty() {
             vec![SERVICE]
         } else {
             keys.iter().map(|key| key.0).collect()
         };
-        let mut table = Self::with_listeners(capacity.max(keys.len()), &locals, socket);
+        let mut table = Self::with_listeners(capacity.max(keys.len()), &locals);
         table.conns = keys
             .iter()
             .enumerate()
-            .map(|(i, key)| table.accept(key, S::for_conn(i as u32, &table.socket)))
+            .map(|(i, key)| table.accept(key, S::for_conn(i as u32)))
             .collect();
         table
     }
 
     /// The passive open of `key` on its port's listener.
     #[inline]
-    pub fn accept(&self, key: &Key, socket: Arc<S>) -> Pcb<S> {
+    pub fn accept(&self, key: &Key, socket: S) -> Pcb<S> {
         let listener = match self.listeners.as_slice() {
             [only] => only,
             all => &all[self.by_port[&wildcard_of(&key.0)]],
@@ -616,7 +611,7 @@ impl<S: BenchSocket> Peer for PcbhashOf<S> {
 impl<S: BenchSocket> Build for PcbhashOf<S> {
     fn with_keys(keys: &[Key]) -> Self {
         // Sized like the maps: for the keys, growing past them incrementally.
-        Self::with_capacity(keys, keys.len(), S::listeners_socket())
+        Self::with_capacity(keys, keys.len())
     }
 }
 
@@ -625,7 +620,7 @@ impl<S: BenchSocket> ConcurrentPeer for PcbhashOf<S> {
     /// The passive open: `accept` on the flow's listener inserts a connected
     /// PCB.
     fn insert(&self, key: &Key, id: u32) -> Pcb<S> {
-        self.accept(key, S::for_conn(id, &self.socket))
+        self.accept(key, S::for_conn(id))
     }
     /// Close: dropping the handle unlinks the PCB.
     fn remove(&self, _: &Key, conn: Pcb<S>) {
@@ -900,15 +895,14 @@ pub fn connect_storm(
         builder = builder.ephemeral_ports(range);
     }
     let table: PcbTable<()> = builder.build();
-    let socket = Arc::new(());
-    let listener = table.attach(Family::Inet, Cred::ROOT, socket.clone());
+    let listener = table.attach(Family::Inet, Cred::ROOT, ());
     listener.bind(STORM_PEER).expect("bind the peer's listener");
     listener.listen().expect("listen");
     let mut conns = Vec::new();
     let mut costs = Vec::new();
     let start = Instant::now();
     let end = loop {
-        let pcb = table.attach(Family::Inet, Cred::user(1000), socket.clone());
+        let pcb = table.attach(Family::Inet, Cred::user(1000), ());
         let t = Instant::now();
         let result = pcb.connect(STORM_PEER);
         let ns = t.elapsed().as_nanos() as f64;
@@ -950,11 +944,10 @@ pub fn fill_range(policy: Policy, range: RangeInclusive<u16>) -> (Duration, usiz
         .seed(SEED)
         .ephemeral_ports(range)
         .build();
-    let socket = Arc::new(());
     let mut conns = Vec::new();
     let mut spent = Duration::ZERO;
     loop {
-        let pcb = table.attach(Family::Inet, Cred::user(1000), socket.clone());
+        let pcb = table.attach(Family::Inet, Cred::user(1000), ());
         let t = Instant::now();
         let result = pcb.connect(STORM_PEER);
         spent += t.elapsed();

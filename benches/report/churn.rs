@@ -7,8 +7,8 @@ use crate::common::{BenchSocket, Key, Pcbhash, PcbhashOf};
 use crate::out::{row, Row};
 use pcbhash::Pcb;
 
-/// Accepts a PCB for every key (the listeners' shared socket: no socket is
-/// allocated), then closes them all, in the same order: the PCBs are still
+/// Accepts a PCB for every key (with the socket of `S`, which for `()` costs
+/// nothing), then closes them all, in the same order: the PCBs are still
 /// in the table while the others are accepted, as on a server. `conns` is
 /// empty and holds `keys.len()` handles without growing. Returns the pairs.
 #[inline(never)]
@@ -17,8 +17,8 @@ pub fn pcbhash_pairs<S: BenchSocket>(
     keys: &[Key],
     conns: &mut Vec<Pcb<S>>,
 ) -> usize {
-    for key in keys {
-        conns.push(table.accept(key, table.socket.clone()));
+    for (i, key) in keys.iter().enumerate() {
+        conns.push(table.accept(key, S::for_conn(i as u32)));
     }
     let pairs = conns.len();
     for conn in conns.drain(..) {
@@ -42,11 +42,7 @@ pub fn hashbrown_pairs<V: Default, H: BuildHasher>(
 /// A table of the `table` connections, with room for `fresh` more
 /// without growing.
 pub fn table_for(table: &[Key], fresh: &[Key]) -> Pcbhash {
-    Pcbhash::with_capacity(
-        table,
-        table.len() + fresh.len(),
-        <() as BenchSocket>::listeners_socket(),
-    )
+    Pcbhash::with_capacity(table, table.len() + fresh.len())
 }
 
 /// Allocations per accept + close pair: `fresh` pairs on a table of

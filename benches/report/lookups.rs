@@ -1,8 +1,6 @@
 //! Exact hits against every peer at each table size (the lookup-time curve),
 //! and at the biggest size the SYN, batch, memory and demux-mix rows.
 
-use std::sync::Arc;
-
 use crate::alloc::{bytes_per_entry, live_bytes, settle_epoch};
 use crate::common::{
     demux_mix, probe_order, Build, ConcurrentPeer, Dash, Hashbrown, Key, KeySet, LinearScan,
@@ -204,12 +202,11 @@ fn peer_rows(rows: &mut Vec<Row>, size: usize, by_name: &dyn Fn(&str) -> f64) {
 /// Bytes per PCB of `attach` alone (the PCB object, in no index).
 fn pcb_object_bytes(n: usize) -> f64 {
     let table: PcbTable<()> = PcbTable::<()>::builder().seed(SEED).build();
-    let socket = Arc::new(());
     let mut pcbs = Vec::with_capacity(n);
     settle_epoch();
     let before = live_bytes();
     for _ in 0..n {
-        pcbs.push(table.attach(Family::Inet, Cred::ROOT, socket.clone()));
+        pcbs.push(table.attach(Family::Inet, Cred::ROOT, ()));
     }
     settle_epoch();
     let bytes = live_bytes() - before;

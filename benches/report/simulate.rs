@@ -232,7 +232,7 @@ fn print(get: &dyn Fn(&str, &str) -> Counts, sizes: Sizes, seconds: f64) {
         ("exact hit: pcbhash `lookup`", net("pcbhash", "lookup")),
         ("exact hit: hashbrown `get`", net("hashbrown", "lookup")),
         (
-            "lookup, then read a field of the socket: pcbhash `lookup` + `socket_ref`",
+            "lookup, then read a field of the socket: pcbhash `lookup` + `socket`",
             net("pcbhash-socket", "socket"),
         ),
         (

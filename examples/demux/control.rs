@@ -27,7 +27,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{fence, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use pcbhash::{Cred, Family, Pcb, PcbTable, State};
@@ -218,7 +217,7 @@ impl<'a> Control<'a> {
             self.counts.syns += 1;
             return;
         }
-        let socket = Arc::new(Socket::Flow { slot, generation });
+        let socket = Socket::Flow { slot, generation };
         let pcb = self
             .table
             .attach(family_of(spec.remote), Cred::user(1000), socket);
@@ -250,8 +249,8 @@ impl<'a> Control<'a> {
                 .lookup(spec.local, spec.remote, &guard)
                 .filter(|pcb| pcb.state() == State::Listen)
                 .and_then(|pcb| pcb.socket())
-                .and_then(|socket| match *socket {
-                    Socket::Listener(id) => self.listeners.get(id)?.as_ref(),
+                .and_then(|socket| match socket {
+                    Socket::Listener(id) => self.listeners.get(*id)?.as_ref(),
                     _ => None,
                 })
         };
@@ -260,10 +259,10 @@ impl<'a> Control<'a> {
             self.publish(slot, word.with_phase(Phase::Empty));
             return;
         };
-        let socket = Arc::new(Socket::Flow {
+        let socket = Socket::Flow {
             slot,
             generation: word.generation(),
-        });
+        };
         match listener.accept(spec.local, spec.remote, socket) {
             Ok(pcb) => {
                 self.flows[slot as usize] = Some(pcb);

@@ -17,7 +17,6 @@
 //! never stops accepting.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use pcbhash::{Cred, Error, Family, Pcb, PcbTable, Policy};
 
@@ -75,7 +74,7 @@ pub fn open(
     id: usize,
 ) -> Result<Pcb<Socket>, (Op, Error)> {
     let spec = plan[id];
-    let pcb = table.attach(spec.family, Cred::ROOT, Arc::new(Socket::Listener(id)));
+    let pcb = table.attach(spec.family, Cred::ROOT, Socket::Listener(id));
     let option = |e| (Op::SetOption, e);
     pcb.set_reuse_addr(true).map_err(option)?;
     if spec.family == Family::Inet6 {

@@ -45,7 +45,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pcbhash::{Cred, Family, Pcb, PcbRef, PcbTable, Policy, Protocol, State};
@@ -329,9 +328,9 @@ impl Replayer {
         }
     }
 
-    fn socket(&mut self) -> Arc<Socket> {
+    fn socket(&mut self) -> Socket {
         self.next_socket += 1;
-        Arc::new(Socket::Replay(self.next_socket))
+        Socket::Replay(self.next_socket)
     }
 
     /// Looks a packet up at its destination, counts and checks the answer,

@@ -181,7 +181,7 @@ impl Rx<'_> {
         let outcome = Outcome::of(found.as_ref());
         self.counts.outcomes.count(outcome);
         if matches!(outcome, Outcome::Group | Outcome::Wildcard) {
-            if let Some(Socket::Listener(id)) = found.and_then(|pcb| pcb.socket()).as_deref() {
+            if let Some(Socket::Listener(id)) = found.and_then(|pcb| pcb.socket()) {
                 if let Some(hits) = self.counts.listener_hits.get_mut(*id) {
                     *hits += 1;
                 }
@@ -237,7 +237,7 @@ impl Rx<'_> {
         let verdict = match before.phase() {
             Phase::Established => Some((
                 Invariant::OwnPcb,
-                outcome == Outcome::Exact && socket.as_deref() == Some(&own),
+                outcome == Outcome::Exact && socket == Some(&own),
             )),
             Phase::TimeWait => {
                 // A dual-stack PCB shows an IPv4 peer in the v4-mapped form.
@@ -265,7 +265,7 @@ impl Rx<'_> {
                     && found.is_some_and(|pcb| {
                         pcb.peer_addr().is_some() && pcb.state() == State::Dropped
                     });
-                let ok = !closed && socket.as_deref() != Some(&own);
+                let ok = !closed && socket != Some(&own);
                 Some((Invariant::ClosedGone, ok))
             }
             Phase::Accepting | Phase::Closing => None,

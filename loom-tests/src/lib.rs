@@ -74,10 +74,10 @@ pub struct Sock {
 
 impl Sock {
     /// A socket whose drop increments `drops`.
-    pub fn new(drops: &Arc<StdAtomicUsize>) -> Arc<Sock> {
-        Arc::new(Sock {
+    pub fn new(drops: &Arc<StdAtomicUsize>) -> Sock {
+        Sock {
             drops: drops.clone(),
-        })
+        }
     }
 }
 
@@ -277,8 +277,15 @@ pub fn lookup_vs_close(broken: Option<&'static str>) {
         if closed_now {
             assert!(socket.is_none(), "socket() after close returned");
         }
-        drop(socket);
         table.flush();
+        // A socket read before the close is still there: it is dropped
+        // through the epoch, after this guard.
+        if let Some(socket) = socket {
+            assert!(
+                socket.drops.load(StdOrdering::SeqCst) == 0,
+                "dropped under a guard"
+            );
+        }
         // Still readable: the guard keeps the PCB alive through the close.
         assert_eq!(found.peer_addr(), Some(remote));
     }
@@ -756,11 +763,11 @@ pub fn bind_vs_time_wait(broken: Option<&'static str>) {
     let closed = Arc::new(AtomicBool::new(false));
 
     let ender = {
-        let (closed, drops) = (closed.clone(), drops.clone());
+        let (closed, drops, table) = (closed.clone(), drops.clone(), table.clone());
         thread::spawn(move || {
             old.time_wait().unwrap();
-            assert!(old.socket().is_none());
-            // The table's reference is released through the epoch, once no
+            assert!(old.socket(&table.pin()).is_none());
+            // The socket is released through the epoch, once no
             // guard can still see it; never twice.
             assert!(
                 drops.load(StdOrdering::SeqCst) <= 1,
@@ -785,7 +792,7 @@ pub fn bind_vs_time_wait(broken: Option<&'static str>) {
         drops.load(StdOrdering::SeqCst) <= 1,
         "socket dropped at most once"
     );
-    assert!(new.socket().is_some());
+    assert!(new.socket(&table.pin()).is_some());
     assert_eq!(table.len(), usize::from(result.is_ok()));
 }
 

@@ -45,13 +45,11 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn socket(&self) -> Option<Arc<Tracked>> {
+    fn socket(&self) -> Option<Tracked> {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
-        (id < MAX_SOCKETS).then(|| {
-            Arc::new(Tracked {
-                id,
-                drops: self.drops.clone(),
-            })
+        (id < MAX_SOCKETS).then(|| Tracked {
+            id,
+            drops: self.drops.clone(),
         })
     }
 }
@@ -105,7 +103,7 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
                         && ctx.table.protocol() == Protocol::Udp
                         && handles[i].state() == State::Connected;
                     if disconnects {
-                        if let Some(socket) = handles[i].socket() {
+                        if let Some(socket) = handles[i].socket(&ctx.table.pin()) {
                             moved.insert(socket.id);
                         }
                     }
@@ -134,7 +132,7 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
             Op::Disconnect { pcb } => {
                 if let Some(i) = pick(handles.len(), pcb) {
                     if handles[i].disconnect().is_ok() {
-                        if let Some(socket) = handles[i].socket() {
+                        if let Some(socket) = handles[i].socket(&ctx.table.pin()) {
                             moved.insert(socket.id);
                         }
                     }
@@ -162,7 +160,12 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
                         .lookup(local_addr(local, lport), remote_addr(remote, rport), &guard)
                 {
                     // Reading a view must be safe whatever happens to the PCB.
-                    let _ = (p.local_addr(), p.peer_addr(), p.state(), p.socket());
+                    let _ = (
+                        p.local_addr(),
+                        p.peer_addr(),
+                        p.state(),
+                        p.socket().map(|s| s.id),
+                    );
                 }
             }
             Op::LookupLocal {
@@ -283,7 +286,7 @@ fn check(
         .filter(|h| matches!(h.state(), State::Bound | State::Listen))
         // disconnect() moves a PCB back to its wildcard without a conflict
         // check, in both kernels: those PCBs are not judged here.
-        .filter(|h| h.socket().is_none_or(|s| !moved.contains(&s.id)))
+        .filter(|h| h.socket(&guard).is_none_or(|s| !moved.contains(&s.id)))
         .collect();
     for (i, x) in bound.iter().enumerate() {
         for y in &bound[i + 1..] {

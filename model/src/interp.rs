@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
 
@@ -155,7 +154,7 @@ impl Harness {
                 }
                 let family = if v6 { Family::Inet6 } else { Family::Inet };
                 let id = self.model.attach(v6, user.cred());
-                let pcb = self.table.attach(family, user.cred(), Arc::new(id as u32));
+                let pcb = self.table.attach(family, user.cred(), id as u32);
                 self.handles.push(Handle { pcb, id });
             }
             Op::SetOpt { pcb, opt, on } => {
@@ -228,7 +227,13 @@ impl Harness {
                 l.set_port(lport);
                 let r = remote_addr(remote, rport);
                 let next = self.model.recs_len() as u32;
-                let t = h.pcb.accept(l, r, Arc::new(next));
+                let t = h.pcb.try_accept(l, r, next);
+                if let Err((_, back)) = &t {
+                    if *back != next {
+                        return Err("a failed accept lost its socket".into());
+                    }
+                }
+                let t = t.map_err(|(error, _)| error);
                 let m = self.model.accept(h.id, l, r);
                 match (t, m) {
                     (Ok(pcb), Ok(id)) => self.handles.push(Handle { pcb, id }),
@@ -252,7 +257,8 @@ impl Harness {
                 };
                 let h = &self.handles[i];
                 compare("time_wait", h.pcb.time_wait(), self.model.time_wait(h.id))?;
-                if h.pcb.state() == pcbhash::State::TimeWait && h.pcb.socket().is_some() {
+                let guard = self.table.pin();
+                if h.pcb.state() == pcbhash::State::TimeWait && h.pcb.socket(&guard).is_some() {
                     return Err("a TIME_WAIT PCB still hands out its socket".into());
                 }
             }
@@ -262,13 +268,14 @@ impl Harness {
                 };
                 let h = self.handles.swap_remove(i);
                 self.model.close(h.id);
-                let socket = h.pcb.socket();
+                let guard = self.table.pin();
+                let socket = h.pcb.socket(&guard);
+                let before = socket.copied();
                 h.pcb.close();
-                // The table let go of the socket: besides this copy, at most
-                // its own reference is left, waiting in the epoch for the
-                // guards that could still see it.
-                if socket.is_some_and(|s| Arc::strong_count(&s) > 2) {
-                    return Err("a closed PCB still holds its socket".into());
+                // Detached at once, dropped only after the guard: what was
+                // read under it is still there.
+                if socket.copied() != before {
+                    return Err("a closed PCB's socket changed under a guard".into());
                 }
             }
             Op::Lookup {

@@ -14,8 +14,10 @@
 //!   index hands back.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes.
-//! - [`SocketSlot`]: the socket reference, readable without a reference count
-//!   under a guard.
+//! - [`SocketCell`]: the socket inside the PCB, readable without a reference
+//!   count under a guard, dropped in place through the epoch.
+//! - [`TupleLatch`](latch::TupleLatch): the tuple inside the PCB, two copies and a sequence
+//!   counter, which readers copy without waiting for a writer.
 //!
 //! The common invariant: a node or value is freed only through
 //! `Guard::defer_destroy` (or `defer_unchecked`) after it has been made
@@ -24,14 +26,16 @@
 
 mod cell;
 mod exact;
+mod latch;
 mod ports;
-mod slot;
+mod socket;
 mod spill;
 
 pub(crate) use cell::{EpochCell, EpochOption};
 pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats};
+pub(crate) use latch::{TupleCell, TupleWords};
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
-pub(crate) use slot::SocketSlot;
+pub(crate) use socket::SocketCell;
 pub(crate) use spill::SpillList;
 
 use crossbeam_epoch::{default_collector, Guard};

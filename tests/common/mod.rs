@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use pcbhash::{Cred, Family, Pcb, PcbTable, Policy, Protocol};
 
@@ -39,7 +38,7 @@ pub fn family_of(address: SocketAddr) -> Family {
 /// attach + bind, panicking on failure.
 pub fn bound(table: &PcbTable<Sock>, cred: Cred, local: &str, id: u32) -> Pcb<Sock> {
     let local = addr(local);
-    let pcb = table.attach(family_of(local), cred, Arc::new(Sock(id)));
+    let pcb = table.attach(family_of(local), cred, Sock(id));
     pcb.bind(local)
         .unwrap_or_else(|e| panic!("bind {local}: {e}"));
     pcb
@@ -87,6 +86,6 @@ pub fn table_of(
         .build()
 }
 
-pub fn unused() -> Arc<Sock> {
-    Arc::new(Sock(u32::MAX))
+pub fn unused() -> Sock {
+    Sock(u32::MAX)
 }

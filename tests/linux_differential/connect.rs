@@ -1,7 +1,6 @@
 //! TCP connect() in both worlds, and the server side the kernel accepts.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{errno, linux_kernel, table_errno, Entry, Scan, World};
@@ -147,7 +146,7 @@ impl World {
         let accepted = self
             .entry(chosen)
             .table
-            .accept(tto, client_table, Arc::new(()))
+            .accept(tto, client_table, ())
             .map_err(|e| format!("table accept on #{chosen}: {e:?}"))?;
         let (v6, uid, reuse_addr) = {
             let l = self.entry(chosen);

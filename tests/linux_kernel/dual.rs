@@ -2,7 +2,6 @@
 //! a scenario, and checks that both give the expected result.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pcbhash::{Cred, Family, Pcb, PcbTable, Policy, Protocol};
@@ -57,7 +56,7 @@ impl Scene {
         let family = if v6 { Family::Inet6 } else { Family::Inet };
         Pair {
             kernel: socket_as(uid, v6, self.udp).expect("socket"),
-            table: self.table.attach(family, Cred::user(uid), Arc::new(())),
+            table: self.table.attach(family, Cred::user(uid), ()),
             uid,
             udp: self.udp,
         }
@@ -136,10 +135,7 @@ impl Pair {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let table = self
-            .table
-            .accept(to, from, Arc::new(()))
-            .expect("table accept");
+        let table = self.table.accept(to, from, ()).expect("table accept");
         Pair {
             kernel: kernel.expect("the kernel has the connection"),
             table,

@@ -41,12 +41,12 @@ impl Ledger {
     }
 
     /// A new socket for a PCB of `uid`, counted in this ledger.
-    pub fn socket(self: &Arc<Self>, uid: u32) -> Arc<Sock> {
+    pub fn socket(self: &Arc<Self>, uid: u32) -> Sock {
         self.created.fetch_add(1, Ordering::SeqCst);
-        Arc::new(Sock {
+        Sock {
             uid,
             ledger: self.clone(),
-        })
+        }
     }
 
     pub fn created(&self) -> usize {

@@ -279,7 +279,7 @@ impl<'a> Worker<'a> {
                     State::Dropped,
                     "the TIME_WAIT PCB was replaced"
                 );
-                assert!(old.pcb.socket().is_none());
+                assert!(old.pcb.socket(&self.ctx.table.pin()).is_none());
                 self.ctx.release_tuple(tuple, old.uid);
                 self.ctx.claim_tuple(tuple, uid);
                 drop(old);
@@ -321,7 +321,7 @@ impl<'a> Worker<'a> {
         if self.ctx.protocol == Protocol::Tcp {
             self.counts.time_waits += 1;
             held.pcb.time_wait().unwrap();
-            assert!(held.pcb.socket().is_none());
+            assert!(held.pcb.socket(&self.ctx.table.pin()).is_none());
             let guard = self.ctx.table.pin();
             let found = self.ctx.table.lookup(tuple.0, tuple.1, &guard);
             let found = found.expect("a TIME_WAIT PCB keeps its tuple");

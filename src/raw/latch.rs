@@ -1,0 +1,287 @@
+//! `TupleLatch`: a PCB's 4-tuple stored inline, which readers copy without
+//! waiting for a writer and without a lock.
+//!
+//! The tuple is kept twice, as plain atomic words, with a sequence counter
+//! (the shape of Linux's `seqcount_latch`). A reader loads the counter, copies
+//! the copy the counter points to (`seq & 1`), and loads the counter again:
+//! if it did not move, the words were not written meanwhile and form one
+//! tuple; if it moved, a writer finished a step in the meantime and the
+//! reader copies again, from the copy the new counter points to. A writer
+//! bumps the counter (readers turn to the other copy), rewrites the copy they
+//! left, bumps it again (readers turn back) and rewrites the other one. At
+//! every moment one copy is whole and the counter points to it, so a writer
+//! preempted halfway through stalls no reader: a reader retries only when a
+//! writer made progress while it was copying.
+//!
+//! Every word is an atomic, so a reader that overlaps a writer reads stale or
+//! mixed words, never undefined ones, and throws them away. No allocation,
+//! no epoch: a change costs two counter stores and ten word stores.
+
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// A tuple as the latch stores it: four address words (local, then
+/// remote, 128 bits each) and the two ports in one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TupleWords {
+    pub(crate) addrs: [u64; 4],
+    pub(crate) ports: u32,
+}
+
+/// See the module docs.
+///
+/// This type maintains the invariant that, between calls of
+/// [`store`](Self::store), the counter is even and both copies hold the last
+/// value stored; during one, the copy `seq & 1` holds a whole value (the old
+/// one, then the new one). Writers must be serialised by the caller (a PCB's
+/// tuple is written only under its owner lock); two writers at once would
+/// give readers a mixed value, though still no undefined behaviour.
+// Under loom the table uses `LockedTuple`; the latch serves its own models.
+#[cfg_attr(pcbhash_loom, allow(dead_code))]
+pub(crate) struct TupleLatch {
+    seq: AtomicU32,
+    ports: [AtomicU32; 2],
+    addrs: [[AtomicU64; 4]; 2],
+}
+
+#[cfg_attr(pcbhash_loom, allow(dead_code))]
+impl TupleLatch {
+    pub(crate) fn new(value: TupleWords) -> Self {
+        let copy = || (AtomicU32::new(value.ports), value.addrs.map(AtomicU64::new));
+        let ((p0, a0), (p1, a1)) = (copy(), copy());
+        Self {
+            seq: AtomicU32::new(0),
+            ports: [p0, p1],
+            addrs: [a0, a1],
+        }
+    }
+
+    /// The current value. Lock-free and wait-free with respect to a stalled
+    /// writer: it copies again only if a writer completed a step while it
+    /// was copying.
+    #[inline]
+    pub(crate) fn load(&self) -> TupleWords {
+        loop {
+            let seq = self.seq.load(Ordering::Acquire);
+            let copy = (seq & 1) as usize;
+            let addrs = &self.addrs[copy];
+            let value = TupleWords {
+                addrs: [
+                    addrs[0].load(Ordering::Relaxed),
+                    addrs[1].load(Ordering::Relaxed),
+                    addrs[2].load(Ordering::Relaxed),
+                    addrs[3].load(Ordering::Relaxed),
+                ],
+                ports: self.ports[copy].load(Ordering::Relaxed),
+            };
+            // Orders the copy before the re-check: had any word come from a
+            // store after the writer's bump, the re-check sees that bump.
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == seq {
+                return value;
+            }
+        }
+    }
+
+    /// Replaces the value. Callers serialise their stores (see the type).
+    pub(crate) fn store(&self, value: TupleWords) {
+        self.store_stepping(value, || {});
+    }
+
+    /// [`store`](Self::store), calling `step` after each counter bump and
+    /// each word written, so that a model can park the writer anywhere.
+    fn store_stepping(&self, value: TupleWords, mut step: impl FnMut()) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        for half in 0..2u32 {
+            let bumped = seq.wrapping_add(half + 1);
+            // Release: the copy readers turn to was completed before this.
+            self.seq.store(bumped, Ordering::Release);
+            // Orders the bump before the word stores below: a reader that
+            // loads one of them sees the bump when it re-checks.
+            fence(Ordering::Release);
+            step();
+            let left = (seq.wrapping_add(half) & 1) as usize;
+            for (word, new) in self.addrs[left].iter().zip(value.addrs) {
+                word.store(new, Ordering::Relaxed);
+                step();
+            }
+            self.ports[left].store(value.ports, Ordering::Relaxed);
+            step();
+        }
+    }
+}
+
+/// What a PCB stores its tuple in: the [`TupleLatch`]; under loom, a
+/// [`LockedTuple`] instead.
+#[cfg(not(pcbhash_loom))]
+pub(crate) type TupleCell = TupleLatch;
+/// What a PCB stores its tuple in: the [`TupleLatch`]; under loom, a
+/// [`LockedTuple`] instead.
+#[cfg(pcbhash_loom)]
+pub(crate) type TupleCell = LockedTuple;
+
+/// The tuple behind a loom mutex: what the table-level models use in place
+/// of the [`TupleLatch`], as they use a mutex in place of arc-swap. Both are
+/// linearizable registers of a whole tuple (a latch's store takes effect at
+/// its second counter bump, a load at the counter load it validated), so
+/// the table's models see the same behaviours. The latch's own
+/// interleavings are explored by its own models below: in a table model,
+/// each of a reader's relaxed word loads racing a writer's ten word stores
+/// may return any of several values, and those choices multiply with every
+/// other step of the model beyond what a run can explore.
+#[cfg(pcbhash_loom)]
+pub(crate) struct LockedTuple(crate::sync::Mutex<TupleWords>);
+
+#[cfg(pcbhash_loom)]
+impl LockedTuple {
+    pub(crate) fn new(value: TupleWords) -> Self {
+        Self(crate::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn load(&self) -> TupleWords {
+        *crate::sync::lock(&self.0)
+    }
+
+    pub(crate) fn store(&self, value: TupleWords) {
+        *crate::sync::lock(&self.0) = value;
+    }
+}
+
+impl std::fmt::Debug for TupleLatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TupleLatch").field(&self.load()).finish()
+    }
+}
+
+#[cfg(all(test, not(pcbhash_loom)))]
+mod tests {
+    use super::*;
+
+    fn words(n: u64) -> TupleWords {
+        TupleWords {
+            addrs: [n, n + 1, n + 2, n + 3],
+            ports: n as u32,
+        }
+    }
+
+    #[test]
+    fn a_store_is_seen_by_the_next_load() {
+        let latch = TupleLatch::new(words(1));
+        assert_eq!(latch.load(), words(1));
+        for n in 2..6 {
+            latch.store(words(n));
+            assert_eq!(latch.load(), words(n));
+        }
+    }
+
+    /// Halfway through a store, the counter points to a whole copy: the old
+    /// value until the first copy is rewritten, then the new one.
+    #[test]
+    fn a_load_during_a_store_sees_a_whole_value() {
+        let latch = TupleLatch::new(words(10));
+        let mut seen = Vec::new();
+        // A reader on the writer's own thread: had it to wait for the
+        // writer, it would never return.
+        latch.store_stepping(words(20), || seen.push(latch.load()));
+        assert_eq!(seen.len(), 12);
+        assert!(seen.iter().all(|&v| v == words(10) || v == words(20)));
+        // The old value until the first copy is whole again, then the new.
+        let switch = seen.iter().position(|&v| v == words(20)).unwrap();
+        assert!(seen[switch..].iter().all(|&v| v == words(20)));
+        assert!(switch > 0);
+        assert_eq!(latch.load(), words(20));
+    }
+
+    #[test]
+    fn concurrent_loads_are_never_torn() {
+        let latch = std::sync::Arc::new(TupleLatch::new(words(0)));
+        let writer = {
+            let latch = latch.clone();
+            std::thread::spawn(move || {
+                for n in 1..20_000 {
+                    latch.store(words(n * 10));
+                }
+            })
+        };
+        let mut last = 0;
+        while !writer.is_finished() {
+            let value = latch.load();
+            let n = value.addrs[0];
+            assert_eq!(value, words(n), "a torn tuple");
+            assert!(n >= last, "went back from {last} to {n}");
+            last = n;
+        }
+        writer.join().unwrap();
+    }
+}
+
+#[cfg(all(test, pcbhash_loom))]
+mod loom_tests {
+    use super::*;
+
+    use crate::sync::{Arc, AtomicBool};
+
+    fn words(n: u64) -> TupleWords {
+        TupleWords {
+            addrs: [n; 4],
+            ports: n as u32,
+        }
+    }
+
+    /// A load is whole, and a later load never goes back to the old value.
+    #[test]
+    fn loads_are_whole_and_ordered() {
+        loom::model(|| {
+            let latch = Arc::new(TupleLatch::new(words(1)));
+            let writer = {
+                let latch = latch.clone();
+                loom::thread::spawn(move || latch.store(words(2)))
+            };
+            let first = latch.load();
+            let second = latch.load();
+            for value in [first, second] {
+                assert_eq!(value, words(value.addrs[0]), "torn: {value:?}");
+            }
+            assert!(first.addrs[0] <= second.addrs[0]);
+            writer.join().unwrap();
+        });
+    }
+
+    /// The writer parks after `park_at` steps of its store and stays there
+    /// until the reader has finished: the reader's load must complete (a
+    /// reader that waited for the writer would never return, and loom
+    /// reports the endless loop) with the old value or the new one, whole.
+    #[test]
+    fn a_load_completes_while_the_writer_is_parked() {
+        for park_at in 0..12 {
+            loom::model(move || {
+                let latch = Arc::new(TupleLatch::new(words(1)));
+                let parked = Arc::new(AtomicBool::new(false));
+                let released = Arc::new(AtomicBool::new(false));
+                let writer = {
+                    let (latch, parked, released) =
+                        (latch.clone(), parked.clone(), released.clone());
+                    loom::thread::spawn(move || {
+                        let mut steps = 0;
+                        latch.store_stepping(words(2), || {
+                            if steps == park_at {
+                                parked.store(true, Ordering::Release);
+                                while !released.load(Ordering::Acquire) {
+                                    loom::thread::yield_now();
+                                }
+                            }
+                            steps += 1;
+                        });
+                    })
+                };
+                while !parked.load(Ordering::Acquire) {
+                    loom::thread::yield_now();
+                }
+                let value = latch.load();
+                assert!(value == words(1) || value == words(2), "torn: {value:?}");
+                released.store(true, Ordering::Release);
+                writer.join().unwrap();
+                assert_eq!(latch.load(), words(2));
+            });
+        }
+    }
+}
