@@ -215,6 +215,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         fresh: bool,
         guard: &Guard,
     ) {
+        held.moving();
         self.relist_unconnected(held, inner, guard);
         self.readdress(held, inner, local, flags, fresh);
         self.move_step("disconnect: tuple published");
@@ -305,6 +306,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         fresh: bool,
         guard: &Guard,
     ) {
+        if !fresh {
+            // From the wildcard list: a move.
+            held.moving();
+        }
         let tuple = flow.tuple;
         if inner.tuple(guard) != tuple {
             inner.set_tuple(tuple);
@@ -723,6 +728,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
+            held.moving();
             // Whether `inner` held the old 4-tuple's entry, read under the
             // port's lock; the bits start afresh for the new one.
             let was = inner.flags.load();

@@ -33,6 +33,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             None
         };
+        if before.is_some() {
+            // The holder's entry gives way to the new one: a move.
+            held.moving();
+        }
         self.exact_insert(flow, inner, guard);
         if let Some(old) = before {
             self.exact_remove(flow, &old, guard);

@@ -148,6 +148,9 @@ pub(crate) struct Broken {
     /// tuple and not yet reached the exact index (breaks "no false negatives"
     /// while that connect is preempted).
     pub(crate) skip_connecting: bool,
+    /// A lookup trusts its three reads without the move count (breaks "no
+    /// false negatives" for a PCB that moves twice while one lookup runs).
+    pub(crate) ignore_moves: bool,
     /// Port locks lock nothing (breaks "conflict checks are atomic with their
     /// insert").
     pub(crate) no_port_lock: bool,
@@ -160,8 +163,8 @@ pub(crate) struct Broken {
 #[cfg(pcbhash_broken)]
 impl Broken {
     /// The switch named `variant`: `"resize-moved-first"`,
-    /// `"one-exact-probe"`, `"skip-connecting"`, `"no-port-lock"` or
-    /// `"free-at-once"`.
+    /// `"one-exact-probe"`, `"skip-connecting"`, `"ignore-moves"`,
+    /// `"no-port-lock"` or `"free-at-once"`.
     ///
     /// # Panics
     ///
@@ -172,6 +175,7 @@ impl Broken {
             "resize-moved-first" => broken.resize_moved_first = true,
             "one-exact-probe" => broken.one_exact_probe = true,
             "skip-connecting" => broken.skip_connecting = true,
+            "ignore-moves" => broken.ignore_moves = true,
             "no-port-lock" => broken.no_port_lock = true,
             "free-at-once" => broken.free_at_once = true,
             other => panic!("pcbhash: no broken variant named {other:?}"),

@@ -567,7 +567,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     }
 
     /// The lookup after an exact miss: the wildcard and group stages, then
-    /// the exact index once more. It never waits and never loops: a writer
+    /// the exact index once more. It never waits: a writer
     /// preempted in the middle of a move holds no lookup up.
     ///
     /// # Why there are no false negatives
@@ -630,8 +630,57 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// PCB never wins because the better one was moving. And every PCB
     /// returned matched when it was read: the exact index's probe compares
     /// the tuple the PCB shows, and the walk ranks the view it read.
+    ///
+    /// # A PCB that moves twice
+    ///
+    /// The three reads cover one move. A lookup that runs long (its thread
+    /// preempted) can overlap two moves of the PCB it looks for, a connect
+    /// and a disconnect say, and miss it in all three. Each move marks its
+    /// port's stripe (the move count is odd from the move's first step to
+    /// its release of the lock), and the lookup reads that count after its
+    /// first probe. If the count was even and is unchanged after the second
+    /// probe, no move began or ended in between: the PCB stayed in one place
+    /// for the walk and the second probe, and one of them read it. Otherwise
+    /// it reads everything again, the count first: an unchanged count then
+    /// means at most one move, under way throughout, which the three reads
+    /// cover. A lookup reads again only after a writer began or finished a
+    /// move, so a writer preempted mid-move holds no lookup up (the count
+    /// stays as it is), and lookups stay lock-free.
     #[inline(never)]
     fn lookup_slow<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        let ports = &self.shared.ports;
+        let port = local.port();
+        let mut seen = ports.moves(port);
+        // Read after the first probe: it vouches for the walk and the second
+        // probe only when no move was under way.
+        let mut whole = seen % 2 == 0;
+        self.shared.move_step("lookup: first probe missed");
+        loop {
+            let answer = self.slow_pass(local, key, hash, guard);
+            #[cfg(pcbhash_broken)]
+            if self.shared.broken.ignore_moves {
+                return answer;
+            }
+            if whole && !ports.moved_since(port, seen) {
+                return answer;
+            }
+            seen = ports.moves(port);
+            whole = true;
+            if let Some(pcb) = self.shared.exact.find(hash, key, guard) {
+                return Some(PcbRef::new(pcb, guard));
+            }
+        }
+    }
+
+    /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
+    /// first probe, the second probe included.
+    fn slow_pass<'g>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
@@ -687,6 +736,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                 None => pcb = shared.best_wildcard(&local, &source, None, guard).pcb(),
             }
         }
+        shared.move_step("lookup: walk done");
         #[cfg(pcbhash_broken)]
         if shared.broken.one_exact_probe {
             return match connecting {
@@ -984,8 +1034,8 @@ impl Builder {
     /// For the loom models' self-test only (compiled with
     /// `--cfg pcbhash_broken`): a table with one piece of its synchronisation
     /// deliberately removed. `variant` is `"resize-moved-first"`,
-    /// `"one-exact-probe"`, `"skip-connecting"`, `"no-port-lock"` or
-    /// `"free-at-once"` (the last one is memory-unsafe on purpose, for a
+    /// `"one-exact-probe"`, `"skip-connecting"`, `"ignore-moves"`,
+    /// `"no-port-lock"` or `"free-at-once"` (the last one is memory-unsafe on purpose, for a
     /// sanitizer to catch).
     ///
     /// # Panics

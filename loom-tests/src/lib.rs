@@ -466,6 +466,64 @@ pub fn lookup_during_disconnect(broken: Option<&'static str>) {
     assert_eq!(pcb.local_addr(), Some(addr("0.0.0.0:1000")));
 }
 
+/// UDP: a PCB bound to `127.0.0.1:1000` connects to the looked-up flow and
+/// disconnects again while one lookup runs. It matches the flow throughout
+/// (bound, connected, then bound to `0.0.0.0:1000`), so the lookup must find
+/// it, even when it reads the exact index before the connect, the wildcard
+/// list after it, and the exact index after the disconnect: two moves, which
+/// the three reads alone do not cover.
+pub fn lookup_across_two_moves(broken: Option<&'static str>) {
+    let drops = Arc::new(StdAtomicUsize::new(0));
+    let connected = Arc::new(AtomicBool::new(false));
+    let disconnected = Arc::new(AtomicBool::new(false));
+    // The lookup's thread waits, once each, after its first probe for the
+    // connect and after its walk for the disconnect: the two moves then
+    // fall between its reads.
+    let hook = {
+        let (connected, disconnected) = (connected.clone(), disconnected.clone());
+        let waited = [
+            std::sync::atomic::AtomicBool::new(false),
+            std::sync::atomic::AtomicBool::new(false),
+        ];
+        move |at: &'static str| {
+            let (wait, until) = match at {
+                "lookup: first probe missed" => (&waited[0], &connected),
+                "lookup: walk done" => (&waited[1], &disconnected),
+                _ => return,
+            };
+            if !wait.swap(true, StdOrdering::SeqCst) {
+                while !until.load(Ordering::SeqCst) {
+                    thread::yield_now();
+                }
+            }
+        }
+    };
+    let table = Arc::new(
+        builder(Protocol::Udp, broken)
+            .on_move_step(hook)
+            .build::<Sock>(),
+    );
+    let (local, remote) = (addr("127.0.0.1:1000"), addr("127.0.0.2:2000"));
+    let pcb = table.attach(Family::Inet, cred(1), Sock::new(&drops));
+    pcb.bind(local).unwrap();
+
+    let mover = thread::spawn(move || {
+        pcb.connect(remote).unwrap();
+        connected.store(true, Ordering::SeqCst);
+        pcb.disconnect().unwrap();
+        disconnected.store(true, Ordering::SeqCst);
+        pcb
+    });
+    let guard = table.pin();
+    let found = table
+        .lookup(local, remote, &guard)
+        .expect("false negative: the PCB was not found across two moves");
+    assert_eq!(found.cred().uid, 1);
+    drop(guard);
+    let pcb = mover.join().unwrap();
+    assert_eq!(pcb.state(), State::Bound);
+}
+
 /// The steps in the middle of a move at which [`lookup_while_move_parked`]
 /// parks the writer (see `Builder::on_move_step`).
 pub const MOVE_STEPS: [&str; 4] = [

@@ -64,6 +64,16 @@ fn one_exact_probe_is_caught() {
     );
 }
 
+/// Without the move count, a lookup can miss a PCB that moves twice while
+/// it runs.
+#[test]
+fn ignore_moves_is_caught() {
+    models::expect_caught(
+        "model_ignore_moves",
+        "false negative: the PCB was not found across two moves",
+    );
+}
+
 /// A walk that passes over a PCB whose connect has published its tuple but
 /// not reached the exact index misses it while that connect is parked.
 #[test]
@@ -103,6 +113,14 @@ fn model_resize_moved_first() {
 fn model_one_exact_probe() {
     models::check("lookup_during_connect (broken: one-exact-probe)", || {
         models::lookup_during_connect(Some("one-exact-probe"))
+    });
+}
+
+#[test]
+#[ignore = "run in a child process by ignore_moves_is_caught"]
+fn model_ignore_moves() {
+    models::check("lookup_across_two_moves (broken: ignore-moves)", || {
+        models::lookup_across_two_moves(Some("ignore-moves"))
     });
 }
 

@@ -74,6 +74,13 @@ fn lookup_during_incremental_resize() {
 }
 
 #[test]
+fn lookup_across_two_moves() {
+    models::check("lookup_across_two_moves", || {
+        models::lookup_across_two_moves(None)
+    });
+}
+
+#[test]
 fn lookup_while_move_parked() {
     for step in models::MOVE_STEPS {
         models::check(&format!("lookup_while_move_parked ({step})"), move || {

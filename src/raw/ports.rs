@@ -13,16 +13,22 @@
 //! which is also the lock that makes a bind-conflict check atomic with its
 //! insert.
 //!
-//! Readers keep no sequence of the stripe: a lookup's order of reads (the
-//! exact index, a port list, the exact index again; see `PcbTable::lookup`)
-//! finds a PCB that moves between a list and the exact index without knowing
-//! that it moves, so nothing here makes a reader wait or retry.
+//! A write section that *moves* a PCB (between a list and the exact index,
+//! or to another tuple while it stays findable) says so with
+//! [`PortLock::moving`]: the stripe's move count is odd from then until the
+//! lock is released, and even otherwise. Lookups never wait on it. A lookup
+//! already finds a PCB that makes one move while it runs, by its order of
+//! reads (the exact index, a port list, the exact index again; see
+//! `PcbTable::lookup`); it reads the count only after an exact miss, to
+//! notice a PCB that moved *twice* while it ran, and then reads again.
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
 use crate::counter::Counter;
-use crate::sync::{lock, unique_id, AtomicU64, Mutex, MutexGuard, Ordering};
+use std::cell::Cell;
+
+use crate::sync::{fence, lock, unique_id, AtomicU64, Mutex, MutexGuard, Ordering};
 
 const PAGE_BITS: u32 = 8;
 const PAGE_LEN: usize = 1 << PAGE_BITS;
@@ -77,6 +83,20 @@ struct Stripe {
     /// Written only under `lock`, so it shares the line the lock's holder
     /// owns anyway.
     seq: AtomicU64,
+    /// Odd while a holder of `lock` is in the middle of a move, even
+    /// otherwise; moves on by two per move. Written only under `lock`; read
+    /// by lookups after an exact miss (see [`PortTable::moves`]).
+    moves: AtomicU64,
+}
+
+impl Drop for PortLock<'_> {
+    fn drop(&mut self) {
+        if self.moving.get() {
+            // Still under the lock: its guard is a field, dropped after this.
+            let moves = self.stripe.moves.load(Ordering::Relaxed);
+            self.stripe.moves.store(moves + 1, Ordering::Release);
+        }
+    }
 }
 
 /// Per-port owner lists. See the module docs.
@@ -101,9 +121,26 @@ pub(crate) struct PortLock<'a> {
     stripe: &'a Stripe,
     table: u64,
     port: u16,
+    /// Whether this section moves a PCB: the stripe's move count is odd
+    /// until the lock is released.
+    moving: Cell<bool>,
 }
 
 impl PortLock<'_> {
+    /// Marks this write section as a move of a PCB that stays findable
+    /// throughout (see the module docs): the stripe's move count turns odd
+    /// now, before any step of the move, and even again when the lock is
+    /// released. Calling it again in the same section does nothing.
+    pub(crate) fn moving(&self) {
+        if !self.moving.replace(true) {
+            let moves = self.stripe.moves.load(Ordering::Relaxed);
+            self.stripe.moves.store(moves + 1, Ordering::Relaxed);
+            // Orders the odd count before every step of the move: a lookup
+            // that sees a step, then fences, sees the count.
+            fence(Ordering::Release);
+        }
+    }
+
     /// The port this lock serialises.
     pub(crate) fn port(&self) -> u16 {
         self.port
@@ -177,6 +214,7 @@ impl<V: Send + 'static> PortTable<V> {
                     CachePadded::new(Stripe {
                         lock: Mutex::new(()),
                         seq: AtomicU64::new(0),
+                        moves: AtomicU64::new(0),
                     })
                 })
                 .collect(),
@@ -200,6 +238,29 @@ impl<V: Send + 'static> PortTable<V> {
         self.len.get()
     }
 
+    /// The move count of `port`'s stripe (see the module docs), read before
+    /// the reads it is to vouch for. One load; no write, no wait.
+    #[inline]
+    pub(crate) fn moves(&self, port: u16) -> u64 {
+        self.stripes[port as usize % STRIPES]
+            .moves
+            .load(Ordering::Acquire)
+    }
+
+    /// Whether a move on `port`'s stripe began or ended since
+    /// [`moves`](Self::moves) gave `seen`, judged after the reads made in
+    /// between.
+    #[inline]
+    pub(crate) fn moved_since(&self, port: u16, seen: u64) -> bool {
+        // Orders the caller's reads before the re-read: one that saw any step
+        // of a move sees that move's odd count.
+        fence(Ordering::Acquire);
+        self.stripes[port as usize % STRIPES]
+            .moves
+            .load(Ordering::Relaxed)
+            != seen
+    }
+
     /// Takes the writer lock of `port`. Blocks while another writer of a port in
     /// the same stripe holds it.
     pub(crate) fn lock(&self, port: u16) -> PortLock<'_> {
@@ -211,6 +272,7 @@ impl<V: Send + 'static> PortTable<V> {
                 stripe,
                 table: self.id,
                 port,
+                moving: Cell::new(false),
             };
         }
         PortLock {
@@ -218,6 +280,7 @@ impl<V: Send + 'static> PortTable<V> {
             stripe,
             table: self.id,
             port,
+            moving: Cell::new(false),
         }
     }
 
