@@ -656,24 +656,44 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ) -> Option<PcbRef<'g, S>> {
         let ports = &self.shared.ports;
         let port = local.port();
-        let mut seen = ports.moves(port);
-        // Read after the first probe: it vouches for the walk and the second
-        // probe only when no move was under way.
-        let mut whole = seen % 2 == 0;
+        let seen = ports.moves(port);
         self.shared.move_step("lookup: first probe missed");
+        let answer = self.slow_pass(local, key, hash, guard);
+        #[cfg(pcbhash_broken)]
+        if self.shared.broken.ignore_moves {
+            return answer;
+        }
+        // Read after the first probe, the count vouches for the walk and the
+        // second probe only when no move was under way.
+        if seen % 2 == 0 && !ports.moved_since(port, seen) {
+            return answer;
+        }
+        self.lookup_again(local, key, hash, guard)
+    }
+
+    /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
+    /// it ran, or was under way before its first probe: every read again,
+    /// the move count first, until a pass sees it unchanged. Out of line, so
+    /// that the common case carries no loop.
+    #[cold]
+    #[inline(never)]
+    fn lookup_again<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        let ports = &self.shared.ports;
+        let port = local.port();
         loop {
-            let answer = self.slow_pass(local, key, hash, guard);
-            #[cfg(pcbhash_broken)]
-            if self.shared.broken.ignore_moves {
-                return answer;
-            }
-            if whole && !ports.moved_since(port, seen) {
-                return answer;
-            }
-            seen = ports.moves(port);
-            whole = true;
+            let seen = ports.moves(port);
             if let Some(pcb) = self.shared.exact.find(hash, key, guard) {
                 return Some(PcbRef::new(pcb, guard));
+            }
+            let answer = self.slow_pass(local, key, hash, guard);
+            if !ports.moved_since(port, seen) {
+                return answer;
             }
         }
     }
