@@ -466,6 +466,52 @@ pub fn lookup_during_disconnect(broken: Option<&'static str>) {
     assert_eq!(pcb.local_addr(), Some(addr("0.0.0.0:1000")));
 }
 
+/// A writer parked at one named step of a move: the table's move-step hook
+/// blocks there, once armed, on a gate the model's thread holds.
+struct Parking {
+    gate: Arc<loom::sync::Mutex<()>>,
+    parked: Arc<AtomicBool>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Parking {
+    /// The parking for `step`, and the hook to build the table with.
+    fn at(step: &'static str) -> (Self, impl Fn(&'static str) + Send + Sync + 'static) {
+        let parking = Parking {
+            gate: Arc::new(loom::sync::Mutex::new(())),
+            parked: Arc::new(AtomicBool::new(false)),
+            armed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let (gate, parked, armed) = (
+            parking.gate.clone(),
+            parking.parked.clone(),
+            parking.armed.clone(),
+        );
+        let hook = move |at: &'static str| {
+            if at == step && armed.load(StdOrdering::SeqCst) {
+                parked.store(true, Ordering::SeqCst);
+                drop(gate.lock().unwrap());
+            }
+        };
+        (parking, hook)
+    }
+
+    /// Closes the gate and arms the hook: the next time the writer reaches
+    /// the step, it parks until the returned guard is dropped.
+    fn arm(&self) -> loom::sync::MutexGuard<'_, ()> {
+        let hold = self.gate.lock().unwrap();
+        self.armed.store(true, StdOrdering::SeqCst);
+        hold
+    }
+
+    /// Waits until the writer has parked.
+    fn wait_parked(&self) {
+        while !self.parked.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+    }
+}
+
 /// UDP: a PCB bound to `127.0.0.1:1000` connects to the looked-up flow and
 /// disconnects again while one lookup runs. It matches the flow throughout
 /// (bound, connected, then bound to `0.0.0.0:1000`), so the lookup must find
@@ -546,18 +592,7 @@ pub const MOVE_STEPS: [&str; 4] = [
 pub fn lookup_while_move_parked(step: &'static str, broken: Option<&'static str>) {
     let connecting = step.starts_with("connect");
     let drops = Arc::new(StdAtomicUsize::new(0));
-    let gate = Arc::new(loom::sync::Mutex::new(()));
-    let parked = Arc::new(AtomicBool::new(false));
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hook = {
-        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
-        move |at: &'static str| {
-            if at == step && armed.load(StdOrdering::SeqCst) {
-                parked.store(true, Ordering::SeqCst);
-                drop(gate.lock().unwrap());
-            }
-        }
-    };
+    let (parking, hook) = Parking::at(step);
     let protocol = if connecting {
         Protocol::Tcp
     } else {
@@ -578,8 +613,7 @@ pub fn lookup_while_move_parked(step: &'static str, broken: Option<&'static str>
         pcb.connect(remote).unwrap();
     }
 
-    let hold = gate.lock().unwrap();
-    armed.store(true, StdOrdering::SeqCst);
+    let hold = parking.arm();
     let mover = thread::spawn(move || {
         if connecting {
             pcb.connect(remote).unwrap();
@@ -588,9 +622,7 @@ pub fn lookup_while_move_parked(step: &'static str, broken: Option<&'static str>
         }
         pcb
     });
-    while !parked.load(Ordering::SeqCst) {
-        thread::yield_now();
-    }
+    parking.wait_parked();
     let guard = table.pin();
     let found = table.lookup(local, remote, &guard);
     let uid = found.map(|pcb| pcb.cred().uid);
@@ -623,18 +655,7 @@ pub const ANY_PORT_STEPS: [&str; 2] = ["connect: tuple published", "connect: exa
 /// return the moving PCB, never the PCB bound to `0.0.0.0:1000` behind it.
 pub fn lookup_while_any_port_connect_parked(step: &'static str) {
     let drops = Arc::new(StdAtomicUsize::new(0));
-    let gate = Arc::new(loom::sync::Mutex::new(()));
-    let parked = Arc::new(AtomicBool::new(false));
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hook = {
-        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
-        move |at: &'static str| {
-            if at == step && armed.load(StdOrdering::SeqCst) {
-                parked.store(true, Ordering::SeqCst);
-                drop(gate.lock().unwrap());
-            }
-        }
-    };
+    let (parking, hook) = Parking::at(step);
     let table = Arc::new(
         builder(Protocol::Udp, None)
             .policy(Policy::Linux)
@@ -649,15 +670,12 @@ pub fn lookup_while_any_port_connect_parked(step: &'static str) {
     pcb.set_reuse_addr(true).unwrap();
     pcb.bind(local).unwrap();
 
-    let hold = gate.lock().unwrap();
-    armed.store(true, StdOrdering::SeqCst);
+    let hold = parking.arm();
     let mover = thread::spawn(move || {
         pcb.connect(addr("127.0.0.2:0")).unwrap();
         pcb
     });
-    while !parked.load(Ordering::SeqCst) {
-        thread::yield_now();
-    }
+    parking.wait_parked();
     let guard = table.pin();
     let found = table.lookup(local, addr("127.0.0.2:2000"), &guard);
     let uid = found.map(|pcb| pcb.cred().uid);
@@ -693,18 +711,7 @@ pub const RECONNECT_STEPS: [(&str, bool); 4] = [
 /// `0.0.0.0:1000` behind it.
 pub fn lookup_while_reconnect_parked(step: &'static str, old: bool, broken: Option<&'static str>) {
     let drops = Arc::new(StdAtomicUsize::new(0));
-    let gate = Arc::new(loom::sync::Mutex::new(()));
-    let parked = Arc::new(AtomicBool::new(false));
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hook = {
-        let (gate, parked, armed) = (gate.clone(), parked.clone(), armed.clone());
-        move |at: &'static str| {
-            if at == step && armed.load(StdOrdering::SeqCst) {
-                parked.store(true, Ordering::SeqCst);
-                drop(gate.lock().unwrap());
-            }
-        }
-    };
+    let (parking, hook) = Parking::at(step);
     let table = Arc::new(
         builder(Protocol::Udp, broken)
             .policy(Policy::Linux)
@@ -721,15 +728,12 @@ pub fn lookup_while_reconnect_parked(step: &'static str, old: bool, broken: Opti
     pcb.bind(local).unwrap();
     pcb.connect(first).unwrap();
 
-    let hold = gate.lock().unwrap();
-    armed.store(true, StdOrdering::SeqCst);
+    let hold = parking.arm();
     let mover = thread::spawn(move || {
         pcb.connect(second).unwrap();
         pcb
     });
-    while !parked.load(Ordering::SeqCst) {
-        thread::yield_now();
-    }
+    parking.wait_parked();
     let guard = table.pin();
     let peer = if old { first } else { second };
     let uid = table.lookup(local, peer, &guard).map(|pcb| pcb.cred().uid);
