@@ -100,13 +100,10 @@ impl<S: Send + Sync + 'static> SocketCell<S> {
         let owner = Arc::clone(owner);
         guard.defer(move || {
             let cell = (Arc::as_ptr(&owner) as *const u8).wrapping_add(offset) as *const Self;
-            // SAFETY: `cell` is the cell this call detached: it lies inside the
-            // owner's value (checked above), which `owner` keeps alive and in
-            // place (an `Arc`'s value never moves). The swap above took
-            // `present` from true to false, so the value is initialised and no
-            // one else drops it; readers could see it only under guards pinned
-            // before the swap, and the epoch runs this function after all of
-            // them are gone.
+            // SAFETY: `cell` lies inside the owner's value (checked above),
+            // which `owner` keeps alive and in place. The swap took `present`
+            // from true to false: the value is initialised, only we drop it,
+            // and the epoch runs this after every guard that could read it.
             unsafe { ManuallyDrop::drop(&mut *(*cell).socket.get()) };
             drop(owner);
         });
