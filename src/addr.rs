@@ -111,6 +111,15 @@ pub(crate) struct FlowKey {
 /// The high 96 bits of a v4-mapped address.
 const MAPPED: u128 = 0xffff << 32;
 
+/// The low word's share of [`MAPPED`].
+const MAPPED_LOW: u64 = 0xffff << 32;
+
+/// The hash of an IPv4 flow: its ports and its two 32-bit addresses.
+#[inline(always)]
+fn hash_v4(hasher: &ahash::RandomState, ports: u32, local: u64, remote: u64) -> u64 {
+    hasher.hash_one((ports, local << 32 | remote))
+}
+
 impl FlowKey {
     /// The key of a packet from `remote` to `local`, or `None` when the two
     /// addresses are of different families after canonicalisation (no PCB
@@ -119,6 +128,28 @@ impl FlowKey {
     pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
         let (l, r) = (socket_bits(local), socket_bits(remote));
         (is_mapped(l) == is_mapped(r)).then(|| Self::from_bits(l, r, local.port(), remote.port()))
+    }
+
+    /// The key of a packet and its hash ([`FlowKey::hash`]). A packet of
+    /// two IPv4 addresses, the common case, skips the family tests: its
+    /// key is mapped by construction.
+    #[inline(always)]
+    pub(crate) fn of_packet_hashed(
+        local: &SocketAddr,
+        remote: &SocketAddr,
+        hasher: &ahash::RandomState,
+    ) -> Option<(Self, u64)> {
+        if let (SocketAddr::V4(l), SocketAddr::V4(r)) = (local, remote) {
+            let (l, r) = (u64::from(l.ip().to_bits()), u64::from(r.ip().to_bits()));
+            let key = Self {
+                local: [0, MAPPED_LOW | l],
+                remote: [0, MAPPED_LOW | r],
+                ports: u32::from(local.port()) << 16 | u32::from(remote.port()),
+            };
+            return Some((key, hash_v4(hasher, key.ports, l, r)));
+        }
+        let key = Self::of_packet(local, remote)?;
+        Some((key, key.hash(hasher)))
     }
 
     /// The key of a canonical tuple.
@@ -178,10 +209,12 @@ impl FlowKey {
             && self.local[1] >> 32 == 0xffff
             && self.remote[1] >> 32 == 0xffff
         {
-            hasher.hash_one((
+            hash_v4(
+                hasher,
                 self.ports,
-                self.local[1] << 32 | (self.remote[1] & 0xffff_ffff),
-            ))
+                self.local[1] & 0xffff_ffff,
+                self.remote[1] & 0xffff_ffff,
+            )
         } else {
             hasher.hash_one((self.ports, self.local, self.remote))
         }
@@ -356,6 +389,12 @@ mod tests {
             .map(|(l, r)| {
                 let key = FlowKey::of_packet(&sock(l), &sock(r)).expect("same family");
                 assert_eq!(key, FlowKey::of_tuple(&tuple(l, r)), "{l} {r}");
+                // The IPv4 fast path builds and hashes the same key.
+                assert_eq!(
+                    FlowKey::of_packet_hashed(&sock(l), &sock(r), &hasher),
+                    Some((key, key.hash(&hasher))),
+                    "{l} {r}"
+                );
                 key
             })
             .collect();
@@ -363,6 +402,8 @@ mod tests {
         assert_eq!(keys[0], keys[1]);
         assert_eq!(keys[0], keys[2]);
         assert_eq!(keys[0].hash(&hasher), keys[2].hash(&hasher));
+        assert_eq!(keys[0].hash(&hasher), keys[1].hash(&hasher));
+        assert_ne!(keys[0].hash(&hasher), keys[5].hash(&hasher));
         // Everything else differs: addresses, families, port order.
         for (i, a) in keys.iter().enumerate().skip(2) {
             for b in &keys[i + 1..] {
@@ -376,6 +417,10 @@ mod tests {
         );
         assert_eq!(
             FlowKey::of_packet(&sock("[::ffff:1.2.3.4]:80"), &sock("[::1]:80")),
+            None
+        );
+        assert_eq!(
+            FlowKey::of_packet_hashed(&sock("127.0.0.1:80"), &sock("[::1]:80"), &hasher),
             None
         );
     }

@@ -483,7 +483,7 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// default one (use [`PcbTable::pin`](crate::PcbTable::pin)).
     #[inline]
     pub fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
-        check_guard(guard);
+        check_guard(guard, self.table.collector);
         self.inner.socket(guard)
     }
 

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
-use crossbeam_epoch::Guard;
+use crossbeam_epoch::{Collector, Guard};
 
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
 use crate::busy::{self, BusyHints};
@@ -25,7 +25,7 @@ use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
 use crate::policy::{self, Af, ConnectWild, PcbView, Policy, PortMemos, Protocol, Rules};
 use crate::ports::Ephemeral;
-use crate::raw::{check_guard, List, PortTable};
+use crate::raw::{check_guard, default_guard_collector, List, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`].
@@ -35,6 +35,8 @@ pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 pub(crate) struct Shared<S: Send + Sync + 'static> {
     pub(crate) rules: Rules,
     pub(crate) hasher: ahash::RandomState,
+    /// The collector of the guards lookups take (crossbeam-epoch's default).
+    pub(crate) collector: &'static Collector,
     pub(crate) exact: ExactPcbs<S>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
@@ -480,9 +482,9 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         remote: SocketAddr,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
-        check_guard(guard);
-        let key = FlowKey::of_packet(&local, &remote)?;
-        self.lookup_flow(&local, &key, key.hash(&self.shared.hasher), guard)
+        check_guard(guard, self.shared.collector);
+        let (key, hash) = FlowKey::of_packet_hashed(&local, &remote, &self.shared.hasher)?;
+        self.lookup_flow(&local, &key, hash, guard)
     }
 
     /// [`lookup`](Self::lookup) for many packets under one guard, writing the
@@ -521,7 +523,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         out: &mut [Option<PcbRef<'g, S>>],
     ) -> usize {
         const GROUP: usize = 16;
-        check_guard(guard);
+        check_guard(guard, self.shared.collector);
         let shared = &*self.shared;
         let count = packets.len().min(out.len());
         for (packets, out) in packets[..count]
@@ -530,8 +532,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         {
             let mut keys = [(None, 0u64); GROUP];
             for (key, (local, remote)) in keys.iter_mut().zip(packets) {
-                if let Some(flow) = FlowKey::of_packet(local, remote) {
-                    let hash = flow.hash(&shared.hasher);
+                if let Some((flow, hash)) = FlowKey::of_packet_hashed(local, remote, &shared.hasher)
+                {
                     shared.exact.prefetch(hash, guard);
                     *key = (Some(flow), hash);
                 }
@@ -792,7 +794,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         wildcard: bool,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
-        check_guard(guard);
+        check_guard(guard, self.shared.collector);
         let local = Endpoint::new(local);
         let ports = &self.shared.ports;
         let candidates = ports
@@ -824,7 +826,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// consistent: a PCB in the table for the whole walk is visited exactly
     /// once.
     pub fn iter<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = PcbRef<'g, S>> + 'g {
-        check_guard(guard);
+        check_guard(guard, self.shared.collector);
         self.shared
             .ports
             .iter_all(guard)
@@ -1198,6 +1200,7 @@ impl Builder {
         let mut shared = Shared {
             rules,
             hasher,
+            collector: default_guard_collector(),
             exact: ExactPcbs::new(self.capacity, self.exact_buckets),
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),

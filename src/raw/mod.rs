@@ -38,7 +38,7 @@ pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use socket::SocketCell;
 pub(crate) use spill::SpillList;
 
-use crossbeam_epoch::{default_collector, Guard};
+use crossbeam_epoch::{default_collector, Collector, Guard};
 
 use crate::sync::Arc;
 
@@ -73,19 +73,26 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
     let _ = ptr;
 }
 
-/// Panics if `guard` was pinned on a collector other than the default one.
+/// Panics if `guard` was pinned on a collector other than `expected`, the
+/// default one ([`default_guard_collector`]).
 ///
 /// Every retirement in this crate goes through the default collector
 /// (`crossbeam_epoch::pin()`), so only its guards protect what lookups return.
 /// A guard from `crossbeam_epoch::unprotected()` carries no collector; obtaining
 /// one is already `unsafe`, and its caller has promised that nothing is being
-/// reclaimed concurrently.
+/// reclaimed concurrently. The table keeps `expected` from its build, so the
+/// check costs a comparison and no call.
 #[inline]
-pub(crate) fn check_guard(guard: &Guard) {
+pub(crate) fn check_guard(guard: &Guard, expected: &Collector) {
     if let Some(collector) = guard.collector() {
         assert!(
-            collector == default_collector(),
+            collector == expected,
             "pcbhash: the guard was pinned on a different crossbeam-epoch collector; use PcbTable::pin()"
         );
     }
+}
+
+/// The collector every guard given to the table must come from.
+pub(crate) fn default_guard_collector() -> &'static Collector {
+    default_collector()
 }
