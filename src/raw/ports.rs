@@ -85,8 +85,11 @@ struct Stripe {
     seq: AtomicU64,
     /// Odd while a holder of `lock` is in the middle of a move, even
     /// otherwise; moves on by two per move. Written only under `lock`; read
-    /// by lookups after an exact miss (see [`PortTable::moves`]).
-    moves: AtomicU64,
+    /// by lookups after an exact miss (see [`PortTable::moves`]). On a line
+    /// of its own: the lock word and `seq` beside it are written by every
+    /// write section of the stripe, moves or not, and a lookup reading the
+    /// count should not lose its copy of the line to them.
+    moves: CachePadded<AtomicU64>,
 }
 
 impl Drop for PortLock<'_> {
@@ -214,7 +217,7 @@ impl<V: Send + 'static> PortTable<V> {
                     CachePadded::new(Stripe {
                         lock: Mutex::new(()),
                         seq: AtomicU64::new(0),
-                        moves: AtomicU64::new(0),
+                        moves: CachePadded::new(AtomicU64::new(0)),
                     })
                 })
                 .collect(),
