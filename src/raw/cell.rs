@@ -110,7 +110,8 @@ impl<T: Send + 'static> EpochOption<T> {
         };
         let old = self.ptr.swap(new, Ordering::AcqRel, guard);
         if !old.is_null() {
-            // SAFETY: unreachable from the cell now; see `EpochCell::replace`.
+            // SAFETY: epoch retirement (see `raw`): unreachable from the cell
+            // now, so no new reader starts from it.
             unsafe { guard.defer_destroy(old) };
         }
     }

@@ -178,13 +178,14 @@
 
 use std::marker::PhantomData;
 
-use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard};
 use crossbeam_utils::CachePadded;
 
 use super::prefetch_read;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 mod bucket;
+mod resize;
 
 use bucket::*;
 
@@ -353,9 +354,9 @@ impl<T: ExactEntry> ExactIndex<T> {
         let sig = signature(hash);
         let mut array = self.array.load(Ordering::Acquire, guard);
         loop {
-            // SAFETY: arrays are retired with `defer_destroy` only after the
-            // index stopped pointing at them, and a `next` array outlives its
-            // predecessor; `guard` keeps every array loaded under it alive. The
+            // SAFETY: epoch retirement and links outlive the unlink (see
+            // `raw`): every array here was loaded under `guard`, from the
+            // index or from the `next` of an array loaded under it. The
             // index's pointer is never null, nor is `next` of a moved home.
             let buckets = unsafe { array.deref() };
             let home = buckets.home(hash);
@@ -455,7 +456,8 @@ impl<T: ExactEntry> ExactIndex<T> {
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64, guard: &Guard) {
         let array = self.array.load(Ordering::Acquire, guard);
-        // SAFETY: see `find`.
+        // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
+        // index's pointer is never null.
         let buckets = unsafe { array.deref() };
         prefetch_read(buckets.bucket(buckets.home(hash)));
     }
@@ -468,7 +470,8 @@ impl<T: ExactEntry> ExactIndex<T> {
     #[inline]
     pub(crate) fn prefetch_values(&self, hash: u64, guard: &Guard) {
         let array = self.array.load(Ordering::Acquire, guard);
-        // SAFETY: see `find`.
+        // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
+        // index's pointer is never null.
         let buckets = unsafe { array.deref() };
         let bucket = buckets.bucket(buckets.home(hash));
         let sig = signature(hash);
@@ -550,7 +553,8 @@ impl<T: ExactEntry> ExactIndex<T> {
     /// runs at the same time).
     pub(crate) fn stats(&self, guard: &Guard) -> ExactStats {
         let array = self.array.load(Ordering::Acquire, guard);
-        // SAFETY: see `find`.
+        // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
+        // index's pointer is never null.
         let buckets = unsafe { array.deref() };
         let mut stats = ExactStats {
             entries: self.len(),
@@ -574,7 +578,9 @@ impl<T: ExactEntry> ExactIndex<T> {
     fn lock_home<'g>(&self, hash: u64, guard: &'g Guard) -> (&'g Buckets, usize, u64) {
         let mut array = self.array.load(Ordering::Acquire, guard);
         loop {
-            // SAFETY: see `find`.
+            // SAFETY: epoch retirement and links outlive the unlink (see
+            // `raw`): loaded under `guard`, from the index (never null) or
+            // from a non-null `next`.
             let buckets = unsafe { array.deref() };
             let home = buckets.home(hash);
             match buckets.bucket(home).lock() {
@@ -591,7 +597,9 @@ impl<T: ExactEntry> ExactIndex<T> {
     fn lock_home_for_insert<'g>(&self, hash: u64, guard: &'g Guard) -> (&'g Buckets, usize, u64) {
         let mut array = self.array.load(Ordering::Acquire, guard);
         loop {
-            // SAFETY: see `find`.
+            // SAFETY: epoch retirement and links outlive the unlink (see
+            // `raw`): loaded under `guard`, from the index (never null) or
+            // from a non-null `next`.
             let buckets = unsafe { array.deref() };
             let home = buckets.home(hash);
             let next = buckets.next.load(Ordering::Acquire, guard);
@@ -599,7 +607,8 @@ impl<T: ExactEntry> ExactIndex<T> {
                 // Reloaded: `next` may have been read before the resize began.
                 None => array = buckets.next.load(Ordering::Acquire, guard),
                 Some(meta) => {
-                    // SAFETY: a non-null `next` is valid under `guard` (see `find`).
+                    // SAFETY: links outlive the unlink (see `raw`): a `next`
+                    // loaded under `guard` is retired only after its array.
                     let Some(new) = (unsafe { next.as_ref() }) else {
                         return (buckets, home, meta);
                     };
@@ -614,229 +623,6 @@ impl<T: ExactEntry> ExactIndex<T> {
                     array = next;
                 }
             }
-        }
-    }
-
-    /// Starts a resize when the load calls for one, and helps a running one.
-    /// `count` is this write's stripe after the write.
-    fn after_write(&self, count: usize, guard: &Guard) {
-        let array = self.array.load(Ordering::Acquire, guard);
-        // SAFETY: see `find`.
-        let buckets = unsafe { array.deref() };
-        let mut next = buckets.next.load(Ordering::Acquire, guard);
-        if next.is_null() {
-            let size = buckets.buckets.len();
-            let grow_at = size * MAX_LOAD.max(1);
-            let shrink_at = grow_at / 8;
-            let estimate = (count as isize).max(0) as usize * STRIPES;
-            let wanted = if estimate > grow_at && size < 1 << 32 && self.len() > grow_at {
-                size * 2
-            } else if estimate < shrink_at && size > self.min_buckets && self.len() < shrink_at {
-                size / 2
-            } else {
-                return;
-            };
-            if buckets
-                .resize
-                .allocating
-                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                // Another writer is allocating: go on without waiting for it.
-                return;
-            }
-            next = Self::install_next(buckets, wanted, guard);
-        }
-        self.migrate_chunk(array, next, guard);
-    }
-
-    /// Allocates a zeroed array of `len` buckets, holding no lock, and makes
-    /// it the next array of `buckets` unless another writer installed one
-    /// first. Returns the next array.
-    fn install_next<'g>(buckets: &Buckets, len: usize, guard: &'g Guard) -> Shared<'g, Buckets> {
-        match buckets.next.compare_exchange(
-            Shared::null(),
-            Owned::new(Buckets::new(len)),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            guard,
-        ) {
-            Ok(installed) => installed,
-            // Ours is freed here: it was never shared.
-            Err(lost) => lost.current,
-        }
-    }
-
-    /// Called by an insert whose window is full: if the index holds more than
-    /// its load allows, starts a resize (even if another writer, perhaps
-    /// preempted, claimed the allocation) and migrates every home of the
-    /// current array that is not moved yet, waiting for the lock of a home a
-    /// preempted writer holds. Returns whether the insert should try again:
-    /// false when the index is not overloaded (the window is full of entries
-    /// under one hash) or a home does not fit the next array.
-    #[cold]
-    fn make_room(&self, guard: &Guard) -> bool {
-        let array = self.array.load(Ordering::Acquire, guard);
-        // SAFETY: see `find`.
-        let old = unsafe { array.deref() };
-        let mut next = old.next.load(Ordering::Acquire, guard);
-        if next.is_null() {
-            let size = old.buckets.len();
-            if self.len() <= size * MAX_LOAD.max(1) || size >= 1 << 32 {
-                return false;
-            }
-            next = Self::install_next(old, size * 2, guard);
-        }
-        // SAFETY: non-null, loaded under `guard` (see `find`).
-        let new = unsafe { next.deref() };
-        let mut all_fit = true;
-        for home in 0..old.buckets.len() {
-            if let Some(meta) = old.bucket(home).lock() {
-                if self.migrate_locked(old, home, meta, new) {
-                    self.count_migrated(array, next, 1, guard);
-                } else {
-                    all_fit = false;
-                }
-            }
-        }
-        all_fit
-    }
-
-    /// Migrates up to [`MIGRATE_CHUNK`] homes of `array` into `next`.
-    fn migrate_chunk<'g>(
-        &self,
-        array: Shared<'g, Buckets>,
-        next: Shared<'g, Buckets>,
-        guard: &'g Guard,
-    ) {
-        // SAFETY: both were loaded under `guard` (see `find`); `next` is
-        // non-null here.
-        let (old, new) = unsafe { (array.deref(), next.deref()) };
-        let total = old.buckets.len();
-        let start = old
-            .resize
-            .claimed
-            .fetch_add(MIGRATE_CHUNK, Ordering::Relaxed);
-        if start >= total {
-            return;
-        }
-        let end = (start + MIGRATE_CHUNK).min(total);
-        let moved = (start..end)
-            .filter(|&home| {
-                // A home an insert migrated already is counted by that insert.
-                old.bucket(home)
-                    .lock()
-                    .is_some_and(|meta| self.migrate_locked(old, home, meta, new))
-            })
-            .count();
-        self.count_migrated(array, next, moved, guard);
-    }
-
-    /// Adds `moved` homes to the migration of `array` into `next`, and
-    /// completes the resize if they were the last.
-    fn count_migrated<'g>(
-        &self,
-        array: Shared<'g, Buckets>,
-        next: Shared<'g, Buckets>,
-        moved: usize,
-        guard: &'g Guard,
-    ) {
-        // SAFETY: see `migrate_chunk`.
-        let old = unsafe { array.deref() };
-        let done = old.resize.migrated.fetch_add(moved, Ordering::AcqRel) + moved;
-        if moved > 0
-            && done == old.buckets.len()
-            && self
-                .array
-                .compare_exchange(array, next, Ordering::AcqRel, Ordering::Acquire, guard)
-                .is_ok()
-        {
-            self.resizes.fetch_add(1, Ordering::Relaxed);
-            if self.frees_at_once() {
-                // SAFETY: none: deliberately unsound (see `remove`); a reader
-                // that loaded the old array may still read it.
-                drop(unsafe { array.into_owned() });
-                return;
-            }
-            // SAFETY: the index no longer points at the old array and every
-            // home in it is `MOVED` (it owns no entries); readers that still
-            // hold it are protected by the deferral. Dropping `Buckets` frees
-            // the bucket array alone: no value, never the `next` array.
-            unsafe { guard.defer_destroy(array) };
-        }
-    }
-
-    /// Copies the entries of `home` in `old`, which the caller has locked
-    /// (`meta` is its meta word), into `new`, then marks the home `MOVED` in
-    /// the store that unlocks it. The values change owner without a count
-    /// changing. Returns false if an entry did not fit `new`: the copies are
-    /// then taken back, and the home stays in `old`, unlocked.
-    ///
-    /// In the loom models' self-test (`resize-moved-first`), the home is
-    /// marked `MOVED` *before* its entries are copied: the bug this order
-    /// prevents, a reader sent on to `new` before the entries are there.
-    fn migrate_locked(&self, old: &Buckets, home: usize, meta: u64, new: &Buckets) -> bool {
-        let bucket = old.bucket(home);
-        #[cfg(pcbhash_broken)]
-        if self.broken.resize_moved_first {
-            bucket.meta.store(meta | MOVED, Ordering::Release);
-        }
-        #[cfg(not(pcbhash_broken))]
-        let _ = self;
-        let mut copied = 0;
-        let mut fits = true;
-        old.entries_of(home, meta, |_, _, word| {
-            if fits {
-                fits = Self::copy_entry(new, word);
-                copied += usize::from(fits);
-            }
-        });
-        if !fits {
-            let mut undo = copied;
-            old.entries_of(home, meta, |_, _, word| {
-                if undo > 0 {
-                    undo -= 1;
-                    Self::uncopy_entry(new, word);
-                }
-            });
-            bucket.unlock(meta);
-            return false;
-        }
-        // Every entry is in `new`: redirect readers and writers, and unlock.
-        bucket
-            .meta
-            .store((meta & !LOCKED) | MOVED, Ordering::Release);
-        true
-    }
-
-    /// Puts the entry of slot word `word` into `new`, under its own hash.
-    fn copy_entry(new: &Buckets, word: u64) -> bool {
-        // SAFETY: the caller holds the lock of the entry's old home, so the
-        // entry is live and its count is the index's.
-        let hash = unsafe { &*address::<T>(word) }.exact_hash();
-        let home = new.home(hash);
-        // `new` is not resizing while its predecessor is: its homes never move.
-        let Some(meta) = new.bucket(home).lock() else {
-            return false;
-        };
-        let placed = new.place(home, meta, signature(hash), word & ADDRESS_MASK);
-        new.bucket(home).unlock(placed.unwrap_or(meta));
-        placed.is_some()
-    }
-
-    /// Takes back a copy [`copy_entry`](Self::copy_entry) made.
-    fn uncopy_entry(new: &Buckets, word: u64) {
-        // SAFETY: as in `copy_entry`.
-        let hash = unsafe { &*address::<T>(word) }.exact_hash();
-        let home = new.home(hash);
-        if let Some(meta) = new.bucket(home).lock() {
-            let target = address::<T>(word);
-            let meta = new
-                .take(home, meta, signature(hash), |value: &T| {
-                    std::ptr::eq(value, target)
-                })
-                .map_or(meta, |(meta, _)| meta);
-            new.bucket(home).unlock(meta);
         }
     }
 }

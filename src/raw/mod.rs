@@ -19,10 +19,21 @@
 //! - [`TupleLatch`](latch::TupleLatch): the tuple inside the PCB, two copies and a sequence
 //!   counter, which readers copy without waiting for a writer.
 //!
-//! The common invariant: a node or value is freed only through
-//! `Guard::defer_destroy` (or `defer_unchecked`) after it has been made
-//! unreachable, so anything a reader loaded under a guard stays valid until that
-//! guard is dropped.
+//! # The two retirement invariants
+//!
+//! Every `SAFETY` comment that dereferences something a reader loaded cites
+//! one of these by name:
+//!
+//! - **Epoch retirement.** A node, value, page or bucket array is freed only
+//!   through `Guard::defer_destroy` (or `defer_unchecked`), and only after it
+//!   was made unreachable from every place a new reader starts. So anything
+//!   loaded under a guard stays valid until that guard is dropped. (A table
+//!   being dropped has no readers left to start, so its `Drop` retires
+//!   what it still links.)
+//! - **Links outlive the unlink.** An unlinked node keeps its `next`, and a
+//!   bucket array that a resize retired keeps its `next` array, which is
+//!   retired only after it. So a reader standing on either can always go on
+//!   from it.
 
 mod cell;
 mod exact;

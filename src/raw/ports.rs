@@ -314,7 +314,8 @@ impl<V: Send + 'static> PortTable<V> {
                 Err(lost) => lost.current,
             };
         }
-        // SAFETY: non-null after the exchange; see `slot` for validity.
+        // SAFETY: epoch retirement (see `raw`): non-null after the exchange,
+        // and pages are retired only when the table is dropped.
         let page = unsafe { page.deref() };
         &page.slots[port as usize & (PAGE_LEN - 1)]
     }
@@ -374,7 +375,8 @@ impl<V: Send + 'static> PortTable<V> {
             None => slot.heads[entry.list as usize].store(next, Ordering::Release),
             Some(before) => before.next.store(next, Ordering::Release),
         }
-        // SAFETY: as above.
+        // SAFETY: a linked node's neighbours are linked nodes of its list,
+        // alive and written only under the lock we hold.
         if let Some(after) = unsafe { next.as_ref() } {
             after.prev.store(prev, Ordering::Relaxed);
         }
@@ -444,7 +446,8 @@ impl<V: Send + 'static> Drop for PortTable<V> {
             for slot in page_ref.slots.iter() {
                 for head in slot.heads.iter() {
                     let mut cursor = head.load(Ordering::Relaxed, &guard);
-                    // SAFETY: as above; each node is in exactly one list.
+                    // SAFETY: `&mut self`: no writer runs, and each node is
+                    // linked in exactly one list, so it is retired once.
                     while let Some(node) = unsafe { cursor.as_ref() } {
                         let next = node.next.load(Ordering::Relaxed, &guard);
                         // SAFETY: unreachable once the table is gone.
@@ -453,7 +456,9 @@ impl<V: Send + 'static> Drop for PortTable<V> {
                     }
                 }
             }
-            // SAFETY: as above.
+            // SAFETY: epoch retirement (see `raw`): no reader can start from a
+            // table being dropped; one already walking is protected by the
+            // deferral.
             unsafe { guard.defer_destroy(page) };
         }
     }
