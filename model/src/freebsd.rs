@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use pcbhash::{Error, State};
 
 use crate::addrs::{canonical, shown, Ep, V4_ANY, V6_ANY};
-use crate::model::{choose, Expect, Group, MResult, Model, Rec};
+use crate::state::{choose, family_check, source_for, Expect, Group, MResult, Model, Rec};
 
 /// The order of the wildcard hash chain (`_in_pcbinshash_wild` and
 /// `_in6_pcbinshash_wild`, no jails): PCBs with a specific local address at
@@ -244,7 +244,7 @@ fn family(m: &Model, inet6: bool, addr: SocketAddr) -> MResult<()> {
     if m.tcp() && inet6 != addr.is_ipv6() {
         return Err(Error::FamilyNotSupported.into());
     }
-    crate::model::family_check(inet6, addr)
+    family_check(inet6, addr)
 }
 
 pub(crate) fn bind(
@@ -305,15 +305,6 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
     // that was not a member when it entered the hash joins nothing.
     m.recs[id].pending = false;
     Ok(())
-}
-
-/// The default source-address selector: loopback only.
-pub(crate) fn source_for(peer: IpAddr) -> Option<IpAddr> {
-    match peer {
-        IpAddr::V4(v4) if v4.is_loopback() => Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-        IpAddr::V6(v6) if v6.is_loopback() => Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
-        _ => None,
-    }
 }
 
 pub(crate) fn connect(
@@ -497,6 +488,13 @@ pub(crate) fn join_group(m: &mut Model, id: usize) {
     let x = &mut m.recs[id];
     x.group = Some(gid);
     x.pending = pending;
+}
+
+/// Takes a record out of the table, and out of its load-balance group
+/// (`in_pcbremhash_locked`).
+pub(crate) fn remove(m: &mut Model, id: usize, state: State) {
+    leave_group(m, id);
+    m.recs[id].state = state;
 }
 
 /// `in_pcbremlbgrouphash()`: the group is freed with its last member.
