@@ -1,7 +1,7 @@
 //! The calls of the model: `socket`, `setsockopt`, `bind`, `listen`,
 //! `connect`, the passive open, `disconnect`, TIME_WAIT, `close` and the
 //! lookups. The steps both kernels share are written here; each call hands
-//! the conflict rules, port choice and lookup preferences to `freebsd.rs` or
+//! the conflict rules, port choice and lookup preferences to `freebsd/` or
 //! `linux/`, which work on the state in `state.rs`.
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! FreeBSD load-balance groups, the Linux listener-list positions and bind
 //! buckets, and the small helpers every rule uses (entering the table, the
 //! ephemeral range, the address-family check, the default source address).
-//! It knows no policy's rules: `freebsd.rs` and `linux/` read and update it,
+//! It knows no policy's rules: `freebsd/` and `linux/` read and update it,
 //! and `model.rs` dispatches each call to one of them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
