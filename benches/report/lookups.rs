@@ -6,7 +6,7 @@ use crate::common::{
     demux_mix, probe_order, Build, ConcurrentPeer, Dash, Hashbrown, Key, KeySet, LinearScan,
     MixPlan, Papaya, Pcbhash, PcbhashSocket, Scc, StdRwLock, SEED,
 };
-use crate::out::{human, row, Row};
+use crate::out::{human, md, row, Row};
 use crate::svg::Curve;
 use crate::timing::{median, of, race, Contender};
 use pcbhash::{Cred, Family, PcbTable};
@@ -158,6 +158,27 @@ pub fn measure(set: &KeySet, big: usize, mix_ops: usize, rounds: usize) -> Looku
         ));
     }
     out
+}
+
+/// Prints the lookup-time curve: one row per table size, one column per
+/// peer in [`PEERS_ORDER`], the median of `rounds` rounds.
+pub fn print_curve(curve: &[Curve], rounds: usize) {
+    println!("\n## Lookup time (ns per lookup, median of {rounds} rounds)\n");
+    print!("| entries |");
+    for name in PEERS_ORDER {
+        print!(" {} |", md(name));
+    }
+    println!("\n|---|{}", "---|".repeat(PEERS_ORDER.len()));
+    for (size, points) in curve {
+        print!("| {} |", human(*size));
+        for name in PEERS_ORDER {
+            match points.iter().find(|(n, _)| n == name) {
+                Some((_, ns)) => print!(" {ns:.1} |"),
+                None => print!(" – |"),
+            }
+        }
+        println!();
+    }
 }
 
 /// The exact-hit, SYN and batch rows at the biggest size.

@@ -36,7 +36,7 @@ mod timing;
 use std::time::Instant;
 
 use common::KeySet;
-use out::{human, md, print_targets};
+use out::{md, print_targets};
 
 struct Options {
     quick: bool,
@@ -106,22 +106,7 @@ fn wall_time(options: &Options) {
     println!("\n{}", md(&lookups.memory));
     println!("\ndemux mix throughput, Mops/s: {}", md(&lookups.mix_line));
 
-    println!("\n## Lookup time (ns per lookup, median of {rounds} rounds)\n");
-    print!("| entries |");
-    for name in lookups::PEERS_ORDER {
-        print!(" {} |", md(name));
-    }
-    println!("\n|---|{}", "---|".repeat(lookups::PEERS_ORDER.len()));
-    for (size, points) in &lookups.curve {
-        print!("| {} |", human(*size));
-        for name in lookups::PEERS_ORDER {
-            match points.iter().find(|(n, _)| n == name) {
-                Some((_, ns)) => print!(" {ns:.1} |"),
-                None => print!(" – |"),
-            }
-        }
-        println!();
-    }
+    lookups::print_curve(&lookups.curve, rounds);
     storms::print(&storms);
     growth::print(&growths, big);
     println!(

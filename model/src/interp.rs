@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
 
 use crate::addrs::{ephemeral_range, local_addr, remote_addr};
-use crate::model::{Expect, MResult, Model, ModelError};
 use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
+use crate::state::{Expect, MResult, Model, ModelError};
 
 /// Most operations one scenario runs.
 pub const MAX_OPS: usize = 96;

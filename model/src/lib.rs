@@ -28,8 +28,9 @@ mod linux;
 mod model;
 mod ops;
 pub mod seeded;
+mod state;
 
 pub use addrs::{ephemeral_range, local_addr, port, remote_addr, ADDRS, PORTS};
 pub use interp::{run, run_bytes, run_lookup_bytes, Divergence};
-pub use model::{Expect, Model, ModelError};
 pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User};
+pub use state::{Expect, Model, ModelError};

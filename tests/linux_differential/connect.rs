@@ -3,7 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{errno, linux_kernel, table_errno, Entry, Scan, World};
+use super::linux_kernel::{self, errno, table_errno};
+use super::world::{Entry, Scan, World};
 use pcbhash::State;
 
 impl World {

@@ -26,7 +26,9 @@ use std::net::{IpAddr, SocketAddr};
 use pcbhash::State;
 use socket2::SockAddr;
 
-use super::{linux_kernel, PortRef, Rng, World, DESTINATIONS};
+use super::linux_kernel;
+use super::step::{DESTINATIONS, FIXED_PORTS};
+use super::world::{PortRef, Rng, Scan, World};
 use linux_kernel::receive::{pin_cpu, same_cpu, tcp_receiver, udp_receiver};
 use linux_kernel::{errno, table_errno};
 
@@ -115,11 +117,11 @@ impl World {
     fn link_local(&mut self, rng: &mut Rng, i: usize) -> Result<bool, String> {
         let address = rng.pick(&LINK_LOCAL);
         if rng.chance(50) {
-            return self.bind(i, address, PortRef::Fixed(super::FIXED_PORTS[0]));
+            return self.bind(i, address, PortRef::Fixed(FIXED_PORTS[0]));
         }
         self.connect_to(
             i,
-            SocketAddr::new(address.parse().expect("address"), super::FIXED_PORTS[0]),
+            SocketAddr::new(address.parse().expect("address"), FIXED_PORTS[0]),
         )
     }
 
@@ -139,7 +141,7 @@ impl World {
         if self.entry(i).table.local_addr().is_none() {
             return Ok(true);
         }
-        let scan = (!was_bound).then_some(super::Scan::Udp);
+        let scan = (!was_bound).then_some(Scan::Udp);
         self.check_local(i, scan)
     }
 

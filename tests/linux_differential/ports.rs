@@ -1,7 +1,8 @@
 //! Ports chosen at random: the scan classes, and the mapping of the
 //! kernel's ports onto the table's.
 
-use super::{linux_kernel, Scan, World};
+use super::linux_kernel;
+use super::world::{Scan, World};
 use pcbhash::Protocol;
 
 impl World {

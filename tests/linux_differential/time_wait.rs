@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::linux_kernel;
 use super::linux_kernel::tcp_states::{self, tcp_state, TIME_WAIT};
-use super::{linux_kernel, PortRef, Rng, Step, World};
+use super::world::{PortRef, Rng, Step, World};
 use pcbhash::{Pcb, State};
 
 /// A connection's end in TIME_WAIT, in both worlds.
