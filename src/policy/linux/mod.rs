@@ -49,6 +49,8 @@
 
 mod rules;
 mod saddr;
+#[cfg(test)]
+mod tests;
 mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
