@@ -55,7 +55,7 @@ pub use view::PcbView;
 pub(crate) use freebsd::ConnectWild;
 pub(crate) use local::{best_fit, check_accept, exact_unconnected};
 pub(crate) use resolved::RuleSet;
-pub(crate) use view::{canonical, wild_match, Af};
+pub(crate) use view::{canonical, canonical_endpoint, wild_match, Af};
 
 use crate::addr::Family;
 use crate::error::Error;
@@ -102,14 +102,15 @@ pub enum Protocol {
 /// The trait may gain methods before 1.0 (see the [module docs](self)).
 ///
 /// ```
-/// use pcbhash::policy::Rules;
-/// use pcbhash::{Builder, Policy};
+/// use pcbhash::policy::{self, Rules};
+/// use pcbhash::{Flags, Policy, Protocol};
 ///
-/// // The built-in policies implement the trait too; a table reports which
-/// // one it follows.
-/// let table: pcbhash::PcbTable<()> = Builder::new().policy(Policy::Linux).build();
-/// assert_eq!(table.policy(), Policy::Linux);
-/// # fn takes_any_policy(_: &dyn Rules) {}
+/// // The built-in kernels are `Rules` objects too; ask them directly.
+/// let freebsd = policy::builtin(Policy::FreeBsd, Protocol::Tcp);
+/// let linux = policy::builtin(Policy::Linux, Protocol::Tcp);
+/// assert!(freebsd.has_option(Flags::REUSEPORT_LB));
+/// assert!(!linux.has_option(Flags::REUSEPORT_LB), "Linux has no SO_REUSEPORT_LB");
+/// assert_eq!(freebsd.default_ephemeral(), 10000..=65535);
 /// ```
 pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     // Table-wide defaults.

@@ -159,3 +159,13 @@ pub(crate) fn wild_match(view: &PcbView, local: &Endpoint) -> bool {
 pub(crate) fn canonical(endpoint: Endpoint) -> SocketAddr {
     SocketAddr::new(endpoint.ip, endpoint.port)
 }
+
+/// The [`Endpoint`] of `addr`, already canonical (as the table hands
+/// packets to [`Lookup::rank`](super::Lookup::rank)): no conversion.
+#[inline]
+pub(crate) fn canonical_endpoint(addr: &SocketAddr) -> Endpoint {
+    Endpoint {
+        ip: addr.ip(),
+        port: addr.port(),
+    }
+}

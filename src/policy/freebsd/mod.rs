@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 use super::{
-    best_fit, check_privilege, exact_unconnected, wild_match, Af, AfterFailedConnect, Disconnect,
-    GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules, TupleTaken,
+    best_fit, canonical_endpoint, check_privilege, exact_unconnected, wild_match, Af,
+    AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules,
+    TupleTaken,
 };
 use crate::addr::{Endpoint, Family};
 use crate::error::Error;
@@ -388,7 +389,7 @@ pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
 
 /// [`wildcard_rank`] as [`Lookup::rank`] takes it.
 fn rank(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
-    wildcard_rank(candidate, &Endpoint::new(*local))
+    wildcard_rank(candidate, &canonical_endpoint(local))
 }
 
 /// `hash % il_inpcnt` (`in_pcblookup_lbgroup`).

@@ -25,8 +25,8 @@ use crate::addr::{Endpoint, Family};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{
-    AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan,
-    Protocol, Rules, TupleTaken,
+    canonical_endpoint, AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView,
+    PortMemo, PortScan, Protocol, Rules, TupleTaken,
 };
 
 /// Linux's rules for one protocol.
@@ -46,12 +46,14 @@ fn socket(endpoint: Endpoint) -> SocketAddr {
 /// TCP's [`wildcard_rank`] as [`Lookup::rank`] takes it: only listeners,
 /// ties to the first in the kernel's list.
 fn rank_tcp(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
-    wildcard_rank(Protocol::Tcp, candidate, &endpoint(*local)).map(|rank| (rank, candidate.seq))
+    wildcard_rank(Protocol::Tcp, candidate, &canonical_endpoint(local))
+        .map(|rank| (rank, candidate.seq))
 }
 
 /// UDP's [`wildcard_rank`] as [`Lookup::rank`] takes it.
 fn rank_udp(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
-    wildcard_rank(Protocol::Udp, candidate, &endpoint(*local)).map(|rank| (rank, candidate.seq))
+    wildcard_rank(Protocol::Udp, candidate, &canonical_endpoint(local))
+        .map(|rank| (rank, candidate.seq))
 }
 
 /// `reciprocal_scale(hash, num_socks)` (`reuseport_select_sock_by_hash`).
