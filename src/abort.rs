@@ -1,13 +1,14 @@
 //! `connect(AF_UNSPEC)` on TCP: the abortive disconnect of Linux
 //! `tcp_disconnect`. The rules of what stays are the policy's
-//! ([`policy::disconnect`]); this module moves the PCB accordingly.
+//! ([`Rules::disconnect`](crate::policy::Rules::disconnect)); this module
+//! moves the PCB accordingly.
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::Tuple;
+use crate::addr::{Endpoint, Family, Tuple};
 use crate::flags::{Flags, State};
 use crate::pcb::PcbInner;
-use crate::policy::{self, Disconnect, PcbView};
+use crate::policy::{canonical, Disconnect, PcbView};
 use crate::sync::Arc;
 use crate::table::Shared;
 
@@ -34,7 +35,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let local = if keep.keep_addr {
             me.local
         } else {
-            policy::disconnected_wildcard(self.rules, inner.family, &me.local)
+            self.disconnected_local(inner.family, &me.local)
         };
         let flags = me
             .flags
@@ -62,5 +63,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             inner.flags.update(|_| flags);
         }
+    }
+
+    /// The wildcard, with its port, that a PCB of `family` on `local` falls
+    /// back to when `disconnect()` does not keep its address.
+    pub(crate) fn disconnected_local(&self, family: Family, local: &Endpoint) -> Endpoint {
+        Endpoint::new(self.rules.disconnected_wildcard(family, canonical(*local)))
     }
 }

@@ -20,7 +20,7 @@
 //!   the 4-tuple's holder in the exact index, or has just inserted itself
 //!   there, and only where that holder alone makes the port busy for every
 //!   unbound `connect()` (both policies' TCP and FreeBSD UDP, see
-//!   [`policy::connect_holder_busy`](crate::policy::connect_holder_busy);
+//!   [`Rules::connect_holder_busy`](crate::policy::Rules::connect_holder_busy);
 //!   Linux UDP chooses the port as `bind()` would and ignores the holder, so
 //!   it never sets a bit);
 //! - every removal of an exact-index entry clears the bit of its port, under
@@ -358,10 +358,10 @@ mod tests {
             assert_eq!(answers[0], answers[1], "step {step}, op {op}, peer {peer}");
         }
         let installed = tables[0].shared.busy.installed.load(Ordering::Relaxed);
-        if protocol == Protocol::Tcp || policy == Policy::FreeBsd {
+        if tables[0].shared.rules.connect_holder_busy() {
             assert!(installed > 1, "hints were used and replaced");
         } else {
-            assert_eq!(installed, 0, "Linux UDP ignores the 4-tuple's holder");
+            assert_eq!(installed, 0, "the policy ignores the 4-tuple's holder");
         }
         assert_eq!(tables[1].shared.busy.installed.load(Ordering::Relaxed), 0);
     }

@@ -18,7 +18,7 @@ use crossbeam_epoch::Guard;
 
 use crate::flags::State;
 use crate::pcb::PcbInner;
-use crate::policy::{pick_member, pick_skips_connected, GroupKey, Policy};
+use crate::policy::{GroupKey, Lookup};
 use crate::raw::EpochCell;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -114,14 +114,15 @@ impl<S: Send + Sync + 'static> Group<S> {
         left
     }
 
-    /// The member for a flow with `hash`. Lock-free: two loads, then under
-    /// Linux a walk past connected members: `reuseport_select_sock_by_hash`
-    /// takes the next member that is not connected, wrapping around, and
-    /// `None` when every member is (the lookup then keeps the PCB it found).
+    /// The member for a flow with `hash`, as `lookup` picks it. Lock-free:
+    /// two loads, then, where the policy says so (Linux), a walk past
+    /// connected members: `reuseport_select_sock_by_hash` takes the next
+    /// member that is not connected, wrapping around, and `None` when every
+    /// member is (the lookup then keeps the PCB it found).
     #[inline]
     pub(crate) fn pick<'g>(
         &'g self,
-        policy: Policy,
+        lookup: &Lookup,
         hash: u64,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
@@ -129,8 +130,8 @@ impl<S: Send + Sync + 'static> Group<S> {
         if members.is_empty() {
             return None;
         }
-        let first = pick_member(policy, hash, members.len());
-        if !pick_skips_connected(policy) {
+        let first = (lookup.pick)(hash, members.len());
+        if !lookup.pick_skips_connected {
             return Some(&members[first]);
         }
         let (after, before) = members.split_at(first);

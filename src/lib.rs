@@ -110,6 +110,12 @@
 //! `inet_bind_conflict`, `__inet_hash_connect`, reuseport groups). The table
 //! knows nothing of interfaces and routes: it accepts any local address, and
 //! asks [`Builder::source_address`] which one `connect()` should use.
+//!
+//! Each policy is a type implementing [`policy::Rules`], resolved once when
+//! the table is built: the table asks it every decision that differs between
+//! kernels and stores the answers, and the policy sees PCBs only as
+//! plain-data [`policy::PcbView`]s. [`Builder::custom_policy`] takes a policy
+//! of your own (see the [`policy`] module for what that seam promises).
 
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
@@ -117,6 +123,7 @@
 
 mod abort;
 mod addr;
+mod buckets;
 mod busy;
 mod counter;
 mod error;
@@ -126,7 +133,7 @@ mod lbgroup;
 mod lifecycle;
 mod membership;
 mod pcb;
-mod policy;
+pub mod policy;
 mod ports;
 #[allow(unsafe_code)]
 mod raw;

@@ -5,12 +5,12 @@
 //! the PCB's port-entry cell and exact-index buckets. Every check that can fail
 //! runs before the first change, so a failing call changes nothing, except
 //! where the Linux kernel itself leaves traces of a failed call, which
-//! `Policy::Linux` reproduces: a UDP `connect()` keeps the port it bound
+//! the Linux policy reproduces: a UDP `connect()` keeps the port it bound
 //! before checking the peer (`inet_dgram_connect`), a TCP `connect()` refused
 //! by the 4-tuple check gives back a port that `bind()` chose or keeps its
 //! source address (`tcp_v4_connect`'s failure path), and a `bind()` that
 //! finds its port taken forgets an address kept from an earlier bind
-//! (`__inet_bind`). `Policy::FreeBsd` has one such trace: a UDP `connect()`
+//! (`__inet_bind`). The FreeBSD policy has one such trace: a UDP `connect()`
 //! on a connected PCB disconnects it first (`soconnectat`), and the
 //! disconnect stands when the new peer is refused.
 //!
@@ -25,7 +25,7 @@ use crate::addr::{Endpoint, Family, Tuple};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::pcb::{Pcb, PcbInner};
-use crate::policy::{self, AfterFailedConnect, PcbView, Policy, PortMemo, Protocol, TupleTaken};
+use crate::policy::{canonical, check_accept, AfterFailedConnect, PcbView, Protocol, TupleTaken};
 use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::{Flow, Shared};
@@ -39,7 +39,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         on: bool,
     ) -> Result<(), Error> {
         let _owner = inner.lock_owner();
-        if !policy::has_option(self.rules.policy, bit) {
+        if !self.rules.has_option(bit) {
             return Err(Error::OptionNotAvailable);
         }
         let state = inner.state();
@@ -77,7 +77,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let _owner = inner.lock_owner();
         let guard = crossbeam_epoch::pin();
         let me = inner.view(&guard);
-        let local = policy::check_bind(self.rules, &me, local)?;
+        let local = Endpoint::new(self.rules.check_bind(&me, local)?);
         // The address bound now replaces any source address an earlier
         // bind() left.
         let me = PcbView {
@@ -91,13 +91,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             pinned = pinned | Flags::PORT_LOCKED;
         }
-        pinned = pinned | policy::bind_sets(self.rules, &me, &local);
+        pinned = pinned | self.rules.bind_sets(&me, canonical(local));
         let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
         {
             Ok(bound) => bound,
             Err(error) => {
                 let unbound = Tuple::unbound(inner.family);
-                if policy::failed_bind_forgets_address(self.rules) && me.local != unbound.local {
+                if self.rules.failed_bind_forgets_address() && me.local != unbound.local {
                     // The PCB is not in the table: nothing else sees it.
                     inner.set_tuple(unbound);
                     inner
@@ -107,9 +107,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 return Err(error);
             }
         };
-        if !policy::group_joins_at_listen(self.rules) || policy::group_decided_at_bind(self.rules) {
+        if !self.group_joins_at_listen() || self.rules.group_decided_at_bind() {
             self.join_group(&held, inner, &guard);
-        } else if policy::group_key(self.rules, &inner.view(&guard)).is_some() {
+        } else if self.rules.group_key(&inner.view(&guard)).is_some() {
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
         }
         Ok(bound.to_socket(inner.family))
@@ -135,42 +135,29 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let held = self.ports.lock(local.port);
             let owners = self.owners(local.port, inner, guard);
             let memo = self.memos.get(local.port);
-            policy::bind_conflict(self.rules, &new, &owners, memo)?;
+            self.rules.bind_conflict(&new, &owners, memo)?;
             self.link_unconnected(&held, inner, local, new.flags, guard);
             self.bind_bucket(&local, guard);
-            self.memos
-                .set(local.port, policy::bound(self.rules, &new, memo));
+            self.memos.set(local.port, self.rules.bound(&new, memo));
             return Ok((local, held));
         }
         let listening = state == State::Listen;
-        for (_, port) in self.bind_candidates(me) {
+        let scan = self.rules.bind_scan(me);
+        for (_, port) in self.ephemeral.scan(scan, 0) {
             new.local = local.with_port(port);
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, guard);
-            if policy::bind_port_busy(self.rules, &new, &owners, listening) {
+            if self.rules.bind_port_busy(&new, &owners, listening) {
                 continue;
             }
-            if self.rules.policy == Policy::FreeBsd {
-                self.ephemeral.freebsd_found(port);
-            }
+            self.ephemeral.found(scan, 0, port, 0);
             self.link_unconnected(&held, inner, new.local, new.flags, guard);
             self.bind_bucket(&new.local, guard);
             let memo = self.memos.get(port);
-            self.memos.set(port, policy::bound(self.rules, &new, memo));
+            self.memos.set(port, self.rules.bound(&new, memo));
             return Ok((new.local, held));
         }
-        Err(policy::bind_exhausted(self.rules))
-    }
-
-    /// The ephemeral ports `bind(port 0)` tries, in order.
-    fn bind_candidates(&self, me: &PcbView) -> Box<dyn Iterator<Item = (u32, u16)> + '_> {
-        match (self.rules.policy, self.rules.protocol) {
-            (Policy::FreeBsd, _) => Box::new(self.ephemeral.freebsd()),
-            (Policy::Linux, Protocol::Tcp) => {
-                Box::new(self.ephemeral.linux_bind(me.flags.reuse_addr()))
-            }
-            (Policy::Linux, Protocol::Udp) => Box::new(self.ephemeral.linux_udp()),
-        }
+        Err(self.rules.bind_exhausted())
     }
 
     /// Publishes `inner`, new on its port, as unconnected on `local`: tuple,
@@ -236,11 +223,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Keeps `peer` as the last peer of `inner` where the policy remembers
-    /// one (see [`policy::remembers_peer`]), and returns the flag that says
-    /// so. The address is published before the flag, and a lookup reads it
+    /// one (see [`Rules::remembers_peer`](crate::policy::Rules::remembers_peer)),
+    /// and returns the flag that says so. The address is published before the flag, and a lookup reads it
     /// only once the flag is set.
     fn remember_peer(&self, inner: &PcbInner<S>, peer: &Endpoint, guard: &Guard) -> Flags {
-        if !policy::remembers_peer(self.rules, inner.family) {
+        if !self.rules.remembers_peer(inner.family) {
             return Flags::EMPTY;
         }
         let last = match peer.ip {
@@ -279,7 +266,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     fn stamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>, flags: Flags) {
         let counter = held.next_seq();
         inner.seq.store(
-            policy::insertion_seq(self.rules, inner.family, flags, counter),
+            self.rules.insertion_seq(inner.family, flags, counter),
             Ordering::Relaxed,
         );
         inner.bound_seq.store(counter, Ordering::Relaxed);
@@ -290,7 +277,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Caller holds the port's lock.
     fn restamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>) {
         let counter = held.next_seq();
-        if let Some(seq) = policy::rehash_seq(self.rules, counter) {
+        if let Some(seq) = self.rules.rehash_seq(counter) {
             inner.seq.store(seq, Ordering::Relaxed);
         }
     }
@@ -317,7 +304,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if fresh {
             self.stamp_seq(held, inner, flags);
         }
-        let remembered = policy::remembers(self.rules, State::Connected);
+        let remembered = self.rules.remembers(State::Connected);
         let peer = self.remember_peer(inner, &tuple.remote, guard);
         inner
             .flags
@@ -365,118 +352,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         false
     }
 
-    /// Whether the rules keep the history of the port's bind buckets (Linux
-    /// TCP; see [`PortMemo`]).
-    fn tracks_buckets(&self) -> bool {
-        self.rules.policy == Policy::Linux && self.rules.protocol == Protocol::Tcp
-    }
-
-    /// The PCBs on `port` at the address of `local`: one Linux bind2 bucket.
-    fn bucket_mates<'g>(
-        &'g self,
-        local: &'g Endpoint,
-        guard: &'g Guard,
-    ) -> impl Iterator<Item = &'g Arc<PcbInner<S>>> + 'g {
-        self.ports
-            .iter(local.port, List::Unconnected, guard)
-            .chain(self.ports.iter(local.port, List::Connected, guard))
-            .filter(move |pcb| pcb.tuple(guard).local == *local)
-    }
-
-    /// `inner` arrived at `local` without `bind()`: it joins the bucket of
-    /// the PCBs already there, or starts one. A new bucket is connect-only
-    /// when an unbound `connect()` made it (`__inet_hash_connect`), and
-    /// otherwise takes the port's state (`inet_bhash2_update_saddr` and
-    /// `__inet_inherit_port` copy the port bucket's `fastreuse`). Caller
-    /// holds the port's lock.
-    pub(crate) fn join_bucket(
-        &self,
-        inner: &PcbInner<S>,
-        local: &Endpoint,
-        by_connect: bool,
-        guard: &Guard,
-    ) {
-        if !self.tracks_buckets() {
-            return;
-        }
-        let new_bucket = by_connect || !self.memos.get(local.port).held_by_bind();
-        let connect_only = self
-            .bucket_mates(local, guard)
-            .find(|pcb| !std::ptr::eq(&***pcb, inner))
-            .map_or(new_bucket, |mate| {
-                mate.flags.load().contains(Flags::CONNECT_BUCKET)
-            });
-        inner
-            .flags
-            .update(|flags| flags.set(Flags::CONNECT_BUCKET, connect_only));
-    }
-
-    /// A `bind()` (or the autobind of `listen()`) took `local`: its bucket is
-    /// held by `bind()` now, for every PCB in it. Caller holds the port's lock.
-    fn bind_bucket(&self, local: &Endpoint, guard: &Guard) {
-        if !self.tracks_buckets() {
-            return;
-        }
-        for pcb in self.bucket_mates(local, guard) {
-            pcb.flags
-                .update(|flags| flags.without(Flags::CONNECT_BUCKET));
-        }
-    }
-
-    /// A PCB left the bucket of `local` (it closed, went to TIME_WAIT or
-    /// moved to another address): when every PCB still in it but `except`
-    /// got its port from `connect()`, the bucket is connect-only again
-    /// (`inet_bind2_bucket_destroy`). A TIME_WAIT PCB stays among the
-    /// bucket's owners and counts as the socket it was (`sk_is_connect_bind`
-    /// reads `tw_connect_bind`): an accepted connection, or one that
-    /// connected from a port `bind()` chose, keeps the bucket held by
-    /// `bind()`. Caller holds the port's lock.
-    pub(crate) fn left_bucket(
-        &self,
-        local: &Endpoint,
-        except: Option<&PcbInner<S>>,
-        guard: &Guard,
-    ) {
-        if !self.tracks_buckets() {
-            return;
-        }
-        let others = || {
-            self.bucket_mates(local, guard)
-                .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
-        };
-        // Stops at the first owner that bind() or listen() put there (on a
-        // server: at once), so a close costs O(1) there.
-        let connect_owned = others().all(|pcb| pcb.flags.load().contains(Flags::CONNECT_BIND));
-        if connect_owned {
-            for pcb in others() {
-                pcb.flags.update(|flags| flags | Flags::CONNECT_BUCKET);
-            }
-        }
-    }
-
-    /// An owner of `port` left it, or its full socket gave way to a
-    /// TIME_WAIT one (`inet_put_port` either way). When every PCB still on
-    /// the port but `except` (one that the kernel has not put there yet) sits
-    /// in a connect-only bucket, the port forgets that `bind()` held it
-    /// (`inet_bind_bucket_destroy`), and its fast-path record with it. Caller
-    /// holds the port's lock.
-    fn left_port(&self, port: u16, except: Option<&PcbInner<S>>, guard: &Guard) {
-        if !self.tracks_buckets() || !self.memos.get(port).held_by_bind() {
-            return;
-        }
-        // Stops at the first PCB in a bucket held by bind() (a listener comes
-        // first, in the unconnected list).
-        let connect_only = self
-            .ports
-            .iter(port, List::Unconnected, guard)
-            .chain(self.ports.iter(port, List::Connected, guard))
-            .filter(|pcb| except.is_none_or(|except| !std::ptr::eq(&***pcb, except)))
-            .all(|pcb| pcb.flags.load().contains(Flags::CONNECT_BUCKET));
-        if connect_only {
-            self.memos.set(port, PortMemo::Empty);
-        }
-    }
-
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
     /// port's lock.
@@ -517,30 +392,30 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let held = self.ports.lock(me.local.port);
                 let owners = self.owners(me.local.port, inner, &guard);
                 let memo = self.memos.get(me.local.port);
-                policy::listen_check(self.rules, &me, &owners, memo)?;
+                self.rules.listen_check(&me, &owners, memo)?;
                 let listening = PcbView {
                     flags: me.flags.with_state(State::Listen),
                     ..me
                 };
                 self.memos
-                    .set(me.local.port, policy::bound(self.rules, &listening, memo));
+                    .set(me.local.port, self.rules.bound(&listening, memo));
                 held
             }
         };
-        if policy::listen_refused_after_connect(self.rules, me.flags) {
+        if self.rules.listen_refused_after_connect(me.flags) {
             // `get_port` ran and a port it took stays, but the socket does
             // not listen.
             inner.flags.set_state(State::Bound);
             return Err(Error::InvalidInput);
         }
-        let remembered = policy::remembers(self.rules, State::Listen);
+        let remembered = self.rules.remembers(State::Listen);
         let flags = inner
             .flags
             .update(|flags| flags.with_state(State::Listen) | remembered);
-        if policy::inserts_at_listen(self.rules) {
+        if self.rules.inserts_at_listen() {
             self.stamp_seq(&held, inner, flags);
         }
-        if policy::group_decided_at_bind(self.rules) && me.state() == State::Bound {
+        if self.rules.group_decided_at_bind() && me.state() == State::Bound {
             self.activate_member(inner, &guard);
         } else {
             self.join_group(&held, inner, &guard);
@@ -557,35 +432,35 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let _owner = inner.lock_owner();
         let guard = crossbeam_epoch::pin();
         let mut me = inner.view(&guard);
-        if policy::binds_before_connect(self.rules, &me) {
+        if self.rules.binds_before_connect(&me) {
             // Linux `inet_dgram_connect`: the port comes first, even if the
             // checks below then fail.
             let local = me.local.with_port(0);
             match self.bind_locked(inner, &me, local, Flags::EMPTY, State::Bound, &guard) {
                 Ok((_, held)) => self.join_group_if_bound_member(&held, inner, &guard),
-                Err(_) => return Err(policy::connect_autobind_failed(self.rules)),
+                Err(_) => return Err(self.rules.connect_autobind_failed()),
             }
             me = inner.view(&guard);
         }
-        if policy::disconnects_before_connect(self.rules, &me) {
+        if self.rules.disconnects_before_connect(&me) {
             // FreeBSD `soconnectat`: disconnected first, whatever the peer.
             self.disconnect_locked(inner, &me, &guard)?;
             me = inner.view(&guard);
         }
-        let peer = policy::check_connect(self.rules, &me, remote)?;
+        let peer = Endpoint::new(self.rules.check_connect(&me, remote)?);
         if me.state() == State::Connected {
             // Connecting again (Linux UDP): same local address and port.
             return Ok(self.reconnect(inner, &me, peer, &guard));
         }
         let source = if !me.local.is_wildcard() {
-            policy::bound_source(self.rules, &me, &peer)
+            self.rules.bound_source(&me, canonical(peer))
         } else {
             (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?
         };
-        if let Some(error) = policy::connect_refused(self.rules, &me) {
+        if let Some(error) = self.rules.connect_refused(&me) {
             self.refuse_connect(inner, &me, source, &guard);
             return Err(error);
         }
@@ -601,7 +476,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let flow = self.flow(&tuple);
             let holder = self.exact_holder_arc(&flow, &guard);
             let replace = match &holder {
-                Some(pcb) => match policy::connect_tuple_taken(self.rules, &pcb.view(&guard)) {
+                Some(pcb) => match self.rules.connect_tuple_taken(&pcb.view(&guard)) {
                     Ok(replace) => replace,
                     Err(error) => {
                         self.connect_failed(&held, inner, &me, source, &guard);
@@ -630,16 +505,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(tuple.local.to_socket(inner.family));
         }
         let flow = self.destination_hash(source, &peer);
-        let mut candidates = match (self.rules.policy, self.rules.protocol) {
-            (Policy::FreeBsd, _) => self.ephemeral.freebsd(),
-            (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect(flow),
-            (Policy::Linux, Protocol::Udp) => self.ephemeral.linux_udp(),
-        };
+        let scan = self.rules.connect_scan();
+        let mut candidates = self.ephemeral.scan(scan, flow);
         let flags = me.flags | Flags::CONNECT_BIND;
         // Ports whose 4-tuple the destination already holds (see `busy`):
         // the scan passes over them without the full check, which would
         // reject them anyway.
-        let hinted = policy::connect_holder_busy(self.rules);
+        let hinted = self.rules.connect_holder_busy();
         let mut hint = if hinted {
             self.busy.get(flow, source, &peer)
         } else {
@@ -670,7 +542,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 .exact_holder(&exact, &guard)
                 .map(|pcb| pcb.view(&guard));
             let memo = self.memos.get(port);
-            if policy::connect_port_busy(self.rules, &new, &owners, holder.as_ref(), memo) {
+            if self
+                .rules
+                .connect_port_busy(&new, &owners, holder.as_ref(), memo)
+            {
                 if hinted && holder.is_some() {
                     taken += 1;
                     if hint.is_none() && taken >= self.busy.install_after() {
@@ -683,11 +558,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 continue;
             }
             debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
-            match (self.rules.policy, self.rules.protocol) {
-                (Policy::FreeBsd, _) => self.ephemeral.freebsd_found(port),
-                (Policy::Linux, Protocol::Tcp) => self.ephemeral.linux_connect_found(flow, attempt),
-                (Policy::Linux, Protocol::Udp) => {}
-            }
+            self.ephemeral.found(scan, flow, port, attempt);
             self.link_connected(&held, inner, &exact, flags, true, &guard);
             self.join_bucket(inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {
@@ -760,7 +631,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         source: std::net::IpAddr,
         guard: &Guard,
     ) {
-        match policy::after_failed_connect(self.rules, me, source) {
+        match self.rules.after_failed_connect(me, source) {
             AfterFailedConnect::Unchanged => {}
             AfterFailedConnect::Rebound(ip) => {
                 let local = Endpoint { ip, ..me.local };
@@ -795,9 +666,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.connect_failed(&held, inner, me, source, guard);
             return;
         }
-        if let AfterFailedConnect::Released(ip) =
-            policy::after_failed_connect(self.rules, me, source)
-        {
+        if let AfterFailedConnect::Released(ip) = self.rules.after_failed_connect(me, source) {
             if ip != me.local.ip {
                 // Not in the table: nothing else sees it.
                 inner.set_tuple(Tuple::bound(Endpoint { ip, port: 0 }));
@@ -817,7 +686,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let _owner = parent.lock_owner();
         let guard = crossbeam_epoch::pin();
         let view = parent.view(&guard);
-        let (local, remote) = match policy::check_accept(self.rules, &view, local, remote) {
+        let (local, remote) = match check_accept(self.rules.protocol, &view, local, remote) {
             Ok(checked) => checked,
             Err(error) => return Err((error, socket)),
         };
@@ -831,7 +700,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         {
             return Err((Error::AddrInUse, socket));
         }
-        let inherited = view.flags & policy::accept_inherits(self.rules);
+        let inherited = view.flags & self.rules.accept_inherits();
         let child = Arc::new(PcbInner::with_tuple(
             view.family,
             view.cred,
@@ -872,7 +741,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) -> Result<(), Error> {
         let me = *me;
-        let keep = policy::disconnect(self.rules, &me)?;
+        let keep = self.rules.disconnect(&me)?;
         if self.rules.protocol == Protocol::Tcp {
             self.abort(inner, &me, keep, guard);
             return Ok(());
@@ -892,10 +761,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let local = if keep.keep_addr {
             me.local
         } else {
-            policy::disconnected_wildcard(self.rules, inner.family, &me.local)
+            self.disconnected_local(inner.family, &me.local)
         };
         if !connected && local == me.local {
-            if me.flags.in_group() && policy::wildcard_disconnect_leaves_group(self.rules, &me) {
+            if me.flags.in_group() && self.rules.wildcard_disconnect_leaves_group(&me) {
                 let held = self.ports.lock(me.local.port);
                 self.leave_group(&held, inner, guard);
             }
@@ -920,7 +789,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // Whether it holds the exact entry, read under the port's lock
             // (another PCB's connect may have shadowed it since `me`).
             let was = inner.flags.load();
-            let fresh = connected && policy::disconnect_reinserts(self.rules);
+            let fresh = connected && self.rules.disconnect_reinserts();
             if connected {
                 let before = Tuple {
                     local: me.local,
@@ -931,7 +800,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // A bound PCB keeps its node in the wildcard list.
                 self.readdress(&held, inner, local, flags, fresh);
             }
-            if policy::rejoins_group_on_disconnect(self.rules) {
+            if self.rules.rejoins_group_on_disconnect() {
                 self.join_group_if_bound_member(&held, inner, guard);
             }
         } else {

@@ -8,7 +8,7 @@ use crossbeam_epoch::Guard;
 use crate::flags::Flags;
 use crate::lbgroup::Group;
 use crate::pcb::PcbInner;
-use crate::policy::{self, GroupFit, PcbView, Protocol};
+use crate::policy::{GroupFit, PcbView, Protocol};
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
 use crate::table::Shared;
@@ -17,7 +17,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Joins (or founds) the group `inner`'s options and address call for.
     pub(crate) fn join_group(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         let view = inner.view(guard);
-        let Some(key) = policy::group_key(self.rules, &view) else {
+        let Some(key) = self.rules.group_key(&view) else {
             return;
         };
         let existing = match self.group_mate(held, inner, &view, guard) {
@@ -28,7 +28,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     // is founded for it on the spot (`reuseport_add_sock`).
                     let group = Arc::new(Group::new(
                         key,
-                        policy::group_initial_slots(self.rules.policy),
+                        self.rules.group_initial_slots(),
                         held.next_seq(),
                     ));
                     group.join(mate.clone(), guard);
@@ -54,7 +54,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let group = match existing {
             Some(group) => {
                 let (members, slots) = group.occupancy(guard);
-                match policy::group_fit(self.rules.policy, members, slots) {
+                match self.rules.group_fit(members, slots) {
                     GroupFit::Join => {}
                     GroupFit::Grow(slots) => group.grow(slots, held.next_seq()),
                     GroupFit::Full => {
@@ -69,11 +69,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             None => Arc::new(Group::new(
                 key,
-                policy::group_initial_slots(self.rules.policy),
+                self.rules.group_initial_slots(),
                 held.next_seq(),
             )),
         };
-        if policy::joins_pending(self.rules, &view) {
+        if self.rules.joins_pending(&view) {
             group.count_pending(true);
             inner.group.replace(Some(group), guard);
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
@@ -108,7 +108,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 continue;
             }
             let view = pcb.view(guard);
-            if !policy::group_mate(self.rules, me, &view)? {
+            if !self.rules.group_mate(me, &view)? {
                 continue;
             }
             let order = if udp {
@@ -166,8 +166,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner: &Arc<PcbInner<S>>,
         guard: &Guard,
     ) {
-        if !policy::group_joins_at_listen(self.rules) {
+        if !self.group_joins_at_listen() {
             self.join_group(held, inner, guard);
         }
+    }
+
+    /// Whether members join at `listen()` (TCP) rather than at `bind()`
+    /// (UDP), under both kernels. A policy that decides membership at
+    /// `bind()` ([`Rules::group_decided_at_bind`](crate::policy::Rules))
+    /// makes a TCP member wait there, pending, for `listen()`.
+    pub(crate) fn group_joins_at_listen(&self) -> bool {
+        self.rules.protocol == Protocol::Tcp
     }
 }

@@ -1,4 +1,4 @@
-//! Ephemeral port selection, per policy.
+//! Ephemeral port selection: the scans a policy chooses from ([`PortScan`]).
 //!
 //! - FreeBSD (`in_pcb_lport_dest`): a uniformly random starting point in the
 //!   range (or the last port handed out, when randomisation is off), then a
@@ -20,6 +20,7 @@
 
 use std::ops::RangeInclusive;
 
+use crate::policy::PortScan;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Slots of the RFC 6056 perturbation table (Linux uses 2^16; the scheme only
@@ -130,8 +131,29 @@ impl Ephemeral {
         z ^ (z >> 31)
     }
 
+    /// The candidates of `scan`; `flow` is the destination's keyed hash
+    /// (only [`PortScan::Perturbed`] reads it).
+    pub(crate) fn scan(&self, scan: PortScan, flow: u64) -> Candidates {
+        match scan {
+            PortScan::Rover => self.rover(),
+            PortScan::Parity { lower_half_first } => self.parity(lower_half_first),
+            PortScan::Perturbed => self.perturbed(flow),
+            PortScan::RandomStart => self.random_start(),
+        }
+    }
+
+    /// Records that `scan` (for `flow`) settled on `port`, its candidate at
+    /// loop index `attempt`.
+    pub(crate) fn found(&self, scan: PortScan, flow: u64, port: u16, attempt: u32) {
+        match scan {
+            PortScan::Rover => self.rover_found(port),
+            PortScan::Perturbed => self.perturbed_found(flow, attempt),
+            PortScan::Parity { .. } | PortScan::RandomStart => {}
+        }
+    }
+
     /// FreeBSD `in_pcb_lport_dest`: every port of the range once.
-    pub(crate) fn freebsd(&self) -> Candidates {
+    pub(crate) fn rover(&self) -> Candidates {
         let (first, last) = (u32::from(self.first), u32::from(self.last));
         let count = last - first + 1;
         let start = if self.randomized && first != last {
@@ -151,7 +173,7 @@ impl Ephemeral {
     }
 
     /// Records the port FreeBSD's scan settled on (`ipi_lastport`).
-    pub(crate) fn freebsd_found(&self, port: u16) {
+    pub(crate) fn rover_found(&self, port: u16) {
         self.cursor.store(u32::from(port), Ordering::Relaxed);
     }
 
@@ -161,10 +183,10 @@ impl Ephemeral {
     /// As in the kernel, a range with an odd number of ports leaves its last
     /// port out (`remaining &= ~1`), and a range of fewer than four ports is
     /// not split in halves.
-    pub(crate) fn linux_bind(&self, reuse_addr: bool) -> Candidates {
+    pub(crate) fn parity(&self, lower_half_first: bool) -> Candidates {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
-        let halves: Vec<(u32, u32)> = if reuse_addr && high - low >= 4 {
+        let halves: Vec<(u32, u32)> = if lower_half_first && high - low >= 4 {
             let half = low + (((high - low) >> 2) << 1);
             vec![(low, half), (half, high)]
         } else {
@@ -172,7 +194,7 @@ impl Ephemeral {
         };
         let mut passes = Vec::with_capacity(4);
         for (low, high) in halves {
-            let remaining = Self::linux_remaining(low, high);
+            let remaining = Self::parity_remaining(low, high);
             let offset = (self.random() % u64::from(remaining)) as u32 | 1;
             passes.push(ParityPass {
                 low,
@@ -193,7 +215,7 @@ impl Ephemeral {
     }
 
     /// `remaining` of the Linux scans: the size of `[low, high)`, made even.
-    fn linux_remaining(low: u32, high: u32) -> u32 {
+    fn parity_remaining(low: u32, high: u32) -> u32 {
         let remaining = high - low;
         if remaining > 1 {
             remaining & !1
@@ -206,12 +228,12 @@ impl Ephemeral {
     /// hash of (local address, peer address, peer port). The scan starts at
     /// the flow's slot offset, on ports of `low`'s parity, then tries the
     /// other parity. Each candidate carries the kernel's loop index `i` (two
-    /// per port), which [`linux_connect_found`](Self::linux_connect_found)
+    /// per port), which [`perturbed_found`](Self::perturbed_found)
     /// needs.
-    pub(crate) fn linux_connect(&self, flow: u64) -> Candidates {
+    pub(crate) fn perturbed(&self, flow: u64) -> Candidates {
         let low = u32::from(self.first);
         let high = u32::from(self.last) + 1;
-        let remaining = Self::linux_remaining(low, high);
+        let remaining = Self::parity_remaining(low, high);
         let slot = &self.perturb[flow as usize % PERTURB_SLOTS];
         let start = slot
             .load(Ordering::Relaxed)
@@ -238,7 +260,7 @@ impl Ephemeral {
     /// Advances the RFC 6056 slot of `flow` after the candidate with loop
     /// index `i` was taken: by `max(i, 2 * random(0..8)) + 2`, as
     /// `__inet_hash_connect` does.
-    pub(crate) fn linux_connect_found(&self, flow: u64, i: u32) {
+    pub(crate) fn perturbed_found(&self, flow: u64, i: u32) {
         let jitter = (self.random() % 8) as u32 * 2;
         let advance = i.max(jitter) + 2;
         self.perturb[flow as usize % PERTURB_SLOTS].fetch_add(advance, Ordering::Relaxed);
@@ -250,7 +272,7 @@ impl Ephemeral {
     /// each slot's ports in a random order; with at least as many slots as
     /// the range has ports, which the UDP table's size ensures for the ranges
     /// in use, every slot holds one port of the range.)
-    pub(crate) fn linux_udp(&self) -> Candidates {
+    pub(crate) fn random_start(&self) -> Candidates {
         let low = u32::from(self.first);
         let count = u32::from(self.last) - low + 1;
         let first = ((self.random() as u32 as u64 * u64::from(count)) >> 32) as u32;
@@ -436,7 +458,7 @@ mod tests {
     #[test]
     fn freebsd_scan_covers_the_range_once() {
         let eph = Ephemeral::new(10000..=10999, 7, true);
-        let ports: Vec<u16> = eph.freebsd().map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph.rover().map(|(_, p)| p).collect();
         assert_eq!(ports.len(), 1000);
         assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 1000);
         assert!(ports.iter().all(|p| (10000..=10999).contains(p)));
@@ -451,27 +473,24 @@ mod tests {
         let eph = Ephemeral::new(5000..=5003, 1, false);
         // `ipi_lastport` starts at 0: the first scan starts at `first`.
         assert_eq!(
-            eph.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
+            eph.rover().map(|(_, p)| p).collect::<Vec<_>>(),
             vec![5000, 5001, 5002, 5003]
         );
-        eph.freebsd_found(5000);
+        eph.rover_found(5000);
         assert_eq!(
-            eph.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
+            eph.rover().map(|(_, p)| p).collect::<Vec<_>>(),
             vec![5001, 5002, 5003, 5000]
         );
-        eph.freebsd_found(5002);
-        assert_eq!(eph.freebsd().next(), Some((1, 5003)));
+        eph.rover_found(5002);
+        assert_eq!(eph.rover().next(), Some((1, 5003)));
         let single = Ephemeral::new(7..=7, 1, true);
-        assert_eq!(
-            single.freebsd().map(|(_, p)| p).collect::<Vec<_>>(),
-            vec![7]
-        );
+        assert_eq!(single.rover().map(|(_, p)| p).collect::<Vec<_>>(), vec![7]);
     }
 
     #[test]
     fn linux_bind_tries_odd_ports_first_then_even() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
-        let ports: Vec<u16> = eph.linux_bind(false).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph.parity(false).map(|(_, p)| p).collect();
         let half = ports.len() / 2;
         assert_eq!(ports.len(), 28232);
         assert!(ports[..half].iter().all(|p| p % 2 == 1));
@@ -482,7 +501,7 @@ mod tests {
     #[test]
     fn linux_bind_with_reuseaddr_searches_the_lower_half_first() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
-        let ports: Vec<u16> = eph.linux_bind(true).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph.parity(true).map(|(_, p)| p).collect();
         let split = 32768 + 14116;
         let lower = ports.iter().take_while(|&&p| p < split).count();
         assert_eq!(lower, 14116);
@@ -493,18 +512,18 @@ mod tests {
     fn linux_connect_tries_even_ports_first_and_moves_on_after_success() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
         let flow = 0xDEAD_BEEF_1234_5678;
-        let first: Vec<u16> = eph.linux_connect(flow).map(|(_, p)| p).collect();
+        let first: Vec<u16> = eph.perturbed(flow).map(|(_, p)| p).collect();
         assert_eq!(first.len(), 28232);
         assert!(first[..14116].iter().all(|p| p % 2 == 0));
-        eph.linux_connect_found(flow, 0);
-        let again = eph.linux_connect(flow).next().unwrap().1;
+        eph.perturbed_found(flow, 0);
+        let again = eph.perturbed(flow).next().unwrap().1;
         assert_ne!(again, first[0], "the perturbation slot advances");
     }
 
     #[test]
     fn linux_connect_counts_two_per_port_in_each_pass() {
         let eph = Ephemeral::new(40000..=40003, 5, true);
-        let candidates: Vec<Candidate> = eph.linux_connect(42).collect();
+        let candidates: Vec<Candidate> = eph.perturbed(42).collect();
         let indexes: Vec<u32> = candidates.iter().map(|&(i, _)| i).collect();
         assert_eq!(indexes, vec![0, 2, 0, 2]);
         let ports: HashSet<u16> = candidates.iter().map(|&(_, p)| p).collect();
@@ -516,18 +535,18 @@ mod tests {
     fn linux_scans_leave_out_the_last_port_of_an_odd_range() {
         let eph = Ephemeral::new(40000..=40002, 5, true);
         for reuse_addr in [false, true] {
-            let ports: Vec<u16> = eph.linux_bind(reuse_addr).map(|(_, p)| p).collect();
+            let ports: Vec<u16> = eph.parity(reuse_addr).map(|(_, p)| p).collect();
             assert_eq!(ports, vec![40001, 40000]);
         }
-        let ports: Vec<u16> = eph.linux_connect(9).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph.perturbed(9).map(|(_, p)| p).collect();
         assert_eq!(ports, vec![40000, 40001]);
         let single = Ephemeral::new(40000..=40000, 5, true);
         assert_eq!(
-            single.linux_bind(false).map(|(_, p)| p).collect::<Vec<_>>(),
+            single.parity(false).map(|(_, p)| p).collect::<Vec<_>>(),
             vec![40000]
         );
         assert_eq!(
-            single.linux_connect(1).map(|(_, p)| p).collect::<Vec<_>>(),
+            single.perturbed(1).map(|(_, p)| p).collect::<Vec<_>>(),
             vec![40000]
         );
     }
@@ -536,7 +555,7 @@ mod tests {
     fn linux_udp_tries_every_port_once_from_a_random_start() {
         let eph = Ephemeral::new(40000..=40063, 5, true);
         for _ in 0..8 {
-            let ports: Vec<u16> = eph.linux_udp().map(|(_, p)| p).collect();
+            let ports: Vec<u16> = eph.random_start().map(|(_, p)| p).collect();
             assert_eq!(ports.len(), 64);
             assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 64);
             for pair in ports.windows(2) {
@@ -617,27 +636,27 @@ mod tests {
                 let flow = random();
                 for _ in 0..4 {
                     assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).freebsd(),
+                        || Ephemeral::new(range.clone(), seed, true).rover(),
                         &marked,
                     );
-                    assert_skips_exactly_the_marked(|| eph.linux_connect(flow), &marked);
+                    assert_skips_exactly_the_marked(|| eph.perturbed(flow), &marked);
                     assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).linux_bind(false),
-                        &marked,
-                    );
-                    assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).linux_bind(true),
+                        || Ephemeral::new(range.clone(), seed, true).parity(false),
                         &marked,
                     );
                     assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).linux_udp(),
+                        || Ephemeral::new(range.clone(), seed, true).parity(true),
                         &marked,
                     );
-                    eph.linux_connect_found(flow, (random() % 64) as u32);
+                    assert_skips_exactly_the_marked(
+                        || Ephemeral::new(range.clone(), seed, true).random_start(),
+                        &marked,
+                    );
+                    eph.perturbed_found(flow, (random() % 64) as u32);
                 }
                 let fixed = Ephemeral::new(range.clone(), seed, false);
-                fixed.freebsd_found(*range.end());
-                assert_skips_exactly_the_marked(|| fixed.freebsd(), &marked);
+                fixed.rover_found(*range.end());
+                assert_skips_exactly_the_marked(|| fixed.rover(), &marked);
             }
         }
     }
@@ -650,14 +669,14 @@ mod tests {
         let marked = Marked::new(range.clone().filter(|&p| p != 50001 && p != 33000));
         let eph = Ephemeral::new(range, 11, true);
         for flow in 0..16 {
-            let mut scan = eph.linux_connect(flow);
+            let mut scan = eph.perturbed(flow);
             scan.skip_marked(&marked);
             assert_eq!(scan.next().map(|(_, p)| p), Some(33000));
             scan.skip_marked(&marked);
             assert_eq!(scan.next().map(|(_, p)| p), Some(50001));
             scan.skip_marked(&marked);
             assert_eq!(scan.next(), None);
-            let mut scan = eph.freebsd();
+            let mut scan = eph.rover();
             scan.skip_marked(&marked);
             let first = scan.next().map(|(_, p)| p).unwrap();
             assert!(first == 33000 || first == 50001);

@@ -8,7 +8,6 @@ use crossbeam_epoch::Guard;
 
 use crate::flags::Flags;
 use crate::pcb::PcbInner;
-use crate::policy;
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
 use crate::table::{Flow, Shared};
@@ -27,7 +26,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) {
         let counter = held.next_seq();
         inner.connect_seq.store(counter, Ordering::Relaxed);
-        let before = if policy::newest_connection_first(self.rules) {
+        let before = if self.rules.newest_connection_first() {
             self.exact_holder_arc(flow, guard)
                 .filter(|old| !Arc::ptr_eq(old, inner))
         } else {

@@ -18,12 +18,13 @@ use std::ops::RangeInclusive;
 use crossbeam_epoch::{Collector, Guard};
 
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
+use crate::buckets::PortMemos;
 use crate::busy::{self, BusyHints};
 use crate::counter::Counter;
 use crate::exact::ExactPcbs;
 use crate::flags::{Flags, State};
 use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
-use crate::policy::{self, Af, ConnectWild, PcbView, Policy, PortMemos, Protocol, Rules};
+use crate::policy::{self, canonical, Af, ConnectWild, PcbView, Policy, Protocol, RuleSet, Rules};
 use crate::ports::Ephemeral;
 use crate::raw::{check_guard, default_guard_collector, List, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
@@ -33,14 +34,14 @@ pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 
 /// Everything a table and its PCB handles share.
 pub(crate) struct Shared<S: Send + Sync + 'static> {
-    pub(crate) rules: Rules,
+    pub(crate) rules: RuleSet,
     pub(crate) hasher: ahash::RandomState,
     /// The collector of the guards lookups take (crossbeam-epoch's default).
     pub(crate) collector: &'static Collector,
     pub(crate) exact: ExactPcbs<S>,
     pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
     pub(crate) ephemeral: Ephemeral,
-    /// What the policy remembers about each port (Linux bind buckets).
+    /// What the policy remembers about each port (see `buckets.rs`).
     pub(crate) memos: PortMemos,
     /// Ports known to hold a connection to a crowded destination.
     pub(crate) busy: BusyHints,
@@ -99,7 +100,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             pcb.is_flow(&flow.key, guard),
             "a PCB is filed under its own tuple"
         );
-        if policy::matches_any_port(self.rules, &flow.tuple) {
+        if self.rules.lookup.matches_any_port(&flow.tuple) {
             self.any_port_peers.fetch_add(1, Ordering::Relaxed);
         }
         self.exact.insert(flow.hash, pcb, guard);
@@ -109,14 +110,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// bucket lock. Whether there was one.
     pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
         let removed = self.exact.remove(flow.hash, pcb, guard);
-        if removed && policy::matches_any_port(self.rules, &flow.tuple) {
+        if removed && self.rules.lookup.matches_any_port(&flow.tuple) {
             self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
         }
         removed
     }
 
     /// The PCB connected to the packet's remote address with any port
-    /// (see [`policy::matches_any_port`]), with its rank among the wildcard
+    /// (see [`Lookup::any_port`](policy::Lookup::any_port)), with its rank among the wildcard
     /// ranks. Of several (Linux UDP lists them all in the address's list,
     /// where `compute_score` ranks them), the best-ranked, then the first
     /// listed. Lock-free: one load while there are none, one more exact
@@ -133,7 +134,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let key = key.any_remote_port();
         let holder = self.exact.find(key.hash(&self.hasher), &key, guard)?;
-        let rank = |pcb: &PcbInner<S>| policy::any_port_peer_rank(self.rules, local, pcb.family);
+        let packet = canonical(*local);
+        let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
         if !holder.flags.load().contains(Flags::SHADOWING) {
             return Some((rank(holder), holder));
         }
@@ -196,16 +198,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &'g Guard,
     ) -> Before<'g, S> {
         let after = limit.seq.load(Ordering::Relaxed);
+        let packet = canonical(*local);
         // The first socket listed before `limit` that outranks `floor`.
         let first_above = |floor: u32| {
             let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
             for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
                 let view = pcb.view(guard);
-                let Some((rank, _)) = self.wildcard_rank(pcb, &view, local, source, guard) else {
+                let Some((rank, _)) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
                     continue;
                 };
                 let listed_before = view.seq > after;
-                let same_pass = policy::same_pass(self.rules, rank, local) == pass;
+                let same_pass = self.rules.lookup.same_pass(rank) == pass;
                 let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
                 if listed_before && same_pass && rank > floor && earlier {
                     first = Some((rank, view.seq, &**pcb));
@@ -217,10 +220,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let mut floor = 0;
         while let Some((rank, _, pcb)) = first_above(floor) {
             let flags = pcb.flags.load();
-            if policy::consults_group(self.rules, flags) {
+            if self.rules.lookup.consults_group(flags) {
                 if let Some(group) = pcb.group.load(guard) {
                     if !group.has_conns() {
-                        if let Some(member) = group.pick(self.rules.policy, hash, guard) {
+                        if let Some(member) = group.pick(&self.rules.lookup, hash, guard) {
                             return Before::Group(member);
                         }
                     }
@@ -254,6 +257,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let mut peer = None;
         // The place of the first-listed candidate that may ask a group.
         let mut first_grouped = None;
+        let packet = canonical(*local);
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
             let mut view = pcb.view(guard);
             if view.is_connected() {
@@ -267,10 +271,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if flow.is_none() {
                 view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
             }
-            let Some(key) = self.wildcard_rank(pcb, &view, local, source, guard) else {
+            let Some(key) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
                 continue;
             };
-            if policy::consults_group(self.rules, view.flags) {
+            if self.rules.lookup.consults_group(view.flags) {
                 first_grouped = first_grouped.max(Some(view.seq));
             }
             if best.is_none_or(|(k, _, _)| key > k) {
@@ -281,35 +285,38 @@ impl<S: Send + Sync + 'static> Shared<S> {
             Some(peer) => Wildcard::ConnectingAnyPort(peer),
             None => Wildcard::Best(best.map(|((rank, _), seq, pcb)| Best {
                 pcb,
-                pass: policy::same_pass(self.rules, rank, local),
-                group_before: policy::group_stops_walk(self.rules) && first_grouped > Some(seq),
+                pass: self.rules.lookup.same_pass(rank),
+                group_before: self.rules.lookup.group_stops_walk && first_grouped > Some(seq),
             })),
         }
     }
 
     /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
-    /// `source` (v4-mapped if IPv4) to `local`: the policy's rank, then the
-    /// PCB's last peer for an IPv6 packet (see [`Flags::LAST_PEER`]).
+    /// `source` (v4-mapped if IPv4) to `packet` (canonical): the policy's
+    /// rank, then the PCB's last peer for an IPv6 packet (see
+    /// [`Flags::LAST_PEER`]).
     #[inline]
     fn wildcard_rank(
         &self,
         pcb: &PcbInner<S>,
         view: &PcbView,
-        local: &Endpoint,
+        packet: &SocketAddr,
         source: &Ipv6Addr,
         guard: &Guard,
     ) -> Option<(u32, u64)> {
-        let (rank, seq) = policy::wildcard_rank(self.rules, view, local)?;
-        if local.is_v4() || !view.flags.contains(Flags::LAST_PEER) {
+        let (rank, seq) = (self.rules.lookup.rank)(view, packet)?;
+        if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
             return Some((rank, seq));
         }
         let last = pcb.last_peer.load(guard)?;
-        policy::last_peer_rank(self.rules, rank, last, source).map(|rank| (rank, seq))
+        self.rules
+            .last_peer_rank(rank, last, source)
+            .map(|rank| (rank, seq))
     }
 
     /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
     /// is connecting to exactly `flow`, or to its remote address with any
-    /// port (see [`policy::matches_any_port`]).
+    /// port (see [`Lookup::any_port`](policy::Lookup::any_port)).
     #[inline]
     fn connecting_to(&self, view: &PcbView, flow: &FlowKey) -> Connecting {
         #[cfg(pcbhash_broken)]
@@ -323,7 +330,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let key = FlowKey::of_tuple(&tuple);
         if key == *flow {
             Connecting::Exact
-        } else if policy::matches_any_port(self.rules, &tuple) && key == flow.any_remote_port() {
+        } else if self.rules.lookup.matches_any_port(&tuple) && key == flow.any_remote_port() {
             Connecting::AnyPort
         } else {
             Connecting::No
@@ -414,9 +421,11 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         Builder::default()
     }
 
-    /// The policy the table follows.
+    /// The policy the table follows. For a table built with
+    /// [`Builder::custom_policy`], the one [`Builder::policy`] named (which
+    /// the custom policy replaces).
     pub fn policy(&self) -> Policy {
-        self.shared.rules.policy
+        self.shared.rules.named
     }
 
     /// The protocol the table holds.
@@ -431,7 +440,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// An `Inet6` PCB starts with the policy's default V6ONLY (on for
     /// FreeBSD, off for Linux). Allocates once; takes no lock.
     pub fn attach(&self, family: Family, cred: Cred, socket: S) -> Pcb<S> {
-        let v6only = family == Family::Inet6 && policy::default_v6only(self.shared.rules.policy);
+        let v6only = family == Family::Inet6 && self.shared.rules.default_v6only();
         let flags = Flags::EMPTY
             .set(Flags::V6ONLY, v6only)
             .with_state(State::Closed);
@@ -730,7 +739,9 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
             Wildcard::Connecting(pcb) => return Some(PcbRef::new(pcb, guard)),
             Wildcard::ConnectingAnyPort(pcb) => {
-                let rank = policy::any_port_peer_rank(shared.rules, &local, pcb.family);
+                let rank = shared
+                    .rules
+                    .any_port_peer_rank(canonical(local), pcb.family);
                 (Some((rank, pcb)), None)
             }
             Wildcard::Best(best) => (None, best),
@@ -747,10 +758,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let best = best.map(|best| best.pcb);
         let mut pcb = ahead.or(best);
         let group = best
-            .filter(|pcb| ahead.is_none() && policy::consults_group(shared.rules, pcb.flags.load()))
+            .filter(|pcb| ahead.is_none() && shared.rules.lookup.consults_group(pcb.flags.load()))
             .and_then(|pcb| pcb.group.load(guard));
         if let Some(group) = group {
-            match group.pick(shared.rules.policy, hash, guard) {
+            match group.pick(&shared.rules.lookup, hash, guard) {
                 Some(member) => pcb = Some(member),
                 // No member takes flows (FreeBSD: all pending; Linux: all
                 // connected): the group stage ends with nothing, and the
@@ -891,7 +902,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
 impl<S: Send + Sync + 'static> fmt::Debug for PcbTable<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PcbTable")
-            .field("policy", &self.shared.rules.policy)
+            .field("rules", &self.shared.rules)
             .field("protocol", &self.shared.rules.protocol)
             .field("len", &self.len())
             .field("ephemeral", &self.shared.ephemeral.range())
@@ -962,6 +973,7 @@ pub struct IndexStats {
 /// ```
 pub struct Builder {
     policy: Policy,
+    custom: Option<std::sync::Arc<dyn Rules>>,
     protocol: Protocol,
     ephemeral: Option<RangeInclusive<u16>>,
     seed: Option<u64>,
@@ -981,7 +993,8 @@ pub struct Builder {
 impl Default for Builder {
     fn default() -> Self {
         Self {
-            policy: Policy::FreeBsd,
+            policy: Policy::default(),
+            custom: None,
             protocol: Protocol::Tcp,
             ephemeral: None,
             seed: None,
@@ -1010,6 +1023,33 @@ impl Builder {
     /// The kernel whose rules to follow. Default: FreeBSD.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// A policy of your own in place of the kernel's: `rules` answers every
+    /// decision (see [`policy::Rules`], and its stability note). It serves
+    /// the protocol that [`protocol`](Self::protocol) names; the FreeBSD
+    /// settings ([`connect_inaddr_wild`](Self::connect_inaddr_wild),
+    /// [`connect_in6addr_wild`](Self::connect_in6addr_wild)) do not apply to
+    /// it, and [`PcbTable::policy`] still reports the built-in policy
+    /// [`policy`](Self::policy) named.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pcbhash::policy::{self, Rules};
+    /// use pcbhash::{Builder, Policy, Protocol};
+    ///
+    /// // A policy that wraps a built-in one would forward every method; here,
+    /// // the built-in Linux rules stand in for a custom object.
+    /// let rules: Arc<dyn Rules> = policy::builtin(Policy::Linux, Protocol::Udp);
+    /// let table: pcbhash::PcbTable<()> = Builder::new()
+    ///     .protocol(Protocol::Udp)
+    ///     .custom_policy(rules)
+    ///     .build();
+    /// assert_eq!(table.protocol(), Protocol::Udp);
+    /// ```
+    pub fn custom_policy(mut self, rules: std::sync::Arc<dyn Rules>) -> Self {
+        self.custom = Some(rules);
         self
     }
 
@@ -1188,14 +1228,9 @@ impl Builder {
                 (hasher, port_seed)
             }
         };
-        let range = self
-            .ephemeral
-            .unwrap_or_else(|| policy::default_ephemeral(self.policy));
-        let rules = Rules {
-            policy: self.policy,
-            protocol: self.protocol,
-            connect_wild: self.connect_wild,
-        };
+        let rules = RuleSet::new(self.policy, self.protocol, self.connect_wild, self.custom);
+        let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
+        let memos = PortMemos::for_rules(&rules);
         #[cfg_attr(not(pcbhash_broken), allow(unused_mut))]
         let mut shared = Shared {
             rules,
@@ -1204,7 +1239,7 @@ impl Builder {
             exact: ExactPcbs::new(self.capacity, self.exact_buckets),
             ports: PortTable::new(),
             ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
-            memos: PortMemos::for_rules(rules),
+            memos,
             busy: BusyHints::new({
                 #[cfg(test)]
                 let after = self.busy_hints_after;
@@ -1237,6 +1272,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("policy", &self.policy)
+            .field("custom", &self.custom)
             .field("protocol", &self.protocol)
             .field("ephemeral", &self.ephemeral)
             .field("seed", &self.seed)

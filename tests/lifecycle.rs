@@ -61,6 +61,7 @@ fn bad_input_gets_a_clear_error() {
         let mapped_v6only = match policy {
             Policy::FreeBsd => Error::AddrNotAvailable,
             Policy::Linux => Error::InvalidInput,
+            _ => unreachable!("no expectation for {policy:?}"),
         };
         assert_eq!(
             v6.bind(addr("[::ffff:127.0.0.1]:9000")),
@@ -80,6 +81,7 @@ fn bad_input_gets_a_clear_error() {
         let want = match policy {
             Policy::FreeBsd => Err(Error::AddrNotAvailable),
             Policy::Linux => Ok(()),
+            _ => unreachable!("no expectation for {policy:?}"),
         };
         assert_eq!(answer, want, "{policy:?}");
         let client = table.attach(Family::Inet, Cred::ROOT, unused());
@@ -106,6 +108,7 @@ fn bad_input_gets_a_clear_error() {
         let want = match policy {
             Policy::FreeBsd => Err(Error::NotSupported),
             Policy::Linux => Ok(()),
+            _ => unreachable!("no expectation for {policy:?}"),
         };
         assert_eq!(client.disconnect(), want, "{policy:?}");
         assert_eq!(client.state(), State::Closed);
@@ -268,6 +271,7 @@ fn udp_disconnect_goes_back_to_the_wildcard_index() {
         let expected = match policy {
             Policy::FreeBsd => addr("0.0.0.0:5353"),
             Policy::Linux => addr("127.0.0.1:5353"),
+            _ => unreachable!("no expectation for {policy:?}"),
         };
         assert_eq!(pcb.local_addr(), Some(expected), "{policy:?}");
     }

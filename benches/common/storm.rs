@@ -80,9 +80,8 @@ pub fn connect_storm(
         let part = &costs[d * tenth..if d == 9 { costs.len() } else { (d + 1) * tenth }];
         *slot = part.iter().sum::<f64>() / part.len().max(1) as f64;
     }
-    let range = range.unwrap_or(match policy {
-        Policy::FreeBsd => 10000..=65535,
-        Policy::Linux => 32768..=60999,
+    let range = range.unwrap_or_else(|| {
+        pcbhash::policy::builtin(policy, pcbhash::Protocol::Tcp).default_ephemeral()
     });
     Storm {
         policy,

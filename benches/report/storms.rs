@@ -19,8 +19,8 @@ pub fn measure(quick: bool) -> Vec<Storm> {
     .into_iter()
     .map(|(policy, randomized)| {
         let range = match policy {
-            Policy::FreeBsd => freebsd_range.clone(),
             Policy::Linux => linux_range.clone(),
+            _ => freebsd_range.clone(),
         };
         connect_storm(policy, range, randomized)
     })
@@ -73,5 +73,6 @@ fn name(storm: &Storm) -> String {
         (Policy::FreeBsd, false) => "FreeBSD, randomized_ports(false)".into(),
         (Policy::FreeBsd, true) => "FreeBSD".into(),
         (Policy::Linux, _) => "Linux".into(),
+        (other, _) => format!("{other:?}"),
     }
 }

@@ -84,6 +84,7 @@ pub fn open(
         match table.policy() {
             Policy::FreeBsd => pcb.set_reuse_port_lb(true).map_err(option)?,
             Policy::Linux => pcb.set_reuse_port(true).map_err(option)?,
+            _ => pcb.set_reuse_port(true).map_err(option)?,
         }
     }
     pcb.bind(spec.addr).map_err(|e| (Op::Bind, e))?;
@@ -102,6 +103,7 @@ pub fn describe(plan: &[ListenerSpec], id: usize, policy: Policy) -> String {
         text.push_str(match policy {
             Policy::FreeBsd => " (SO_REUSEPORT_LB group)",
             Policy::Linux => " (SO_REUSEPORT group)",
+            _ => " (group)",
         });
     }
     text

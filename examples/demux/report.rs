@@ -41,6 +41,7 @@ pub fn policy_name(policy: Policy) -> &'static str {
     match policy {
         Policy::FreeBsd => "freebsd",
         Policy::Linux => "linux",
+        _ => "other",
     }
 }
 

@@ -208,6 +208,7 @@ pub(crate) trait ExactEntry: Send + Sync + 'static {
 const STRIPES: usize = 64;
 #[cfg(pcbhash_loom)]
 const STRIPES: usize = 1;
+static_assertions::const_assert!(STRIPES.is_power_of_two());
 
 /// How many homes one write migrates while a resize is in progress.
 #[cfg(not(pcbhash_loom))]
@@ -218,7 +219,8 @@ const MIGRATE_CHUNK: usize = 1;
 /// Which counter stripe a hash counts on.
 #[inline]
 fn stripe(hash: u64) -> usize {
-    (hash >> 32) as usize % STRIPES
+    // A mask, not `%`: `STRIPES` is a power of two (one under loom).
+    (hash >> 32) as usize & (STRIPES - 1)
 }
 
 /// Why an insert handed its value back.

@@ -47,11 +47,15 @@
 //! `IP_BIND_ADDRESS_NO_PORT` are outside the table's knowledge: every PCB is
 //! unbound from devices, in one namespace.
 
+mod rules;
 mod saddr;
+#[cfg(test)]
+mod tests;
 mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::decisions::Memo;
 use super::{
     check_privilege, AfterFailedConnect, Disconnect, GroupKey, PcbView, PortMemo, TupleTaken,
 };
@@ -61,6 +65,7 @@ use crate::flags::{Flags, State};
 use crate::policy::Protocol;
 use saddr::{inet_rcv_saddr_equal, ipv6_only_sock, Sk};
 
+pub(crate) use rules::Linux;
 pub(crate) use saddr::FastOwner;
 
 /// `__inet_bind` / `__inet6_bind` checks before `get_port`, in the kernel's
@@ -167,7 +172,7 @@ fn scan_conflict(new: &PcbView, others: &[PcbView], relax: bool, reuseport_ok: b
 /// it when the bucket returns to the connect-only state (see [`PortMemo`]).
 fn fast_record(memo: PortMemo) -> Option<FastOwner> {
     match memo {
-        PortMemo::LinuxStrict(owner) => Some(owner),
+        PortMemo(Memo::Strict(owner)) => Some(owner),
         _ => None,
     }
 }
@@ -211,19 +216,19 @@ pub(crate) fn bind_conflict(
 /// way the bucket is now held by `bind()`.
 pub(crate) fn bound(protocol: Protocol, new: &PcbView, memo: PortMemo) -> PortMemo {
     if protocol != Protocol::Tcp {
-        return PortMemo::Empty;
+        return PortMemo::EMPTY;
     }
     if !new.flags.reuse_port() {
-        return PortMemo::LinuxHeld;
+        return PortMemo(Memo::Held);
     }
     let record = fast_record(memo);
     if reuseport_match(record, new) {
         return memo;
     }
-    PortMemo::LinuxStrict(FastOwner {
+    PortMemo(Memo::Strict(FastOwner {
         uid: new.cred.uid,
         sk: Sk::of(new),
-    })
+    }))
 }
 
 /// `inet_csk_find_open_port` (first pass: no sharing at all; the
@@ -550,14 +555,8 @@ pub(crate) fn any_port_peer_rank(local: &Endpoint, family: Family) -> u32 {
     }
 }
 
-/// Whether `rank` (from [`wildcard_rank`]) is of the first pass, over the
-/// packet's own address.
-pub(crate) fn specific_rank(rank: u32, _local: &Endpoint) -> bool {
-    rank >= SPECIFIC
-}
-
 /// The rank bonus of a PCB bound to the packet's own address.
-const SPECIFIC: u32 = 10;
+pub(crate) const SPECIFIC: u32 = 10;
 
 /// The middle of the `seq` space: head insertions count up from it, tail
 /// insertions count down.

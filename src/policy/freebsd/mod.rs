@@ -5,12 +5,24 @@
 //! prison and FIB, which is the case the kernel's tests exercise by default.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 
-use super::{best_fit, check_privilege, exact_unconnected, Af, Disconnect, GroupKey, PcbView};
+use super::{
+    best_fit, canonical_endpoint, check_privilege, exact_unconnected, wild_match, Af,
+    AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules,
+    TupleTaken,
+};
 use crate::addr::{Endpoint, Family};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
+
+/// FreeBSD's rules for one protocol, with its `connect()` sysctls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FreeBsd {
+    pub(crate) protocol: Protocol,
+    pub(crate) connect_wild: ConnectWild,
+}
 
 /// FreeBSD's `connect(2)` to an unspecified or broadcast peer, as the
 /// sysctls `net.inet.ip.connect_inaddr_wild` and
@@ -331,7 +343,7 @@ pub(crate) fn disconnect(me: &PcbView) -> Result<Disconnect, Error> {
 /// dual-stack `::` below `0.0.0.0`; packets take the lock-free path, which
 /// falls back to the locked one only when a PCB changes under it.
 pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<(u32, u64)> {
-    if !super::wild_match(candidate, local) {
+    if !wild_match(candidate, local) {
         return None;
     }
     let exact = if local.is_v4() {
@@ -375,217 +387,302 @@ pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    //! Rows of the `in_pcbbind_avail` decision table, run on views alone.
-    use super::*;
-    use crate::pcb::Cred;
+/// [`wildcard_rank`] as [`Lookup::rank`] takes it.
+fn rank(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
+    wildcard_rank(candidate, &canonical_endpoint(local))
+}
 
-    fn view(family: Family, local: &str, flags: Flags, uid: u32, seq: u64) -> PcbView {
-        let addr: SocketAddr = local.parse().unwrap();
-        let local = Endpoint::new(addr);
-        PcbView {
-            family,
-            cred: Cred {
-                uid,
-                privileged: uid == 0,
-            },
-            flags: flags.with_state(State::Bound),
-            local,
-            remote: Endpoint::unspecified(family),
-            seq,
-            group_seq: 0,
+/// `hash % il_inpcnt` (`in_pcblookup_lbgroup`).
+fn pick_member(hash: u64, members: usize) -> usize {
+    (hash % members as u64) as usize
+}
+
+/// `INPCBLBGROUP_SIZMIN`.
+const GROUP_SLOTS_MIN: usize = 8;
+
+/// `INPCBLBGROUP_SIZMAX`.
+const GROUP_SLOTS_MAX: usize = 256;
+
+impl Rules for FreeBsd {
+    /// `net.inet.ip.portrange.first` and `.last`.
+    fn default_ephemeral(&self) -> RangeInclusive<u16> {
+        10000..=65535
+    }
+
+    /// `net.inet6.ip6.v6only=1`.
+    fn default_v6only(&self) -> bool {
+        true
+    }
+
+    fn has_option(&self, _bit: Flags) -> bool {
+        true
+    }
+
+    fn check_bind(&self, me: &PcbView, local: SocketAddr) -> Result<SocketAddr, Error> {
+        check_bind(self.protocol, me, local).map(|local| SocketAddr::new(local.ip, local.port))
+    }
+
+    fn bind_sets(&self, _me: &PcbView, _local: SocketAddr) -> Flags {
+        Flags::EMPTY
+    }
+
+    fn bind_conflict(
+        &self,
+        new: &PcbView,
+        owners: &[PcbView],
+        _memo: PortMemo,
+    ) -> Result<(), Error> {
+        bind_conflict(self.protocol, new, owners)
+    }
+
+    /// FreeBSD remembers nothing of a port beyond its PCBs.
+    fn bound(&self, _new: &PcbView, memo: PortMemo) -> PortMemo {
+        memo
+    }
+
+    fn bind_port_busy(&self, new: &PcbView, owners: &[PcbView], _listening: bool) -> bool {
+        bind_port_busy(new, owners)
+    }
+
+    fn bind_scan(&self, _me: &PcbView) -> PortScan {
+        PortScan::Rover
+    }
+
+    /// `in_pcb_lport_dest`: EADDRNOTAVAIL when the range is used up.
+    fn bind_exhausted(&self) -> Error {
+        Error::AddrNotAvailable
+    }
+
+    fn failed_bind_forgets_address(&self) -> bool {
+        false
+    }
+
+    /// `in_pcblisten` checks nothing more.
+    fn listen_check(
+        &self,
+        _me: &PcbView,
+        _owners: &[PcbView],
+        _memo: PortMemo,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn listen_refused_after_connect(&self, _flags: Flags) -> bool {
+        false
+    }
+
+    /// A listener keeps the place it took at `bind()`.
+    fn inserts_at_listen(&self) -> bool {
+        false
+    }
+
+    fn remembers(&self, _state: State) -> Flags {
+        Flags::EMPTY
+    }
+
+    fn check_connect(&self, me: &PcbView, remote: SocketAddr) -> Result<SocketAddr, Error> {
+        check_connect(self.protocol, self.connect_wild, me, remote)
+            .map(|peer| SocketAddr::new(peer.ip, peer.port))
+    }
+
+    /// `soconnectat`: "if connected, try to disconnect first", for a
+    /// protocol without `PR_CONNREQUIRED`, that is UDP.
+    fn disconnects_before_connect(&self, me: &PcbView) -> bool {
+        self.protocol == Protocol::Udp && me.state() == State::Connected
+    }
+
+    fn binds_before_connect(&self, _me: &PcbView) -> bool {
+        false
+    }
+
+    /// Never reached: FreeBSD binds no port before `connect()` looks at the
+    /// peer; `in_pcb_lport_dest` answers EADDRNOTAVAIL when the range is
+    /// used up.
+    fn connect_autobind_failed(&self) -> Error {
+        Error::AddrNotAvailable
+    }
+
+    fn bound_source(&self, me: &PcbView, _peer: SocketAddr) -> IpAddr {
+        me.local.ip
+    }
+
+    fn connect_refused(&self, _me: &PcbView) -> Option<Error> {
+        None
+    }
+
+    /// `in_pcbconnect_setup`: a taken 4-tuple is EADDRINUSE.
+    fn connect_tuple_taken(&self, _holder: &PcbView) -> Result<TupleTaken, Error> {
+        Err(Error::AddrInUse)
+    }
+
+    fn after_failed_connect(&self, _me: &PcbView, _source: IpAddr) -> AfterFailedConnect {
+        AfterFailedConnect::Unchanged
+    }
+
+    fn connect_scan(&self) -> PortScan {
+        PortScan::Rover
+    }
+
+    /// `in_pcb_lport_dest` with a peer: the port is taken when the 4-tuple
+    /// is (`in_pcblookup_hash_locked`), or when an unconnected PCB would take
+    /// the connection's packets.
+    fn connect_port_busy(
+        &self,
+        new: &PcbView,
+        owners: &[PcbView],
+        holder: Option<&PcbView>,
+        _memo: PortMemo,
+    ) -> bool {
+        holder.is_some() || owners.iter().any(|o| wild_match(o, &new.local))
+    }
+
+    fn connect_holder_busy(&self) -> bool {
+        true
+    }
+
+    fn remembers_peer(&self, _family: Family) -> bool {
+        false
+    }
+
+    fn newest_connection_first(&self) -> bool {
+        false
+    }
+
+    /// TCP has no `connect(AF_UNSPEC)`; UDP: `udp_disconnect`.
+    fn disconnect(&self, me: &PcbView) -> Result<Disconnect, Error> {
+        match self.protocol {
+            Protocol::Tcp => Err(Error::NotSupported),
+            Protocol::Udp => disconnect(me),
         }
     }
 
-    fn connected(mut v: PcbView, peer: &str) -> PcbView {
-        v.remote = Endpoint::new(peer.parse().unwrap());
-        v.flags = v.flags.with_state(State::Connected);
-        v
-    }
-
-    use Family::{Inet, Inet6};
-    const NONE: Flags = Flags::EMPTY;
-    const RA: Flags = Flags::REUSEADDR;
-    const RP: Flags = Flags::REUSEPORT;
-    const LB: Flags = Flags::REUSEPORT_LB;
-    const V6: Flags = Flags::V6ONLY;
-
-    #[test]
-    fn decision_table_rows() {
-        let tcp = Protocol::Tcp;
-        let udp = Protocol::Udp;
-        // (protocol, existing, new, expected)
-        let rows: Vec<(Protocol, PcbView, PcbView, Result<(), Error>)> = vec![
-            // 4a: no options, any overlap blocks.
-            (
-                tcp,
-                view(Inet, "0.0.0.0:80", NONE, 0, 1),
-                view(Inet, "127.0.0.1:80", NONE, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", NONE, 0, 1),
-                view(Inet, "127.0.0.2:80", NONE, 0, 2),
-                Ok(()),
-            ),
-            (
-                tcp,
-                connected(view(Inet, "127.0.0.1:80", NONE, 0, 1), "127.0.0.9:5"),
-                view(Inet, "127.0.0.1:80", NONE, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            // SO_REUSEADDR only: connected PCBs and wildcard/specific pairs no longer block...
-            (
-                tcp,
-                connected(view(Inet, "127.0.0.1:80", NONE, 0, 1), "127.0.0.9:5"),
-                view(Inet, "127.0.0.1:80", RA, 0, 2),
-                Ok(()),
-            ),
-            (
-                tcp,
-                view(Inet, "0.0.0.0:80", NONE, 0, 1),
-                view(Inet, "127.0.0.1:80", RA, 0, 2),
-                Ok(()),
-            ),
-            // ...but an unconnected PCB on the same address does, whatever its options.
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", RA, 0, 1),
-                view(Inet, "127.0.0.1:80", RA, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            // SO_REUSEPORT and SO_REUSEPORT_LB each need the same option on the other side.
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", RP, 0, 1),
-                view(Inet, "127.0.0.1:80", RP, 0, 2),
-                Ok(()),
-            ),
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", LB, 0, 1),
-                view(Inet, "127.0.0.1:80", RP, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", LB, 0, 1),
-                view(Inet, "127.0.0.1:80", LB, 0, 2),
-                Ok(()),
-            ),
-            // 3: another uid, unprivileged binder: refused whatever the options.
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", RP, 1000, 1),
-                view(Inet, "127.0.0.1:80", RP, 1001, 2),
-                Err(Error::AddrInUse),
-            ),
-            (
-                tcp,
-                view(Inet, "127.0.0.1:80", RP, 1000, 1),
-                view(Inet, "127.0.0.1:80", RP, 1000, 2),
-                Ok(()),
-            ),
-            // ...except a connected TCP PCB, which has its own 4-tuple.
-            (
-                tcp,
-                connected(view(Inet, "127.0.0.1:80", NONE, 1000, 1), "127.0.0.9:5"),
-                view(Inet, "127.0.0.1:80", RA, 1001, 2),
-                Ok(()),
-            ),
-            (
-                udp,
-                connected(view(Inet, "127.0.0.1:80", NONE, 1000, 1), "127.0.0.9:5"),
-                view(Inet, "127.0.0.1:80", RA, 1001, 2),
-                Err(Error::AddrInUse),
-            ),
-            // Dual stack: plain 0.0.0.0 does not block a dual-stack ::, the reverse does.
-            (
-                tcp,
-                view(Inet, "0.0.0.0:80", NONE, 0, 1),
-                view(Inet6, "[::]:80", NONE, 0, 2),
-                Ok(()),
-            ),
-            (
-                tcp,
-                view(Inet6, "[::]:80", NONE, 0, 1),
-                view(Inet, "0.0.0.0:80", NONE, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            (
-                tcp,
-                view(Inet6, "[::]:80", V6, 0, 1),
-                view(Inet, "0.0.0.0:80", NONE, 0, 2),
-                Ok(()),
-            ),
-            (
-                tcp,
-                view(Inet6, "[::]:80", V6, 0, 1),
-                view(Inet6, "[::]:80", V6, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-            (
-                tcp,
-                view(Inet6, "[::1]:80", NONE, 0, 1),
-                view(Inet, "127.0.0.1:80", NONE, 0, 2),
-                Ok(()),
-            ),
-            // Multicast: SO_REUSEADDR shares with any reuse option.
-            (
-                udp,
-                view(Inet, "224.0.0.1:80", RP, 0, 1),
-                view(Inet, "224.0.0.1:80", RA, 0, 2),
-                Ok(()),
-            ),
-            (
-                udp,
-                view(Inet, "224.0.0.1:80", NONE, 0, 1),
-                view(Inet, "224.0.0.1:80", RA, 0, 2),
-                Err(Error::AddrInUse),
-            ),
-        ];
-        for (index, (protocol, existing, new, expected)) in rows.into_iter().enumerate() {
-            assert_eq!(
-                bind_conflict(protocol, &new, &[existing]),
-                expected,
-                "row {index}: {existing:?} then {new:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn lookup_rank_follows_the_lock_free_wildcard_chain() {
-        let local = Endpoint::new("127.0.0.1:80".parse().unwrap());
-        let grouped = |mut v: PcbView, group_seq: u64| {
-            v.flags = v.flags | Flags::IN_GROUP;
-            v.group_seq = group_seq;
-            v
+    /// `in_pcbdisconnect` zeroes the address in the family the connection
+    /// used: an `Inet6` PCB that connected to a v4-mapped peer keeps only
+    /// `INP_IPV4` and ends on the IPv4 wildcard (`::ffff:0.0.0.0`).
+    fn disconnected_wildcard(&self, family: Family, local: SocketAddr) -> SocketAddr {
+        let family = if local.is_ipv4() {
+            Family::Inet
+        } else {
+            family
         };
-        // From the best down: the older of two groups on the packet's
-        // address, the newer one, a wildcard group, a bound PCB, the newer
-        // then the older wildcard PCB (an `Inet` `0.0.0.0` and a dual-stack
-        // `::` alike), then the v4-mapped wildcards, oldest first.
-        let order = [
-            grouped(view(Inet, "127.0.0.1:80", LB, 0, 1), 5),
-            grouped(view(Inet6, "[::ffff:127.0.0.1]:80", LB, 0, 2), 9),
-            grouped(view(Inet, "0.0.0.0:80", LB, 0, 3), 4),
-            view(Inet, "127.0.0.1:80", NONE, 0, 4),
-            view(Inet6, "[::]:80", NONE, 0, 6),
-            view(Inet, "0.0.0.0:80", NONE, 0, 5),
-            view(Inet6, "[::ffff:0.0.0.0]:80", NONE, 0, 7),
-            view(Inet6, "[::ffff:0.0.0.0]:80", NONE, 0, 8),
-        ];
-        let keys: Vec<(u32, u64)> = order
-            .iter()
-            .map(|v| wildcard_rank(v, &local).expect("a match"))
-            .collect();
-        assert!(
-            keys.windows(2).all(|w| w[0] > w[1]),
-            "keys must fall in this order: {keys:?}"
-        );
-        let other = view(Inet, "127.0.0.2:80", NONE, 0, 9);
-        assert_eq!(wildcard_rank(&other, &local), None);
+        let wildcard = Endpoint::unspecified(family);
+        SocketAddr::new(wildcard.ip, local.port())
+    }
+
+    /// `in_pcbdisconnect` takes the PCB out of the hash with
+    /// `in_pcbremhash_locked`, and only `in_pcbinshash` puts it back.
+    fn disconnect_reinserts(&self) -> bool {
+        true
+    }
+
+    fn rejoins_group_on_disconnect(&self) -> bool {
+        true
+    }
+
+    fn wildcard_disconnect_leaves_group(&self, _me: &PcbView) -> bool {
+        false
+    }
+
+    /// `solisten_clone` copies only `SO_KEEPALIVE | SO_DONTROUTE |
+    /// SO_LINGER | SO_OOBINLINE | SO_NOSIGPIPE` of the listener's options:
+    /// no reuse option.
+    fn accept_inherits(&self) -> Flags {
+        Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::PORT_LOCKED
+    }
+
+    /// Insertion order: newer first.
+    fn insertion_seq(&self, _family: Family, _flags: Flags, counter: u64) -> u64 {
+        counter
+    }
+
+    fn rehash_seq(&self, _counter: u64) -> Option<u64> {
+        None
+    }
+
+    /// One pass ranked by [`wildcard_rank`]; a member, active or pending,
+    /// asks its group (its active members take the flow).
+    fn lookup(&self) -> Lookup {
+        Lookup {
+            rank,
+            first_pass: 0,
+            group_bits: Flags::IN_GROUP | Flags::GROUP_PENDING,
+            group_needs_reuseport: false,
+            group_stops_walk: false,
+            any_port: false,
+            pick: pick_member,
+            pick_skips_connected: false,
+        }
+    }
+
+    /// Never asked: no FreeBSD PCB answers for any port.
+    fn any_port_peer_rank(&self, _local: SocketAddr, _family: Family) -> u32 {
+        u32::MAX
+    }
+
+    /// Never asked: no FreeBSD PCB keeps a last peer.
+    fn last_peer_rank(&self, rank: u32, _last: &Ipv6Addr, _source: &Ipv6Addr) -> Option<u32> {
+        Some(rank)
+    }
+
+    fn group_key(&self, view: &PcbView) -> Option<GroupKey> {
+        group_key(view)
+    }
+
+    /// Groups go by key.
+    fn group_mate(&self, _me: &PcbView, _other: &PcbView) -> Option<bool> {
+        None
+    }
+
+    /// `in_pcbinshash` calls `in_pcbinslbgrouphash` only `if (so_options &
+    /// SO_REUSEPORT_LB)`: an option set later joins nothing, and clearing it
+    /// leaves nothing.
+    fn group_decided_at_bind(&self) -> bool {
+        true
+    }
+
+    /// `in_pcblbgroup_insert`: a TCP member is not visible to lookups until
+    /// `listen()`.
+    fn joins_pending(&self, view: &PcbView) -> bool {
+        self.protocol == Protocol::Tcp && view.state() != State::Listen
+    }
+
+    fn group_initial_slots(&self) -> usize {
+        GROUP_SLOTS_MIN
+    }
+
+    /// `in_pcbinslbgrouphash`: `il_inpcnt + il_pendcnt == il_inpsiz`
+    /// doubles the group up to `INPCBLBGROUP_SIZMAX`, then refuses.
+    fn group_fit(&self, members: usize, slots: usize) -> GroupFit {
+        if members < slots {
+            GroupFit::Join
+        } else if slots >= GROUP_SLOTS_MAX {
+            GroupFit::Full
+        } else {
+            GroupFit::Grow(slots * 2)
+        }
+    }
+
+    fn keeps_bucket_history(&self) -> bool {
+        false
+    }
+
+    fn joins_connect_only_bucket(
+        &self,
+        _mate: Option<&PcbView>,
+        _by_connect: bool,
+        _memo: PortMemo,
+    ) -> bool {
+        false
+    }
+
+    fn left_bucket_connect_only(&self, _others: &mut dyn Iterator<Item = PcbView>) -> bool {
+        false
+    }
+
+    fn port_left(&self, memo: PortMemo, _others: &mut dyn Iterator<Item = PcbView>) -> PortMemo {
+        memo
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+//! The table's rule set: the policy object, resolved once when the table is
+//! built, with what the table asks it most often.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::freebsd::{ConnectWild, FreeBsd};
+use super::linux::Linux;
+use super::{Lookup, Policy, Protocol, Rules};
+
+/// The rules a table follows: its policy object for its protocol, and the
+/// policy's [`Lookup`] answers, copied out so that a lookup reads plain
+/// fields. Dereferences to the policy.
+#[derive(Clone)]
+pub(crate) struct RuleSet {
+    rules: Arc<dyn Rules>,
+    pub(crate) protocol: Protocol,
+    /// The policy's answers for the wildcard stage of a lookup.
+    pub(crate) lookup: Lookup,
+    /// The built-in policy named at build (with a custom policy, the one
+    /// [`Builder::policy`](crate::Builder::policy) named, unused).
+    pub(crate) named: Policy,
+}
+
+impl RuleSet {
+    /// The built-in policy `named` for `protocol`, or `custom` in its place.
+    pub(crate) fn new(
+        named: Policy,
+        protocol: Protocol,
+        connect_wild: ConnectWild,
+        custom: Option<Arc<dyn Rules>>,
+    ) -> Self {
+        let rules = custom.unwrap_or_else(|| kernel(named, protocol, connect_wild));
+        Self {
+            lookup: rules.lookup(),
+            rules,
+            protocol,
+            named,
+        }
+    }
+}
+
+/// The policy object of a built-in kernel.
+pub(crate) fn kernel(
+    policy: Policy,
+    protocol: Protocol,
+    connect_wild: ConnectWild,
+) -> Arc<dyn Rules> {
+    match policy {
+        Policy::FreeBsd => Arc::new(FreeBsd {
+            protocol,
+            connect_wild,
+        }),
+        Policy::Linux => Arc::new(Linux { protocol }),
+    }
+}
+
+impl Deref for RuleSet {
+    type Target = dyn Rules;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.rules
+    }
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
