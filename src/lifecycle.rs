@@ -452,13 +452,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // Connecting again (Linux UDP): same local address and port.
             return Ok(self.reconnect(inner, &me, peer, &guard));
         }
-        let source = if !me.local.is_wildcard() {
-            self.rules.bound_source(&me, canonical(peer))
+        let bound = if me.local.is_wildcard() {
+            None
         } else {
-            (self.source_address)(peer.to_socket(inner.family).ip())
+            self.rules.bound_source(&me, canonical(peer))
+        };
+        let source = match bound {
+            Some(source) => source,
+            None => (self.source_address)(peer.to_socket(inner.family).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
-                .ok_or(Error::NetworkUnreachable)?
+                .ok_or(Error::NetworkUnreachable)?,
         };
         if let Some(error) = self.rules.connect_refused(&me) {
             self.refuse_connect(inner, &me, source, &guard);

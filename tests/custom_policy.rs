@@ -161,8 +161,8 @@ impl Rules for Share {
         Error::AddrNotAvailable
     }
 
-    fn bound_source(&self, me: &PcbView, _peer: SocketAddr) -> IpAddr {
-        me.local().ip()
+    fn bound_source(&self, me: &PcbView, _peer: SocketAddr) -> Option<IpAddr> {
+        Some(me.local().ip())
     }
 
     fn connect_refused(&self, _me: &PcbView) -> Option<Error> {

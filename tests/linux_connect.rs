@@ -302,3 +302,55 @@ fn linux_udp_connect_to_an_unspecified_address() {
         "[::ffff:127.0.0.6]:30000",
     );
 }
+
+/// An accepted TCP child of a listener on `::ffff:0.0.0.0` inherits the
+/// listener's address lock (`SOCK_BINDADDR_LOCK`) but not its port lock, so
+/// a `disconnect()` keeps an address that a later `connect()` chose and
+/// gives the port back (`tcp_disconnect`, `inet_reset_saddr` skipped). That
+/// address did not come from `bind()`, so the socket has no IPv4 source
+/// (`inet_saddr`) and is not V6ONLY: connecting it to a v4-mapped peer,
+/// `tcp_v4_connect` chooses the source by routing, `::ffff:127.0.0.1`
+/// here, rather than `LOOPBACK4_IPV6` as after a `bind()` to `::1`.
+#[test]
+fn linux_tcp_mapped_connect_from_a_kept_connect_chosen_address() {
+    let Some(scene) = Scene::new((40000, 40000)) else {
+        return;
+    };
+    let (server, _) = listener(&scene, true, 0, ("::ffff:0.0.0.0", 30010), (false, false));
+    let (_six, _) = listener(&scene, true, 0, ("::1", 30012), (false, false));
+    let (_four, _) = listener(&scene, false, 0, ("127.0.0.2", 30013), (false, false));
+    let client = scene.socket(false, 0);
+    client.bind("client bind", "127.0.0.1", 30011, OK);
+    connects(
+        &client,
+        "client to the listener",
+        "127.0.0.2:30010",
+        "127.0.0.1:30011",
+        "127.0.0.2:30010",
+    );
+    let child = server.accept(at("127.0.0.2:30010"), at("127.0.0.1:30011"));
+    child.disconnect("the child disconnects", OK);
+    // A failed bind resets the address (`inet_reset_saddr`): the child is on
+    // `::`, port 0.
+    child.bind(
+        "bind to a taken [::1]:30012",
+        "::1",
+        30012,
+        libc::EADDRINUSE,
+    );
+    connects(
+        &child,
+        "the child connects to ::1",
+        "[::1]:30012",
+        "[::1]:40000",
+        "[::1]:30012",
+    );
+    child.disconnect("the child disconnects again", OK);
+    connects(
+        &child,
+        "the child, on a kept ::1, connects to a v4-mapped peer",
+        "[::ffff:127.0.0.2]:30013",
+        "[::ffff:127.0.0.1]:40000",
+        "[::ffff:127.0.0.2]:30013",
+    );
+}

@@ -193,9 +193,11 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     /// The error of `connect()` when that early bind finds no port.
     fn connect_autobind_failed(&self) -> Error;
 
-    /// The source address of a `connect()` to `peer` from a PCB bound to a
-    /// specific address.
-    fn bound_source(&self, me: &PcbView, peer: SocketAddr) -> IpAddr;
+    /// The source address of a `connect()` to `peer` from a PCB that has a
+    /// specific address, or `None` when that address does not fix the
+    /// source and the stack's source-address selector picks it, as for a
+    /// wildcard PCB.
+    fn bound_source(&self, me: &PcbView, peer: SocketAddr) -> Option<IpAddr>;
 
     /// An error `connect()` gives once the source address is chosen, through
     /// the failure path ([`after_failed_connect`](Self::after_failed_connect)).

@@ -90,7 +90,13 @@ pub(crate) fn connect(
     // local address and port as they are (checked on the running kernel:
     // `::1` stays the local address toward `::ffff:127.0.0.1`).
     let keeps_v6_source = !tcp && has_addr && !n.local.0.is_ipv4() && rep.0.is_ipv4();
-    if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() && !keeps_v6_source {
+    // A TCP one whose IPv6 address came from connect() (an accepted child
+    // keeps it over a disconnect: it inherits the listener's address lock)
+    // has no IPv4 source: `tcp_v4_connect` routes one (checked on the
+    // running kernel: `::ffff:127.0.0.1` toward `::ffff:127.0.0.2`).
+    let routes_v4_source =
+        tcp && has_addr && !n.source_bound && !n.local.0.is_ipv4() && rep.0.is_ipv4();
+    if has_addr && n.local.0.is_ipv4() != rep.0.is_ipv4() && !keeps_v6_source && !routes_v4_source {
         // A mapped local address toward an IPv6 peer, or the reverse: the
         // kernel fails these on routing; any error will do.
         return Err(ModelError::AnyError);
@@ -120,7 +126,7 @@ pub(crate) fn connect(
         return Err(Error::AddrNotAvailable.into());
     }
 
-    let laddr = if has_addr {
+    let laddr = if has_addr && !routes_v4_source {
         n.local.0
     } else {
         source_for(rep.0).ok_or(Error::NetworkUnreachable)?

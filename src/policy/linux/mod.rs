@@ -325,14 +325,22 @@ pub(crate) fn check_connect(
 /// fail; for a socket that `bind()` put on a specific IPv6 address that
 /// source is `LOOPBACK4_IPV6` (see [`Flags::SOURCE_BOUND`]), so it is then
 /// on `::ffff:127.0.0.6`, and stays there after a failure
-/// (`inet_bhash2_reset_saddr` spares a locked address). UDP keeps the IPv6
-/// address (`__ip4_datagram_connect` only fills an unset one).
-pub(crate) fn bound_source(protocol: Protocol, me: &PcbView, peer: &Endpoint) -> IpAddr {
+/// (`inet_bhash2_reset_saddr` spares a locked address). A socket whose IPv6
+/// address came from an earlier `connect()` (kept by a disconnect because
+/// an accepted child inherits its listener's `SOCK_BINDADDR_LOCK`) has no
+/// IPv4 source, and `tcp_v4_connect` chooses one by routing: `None`, the
+/// stack's source-address selector decides. UDP keeps the IPv6 address
+/// (`__ip4_datagram_connect` only fills an unset one).
+pub(crate) fn bound_source(protocol: Protocol, me: &PcbView, peer: &Endpoint) -> Option<IpAddr> {
     let mapped_from_v6 = me.family == Family::Inet6 && peer.is_v4() && !me.local.is_v4();
-    if protocol == Protocol::Tcp && mapped_from_v6 && me.flags.contains(Flags::SOURCE_BOUND) {
-        IpAddr::V4(LOOPBACK4_IPV6)
+    if protocol == Protocol::Tcp && mapped_from_v6 {
+        // `tcp_v4_connect` routes from `inet_saddr` when it is set, and
+        // chooses a source otherwise.
+        me.flags
+            .contains(Flags::SOURCE_BOUND)
+            .then_some(IpAddr::V4(LOOPBACK4_IPV6))
     } else {
-        me.local.ip
+        Some(me.local.ip)
     }
 }
 

@@ -176,7 +176,7 @@ impl Rules for Linux {
         Error::WouldBlock
     }
 
-    fn bound_source(&self, me: &PcbView, peer: SocketAddr) -> IpAddr {
+    fn bound_source(&self, me: &PcbView, peer: SocketAddr) -> Option<IpAddr> {
         bound_source(self.protocol, me, &endpoint(peer))
     }
 
