@@ -17,18 +17,24 @@
 use crossbeam_epoch::Guard;
 
 use crate::flags::State;
-use crate::pcb::PcbInner;
 use crate::policy::{GroupKey, Lookup};
 use crate::raw::EpochCell;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// One group. See the module docs.
+/// What a group needs to know of a member: its state (Linux skips
+/// connected members when it picks one).
+pub(crate) trait Member: Send + Sync + 'static {
+    /// The member's state, read lock-free.
+    fn state(&self) -> State;
+}
+
+/// One group of members `M` (the table's PCBs). See the module docs.
 ///
 /// This type maintains the invariant that `pending` and `slots` are written
 /// only under the port's lock, and `members.len() + pending <= slots`.
-pub(crate) struct Group<S: Send + Sync + 'static> {
+pub(crate) struct Group<M: Member> {
     pub(crate) key: GroupKey,
-    members: EpochCell<Vec<Arc<PcbInner<S>>>>,
+    members: EpochCell<Vec<Arc<M>>>,
     pending: AtomicUsize,
     slots: AtomicUsize,
     seq: AtomicU64,
@@ -37,7 +43,7 @@ pub(crate) struct Group<S: Send + Sync + 'static> {
     has_conns: AtomicBool,
 }
 
-impl<S: Send + Sync + 'static> Group<S> {
+impl<M: Member> Group<M> {
     /// A group with no members yet, `slots` slots, at place `seq`.
     pub(crate) fn new(key: GroupKey, slots: usize, seq: u64) -> Self {
         Self {
@@ -96,7 +102,7 @@ impl<S: Send + Sync + 'static> Group<S> {
     }
 
     /// Publishes a new array with `pcb` appended. Caller holds the port lock.
-    pub(crate) fn join(&self, pcb: Arc<PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn join(&self, pcb: Arc<M>, guard: &Guard) {
         let mut members = self.members.load(guard).clone();
         members.push(pcb);
         self.members.replace(members, guard);
@@ -104,7 +110,7 @@ impl<S: Send + Sync + 'static> Group<S> {
 
     /// Publishes a new array without `pcb` (swap-remove). Caller holds the
     /// port lock. Returns how many members remain.
-    pub(crate) fn leave(&self, pcb: &PcbInner<S>, guard: &Guard) -> usize {
+    pub(crate) fn leave(&self, pcb: &M, guard: &Guard) -> usize {
         let mut members = self.members.load(guard).clone();
         if let Some(index) = members.iter().position(|m| std::ptr::eq(&**m, pcb)) {
             members.swap_remove(index);
@@ -125,7 +131,7 @@ impl<S: Send + Sync + 'static> Group<S> {
         lookup: &Lookup,
         hash: u64,
         guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
+    ) -> Option<&'g M> {
         let members = self.members.load(guard);
         if members.is_empty() {
             return None;
@@ -143,7 +149,7 @@ impl<S: Send + Sync + 'static> Group<S> {
     }
 }
 
-impl<S: Send + Sync + 'static> std::fmt::Debug for Group<S> {
+impl<M: Member> std::fmt::Debug for Group<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let guard = crossbeam_epoch::pin();
         f.debug_struct("Group")

@@ -126,6 +126,7 @@ mod addr;
 mod buckets;
 mod busy;
 mod counter;
+mod cred;
 mod error;
 mod exact;
 mod flags;
@@ -142,10 +143,11 @@ mod sync;
 mod table;
 
 pub use addr::Family;
+pub use cred::Cred;
 pub use crossbeam_epoch::Guard;
 pub use error::Error;
 pub use flags::{Flags, State};
-pub use pcb::{Cred, Pcb, PcbRef};
+pub use pcb::{Pcb, PcbRef};
 pub use policy::{Policy, Protocol};
 pub use table::{Builder, IndexStats, PcbTable, Stats};
 

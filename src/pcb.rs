@@ -20,40 +20,15 @@ use std::net::{Ipv6Addr, SocketAddr};
 use crossbeam_epoch::Guard;
 
 use crate::addr::{Family, FlowKey, Tuple};
+use crate::cred::Cred;
 use crate::error::Error;
 use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
-use crate::lbgroup::Group;
+use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
 use crate::raw::{check_guard, EpochOption, PortEntry, SocketCell, TupleCell};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::table::Shared;
-
-/// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Cred {
-    /// The owner's user id. Sharing a port with SO_REUSEPORT needs equal uids.
-    pub uid: u32,
-    /// Whether the owner may bind ports below 1024 (and, on FreeBSD, share a
-    /// port with another uid's PCB: `PRIV_NETINET_REUSEPORT`).
-    pub privileged: bool,
-}
-
-impl Cred {
-    /// The superuser: uid 0, privileged.
-    pub const ROOT: Cred = Cred {
-        uid: 0,
-        privileged: true,
-    };
-
-    /// An unprivileged user.
-    pub fn user(uid: u32) -> Cred {
-        Cred {
-            uid,
-            privileged: false,
-        }
-    }
-}
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.
@@ -88,7 +63,7 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(crate) exact_hash: AtomicU64,
     socket: SocketCell<S>,
     /// The group this PCB is an active (or pending) member of.
-    pub(crate) group: EpochOption<Arc<Group<S>>>,
+    pub(crate) group: EpochOption<Arc<Group<PcbInner<S>>>>,
     /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
     /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
     /// [`Flags::LAST_PEER`] is.
@@ -192,6 +167,12 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     pub(crate) fn state(&self) -> State {
         self.flags.load().state()
+    }
+}
+
+impl<S: Send + Sync + 'static> Member for PcbInner<S> {
+    fn state(&self) -> State {
+        PcbInner::state(self)
     }
 }
 
