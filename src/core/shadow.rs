@@ -6,11 +6,11 @@
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::{Flow, Shared};
 use crate::flags::Flags;
-use crate::pcb::PcbInner;
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
-use crate::table::{Flow, Shared};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// Files `inner`, which has just connected, under `flow`; a PCB that

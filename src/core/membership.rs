@@ -5,13 +5,13 @@
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::Shared;
 use crate::flags::Flags;
 use crate::lbgroup::Group;
-use crate::pcb::PcbInner;
 use crate::policy::{GroupFit, PcbView, Protocol};
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
-use crate::table::Shared;
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// Joins (or founds) the group `inner`'s options and address call for.

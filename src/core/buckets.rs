@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::Shared;
 use crate::addr::Endpoint;
 use crate::flags::Flags;
-use crate::pcb::PcbInner;
 use crate::policy::{PortMemo, RuleSet};
 use crate::raw::List;
 use crate::sync::{lock, Arc, Mutex};
-use crate::table::Shared;
 
 /// Stripes of the per-port memory, as many as the port lock has: a writer of
 /// port `p` holds `p`'s port lock, so no two writers meet on a stripe.
