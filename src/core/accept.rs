@@ -51,12 +51,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before
             // the child exists.
             self.detach(&held, &old, &guard);
-            self.left_bucket(&local, Some(&child), &guard);
-            self.left_port(local.port, Some(&child), &guard);
+            self.left_bucket(&held, &local, Some(&child), &guard);
+            self.left_port(&held, local.port, Some(&child), &guard);
             old.detach_socket(&guard);
             old.flags.set_state(State::Dropped);
         }
-        self.join_bucket(&child, &tuple.local, false, &guard);
+        self.join_bucket(&held, &child, &tuple.local, false, &guard);
         self.attached.add(1);
         Ok(child)
     }

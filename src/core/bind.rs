@@ -117,11 +117,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if local.port != 0 {
             let held = self.ports.lock(local.port);
             let owners = self.owners(local.port, inner, guard);
-            let memo = self.memos.get(local.port);
+            let memo = self.memos.get(&held, local.port);
             self.rules.bind_conflict(&new, &owners, memo)?;
             self.link_unconnected(&held, inner, local, new.flags, guard);
-            self.bind_bucket(&local, guard);
-            self.memos.set(local.port, self.rules.bound(&new, memo));
+            self.bind_bucket(&held, &local, guard);
+            self.memos
+                .set(&held, local.port, self.rules.bound(&new, memo));
             return Ok((local, held));
         }
         let listening = state == State::Listen;
@@ -135,9 +136,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             self.ephemeral.found(scan, 0, port, 0);
             self.link_unconnected(&held, inner, new.local, new.flags, guard);
-            self.bind_bucket(&new.local, guard);
-            let memo = self.memos.get(port);
-            self.memos.set(port, self.rules.bound(&new, memo));
+            self.bind_bucket(&held, &new.local, guard);
+            let memo = self.memos.get(&held, port);
+            self.memos.set(&held, port, self.rules.bound(&new, memo));
             return Ok((new.local, held));
         }
         Err(self.rules.bind_exhausted())
@@ -163,14 +164,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             State::Bound => {
                 let held = self.ports.lock(me.local.port);
                 let owners = self.owners(me.local.port, inner, &guard);
-                let memo = self.memos.get(me.local.port);
+                let memo = self.memos.get(&held, me.local.port);
                 self.rules.listen_check(&me, &owners, memo)?;
                 let listening = PcbView {
                     flags: me.flags.with_state(State::Listen),
                     ..me
                 };
                 self.memos
-                    .set(me.local.port, self.rules.bound(&listening, memo));
+                    .set(&held, me.local.port, self.rules.bound(&listening, memo));
                 held
             }
         };
@@ -188,7 +189,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.stamp_seq(&held, inner, flags);
         }
         if self.rules.group_decided_at_bind() && me.state() == State::Bound {
-            self.activate_member(inner, &guard);
+            self.activate_member(&held, inner, &guard);
         } else {
             self.join_group(&held, inner, &guard);
         }

@@ -85,8 +85,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.link_connected(&held, inner, &flow, flags, false, &guard);
             if tuple.local != me.local {
                 self.restamp_seq(&held, inner);
-                self.join_bucket(inner, &tuple.local, false, &guard);
-                self.left_bucket(&me.local, None, &guard);
+                self.join_bucket(&held, inner, &tuple.local, false, &guard);
+                self.left_bucket(&held, &me.local, None, &guard);
             }
             if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
                 // A TIME_WAIT twin gives way to the new connection.
@@ -133,7 +133,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let holder = self
                 .exact_holder(&exact, &guard)
                 .map(|pcb| pcb.view(&guard));
-            let memo = self.memos.get(port);
+            let memo = self.memos.get(&held, port);
             if self
                 .rules
                 .connect_port_busy(&new, &owners, holder.as_ref(), memo)
@@ -152,7 +152,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
             self.ephemeral.found(scan, flow, port, attempt);
             self.link_connected(&held, inner, &exact, flags, true, &guard);
-            self.join_bucket(inner, &tuple.local, true, &guard);
+            self.join_bucket(&held, inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {
                 // `inner` now holds the 4-tuple, under the port's lock.
                 hint.mark(port);
@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // where a lookup's walk takes it for the tuple it shows (see
             // `PcbTable::lookup_slow`), as a connect from bound does.
             self.relist_unconnected(&held, inner, guard);
-            self.unlink_exact_was(inner, &before, was, guard);
+            self.unlink_exact_was(&held, inner, &before, was, guard);
             self.move_step("reconnect: old exact unlinked");
             let flags = inner.flags.load();
             self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);
@@ -229,8 +229,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 let local = Endpoint { ip, ..me.local };
                 // The PCB keeps its node in the wildcard list.
                 self.readdress(held, inner, local, me.flags, false);
-                self.join_bucket(inner, &local, false, guard);
-                self.left_bucket(&me.local, None, guard);
+                self.join_bucket(held, inner, &local, false, guard);
+                self.left_bucket(held, &me.local, None, guard);
             }
             AfterFailedConnect::Released(ip) => {
                 let kept = PcbView {

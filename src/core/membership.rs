@@ -125,7 +125,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
     /// the port's lock.
-    pub(crate) fn activate_member(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn activate_member(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), inner.tuple(guard).local.port);
         if !inner.flags.load().contains(Flags::GROUP_PENDING) {
             return;
         }

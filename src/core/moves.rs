@@ -68,7 +68,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.relist_unconnected(held, inner, guard);
         self.readdress(held, inner, local, flags, fresh);
         self.move_step("disconnect: tuple published");
-        self.unlink_exact_was(inner, before, was, guard);
+        self.unlink_exact_was(held, inner, before, was, guard);
     }
 
     /// Moves `inner`, still connected and in the exact index, from its
@@ -203,8 +203,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
     pub(super) fn unlink(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         if self.detach(held, inner, guard) {
             let local = inner.tuple(guard).local;
-            self.left_bucket(&local, None, guard);
-            self.left_port(local.port, None, guard);
+            self.left_bucket(held, &local, None, guard);
+            self.left_port(held, local.port, None, guard);
         }
     }
 
@@ -222,7 +222,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let list = entry.list();
             self.ports.remove(held, entry, guard);
             if list == List::Connected {
-                self.unlink_exact(inner, &inner.tuple(guard), guard);
+                self.unlink_exact(held, inner, &inner.tuple(guard), guard);
             }
             return true;
         }
@@ -232,14 +232,21 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
     /// port's lock.
-    pub(super) fn unlink_exact(&self, inner: &Arc<PcbInner<S>>, tuple: &Tuple, guard: &Guard) {
-        self.unlink_exact_was(inner, tuple, inner.flags.load(), guard);
+    pub(super) fn unlink_exact(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        tuple: &Tuple,
+        guard: &Guard,
+    ) {
+        self.unlink_exact_was(held, inner, tuple, inner.flags.load(), guard);
     }
 
     /// [`unlink_exact`](Self::unlink_exact), with `was` the flags that tell
     /// whether `inner` held the entry.
     pub(super) fn unlink_exact_was(
         &self,
+        held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         tuple: &Tuple,
         was: Flags,
@@ -251,6 +258,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             tuple.local.port,
             &tuple.remote,
         );
-        self.exact_unlink(inner, &self.flow(tuple), was, guard);
+        self.exact_unlink(held, inner, &self.flow(tuple), was, guard);
     }
 }

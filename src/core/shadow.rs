@@ -51,6 +51,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// port's lock.
     pub(crate) fn exact_unlink(
         &self,
+        held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         flow: &Flow,
         was: Flags,
@@ -63,7 +64,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return;
         }
         if was.contains(Flags::SHADOWING) {
-            self.file_successor(inner, flow, guard);
+            self.file_successor(held, inner, flow, guard);
         }
         let removed = self.exact_remove(flow, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
@@ -71,7 +72,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Files the newest PCB waiting behind `inner` on `flow` in the exact
     /// index, beside `inner`'s entry. Caller holds the port's lock.
-    fn file_successor(&self, inner: &Arc<PcbInner<S>>, flow: &Flow, guard: &Guard) {
+    fn file_successor(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        flow: &Flow,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), flow.tuple.local.port);
         let tuple = &flow.tuple;
         let mut waiting = self
             .ports

@@ -136,13 +136,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let guard = crossbeam_epoch::pin();
         let local = inner.tuple(&guard).local;
-        let _held = self.ports.lock(local.port);
+        let held = self.ports.lock(local.port);
         // The socket goes first: whoever sees the new state sees no socket.
         inner.detach_socket(&guard);
         inner.flags.set_state(State::TimeWait);
         // The full socket leaves its port; the TIME_WAIT one stays.
-        self.left_bucket(&local, None, &guard);
-        self.left_port(local.port, None, &guard);
+        self.left_bucket(&held, &local, None, &guard);
+        self.left_port(&held, local.port, None, &guard);
         Ok(())
     }
 
@@ -207,8 +207,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 self.readdress(&held, inner, local, flags, false);
             }
             if local != me.local {
-                self.join_bucket(inner, &local, false, guard);
-                self.left_bucket(&me.local, None, guard);
+                self.join_bucket(&held, inner, &local, false, guard);
+                self.left_bucket(&held, &me.local, None, guard);
             }
         } else {
             inner.flags.update(|_| flags);
