@@ -264,9 +264,12 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         let guard = crossbeam_epoch::pin();
         let state = self.inner.state();
-        state
-            .is_in_table()
-            .then(|| self.inner.tuple(&guard).local.to_socket(self.inner.family))
+        state.is_in_table().then(|| {
+            self.inner
+                .tuple(&guard)
+                .local
+                .to_socket(self.inner.family())
+        })
     }
 
     /// The peer, while connected or in TIME_WAIT.
@@ -274,7 +277,7 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         let guard = crossbeam_epoch::pin();
         let tuple = self.inner.tuple(&guard);
         (self.inner.state().is_connected() && tuple.is_connected())
-            .then(|| tuple.remote.to_socket(self.inner.family))
+            .then(|| tuple.remote.to_socket(self.inner.family()))
     }
 
     /// The lifecycle state.
@@ -284,17 +287,17 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// A snapshot of the `flags2` word.
     pub fn flags(&self) -> Flags {
-        self.inner.flags.load()
+        self.inner.flags()
     }
 
     /// The family given at attach.
     pub fn family(&self) -> Family {
-        self.inner.family
+        self.inner.family()
     }
 
     /// The credential given at attach.
     pub fn cred(&self) -> Cred {
-        self.inner.cred
+        self.inner.cred()
     }
 
     /// The socket, until `time_wait()` or close; `None` from then on. No
@@ -338,11 +341,11 @@ impl<S: Send + Sync + 'static> Drop for Pcb<S> {
 impl<S: Send + Sync + 'static> fmt::Debug for Pcb<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pcb")
-            .field("family", &self.inner.family)
+            .field("family", &self.inner.family())
             .field("local", &self.local_addr())
             .field("peer", &self.peer_addr())
             .field("flags", &self.flags())
-            .field("cred", &self.inner.cred)
+            .field("cred", &self.inner.cred())
             .finish()
     }
 }
@@ -377,7 +380,7 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         self.inner
             .tuple(self.guard)
             .local
-            .to_socket(self.inner.family)
+            .to_socket(self.inner.family())
     }
 
     /// The peer, if connected.
@@ -385,7 +388,7 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         let tuple = self.inner.tuple(self.guard);
         tuple
             .is_connected()
-            .then(|| tuple.remote.to_socket(self.inner.family))
+            .then(|| tuple.remote.to_socket(self.inner.family()))
     }
 
     /// The lifecycle state.
@@ -395,17 +398,17 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
 
     /// A snapshot of the `flags2` word.
     pub fn flags(&self) -> Flags {
-        self.inner.flags.load()
+        self.inner.flags()
     }
 
     /// The owner's credential.
     pub fn cred(&self) -> Cred {
-        self.inner.cred
+        self.inner.cred()
     }
 
     /// The family given at attach.
     pub fn family(&self) -> Family {
-        self.inner.family
+        self.inner.family()
     }
 
     /// The socket, or `None` once the PCB is in TIME_WAIT or closed. No
@@ -436,7 +439,7 @@ impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
             .field("local", &self.local_addr())
             .field("peer", &self.peer_addr())
             .field("flags", &self.flags())
-            .field("cred", &self.inner.cred)
+            .field("cred", &self.inner.cred())
             .finish()
     }
 }

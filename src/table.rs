@@ -20,15 +20,14 @@ use crossbeam_epoch::Guard;
 
 use crate::addr::{loopback_source, Endpoint, Family, FlowKey};
 use crate::busy::{self, BusyHints};
-use crate::core::{ExactPcbs, PcbInner, PortMemos, Shared, SourceAddress};
-use crate::counter::Counter;
+use crate::core::{ExactPcbs, PcbInner, Shared, SourceAddress};
 use crate::cred::Cred;
 use crate::flags::{Flags, State};
 use crate::pcb::{Pcb, PcbRef};
 use crate::policy::{self, Af, ConnectWild, Policy, Protocol, RuleSet, Rules};
 use crate::ports::Ephemeral;
-use crate::raw::{check_guard, default_guard_collector, List, PortTable};
-use crate::sync::{Arc, AtomicUsize};
+use crate::raw::{check_guard, List};
+use crate::sync::Arc;
 
 /// The PCB table: the socket-demux table of a network stack.
 ///
@@ -60,12 +59,12 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// [`Builder::custom_policy`], the one [`Builder::policy`] named (which
     /// the custom policy replaces).
     pub fn policy(&self) -> Policy {
-        self.shared.rules.named
+        self.shared.rules().named
     }
 
     /// The protocol the table holds.
     pub fn protocol(&self) -> Protocol {
-        self.shared.rules.protocol
+        self.shared.rules().protocol
     }
 
     /// Creates a PCB for `socket`, like `socket(2)`: unbound, in no index.
@@ -75,11 +74,11 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// An `Inet6` PCB starts with the policy's default V6ONLY (on for
     /// FreeBSD, off for Linux). Allocates once; takes no lock.
     pub fn attach(&self, family: Family, cred: Cred, socket: S) -> Pcb<S> {
-        let v6only = family == Family::Inet6 && self.shared.rules.default_v6only();
+        let v6only = family == Family::Inet6 && self.shared.rules().default_v6only();
         let flags = Flags::EMPTY
             .set(Flags::V6ONLY, v6only)
             .with_state(State::Closed);
-        self.shared.attached.add(1);
+        self.shared.count_attached();
         Pcb {
             table: self.shared.clone(),
             inner: Arc::new(PcbInner::new(family, cred, flags, socket)),
@@ -247,7 +246,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ) -> Option<PcbRef<'g, S>> {
         check_guard(guard, self.shared.collector);
         let local = Endpoint::new(local);
-        let ports = &self.shared.ports;
+        let ports = self.shared.ports();
         let candidates = ports
             .iter(local.port, List::Unconnected, guard)
             .chain(ports.iter(local.port, List::Connected, guard))
@@ -265,7 +264,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// Sums a counter striped over a few cache lines (exact when no writer
     /// runs).
     pub fn len(&self) -> usize {
-        self.shared.ports.len()
+        self.shared.ports().len()
     }
 
     /// Whether no PCB holds a port.
@@ -279,7 +278,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     pub fn iter<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = PcbRef<'g, S>> + 'g {
         check_guard(guard, self.shared.collector);
         self.shared
-            .ports
+            .ports()
             .iter_all(guard)
             .map(move |pcb| PcbRef::new(pcb, guard))
     }
@@ -291,8 +290,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let shared = &*self.shared;
         let map = shared.exact.stats(&guard);
         let mut stats = Stats {
-            len: shared.ports.len(),
-            attached: shared.attached.get(),
+            len: shared.ports().len(),
+            attached: shared.attached(),
             exact: IndexStats {
                 entries: map.entries,
                 buckets: map.buckets,
@@ -305,7 +304,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         };
         let mut last_port = None;
         let mut on_port = 0;
-        for pcb in shared.ports.iter_all(&guard) {
+        for pcb in shared.ports().iter_all(&guard) {
             let view = pcb.view(&guard);
             match view.state() {
                 State::Bound => stats.bound += 1,
@@ -342,10 +341,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
 impl<S: Send + Sync + 'static> fmt::Debug for PcbTable<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PcbTable")
-            .field("rules", &self.shared.rules)
-            .field("protocol", &self.shared.rules.protocol)
+            .field("rules", self.shared.rules())
+            .field("protocol", &self.shared.rules().protocol)
             .field("len", &self.len())
-            .field("ephemeral", &self.shared.ephemeral.range())
+            .field("ephemeral", &self.shared.ephemeral_range())
             .finish()
     }
 }
@@ -670,38 +669,28 @@ impl Builder {
         };
         let rules = RuleSet::new(self.policy, self.protocol, self.connect_wild, self.custom);
         let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
-        let memos = PortMemos::for_rules(&rules);
-        #[cfg_attr(not(pcbhash_broken), allow(unused_mut))]
-        let mut shared = Shared {
+        #[cfg_attr(not(any(pcbhash_broken, pcbhash_loom)), allow(unused_mut))]
+        let mut shared = Shared::new(
             rules,
             hasher,
-            collector: default_guard_collector(),
-            exact: ExactPcbs::new(self.capacity, self.exact_buckets),
-            ports: PortTable::new(),
-            ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
-            memos,
-            busy: BusyHints::new({
+            ExactPcbs::new(self.capacity, self.exact_buckets),
+            Ephemeral::new(range, port_seed, self.randomized_ports),
+            BusyHints::new({
                 #[cfg(test)]
                 let after = self.busy_hints_after;
                 #[cfg(not(test))]
                 let after = busy::INSTALL_AFTER;
                 after
             }),
-            source_address: self
-                .source_address
+            self.source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),
-            attached: Counter::new(),
-            any_port_peers: AtomicUsize::new(0),
-            #[cfg(pcbhash_broken)]
-            broken: self.broken,
-            #[cfg(pcbhash_loom)]
-            move_step: self.move_step,
-        };
-        #[cfg(pcbhash_broken)]
+        );
+        #[cfg(pcbhash_loom)]
         {
-            shared.exact.set_broken(self.broken);
-            shared.ports.set_broken(self.broken);
+            shared.move_step = self.move_step;
         }
+        #[cfg(pcbhash_broken)]
+        shared.set_broken(self.broken);
         PcbTable {
             shared: Arc::new(shared),
         }

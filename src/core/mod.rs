@@ -38,7 +38,6 @@ mod shadow;
 mod shared;
 mod teardown;
 
-pub(crate) use buckets::PortMemos;
 pub(crate) use exact::ExactPcbs;
 pub(crate) use pcb::PcbInner;
 pub(crate) use shared::{Shared, SourceAddress};

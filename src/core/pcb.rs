@@ -26,35 +26,35 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 /// shifted right by four bits.
 #[repr(align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
-    pub(crate) family: Family,
-    pub(crate) cred: Cred,
+    pub(super) family: Family,
+    pub(super) cred: Cred,
     /// The `flags2` word, whose top bit is the owner lock
     /// ([`PcbInner::lock_owner`]).
-    pub(crate) flags: AtomicFlags,
+    pub(super) flags: AtomicFlags,
     /// Insertion order into the table; written under the port lock.
-    pub(crate) seq: AtomicU64,
+    pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
     /// PCBs: Linux UDP's port list, which a later `connect()` does not
     /// reorder; written under the port lock.
-    pub(crate) bound_seq: AtomicU64,
+    pub(super) bound_seq: AtomicU64,
     /// When the PCB last connected (Linux UDP: who of several PCBs on one
     /// 4-tuple connected last); written under the port lock.
-    pub(crate) connect_seq: AtomicU64,
+    pub(super) connect_seq: AtomicU64,
     /// Read through [`PcbInner::tuple`]; written under the owner lock.
     tuple: TupleCell,
     /// The hash the PCB is filed under in the exact index: written before
     /// the insert, under the port's lock, and not changed while the PCB is
     /// in the index (a resize files it again under this hash).
-    pub(crate) exact_hash: AtomicU64,
+    pub(super) exact_hash: AtomicU64,
     socket: SocketCell<S>,
     /// The group this PCB is an active (or pending) member of.
-    pub(crate) group: EpochOption<Arc<Group<PcbInner<S>>>>,
+    pub(super) group: EpochOption<Arc<Group<PcbInner<S>>>>,
     /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
     /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
     /// [`Flags::LAST_PEER`] is.
-    pub(crate) last_peer: EpochOption<Ipv6Addr>,
+    pub(super) last_peer: EpochOption<Ipv6Addr>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
-    pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+    pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
 }
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
@@ -152,6 +152,21 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     pub(crate) fn state(&self) -> State {
         self.flags.load().state()
+    }
+
+    /// A snapshot of the flags. Lock-free.
+    pub(crate) fn flags(&self) -> Flags {
+        self.flags.load()
+    }
+
+    /// The address family the PCB was created with.
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The credential the PCB was created with.
+    pub(crate) fn cred(&self) -> Cred {
+        self.cred
     }
 }
 

@@ -14,7 +14,7 @@ use crate::counter::Counter;
 use crate::flags::Flags;
 use crate::policy::{canonical, PcbView, RuleSet};
 use crate::ports::Ephemeral;
-use crate::raw::{List, PortTable};
+use crate::raw::{default_guard_collector, List, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`].
@@ -22,34 +22,106 @@ pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 
 /// Everything a table and its PCB handles share.
 pub(crate) struct Shared<S: Send + Sync + 'static> {
-    pub(crate) rules: RuleSet,
+    pub(super) rules: RuleSet,
+    /// The keyed hash of flows (read by the lookup's hot path).
     pub(crate) hasher: ahash::RandomState,
     /// The collector of the guards lookups take (crossbeam-epoch's default).
     pub(crate) collector: &'static Collector,
     pub(crate) exact: ExactPcbs<S>,
-    pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
-    pub(crate) ephemeral: Ephemeral,
+    pub(super) ports: PortTable<Arc<PcbInner<S>>>,
+    pub(super) ephemeral: Ephemeral,
     /// What the policy remembers about each port (see `buckets.rs`).
-    pub(crate) memos: PortMemos,
+    pub(super) memos: PortMemos,
     /// Ports known to hold a connection to a crowded destination.
-    pub(crate) busy: BusyHints,
-    pub(crate) source_address: Box<SourceAddress>,
+    pub(super) busy: BusyHints,
+    pub(super) source_address: Box<SourceAddress>,
     /// Live `Pcb` handles, counted on each thread's own line.
-    pub(crate) attached: Counter,
+    pub(super) attached: Counter,
     /// How many PCBs the exact index holds for "this address, any port"
     /// (Linux UDP connected to port 0); while there are none, a lookup
     /// does not look for them.
-    pub(crate) any_port_peers: AtomicUsize,
+    pub(super) any_port_peers: AtomicUsize,
     /// Deliberately broken synchronisation of the lookup, for the loom
     /// models' own test.
     #[cfg(pcbhash_broken)]
-    pub(crate) broken: crate::sync::Broken,
+    pub(super) broken: crate::sync::Broken,
     /// Under loom: called at each named step in the middle of a move.
     #[cfg(pcbhash_loom)]
     pub(crate) move_step: Option<crate::sync::MoveStepHook>,
 }
 
 impl<S: Send + Sync + 'static> Shared<S> {
+    /// The state of a new, empty table (the loom and broken-variant hooks
+    /// off; the builder sets them).
+    pub(crate) fn new(
+        rules: RuleSet,
+        hasher: ahash::RandomState,
+        exact: ExactPcbs<S>,
+        ephemeral: Ephemeral,
+        busy: BusyHints,
+        source_address: Box<SourceAddress>,
+    ) -> Self {
+        let memos = PortMemos::for_rules(&rules);
+        Self {
+            rules,
+            hasher,
+            collector: default_guard_collector(),
+            exact,
+            ports: PortTable::new(),
+            ephemeral,
+            memos,
+            busy,
+            source_address,
+            attached: Counter::new(),
+            any_port_peers: AtomicUsize::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
+            #[cfg(pcbhash_loom)]
+            move_step: None,
+        }
+    }
+
+    /// Turns on the deliberately broken variant `broken` of the lookup's
+    /// synchronisation, in the lookup and in both indexes.
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.broken = broken;
+        self.exact.set_broken(broken);
+        self.ports.set_broken(broken);
+    }
+
+    /// The table's policy, resolved at build.
+    pub(crate) fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Both lists of every port (read-only: the lists change only through
+    /// the core's moves).
+    pub(crate) fn ports(&self) -> &PortTable<Arc<PcbInner<S>>> {
+        &self.ports
+    }
+
+    /// The ephemeral port range.
+    pub(crate) fn ephemeral_range(&self) -> std::ops::RangeInclusive<u16> {
+        self.ephemeral.range()
+    }
+
+    /// Counts one more live `Pcb` handle.
+    pub(crate) fn count_attached(&self) {
+        self.attached.add(1);
+    }
+
+    /// How many `Pcb` handles are live.
+    pub(crate) fn attached(&self) -> usize {
+        self.attached.get()
+    }
+
+    /// The busy-port hints (for tests).
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> &BusyHints {
+        &self.busy
+    }
+
     /// A step in the middle of a move between indexes, named for the loom
     /// models, which can park the writer there (nothing in other builds).
     #[inline(always)]

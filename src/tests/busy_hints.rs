@@ -119,13 +119,13 @@ fn same_answers_with_and_without_hints(policy: Policy, protocol: Protocol, rando
             .collect();
         assert_eq!(answers[0], answers[1], "step {step}, op {op}, peer {peer}");
     }
-    let installed = tables[0].shared.busy.installed();
-    if tables[0].shared.rules.connect_holder_busy() {
+    let installed = tables[0].shared.busy().installed();
+    if tables[0].shared.rules().connect_holder_busy() {
         assert!(installed > 1, "hints were used and replaced");
     } else {
         assert_eq!(installed, 0, "the policy ignores the 4-tuple's holder");
     }
-    assert_eq!(tables[1].shared.busy.installed(), 0);
+    assert_eq!(tables[1].shared.busy().installed(), 0);
 }
 
 /// An index below `len` that both tables agree on.
