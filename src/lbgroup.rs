@@ -18,7 +18,7 @@ use crossbeam_epoch::Guard;
 
 use crate::flags::State;
 use crate::policy::{GroupKey, Lookup};
-use crate::raw::EpochCell;
+use crate::raw::{EpochCell, PortLock};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// What a group needs to know of a member: its state (Linux skips
@@ -61,24 +61,24 @@ impl<M: Member> Group<M> {
         self.seq.load(Ordering::Relaxed)
     }
 
-    /// Active and pending members, and slots. Caller holds the port lock.
-    pub(crate) fn occupancy(&self, guard: &Guard) -> (usize, usize) {
+    /// Active and pending members, and slots. `_held` is the port's lock.
+    pub(crate) fn occupancy(&self, _held: &PortLock<'_>, guard: &Guard) -> (usize, usize) {
         (
             self.len(guard) + self.pending.load(Ordering::Relaxed),
             self.slots.load(Ordering::Relaxed),
         )
     }
 
-    /// Rebuilds the group with `slots` slots at place `seq`. Caller holds the
-    /// port lock.
-    pub(crate) fn grow(&self, slots: usize, seq: u64) {
+    /// Rebuilds the group with `slots` slots at place `seq`. `_held` is the
+    /// port's lock.
+    pub(crate) fn grow(&self, _held: &PortLock<'_>, slots: usize, seq: u64) {
         self.slots.store(slots, Ordering::Relaxed);
         self.seq.store(seq, Ordering::Relaxed);
     }
 
-    /// Counts one more (`up`) or one fewer pending member. Caller holds the
-    /// port lock.
-    pub(crate) fn count_pending(&self, up: bool) {
+    /// Counts one more (`up`) or one fewer pending member. `_held` is the
+    /// port's lock.
+    pub(crate) fn count_pending(&self, _held: &PortLock<'_>, up: bool) {
         if up {
             self.pending.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -101,16 +101,16 @@ impl<M: Member> Group<M> {
         self.members.load(guard).len()
     }
 
-    /// Publishes a new array with `pcb` appended. Caller holds the port lock.
-    pub(crate) fn join(&self, pcb: Arc<M>, guard: &Guard) {
+    /// Publishes a new array with `pcb` appended. `_held` is the port's lock.
+    pub(crate) fn join(&self, _held: &PortLock<'_>, pcb: Arc<M>, guard: &Guard) {
         let mut members = self.members.load(guard).clone();
         members.push(pcb);
         self.members.replace(members, guard);
     }
 
-    /// Publishes a new array without `pcb` (swap-remove). Caller holds the
-    /// port lock. Returns how many members remain.
-    pub(crate) fn leave(&self, pcb: &M, guard: &Guard) -> usize {
+    /// Publishes a new array without `pcb` (swap-remove). `_held` is the
+    /// port's lock. Returns how many members remain.
+    pub(crate) fn leave(&self, _held: &PortLock<'_>, pcb: &M, guard: &Guard) -> usize {
         let mut members = self.members.load(guard).clone();
         if let Some(index) = members.iter().position(|m| std::ptr::eq(&**m, pcb)) {
             members.swap_remove(index);
