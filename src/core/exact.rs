@@ -38,7 +38,7 @@ use crossbeam_epoch::Guard;
 
 use super::pcb::PcbInner;
 use crate::addr::FlowKey;
-use crate::raw::{ExactEntry, ExactIndex, ExactStats, SpillList};
+use crate::raw::{ExactEntry, ExactIndex, ExactStats, PortLock, SpillList};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> ExactEntry for PcbInner<S> {
@@ -142,8 +142,14 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
     }
 
     /// Files `pcb`, whose tuple hashes to `hash`, under `hash`. Takes one
-    /// bucket lock (or the spill's lock). Caller holds the port's lock.
-    pub(crate) fn insert(&self, hash: u64, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+    /// bucket lock (or the spill's lock). `_held` is the port's lock.
+    pub(crate) fn insert(
+        &self,
+        _held: &PortLock<'_>,
+        hash: u64,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
         pcb.exact_hash.store(hash, Ordering::Relaxed);
         #[cfg(test)]
         if self.spill_all {

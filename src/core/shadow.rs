@@ -36,7 +36,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // The holder's entry gives way to the new one: a move.
             held.moving();
         }
-        self.exact_insert(flow, inner, guard);
+        self.exact_insert(held, flow, inner, guard);
         if let Some(old) = before {
             self.exact_remove(flow, &old, guard);
             old.flags.update(|flags| flags | Flags::SHADOWED);
@@ -100,7 +100,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 newest = pcb;
             }
         }
-        self.exact_insert(flow, newest, guard);
+        self.exact_insert(held, flow, newest, guard);
         newest
             .flags
             .update(|flags| flags.without(Flags::SHADOWED).set(Flags::SHADOWING, more));

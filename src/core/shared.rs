@@ -14,7 +14,7 @@ use crate::counter::Counter;
 use crate::flags::Flags;
 use crate::policy::{canonical, PcbView, RuleSet};
 use crate::ports::Ephemeral;
-use crate::raw::{default_guard_collector, List, PortTable};
+use crate::raw::{default_guard_collector, List, PortLock, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`].
@@ -153,9 +153,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// Inserts `pcb`, whose tuple is `flow`'s, into the exact index. Takes
-    /// one bucket lock.
-    pub(crate) fn exact_insert(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+    /// Inserts `pcb`, whose tuple is `flow`'s, into the exact index, under
+    /// its port's lock `held`. Takes one bucket lock.
+    pub(crate) fn exact_insert(
+        &self,
+        held: &PortLock<'_>,
+        flow: &Flow,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), flow.tuple.local.port);
         debug_assert!(
             pcb.is_flow(&flow.key, guard),
             "a PCB is filed under its own tuple"
@@ -163,7 +170,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if self.rules.lookup.matches_any_port(&flow.tuple) {
             self.any_port_peers.fetch_add(1, Ordering::Relaxed);
         }
-        self.exact.insert(flow.hash, pcb, guard);
+        self.exact.insert(held, flow.hash, pcb, guard);
     }
 
     /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
