@@ -202,7 +202,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // The exact index files a PCB under one tuple at a time, the one
             // it shows: the PCB waits out the change in the wildcard list,
             // where a lookup's walk takes it for the tuple it shows (see
-            // `PcbTable::lookup_slow`), as a connect from bound does.
+            // `Shared::lookup_slow`), as a connect from bound does.
             self.relist_unconnected(&held, inner, guard);
             self.unlink_exact_was(&held, inner, &before, was, guard);
             self.move_step("reconnect: old exact unlinked");

@@ -11,7 +11,7 @@
 //!   had when it was inserted, written before the insert;
 //! - while it is in the index its tuple stays that tuple, except in the last
 //!   steps of a move out (disconnect, a Linux UDP reconnect), where the
-//!   wildcard list already holds it (see `PcbTable::lookup_slow`).
+//!   wildcard list already holds it (see `Shared::lookup_slow`).
 //!
 //! A hit reads the home bucket's line, the PCB's line and, while the tuple is
 //! published through an epoch cell of its own, the tuple's line: the

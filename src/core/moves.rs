@@ -50,7 +50,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// place among its port's PCBs). `before` is its tuple, `was` its flags
     /// read under the port's lock. The wildcard node is linked while the
     /// tuple still says connected, then the tuple changes, then the exact
-    /// entry goes (see `PcbTable::lookup_slow`). Caller holds the port's
+    /// entry goes (see `Shared::lookup_slow`). Caller holds the port's
     /// lock.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn disconnect_move(
@@ -74,7 +74,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// Moves `inner`, still connected and in the exact index, from its
     /// port's connected list to the wildcard list: the new node is linked
     /// before the old one goes, and the caller unlinks the exact entry after
-    /// (see `PcbTable::lookup_slow`). Caller holds the port's lock.
+    /// (see `Shared::lookup_slow`). Caller holds the port's lock.
     pub(super) fn relist_unconnected(
         &self,
         held: &PortLock<'_>,

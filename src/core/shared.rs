@@ -308,7 +308,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// With `flow`, a PCB met in the wildcard list whose tuple already says
     /// connected to exactly that flow is a `connect()` caught between
     /// publishing its tuple and linking itself into the exact index; it is
-    /// the answer (see `PcbTable::lookup_slow`); one connecting to the
+    /// the answer (see `Shared::lookup_slow`); one connecting to the
     /// flow's remote address with any port (Linux UDP) is the answer unless
     /// the walk meets an exact one after it. Without, such PCBs are passed
     /// over, and group membership is not looked at either: the stage that

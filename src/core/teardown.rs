@@ -195,7 +195,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if connected || local != me.local {
             // A listener keeps its node in the wildcard list, only its tuple
             // changes; a connection links its wildcard place before its
-            // exact one goes (see `PcbTable::lookup_slow`).
+            // exact one goes (see `Shared::lookup_slow`).
             if connected {
                 let before = Tuple {
                     local: me.local,
