@@ -118,7 +118,7 @@ impl Flags {
     pub const SHADOWED: Flags = Flags(1 << 13);
     /// Linux UDP: holds the exact index's entry for a 4-tuple over which
     /// [`SHADOWED`](Self::SHADOWED) PCBs wait.
-    pub const SHADOWING: Flags = Flags(1 << 14);
+    pub(crate) const SHADOWING: Flags = Flags(1 << 14);
     /// Linux UDP: an `Inet6` PCB that connected at least once. The kernel
     /// keeps its last peer in `sk_v6_daddr` after `disconnect()`, and an
     /// IPv6 datagram from another address (any, for a v4-mapped peer) does

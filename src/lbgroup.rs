@@ -17,18 +17,24 @@
 use crossbeam_epoch::Guard;
 
 use crate::flags::State;
-use crate::pcb::PcbInner;
 use crate::policy::{GroupKey, Lookup};
-use crate::raw::EpochCell;
+use crate::raw::{EpochCell, PortLock};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// One group. See the module docs.
+/// What a group needs to know of a member: its state (Linux skips
+/// connected members when it picks one).
+pub(crate) trait Member: Send + Sync + 'static {
+    /// The member's state, read lock-free.
+    fn state(&self) -> State;
+}
+
+/// One group of members `M` (the table's PCBs). See the module docs.
 ///
 /// This type maintains the invariant that `pending` and `slots` are written
 /// only under the port's lock, and `members.len() + pending <= slots`.
-pub(crate) struct Group<S: Send + Sync + 'static> {
+pub(crate) struct Group<M: Member> {
     pub(crate) key: GroupKey,
-    members: EpochCell<Vec<Arc<PcbInner<S>>>>,
+    members: EpochCell<Vec<Arc<M>>>,
     pending: AtomicUsize,
     slots: AtomicUsize,
     seq: AtomicU64,
@@ -37,7 +43,7 @@ pub(crate) struct Group<S: Send + Sync + 'static> {
     has_conns: AtomicBool,
 }
 
-impl<S: Send + Sync + 'static> Group<S> {
+impl<M: Member> Group<M> {
     /// A group with no members yet, `slots` slots, at place `seq`.
     pub(crate) fn new(key: GroupKey, slots: usize, seq: u64) -> Self {
         Self {
@@ -55,24 +61,24 @@ impl<S: Send + Sync + 'static> Group<S> {
         self.seq.load(Ordering::Relaxed)
     }
 
-    /// Active and pending members, and slots. Caller holds the port lock.
-    pub(crate) fn occupancy(&self, guard: &Guard) -> (usize, usize) {
+    /// Active and pending members, and slots. `_held` is the port's lock.
+    pub(crate) fn occupancy(&self, _held: &PortLock<'_>, guard: &Guard) -> (usize, usize) {
         (
             self.len(guard) + self.pending.load(Ordering::Relaxed),
             self.slots.load(Ordering::Relaxed),
         )
     }
 
-    /// Rebuilds the group with `slots` slots at place `seq`. Caller holds the
-    /// port lock.
-    pub(crate) fn grow(&self, slots: usize, seq: u64) {
+    /// Rebuilds the group with `slots` slots at place `seq`. `_held` is the
+    /// port's lock.
+    pub(crate) fn grow(&self, _held: &PortLock<'_>, slots: usize, seq: u64) {
         self.slots.store(slots, Ordering::Relaxed);
         self.seq.store(seq, Ordering::Relaxed);
     }
 
-    /// Counts one more (`up`) or one fewer pending member. Caller holds the
-    /// port lock.
-    pub(crate) fn count_pending(&self, up: bool) {
+    /// Counts one more (`up`) or one fewer pending member. `_held` is the
+    /// port's lock.
+    pub(crate) fn count_pending(&self, _held: &PortLock<'_>, up: bool) {
         if up {
             self.pending.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -95,16 +101,16 @@ impl<S: Send + Sync + 'static> Group<S> {
         self.members.load(guard).len()
     }
 
-    /// Publishes a new array with `pcb` appended. Caller holds the port lock.
-    pub(crate) fn join(&self, pcb: Arc<PcbInner<S>>, guard: &Guard) {
+    /// Publishes a new array with `pcb` appended. `_held` is the port's lock.
+    pub(crate) fn join(&self, _held: &PortLock<'_>, pcb: Arc<M>, guard: &Guard) {
         let mut members = self.members.load(guard).clone();
         members.push(pcb);
         self.members.replace(members, guard);
     }
 
-    /// Publishes a new array without `pcb` (swap-remove). Caller holds the
-    /// port lock. Returns how many members remain.
-    pub(crate) fn leave(&self, pcb: &PcbInner<S>, guard: &Guard) -> usize {
+    /// Publishes a new array without `pcb` (swap-remove). `_held` is the
+    /// port's lock. Returns how many members remain.
+    pub(crate) fn leave(&self, _held: &PortLock<'_>, pcb: &M, guard: &Guard) -> usize {
         let mut members = self.members.load(guard).clone();
         if let Some(index) = members.iter().position(|m| std::ptr::eq(&**m, pcb)) {
             members.swap_remove(index);
@@ -125,7 +131,7 @@ impl<S: Send + Sync + 'static> Group<S> {
         lookup: &Lookup,
         hash: u64,
         guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
+    ) -> Option<&'g M> {
         let members = self.members.load(guard);
         if members.is_empty() {
             return None;
@@ -143,7 +149,7 @@ impl<S: Send + Sync + 'static> Group<S> {
     }
 }
 
-impl<S: Send + Sync + 'static> std::fmt::Debug for Group<S> {
+impl<M: Member> std::fmt::Debug for Group<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let guard = crossbeam_epoch::pin();
         f.debug_struct("Group")

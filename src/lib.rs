@@ -121,31 +121,30 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod abort;
 mod addr;
-mod buckets;
 mod busy;
+mod core;
 mod counter;
+mod cred;
 mod error;
-mod exact;
 mod flags;
 mod lbgroup;
-mod lifecycle;
-mod membership;
 mod pcb;
 pub mod policy;
 mod ports;
 #[allow(unsafe_code)]
 mod raw;
-mod shadow;
 mod sync;
 mod table;
+#[cfg(all(test, not(pcbhash_loom)))]
+mod tests;
 
 pub use addr::Family;
+pub use cred::Cred;
 pub use crossbeam_epoch::Guard;
 pub use error::Error;
 pub use flags::{Flags, State};
-pub use pcb::{Cred, Pcb, PcbRef};
+pub use pcb::{Pcb, PcbRef};
 pub use policy::{Policy, Protocol};
 pub use table::{Builder, IndexStats, PcbTable, Stats};
 

@@ -15,185 +15,17 @@
 //!   so a reference taken under a guard stays valid while that guard lives.
 
 use std::fmt;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::{Family, FlowKey, Tuple};
+use crate::addr::Family;
+use crate::core::{PcbInner, Shared};
+use crate::cred::Cred;
 use crate::error::Error;
-use crate::flags::OwnerGuard;
-use crate::flags::{AtomicFlags, Flags, State};
-use crate::lbgroup::Group;
-use crate::policy::PcbView;
-use crate::raw::{check_guard, EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
-use crate::table::Shared;
-
-/// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Cred {
-    /// The owner's user id. Sharing a port with SO_REUSEPORT needs equal uids.
-    pub uid: u32,
-    /// Whether the owner may bind ports below 1024 (and, on FreeBSD, share a
-    /// port with another uid's PCB: `PRIV_NETINET_REUSEPORT`).
-    pub privileged: bool,
-}
-
-impl Cred {
-    /// The superuser: uid 0, privileged.
-    pub const ROOT: Cred = Cred {
-        uid: 0,
-        privileged: true,
-    };
-
-    /// An unprivileged user.
-    pub fn user(uid: u32) -> Cred {
-        Cred {
-            uid,
-            privileged: false,
-        }
-    }
-}
-
-/// The shared part of a PCB, and the socket. See the module docs for which
-/// fields are hash-safe.
-///
-/// This type maintains the invariant that the policy layer cannot reach the
-/// socket: a policy sees a PCB only as a [`PcbView`], plain data copied from
-/// the hash-safe fields.
-///
-/// Aligned to 16 bytes: the exact index keeps the address of the value
-/// shifted right by four bits.
-#[repr(align(16))]
-pub(crate) struct PcbInner<S: Send + Sync + 'static> {
-    pub(crate) family: Family,
-    pub(crate) cred: Cred,
-    /// The `flags2` word, whose top bit is the owner lock
-    /// ([`PcbInner::lock_owner`]).
-    pub(crate) flags: AtomicFlags,
-    /// Insertion order into the table; written under the port lock.
-    pub(crate) seq: AtomicU64,
-    /// The order of the PCB's `bind()` (or first link) among its port's
-    /// PCBs: Linux UDP's port list, which a later `connect()` does not
-    /// reorder; written under the port lock.
-    pub(crate) bound_seq: AtomicU64,
-    /// When the PCB last connected (Linux UDP: who of several PCBs on one
-    /// 4-tuple connected last); written under the port lock.
-    pub(crate) connect_seq: AtomicU64,
-    /// Read through [`PcbInner::tuple`]; written under the owner lock.
-    tuple: TupleCell,
-    /// The hash the PCB is filed under in the exact index: written before
-    /// the insert, under the port's lock, and not changed while the PCB is
-    /// in the index (a resize files it again under this hash).
-    pub(crate) exact_hash: AtomicU64,
-    socket: SocketCell<S>,
-    /// The group this PCB is an active (or pending) member of.
-    pub(crate) group: EpochOption<Arc<Group<S>>>,
-    /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
-    /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
-    /// [`Flags::LAST_PEER`] is.
-    pub(crate) last_peer: EpochOption<Ipv6Addr>,
-    /// Where the PCB sits in the port table. Locked only under the port's lock.
-    pub(crate) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
-}
-
-impl<S: Send + Sync + 'static> PcbInner<S> {
-    pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: S) -> Self {
-        Self::with_tuple(family, cred, flags, socket, Tuple::unbound(family))
-    }
-
-    /// A PCB that starts out with `tuple` (a passive open's connection),
-    /// so that linking it does not have to replace the tuple.
-    pub(crate) fn with_tuple(
-        family: Family,
-        cred: Cred,
-        flags: Flags,
-        socket: S,
-        tuple: Tuple,
-    ) -> Self {
-        Self {
-            family,
-            cred,
-            flags: AtomicFlags::new(flags),
-            seq: AtomicU64::new(0),
-            bound_seq: AtomicU64::new(0),
-            connect_seq: AtomicU64::new(0),
-            tuple: TupleCell::new(tuple.to_words()),
-            exact_hash: AtomicU64::new(0),
-            socket: SocketCell::new(socket),
-            group: EpochOption::none(),
-            last_peer: EpochOption::none(),
-            port_entry: Mutex::new(None),
-        }
-    }
-
-    /// The tuple, copied out. Lock-free, and it never waits for a writer.
-    /// (The guard is not needed by the inline store; it keeps callers
-    /// independent of how the tuple is stored.)
-    #[inline]
-    pub(crate) fn tuple(&self, guard: &Guard) -> Tuple {
-        let _ = guard;
-        Tuple::from_words(self.tuple.load())
-    }
-
-    /// Replaces the tuple. Caller holds this PCB's owner lock (which
-    /// serialises the writers).
-    pub(crate) fn set_tuple(&self, tuple: Tuple) {
-        self.tuple.store(tuple.to_words());
-    }
-
-    /// The socket, or `None` once detached. No reference count.
-    #[inline]
-    pub(crate) fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
-        self.socket.get(guard)
-    }
-
-    /// Detaches the socket (TIME_WAIT, close, a TIME_WAIT twin replaced):
-    /// `None` to every later read; the value is dropped once no guard that
-    /// could have read it remains. Detaching twice does nothing.
-    pub(crate) fn detach_socket(self: &Arc<Self>, guard: &Guard) {
-        SocketCell::detach(self, |pcb| &pcb.socket, guard);
-    }
-
-    /// Takes the owner lock, which serialises the owner's calls on this
-    /// PCB; lookups never take it. See [`AtomicFlags`].
-    pub(crate) fn lock_owner(&self) -> OwnerGuard<'_> {
-        self.flags.lock_owner()
-    }
-
-    /// The hash-safe view a policy may see.
-    #[inline]
-    pub(crate) fn view(&self, guard: &Guard) -> PcbView {
-        let tuple = self.tuple(guard);
-        let flags = self.flags.load();
-        let group_seq = if flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
-            self.group.load(guard).map_or(0, |group| group.seq())
-        } else {
-            0
-        };
-        PcbView {
-            family: self.family,
-            cred: self.cred,
-            flags,
-            local: tuple.local,
-            remote: tuple.remote,
-            seq: self.seq.load(Ordering::Relaxed),
-            group_seq,
-        }
-    }
-
-    /// Whether the PCB's tuple is the 4-tuple `key`: the exact index's
-    /// predicate, which reads the tuple the PCB exposes.
-    #[inline(always)]
-    pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
-        let _ = guard;
-        FlowKey::of_words(self.tuple.load()) == *key
-    }
-
-    pub(crate) fn state(&self) -> State {
-        self.flags.load().state()
-    }
-}
+use crate::flags::{Flags, State};
+use crate::raw::check_guard;
+use crate::sync::Arc;
 
 /// The owner's handle on a PCB: what a stack keeps in its socket.
 ///
@@ -381,7 +213,11 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         remote: SocketAddr,
         socket: S,
     ) -> Result<Pcb<S>, (Error, S)> {
-        self.table.accept(self, local, remote, socket)
+        let child = self.table.accept(&self.inner, local, remote, socket)?;
+        Ok(Pcb {
+            table: self.table.clone(),
+            inner: child,
+        })
     }
 
     /// `connect(AF_UNSPEC)` on a UDP PCB: back to the wildcard index.
@@ -428,9 +264,12 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         let guard = crossbeam_epoch::pin();
         let state = self.inner.state();
-        state
-            .is_in_table()
-            .then(|| self.inner.tuple(&guard).local.to_socket(self.inner.family))
+        state.is_in_table().then(|| {
+            self.inner
+                .tuple(&guard)
+                .local
+                .to_socket(self.inner.family())
+        })
     }
 
     /// The peer, while connected or in TIME_WAIT.
@@ -438,7 +277,7 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         let guard = crossbeam_epoch::pin();
         let tuple = self.inner.tuple(&guard);
         (self.inner.state().is_connected() && tuple.is_connected())
-            .then(|| tuple.remote.to_socket(self.inner.family))
+            .then(|| tuple.remote.to_socket(self.inner.family()))
     }
 
     /// The lifecycle state.
@@ -448,17 +287,17 @@ impl<S: Send + Sync + 'static> Pcb<S> {
 
     /// A snapshot of the `flags2` word.
     pub fn flags(&self) -> Flags {
-        self.inner.flags.load()
+        self.inner.flags()
     }
 
     /// The family given at attach.
     pub fn family(&self) -> Family {
-        self.inner.family
+        self.inner.family()
     }
 
     /// The credential given at attach.
     pub fn cred(&self) -> Cred {
-        self.inner.cred
+        self.inner.cred()
     }
 
     /// The socket, until `time_wait()` or close; `None` from then on. No
@@ -502,11 +341,11 @@ impl<S: Send + Sync + 'static> Drop for Pcb<S> {
 impl<S: Send + Sync + 'static> fmt::Debug for Pcb<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pcb")
-            .field("family", &self.inner.family)
+            .field("family", &self.inner.family())
             .field("local", &self.local_addr())
             .field("peer", &self.peer_addr())
             .field("flags", &self.flags())
-            .field("cred", &self.inner.cred)
+            .field("cred", &self.inner.cred())
             .finish()
     }
 }
@@ -541,7 +380,7 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         self.inner
             .tuple(self.guard)
             .local
-            .to_socket(self.inner.family)
+            .to_socket(self.inner.family())
     }
 
     /// The peer, if connected.
@@ -549,7 +388,7 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         let tuple = self.inner.tuple(self.guard);
         tuple
             .is_connected()
-            .then(|| tuple.remote.to_socket(self.inner.family))
+            .then(|| tuple.remote.to_socket(self.inner.family()))
     }
 
     /// The lifecycle state.
@@ -559,17 +398,17 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
 
     /// A snapshot of the `flags2` word.
     pub fn flags(&self) -> Flags {
-        self.inner.flags.load()
+        self.inner.flags()
     }
 
     /// The owner's credential.
     pub fn cred(&self) -> Cred {
-        self.inner.cred
+        self.inner.cred()
     }
 
     /// The family given at attach.
     pub fn family(&self) -> Family {
-        self.inner.family
+        self.inner.family()
     }
 
     /// The socket, or `None` once the PCB is in TIME_WAIT or closed. No
@@ -600,7 +439,7 @@ impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
             .field("local", &self.local_addr())
             .field("peer", &self.peer_addr())
             .field("flags", &self.flags())
-            .field("cred", &self.inner.cred)
+            .field("cred", &self.inner.cred())
             .finish()
     }
 }
@@ -611,5 +450,3 @@ impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
 // hash and the last IPv6 peer 8 each. Before the socket and the tuple moved
 // inline, 104 bytes plus a 40-byte boxed tuple, and the socket in an
 // allocation of its own.
-#[cfg(not(pcbhash_loom))]
-static_assertions::const_assert!(std::mem::size_of::<PcbInner<()>>() <= 176);

@@ -3,397 +3,31 @@
 //! - **exact**: connected and TIME_WAIT PCBs by 4-tuple (an
 //!   [`ExactIndex`](crate::raw::ExactIndex) of one-line buckets of seven
 //!   signature-and-pointer slots, probed without data-dependent branches;
-//!   the key is the PCB's own tuple, see `exact.rs`);
+//!   the key is the PCB's own tuple, see `core/exact.rs`);
 //! - **wildcard**: bound and listening PCBs, per local port (the unconnected
 //!   lists of the [`PortTable`]);
 //! - **by local port**: every PCB holding a port, what bind-conflict checks scan
 //!   (both lists of the [`PortTable`]).
 //!
-//! The lifecycle (bind, listen, connect, ...) lives in `lifecycle.rs`.
+//! The machinery (the PCB record, the shared state, the lifecycle split by
+//! call) lives in `core/`; this file is the thin public face over it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
-use crossbeam_epoch::{Collector, Guard};
+use crossbeam_epoch::Guard;
 
-use crate::addr::{loopback_source, Endpoint, Family, FlowKey, Tuple};
-use crate::buckets::PortMemos;
+use crate::addr::{loopback_source, Endpoint, Family, FlowKey};
 use crate::busy::{self, BusyHints};
-use crate::counter::Counter;
-use crate::exact::ExactPcbs;
+use crate::core::{ExactPcbs, PcbInner, Shared, SourceAddress};
+use crate::cred::Cred;
 use crate::flags::{Flags, State};
-use crate::pcb::{Cred, Pcb, PcbInner, PcbRef};
-use crate::policy::{self, canonical, Af, ConnectWild, PcbView, Policy, Protocol, RuleSet, Rules};
+use crate::pcb::{Pcb, PcbRef};
+use crate::policy::{self, Af, ConnectWild, Policy, Protocol, RuleSet, Rules};
 use crate::ports::Ephemeral;
-use crate::raw::{check_guard, default_guard_collector, List, PortTable};
-use crate::sync::{Arc, AtomicUsize, Ordering};
-
-/// The stack's source-address selector; see [`Builder::source_address`].
-pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
-
-/// Everything a table and its PCB handles share.
-pub(crate) struct Shared<S: Send + Sync + 'static> {
-    pub(crate) rules: RuleSet,
-    pub(crate) hasher: ahash::RandomState,
-    /// The collector of the guards lookups take (crossbeam-epoch's default).
-    pub(crate) collector: &'static Collector,
-    pub(crate) exact: ExactPcbs<S>,
-    pub(crate) ports: PortTable<Arc<PcbInner<S>>>,
-    pub(crate) ephemeral: Ephemeral,
-    /// What the policy remembers about each port (see `buckets.rs`).
-    pub(crate) memos: PortMemos,
-    /// Ports known to hold a connection to a crowded destination.
-    pub(crate) busy: BusyHints,
-    pub(crate) source_address: Box<SourceAddress>,
-    /// Live `Pcb` handles, counted on each thread's own line.
-    pub(crate) attached: Counter,
-    /// How many PCBs the exact index holds for "this address, any port"
-    /// (Linux UDP connected to port 0); while there are none, a lookup
-    /// does not look for them.
-    pub(crate) any_port_peers: AtomicUsize,
-    /// Deliberately broken synchronisation of the lookup, for the loom
-    /// models' own test.
-    #[cfg(pcbhash_broken)]
-    pub(crate) broken: crate::sync::Broken,
-    /// Under loom: called at each named step in the middle of a move.
-    #[cfg(pcbhash_loom)]
-    pub(crate) move_step: Option<crate::sync::MoveStepHook>,
-}
-
-impl<S: Send + Sync + 'static> Shared<S> {
-    /// A step in the middle of a move between indexes, named for the loom
-    /// models, which can park the writer there (nothing in other builds).
-    #[inline(always)]
-    pub(crate) fn move_step(&self, step: &'static str) {
-        #[cfg(pcbhash_loom)]
-        if let Some(hook) = &self.move_step {
-            hook(step);
-        }
-        #[cfg(not(pcbhash_loom))]
-        let _ = step;
-    }
-
-    /// The keyed hash of a 4-tuple: the exact index's hash and the hash that
-    /// picks a group member.
-    #[inline]
-    pub(crate) fn tuple_hash(&self, tuple: &Tuple) -> u64 {
-        self.flow(tuple).hash
-    }
-
-    /// The exact-index key of `tuple` and its hash: computed once per call
-    /// of the lifecycle, and handed to every exact-index operation of it.
-    #[inline]
-    pub(crate) fn flow(&self, tuple: &Tuple) -> Flow {
-        let key = FlowKey::of_tuple(tuple);
-        Flow {
-            tuple: *tuple,
-            key,
-            hash: key.hash(&self.hasher),
-        }
-    }
-
-    /// Inserts `pcb`, whose tuple is `flow`'s, into the exact index. Takes
-    /// one bucket lock.
-    pub(crate) fn exact_insert(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
-        debug_assert!(
-            pcb.is_flow(&flow.key, guard),
-            "a PCB is filed under its own tuple"
-        );
-        if self.rules.lookup.matches_any_port(&flow.tuple) {
-            self.any_port_peers.fetch_add(1, Ordering::Relaxed);
-        }
-        self.exact.insert(flow.hash, pcb, guard);
-    }
-
-    /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
-    /// bucket lock. Whether there was one.
-    pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
-        let removed = self.exact.remove(flow.hash, pcb, guard);
-        if removed && self.rules.lookup.matches_any_port(&flow.tuple) {
-            self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
-        }
-        removed
-    }
-
-    /// The PCB connected to the packet's remote address with any port
-    /// (see [`Lookup::any_port`](policy::Lookup::any_port)), with its rank among the wildcard
-    /// ranks. Of several (Linux UDP lists them all in the address's list,
-    /// where `compute_score` ranks them), the best-ranked, then the first
-    /// listed. Lock-free: one load while there are none, one more exact
-    /// probe otherwise, and a walk of the port's connected PCBs if that
-    /// one has others waiting behind it.
-    fn any_port_peer<'g>(
-        &self,
-        key: &FlowKey,
-        local: &Endpoint,
-        guard: &'g Guard,
-    ) -> Option<(u32, &'g PcbInner<S>)> {
-        if self.any_port_peers.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let key = key.any_remote_port();
-        let holder = self.exact.find(key.hash(&self.hasher), &key, guard)?;
-        let packet = canonical(*local);
-        let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
-        if !holder.flags.load().contains(Flags::SHADOWING) {
-            return Some((rank(holder), holder));
-        }
-        let mut best = (rank(holder), holder.seq.load(Ordering::Relaxed), holder);
-        for pcb in self.ports.iter(local.port, List::Connected, guard) {
-            let view = pcb.view(guard);
-            let tuple = Tuple {
-                local: view.local,
-                remote: view.remote,
-            };
-            let order = (rank(pcb), view.seq);
-            if FlowKey::of_tuple(&tuple) == key && order > (best.0, best.1) {
-                best = (order.0, order.1, &**pcb);
-            }
-        }
-        Some((best.0, best.2))
-    }
-
-    /// Views of every PCB on `port` but `me`. Call under the port's lock for a
-    /// stable answer.
-    pub(crate) fn owners(&self, port: u16, me: &PcbInner<S>, guard: &Guard) -> Vec<PcbView> {
-        self.ports
-            .iter(port, List::Unconnected, guard)
-            .chain(self.ports.iter(port, List::Connected, guard))
-            .filter(|pcb| !std::ptr::eq(&***pcb, me))
-            .map(|pcb| pcb.view(guard))
-            .collect()
-    }
-
-    /// The PCB holding `flow` in the exact index.
-    pub(crate) fn exact_holder<'g>(
-        &self,
-        flow: &Flow,
-        guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
-        self.exact.find(flow.hash, &flow.key, guard)
-    }
-
-    /// [`exact_holder`](Self::exact_holder), as a strong reference.
-    pub(crate) fn exact_holder_arc(&self, flow: &Flow, guard: &Guard) -> Option<Arc<PcbInner<S>>> {
-        self.exact.find_arc(flow.hash, &flow.key, guard)
-    }
-
-    /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks
-    /// the address's list and keeps the first socket that outranks every
-    /// one before it, but stops at such a socket that asks a reuseport
-    /// group that no member ever connected from, and that group's pick
-    /// takes the packet, even if a better-ranked socket follows. This is
-    /// that walk over the PCBs listed before `limit`, the PCB the ranking
-    /// chose (the best-ranked unconnected one, of the pass `pass` says, or
-    /// one connected to the packet's address with any port). Lock-free;
-    /// allocation-free.
-    fn walk_before<'g>(
-        &self,
-        limit: &PcbInner<S>,
-        pass: bool,
-        local: &Endpoint,
-        source: &Ipv6Addr,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Before<'g, S> {
-        let after = limit.seq.load(Ordering::Relaxed);
-        let packet = canonical(*local);
-        // The first socket listed before `limit` that outranks `floor`.
-        let first_above = |floor: u32| {
-            let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
-            for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
-                let view = pcb.view(guard);
-                let Some((rank, _)) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
-                    continue;
-                };
-                let listed_before = view.seq > after;
-                let same_pass = self.rules.lookup.same_pass(rank) == pass;
-                let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
-                if listed_before && same_pass && rank > floor && earlier {
-                    first = Some((rank, view.seq, &**pcb));
-                }
-            }
-            first
-        };
-        let mut last = None;
-        let mut floor = 0;
-        while let Some((rank, _, pcb)) = first_above(floor) {
-            let flags = pcb.flags.load();
-            if self.rules.lookup.consults_group(flags) {
-                if let Some(group) = pcb.group.load(guard) {
-                    if !group.has_conns() {
-                        if let Some(member) = group.pick(&self.rules.lookup, hash, guard) {
-                            return Before::Group(member);
-                        }
-                    }
-                }
-            }
-            last = Some((rank, pcb));
-            floor = rank;
-        }
-        Before::Last(last)
-    }
-
-    /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
-    /// packet's local port. Lock-free; allocation-free.
-    ///
-    /// With `flow`, a PCB met in the wildcard list whose tuple already says
-    /// connected to exactly that flow is a `connect()` caught between
-    /// publishing its tuple and linking itself into the exact index; it is
-    /// the answer (see `PcbTable::lookup_slow`); one connecting to the
-    /// flow's remote address with any port (Linux UDP) is the answer unless
-    /// the walk meets an exact one after it. Without, such PCBs are passed
-    /// over, and group membership is not looked at either: the stage that
-    /// follows a group with no member that takes flows.
-    fn best_wildcard<'g>(
-        &self,
-        local: &Endpoint,
-        source: &Ipv6Addr,
-        flow: Option<&FlowKey>,
-        guard: &'g Guard,
-    ) -> Wildcard<'g, S> {
-        let mut best: Option<((u32, u64), u64, &'g PcbInner<S>)> = None;
-        let mut peer = None;
-        // The place of the first-listed candidate that may ask a group.
-        let mut first_grouped = None;
-        let packet = canonical(*local);
-        for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
-            let mut view = pcb.view(guard);
-            if view.is_connected() {
-                match flow.map(|flow| self.connecting_to(&view, flow)) {
-                    Some(Connecting::Exact) => return Wildcard::Connecting(pcb),
-                    Some(Connecting::AnyPort) => peer = Some(pcb),
-                    _ => {}
-                }
-                continue;
-            }
-            if flow.is_none() {
-                view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
-            }
-            let Some(key) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
-                continue;
-            };
-            if self.rules.lookup.consults_group(view.flags) {
-                first_grouped = first_grouped.max(Some(view.seq));
-            }
-            if best.is_none_or(|(k, _, _)| key > k) {
-                best = Some((key, view.seq, pcb));
-            }
-        }
-        match peer {
-            Some(peer) => Wildcard::ConnectingAnyPort(peer),
-            None => Wildcard::Best(best.map(|((rank, _), seq, pcb)| Best {
-                pcb,
-                pass: self.rules.lookup.same_pass(rank),
-                group_before: self.rules.lookup.group_stops_walk && first_grouped > Some(seq),
-            })),
-        }
-    }
-
-    /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
-    /// `source` (v4-mapped if IPv4) to `packet` (canonical): the policy's
-    /// rank, then the PCB's last peer for an IPv6 packet (see
-    /// [`Flags::LAST_PEER`]).
-    #[inline]
-    fn wildcard_rank(
-        &self,
-        pcb: &PcbInner<S>,
-        view: &PcbView,
-        packet: &SocketAddr,
-        source: &Ipv6Addr,
-        guard: &Guard,
-    ) -> Option<(u32, u64)> {
-        let (rank, seq) = (self.rules.lookup.rank)(view, packet)?;
-        if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
-            return Some((rank, seq));
-        }
-        let last = pcb.last_peer.load(guard)?;
-        self.rules
-            .last_peer_rank(rank, last, source)
-            .map(|rank| (rank, seq))
-    }
-
-    /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
-    /// is connecting to exactly `flow`, or to its remote address with any
-    /// port (see [`Lookup::any_port`](policy::Lookup::any_port)).
-    #[inline]
-    fn connecting_to(&self, view: &PcbView, flow: &FlowKey) -> Connecting {
-        #[cfg(pcbhash_broken)]
-        if self.broken.skip_connecting {
-            return Connecting::No;
-        }
-        let tuple = Tuple {
-            local: view.local,
-            remote: view.remote,
-        };
-        let key = FlowKey::of_tuple(&tuple);
-        if key == *flow {
-            Connecting::Exact
-        } else if self.rules.lookup.matches_any_port(&tuple) && key == flow.any_remote_port() {
-            Connecting::AnyPort
-        } else {
-            Connecting::No
-        }
-    }
-}
-
-/// How a PCB met in the middle of `connect()` relates to a looked-up flow.
-enum Connecting {
-    /// Its tuple is the flow.
-    Exact,
-    /// Its tuple is the flow's remote address with any port.
-    AnyPort,
-    /// Neither.
-    No,
-}
-
-/// A 4-tuple with its exact-index key and the key's hash.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Flow {
-    pub(crate) tuple: Tuple,
-    key: FlowKey,
-    hash: u64,
-}
-
-/// What the wildcard walk of a lookup found.
-enum Wildcard<'g, S: Send + Sync + 'static> {
-    /// A PCB half-way through `connect()` to the packet's exact flow.
-    Connecting(&'g PcbInner<S>),
-    /// A PCB half-way through `connect()` to the packet's remote address
-    /// with any port, and none to the exact flow.
-    ConnectingAnyPort(&'g PcbInner<S>),
-    /// The best-ranked unconnected PCB, if any matched.
-    Best(Option<Best<'g, S>>),
-}
-
-/// What the kernel's walk met before a PCB (see `Shared::walk_before`).
-enum Before<'g, S: Send + Sync + 'static> {
-    /// A group that takes the packet: its pick.
-    Group(&'g PcbInner<S>),
-    /// The last socket that outranked every one before it, with its rank.
-    Last(Option<(u32, &'g PcbInner<S>)>),
-}
-
-/// The best-ranked unconnected PCB of a wildcard walk.
-struct Best<'g, S: Send + Sync + 'static> {
-    pcb: &'g PcbInner<S>,
-    /// Whether its rank is of the pass over the packet's own address.
-    pass: bool,
-    /// Whether a PCB that may ask a group is listed before it (see
-    /// `Shared::walk_before`).
-    group_before: bool,
-}
-
-impl<'g, S: Send + Sync + 'static> Wildcard<'g, S> {
-    /// The PCB found, whichever way.
-    fn pcb(self) -> Option<&'g PcbInner<S>> {
-        match self {
-            Wildcard::Connecting(pcb) | Wildcard::ConnectingAnyPort(pcb) => Some(pcb),
-            Wildcard::Best(best) => best.map(|best| best.pcb),
-        }
-    }
-}
+use crate::raw::{check_guard, List};
+use crate::sync::Arc;
 
 /// The PCB table: the socket-demux table of a network stack.
 ///
@@ -425,12 +59,12 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// [`Builder::custom_policy`], the one [`Builder::policy`] named (which
     /// the custom policy replaces).
     pub fn policy(&self) -> Policy {
-        self.shared.rules.named
+        self.shared.rules().named
     }
 
     /// The protocol the table holds.
     pub fn protocol(&self) -> Protocol {
-        self.shared.rules.protocol
+        self.shared.rules().protocol
     }
 
     /// Creates a PCB for `socket`, like `socket(2)`: unbound, in no index.
@@ -440,11 +74,11 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// An `Inet6` PCB starts with the policy's default V6ONLY (on for
     /// FreeBSD, off for Linux). Allocates once; takes no lock.
     pub fn attach(&self, family: Family, cred: Cred, socket: S) -> Pcb<S> {
-        let v6only = family == Family::Inet6 && self.shared.rules.default_v6only();
+        let v6only = family == Family::Inet6 && self.shared.rules().default_v6only();
         let flags = Flags::EMPTY
             .set(Flags::V6ONLY, v6only)
             .with_state(State::Closed);
-        self.shared.attached.add(1);
+        self.shared.count_attached();
         Pcb {
             table: self.shared.clone(),
             inner: Arc::new(PcbInner::new(family, cred, flags, socket)),
@@ -577,87 +211,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         self.lookup_slow(local, key, hash, guard)
     }
 
-    /// The lookup after an exact miss: the wildcard and group stages, then
-    /// the exact index once more. It never waits: a writer
-    /// preempted in the middle of a move holds no lookup up.
-    ///
-    /// # Why there are no false negatives
-    ///
-    /// Take a PCB that matches the flow for the whole lookup. If it stays in
-    /// one place, the probe or the walk of that place finds it. Otherwise it
-    /// moves, under its port's lock, between the wildcard list and the exact
-    /// index, and every move links the new place before it unlinks the old
-    /// one. (A PCB that changes address without changing index, as Linux's
-    /// disconnect of a bound UDP socket or a failed connect's rebinding do,
-    /// keeps its node in the list: the walk meets it with the old tuple or
-    /// the new, and both match.) There are two kinds of move:
-    ///
-    /// - **exact → wildcard** (disconnect): the steps are: the wildcard node
-    ///   is linked, the tuple still the connected one (1), the tuple becomes
-    ///   the unconnected one (2), the exact entry goes (3). The exact index
-    ///   keeps no keys: its probe compares the flow with the tuple the PCB
-    ///   shows, so the entry stops matching at (2). If the first probe
-    ///   misses the PCB, it read the tuple after (2) or the bucket after
-    ///   (3), and both come after (1): the walk starts later and meets the
-    ///   new node, with the connected tuple ([`Wildcard::Connecting`]) or
-    ///   the unconnected one, which it ranks.
-    /// - **wildcard → exact** (connect of a bound PCB): the steps are: the
-    ///   tuple becomes the connected one (1), the exact index links it (2),
-    ///   the wildcard node is unlinked (3). The walk reads the node before
-    ///   (1), where the PCB matches with its bound rank, or between (1) and
-    ///   (3), where its tuple says connected and [`Wildcard::Connecting`]
-    ///   takes it when that tuple is the flow, or it reads the list after
-    ///   (3) and misses the node; then the walk saw the unlink, which comes
-    ///   after (2), and the second probe finds the PCB. A writer parked at
-    ///   any step leaves the PCB where one of the three reads finds it.
-    ///
-    /// The other moves keep to the same rule:
-    ///
-    /// - **shadow successor** (Linux UDP, several PCBs connected over one
-    ///   4-tuple): a new holder's entry, or the successor of a holder that
-    ///   leaves, is filed under the same key before the old holder's entry
-    ///   is removed. A probe that misses both saw the removal, which comes
-    ///   after the filing, so the second probe finds the new one.
-    /// - **TCP disconnect** (`connect(AF_UNSPEC)`, abort): a connection
-    ///   moves exact → wildcard as above, the wildcard node linked before
-    ///   the exact entry goes; a listener that changes address stays in the
-    ///   wildcard list with its node and only its tuple changes.
-    /// - **reconnect** (Linux UDP, a connected PCB connecting to another
-    ///   peer): the exact index files a PCB under one tuple at a time, so
-    ///   the PCB goes exact → wildcard with its old tuple (its wildcard node
-    ///   linked, then its exact entry removed), then wildcard → exact as a
-    ///   connect does. Throughout, the walk takes it for whichever tuple it
-    ///   shows.
-    /// - **connected to any port** (Linux UDP connected to port 0): the
-    ///   exact index files such a PCB under the flow's remote address with
-    ///   port 0, probed after each probe of the flow itself; the walk takes
-    ///   a PCB met mid-`connect()` to that key unless it meets one to the
-    ///   exact flow, and the second pair of probes comes after the walk, so
-    ///   the three cases above hold for it with "the flow" read as that key.
-    ///
-    /// The rank among wildcard candidates holds too: the moving PCB is taken
-    /// either at the rank its view shows when the walk meets it, or as an
-    /// exact match, which outranks every wildcard candidate, so a worse-ranked
-    /// PCB never wins because the better one was moving. And every PCB
-    /// returned matched when it was read: the exact index's probe compares
-    /// the tuple the PCB shows, and the walk ranks the view it read.
-    ///
-    /// # A PCB that moves twice
-    ///
-    /// The three reads cover one move. A lookup that runs long (its thread
-    /// preempted) can overlap two moves of the PCB it looks for, a connect
-    /// and a disconnect say, and miss it in all three. Each move marks its
-    /// port's stripe (the move count is odd from the move's first step to
-    /// its release of the lock), and the lookup reads that count after its
-    /// first probe. If the count was even and is unchanged after the second
-    /// probe, no move began or ended in between: the PCB stayed in one place
-    /// for the walk and the second probe, and one of them read it. Otherwise
-    /// it reads everything again, the count first: an unchanged count then
-    /// means at most one move, under way throughout, which the three reads
-    /// cover. A lookup reads again only after a writer began or finished a
-    /// move, so a writer preempted mid-move holds no lookup up (the count
-    /// stays as it is), and lookups stay lock-free.
-    #[inline(never)]
+    /// The lookup after an exact miss: [`Shared::lookup_slow`].
+    #[inline(always)]
     fn lookup_slow<'g>(
         &self,
         local: &SocketAddr,
@@ -665,125 +220,9 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
-        let ports = &self.shared.ports;
-        let port = local.port();
-        let seen = ports.moves(port);
-        self.shared.move_step("lookup: first probe missed");
-        let answer = self.slow_pass(local, key, hash, guard);
-        #[cfg(pcbhash_broken)]
-        if self.shared.broken.ignore_moves {
-            return answer;
-        }
-        // Read after the first probe, the count vouches for the walk and the
-        // second probe only when no move was under way.
-        if seen % 2 == 0 && !ports.moved_since(port, seen) {
-            return answer;
-        }
-        self.lookup_again(local, key, hash, guard)
-    }
-
-    /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
-    /// it ran, or was under way before its first probe: every read again,
-    /// the move count first, until a pass sees it unchanged. Out of line, so
-    /// that the common case carries no loop.
-    #[cold]
-    #[inline(never)]
-    fn lookup_again<'g>(
-        &self,
-        local: &SocketAddr,
-        key: &FlowKey,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Option<PcbRef<'g, S>> {
-        let ports = &self.shared.ports;
-        let port = local.port();
-        loop {
-            let seen = ports.moves(port);
-            if let Some(pcb) = self.shared.exact.find(hash, key, guard) {
-                return Some(PcbRef::new(pcb, guard));
-            }
-            let answer = self.slow_pass(local, key, hash, guard);
-            if !ports.moved_since(port, seen) {
-                return answer;
-            }
-        }
-    }
-
-    /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
-    /// first probe, the second probe included.
-    fn slow_pass<'g>(
-        &self,
-        local: &SocketAddr,
-        key: &FlowKey,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Option<PcbRef<'g, S>> {
-        let shared = &*self.shared;
-        let local = Endpoint::new(*local);
-        let source = key.remote_ip();
-        // The peer connected to the packet's address with any port outranks
-        // every unconnected PCB but one with that address as its last peer
-        // (IPv6), which takes the packet if listed before it; a group listed
-        // before it may take the packet too.
-        let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
-            let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
-                Before::Group(member) => member,
-                Before::Last(Some((before, pcb))) if before >= rank => pcb,
-                Before::Last(_) => peer,
-            };
-            Some(PcbRef::new(pcb, guard))
-        };
-        if let Some(found) = shared.any_port_peer(key, &local, guard) {
-            return peer(found);
-        }
-        let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
-            Wildcard::Connecting(pcb) => return Some(PcbRef::new(pcb, guard)),
-            Wildcard::ConnectingAnyPort(pcb) => {
-                let rank = shared
-                    .rules
-                    .any_port_peer_rank(canonical(local), pcb.family);
-                (Some((rank, pcb)), None)
-            }
-            Wildcard::Best(best) => (None, best),
-        };
-        let ahead = best
-            .as_ref()
-            .filter(|best| best.group_before)
-            .and_then(|best| {
-                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, guard) {
-                    Before::Group(member) => Some(member),
-                    Before::Last(_) => None,
-                }
-            });
-        let best = best.map(|best| best.pcb);
-        let mut pcb = ahead.or(best);
-        let group = best
-            .filter(|pcb| ahead.is_none() && shared.rules.lookup.consults_group(pcb.flags.load()))
-            .and_then(|pcb| pcb.group.load(guard));
-        if let Some(group) = group {
-            match group.pick(&shared.rules.lookup, hash, guard) {
-                Some(member) => pcb = Some(member),
-                // No member takes flows (FreeBSD: all pending; Linux: all
-                // connected): the group stage ends with nothing, and the
-                // wildcard stage follows.
-                None => pcb = shared.best_wildcard(&local, &source, None, guard).pcb(),
-            }
-        }
-        shared.move_step("lookup: walk done");
-        #[cfg(pcbhash_broken)]
-        if shared.broken.one_exact_probe {
-            return match connecting {
-                Some(found) => peer(found),
-                None => pcb.map(|pcb| PcbRef::new(pcb, guard)),
-            };
-        }
-        if let Some(exact) = shared.exact.find(hash, key, guard) {
-            return Some(PcbRef::new(exact, guard));
-        }
-        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, guard)) {
-            return peer(found);
-        }
-        pcb.map(|pcb| PcbRef::new(pcb, guard))
+        self.shared
+            .lookup_slow(local, key, hash, guard)
+            .map(|pcb| PcbRef::new(pcb, guard))
     }
 
     /// FreeBSD `in_pcblookup_local()`: who holds `local` (address and port).
@@ -807,7 +246,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ) -> Option<PcbRef<'g, S>> {
         check_guard(guard, self.shared.collector);
         let local = Endpoint::new(local);
-        let ports = &self.shared.ports;
+        let ports = self.shared.ports();
         let candidates = ports
             .iter(local.port, List::Unconnected, guard)
             .chain(ports.iter(local.port, List::Connected, guard))
@@ -825,7 +264,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// Sums a counter striped over a few cache lines (exact when no writer
     /// runs).
     pub fn len(&self) -> usize {
-        self.shared.ports.len()
+        self.shared.ports().len()
     }
 
     /// Whether no PCB holds a port.
@@ -839,7 +278,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     pub fn iter<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = PcbRef<'g, S>> + 'g {
         check_guard(guard, self.shared.collector);
         self.shared
-            .ports
+            .ports()
             .iter_all(guard)
             .map(move |pcb| PcbRef::new(pcb, guard))
     }
@@ -851,8 +290,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         let shared = &*self.shared;
         let map = shared.exact.stats(&guard);
         let mut stats = Stats {
-            len: shared.ports.len(),
-            attached: shared.attached.get(),
+            len: shared.ports().len(),
+            attached: shared.attached(),
             exact: IndexStats {
                 entries: map.entries,
                 buckets: map.buckets,
@@ -865,7 +304,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         };
         let mut last_port = None;
         let mut on_port = 0;
-        for pcb in shared.ports.iter_all(&guard) {
+        for pcb in shared.ports().iter_all(&guard) {
             let view = pcb.view(&guard);
             match view.state() {
                 State::Bound => stats.bound += 1,
@@ -902,10 +341,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
 impl<S: Send + Sync + 'static> fmt::Debug for PcbTable<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PcbTable")
-            .field("rules", &self.shared.rules)
-            .field("protocol", &self.shared.rules.protocol)
+            .field("rules", self.shared.rules())
+            .field("protocol", &self.shared.rules().protocol)
             .field("len", &self.len())
-            .field("ephemeral", &self.shared.ephemeral.range())
+            .field("ephemeral", &self.shared.ephemeral_range())
             .finish()
     }
 }
@@ -1230,38 +669,28 @@ impl Builder {
         };
         let rules = RuleSet::new(self.policy, self.protocol, self.connect_wild, self.custom);
         let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
-        let memos = PortMemos::for_rules(&rules);
-        #[cfg_attr(not(pcbhash_broken), allow(unused_mut))]
-        let mut shared = Shared {
+        #[cfg_attr(not(any(pcbhash_broken, pcbhash_loom)), allow(unused_mut))]
+        let mut shared = Shared::new(
             rules,
             hasher,
-            collector: default_guard_collector(),
-            exact: ExactPcbs::new(self.capacity, self.exact_buckets),
-            ports: PortTable::new(),
-            ephemeral: Ephemeral::new(range, port_seed, self.randomized_ports),
-            memos,
-            busy: BusyHints::new({
+            ExactPcbs::new(self.capacity, self.exact_buckets),
+            Ephemeral::new(range, port_seed, self.randomized_ports),
+            BusyHints::new({
                 #[cfg(test)]
                 let after = self.busy_hints_after;
                 #[cfg(not(test))]
                 let after = busy::INSTALL_AFTER;
                 after
             }),
-            source_address: self
-                .source_address
+            self.source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),
-            attached: Counter::new(),
-            any_port_peers: AtomicUsize::new(0),
-            #[cfg(pcbhash_broken)]
-            broken: self.broken,
-            #[cfg(pcbhash_loom)]
-            move_step: self.move_step,
-        };
-        #[cfg(pcbhash_broken)]
+        );
+        #[cfg(pcbhash_loom)]
         {
-            shared.exact.set_broken(self.broken);
-            shared.ports.set_broken(self.broken);
+            shared.move_step = self.move_step;
         }
+        #[cfg(pcbhash_broken)]
+        shared.set_broken(self.broken);
         PcbTable {
             shared: Arc::new(shared),
         }

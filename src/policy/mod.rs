@@ -362,7 +362,7 @@ pub fn builtin(policy: Policy, protocol: Protocol) -> std::sync::Arc<dyn Rules> 
 
 /// The PCB's credential checked against a port below 1024: the rule both
 /// kernels share (`PermissionDenied` for an unprivileged owner).
-pub fn check_privilege(cred: &crate::Cred, port: u16) -> Result<(), Error> {
+pub fn check_privilege(cred: &crate::cred::Cred, port: u16) -> Result<(), Error> {
     if port != 0 && port < 1024 && !cred.privileged {
         Err(Error::PermissionDenied)
     } else {

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use super::PcbView;
 use crate::addr::{Endpoint, Family};
+use crate::cred::Cred;
 use crate::flags::{Flags, State};
-use crate::pcb::Cred;
 
 /// No option.
 pub(crate) const NONE: Flags = Flags::EMPTY;

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::addr::{Endpoint, Family};
+use crate::cred::Cred;
 use crate::flags::{Flags, State};
-use crate::pcb::Cred;
 
 /// What a policy may see of a PCB: copies of its hash-safe fields.
 ///

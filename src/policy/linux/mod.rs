@@ -233,12 +233,7 @@ pub(crate) fn bound(protocol: Protocol, new: &PcbView, memo: PortMemo) -> PortMe
 
 /// `inet_csk_find_open_port` (first pass: no sharing at all; the
 /// `ip_autobind_reuse` pass is off by default) / `udp_lib_get_port(sk, 0)`.
-pub(crate) fn bind_port_busy(
-    protocol: Protocol,
-    new: &PcbView,
-    owners: &[PcbView],
-    _listening: bool,
-) -> bool {
+pub(crate) fn bind_port_busy(protocol: Protocol, new: &PcbView, owners: &[PcbView]) -> bool {
     match protocol {
         Protocol::Tcp => scan_conflict(new, owners, false, false),
         Protocol::Udp => udp::port_busy(new, owners),

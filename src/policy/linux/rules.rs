@@ -108,8 +108,9 @@ impl Rules for Linux {
         bound(self.protocol, new, memo)
     }
 
-    fn bind_port_busy(&self, new: &PcbView, owners: &[PcbView], listening: bool) -> bool {
-        bind_port_busy(self.protocol, new, owners, listening)
+    /// Linux's scan does not look at whether the PCB is about to listen.
+    fn bind_port_busy(&self, new: &PcbView, owners: &[PcbView], _listening: bool) -> bool {
+        bind_port_busy(self.protocol, new, owners)
     }
 
     /// `inet_csk_find_open_port` (SO_REUSEADDR: the lower half first);

@@ -206,14 +206,9 @@ fn autobind_takes_only_ports_nobody_overlaps() {
         bind_conflict(Protocol::Tcp, &new, &[existing], PortMemo::EMPTY),
         Ok(())
     );
-    assert!(bind_port_busy(Protocol::Tcp, &new, &[existing], false));
+    assert!(bind_port_busy(Protocol::Tcp, &new, &[existing]));
     let elsewhere = view(Inet, "127.0.0.2:40000", NONE, 1000, 2);
-    assert!(!bind_port_busy(
-        Protocol::Tcp,
-        &elsewhere,
-        &[existing],
-        false
-    ));
+    assert!(!bind_port_busy(Protocol::Tcp, &elsewhere, &[existing]));
 }
 
 #[test]

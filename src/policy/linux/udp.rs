@@ -26,8 +26,10 @@
 use super::saddr::{inet_rcv_saddr_equal, Sk};
 use crate::policy::PcbView;
 
-/// Whether `sk` and `sk2` would share: SO_REUSEADDR on both, or SO_REUSEPORT
-/// on both with the same owner. `None` when they do not overlap at all.
+/// How `new` (whose address view is `sk`) stands with `owner`: `None` when
+/// they cannot conflict (SO_REUSEADDR on both, or addresses that do not
+/// overlap); otherwise whether they share through SO_REUSEPORT on both with
+/// the same owner uid.
 fn shares(new: &PcbView, sk: &Sk, owner: &PcbView) -> Option<bool> {
     if new.flags.reuse_addr() && owner.flags.reuse_addr() {
         return None;

@@ -11,7 +11,7 @@
 //!   had when it was inserted, written before the insert;
 //! - while it is in the index its tuple stays that tuple, except in the last
 //!   steps of a move out (disconnect, a Linux UDP reconnect), where the
-//!   wildcard list already holds it (see `PcbTable::lookup_slow`).
+//!   wildcard list already holds it (see `Shared::lookup_slow`).
 //!
 //! A hit reads the home bucket's line, the PCB's line and, while the tuple is
 //! published through an epoch cell of its own, the tuple's line: the
@@ -36,9 +36,9 @@
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
 use crate::addr::FlowKey;
-use crate::pcb::PcbInner;
-use crate::raw::{ExactEntry, ExactIndex, ExactStats, SpillList};
+use crate::raw::{ExactEntry, ExactIndex, ExactStats, PortLock, SpillList};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> ExactEntry for PcbInner<S> {
@@ -142,8 +142,14 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
     }
 
     /// Files `pcb`, whose tuple hashes to `hash`, under `hash`. Takes one
-    /// bucket lock (or the spill's lock). Caller holds the port's lock.
-    pub(crate) fn insert(&self, hash: u64, pcb: &Arc<PcbInner<S>>, guard: &Guard) {
+    /// bucket lock (or the spill's lock). `_held` is the port's lock.
+    pub(crate) fn insert(
+        &self,
+        _held: &PortLock<'_>,
+        hash: u64,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
         pcb.exact_hash.store(hash, Ordering::Relaxed);
         #[cfg(test)]
         if self.spill_all {
@@ -172,54 +178,5 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
     /// How many resizes have completed.
     pub(crate) fn resizes(&self) -> u64 {
         self.index.resizes()
-    }
-}
-
-#[cfg(all(test, not(pcbhash_loom)))]
-mod tests {
-    use std::net::SocketAddr;
-
-    use crate::{Cred, Family, PcbTable, Policy, Protocol, State};
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    /// A table whose exact index refuses every insert: the spill must give
-    /// the same answers, through connect, TIME_WAIT, accept over the twin,
-    /// disconnect and close.
-    #[test]
-    fn spilled_pcbs_are_found_and_removed_like_indexed_ones() {
-        for spill in [false, true] {
-            let mut table: PcbTable<u32> = PcbTable::<u32>::builder()
-                .policy(Policy::Linux)
-                .protocol(Protocol::Tcp)
-                .seed(7)
-                .build();
-            if spill {
-                std::sync::Arc::get_mut(&mut table.shared)
-                    .unwrap()
-                    .exact
-                    .spill_all();
-            }
-            let listener = table.attach(Family::Inet, Cred::ROOT, 0);
-            listener.bind(addr("127.0.0.1:80")).unwrap();
-            listener.listen().unwrap();
-            let (local, peer) = (addr("127.0.0.1:80"), addr("127.0.0.2:4000"));
-            let conn = listener.accept(local, peer, 1).unwrap();
-            let guard = table.pin();
-            let found = table.lookup(local, peer, &guard).unwrap();
-            assert!(found.is(&conn), "spill {spill}: the connection");
-            assert_eq!(table.stats().exact.entries, 1, "spill {spill}");
-            conn.time_wait().unwrap();
-            assert!(table.lookup(local, peer, &guard).unwrap().is(&conn));
-            let next = listener.accept(local, peer, 2).unwrap();
-            assert_eq!(conn.state(), State::Dropped, "spill {spill}");
-            assert!(table.lookup(local, peer, &guard).unwrap().is(&next));
-            assert_eq!(table.stats().exact.entries, 1, "spill {spill}");
-            next.disconnect().unwrap();
-            assert!(table.lookup(local, peer, &guard).unwrap().is(&listener));
-            assert_eq!(table.stats().exact.entries, 0, "spill {spill}");
-        }
     }
 }

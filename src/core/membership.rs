@@ -5,13 +5,13 @@
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::Shared;
 use crate::flags::Flags;
 use crate::lbgroup::Group;
-use crate::pcb::PcbInner;
 use crate::policy::{GroupFit, PcbView, Protocol};
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
-use crate::table::Shared;
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// Joins (or founds) the group `inner`'s options and address call for.
@@ -31,7 +31,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                         self.rules.group_initial_slots(),
                         held.next_seq(),
                     ));
-                    group.join(mate.clone(), guard);
+                    group.join(held, mate.clone(), guard);
                     mate.group.replace(Some(group.clone()), guard);
                     mate.flags.update(|flags| flags | Flags::IN_GROUP);
                     group
@@ -53,10 +53,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         let group = match existing {
             Some(group) => {
-                let (members, slots) = group.occupancy(guard);
+                let (members, slots) = group.occupancy(held, guard);
                 match self.rules.group_fit(members, slots) {
                     GroupFit::Join => {}
-                    GroupFit::Grow(slots) => group.grow(slots, held.next_seq()),
+                    GroupFit::Grow(slots) => group.grow(held, slots, held.next_seq()),
                     GroupFit::Full => {
                         // The PCB stays bound outside the group.
                         inner
@@ -74,12 +74,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
             )),
         };
         if self.rules.joins_pending(&view) {
-            group.count_pending(true);
+            group.count_pending(held, true);
             inner.group.replace(Some(group), guard);
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
             return;
         }
-        group.join(inner.clone(), guard);
+        group.join(held, inner.clone(), guard);
         inner.group.replace(Some(group), guard);
         inner
             .flags
@@ -125,13 +125,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// FreeBSD `in_pcblisten`: a pending member becomes active. Caller holds
     /// the port's lock.
-    pub(crate) fn activate_member(&self, inner: &Arc<PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn activate_member(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), inner.tuple(guard).local.port);
         if !inner.flags.load().contains(Flags::GROUP_PENDING) {
             return;
         }
         if let Some(group) = inner.group.load(guard) {
-            group.count_pending(false);
-            group.join(inner.clone(), guard);
+            group.count_pending(held, false);
+            group.join(held, inner.clone(), guard);
         }
         inner
             .flags
@@ -139,21 +145,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Leaves the group, if any. Caller holds the port's lock.
-    pub(crate) fn leave_group(
-        &self,
-        _held: &PortLock<'_>,
-        inner: &Arc<PcbInner<S>>,
-        guard: &Guard,
-    ) {
+    pub(crate) fn leave_group(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
         let before = inner.flags.load();
         inner
             .flags
             .update(|flags| flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING));
         if let Some(group) = inner.group.load(guard) {
             if before.contains(Flags::GROUP_PENDING) {
-                group.count_pending(false);
+                group.count_pending(held, false);
             } else {
-                group.leave(inner, guard);
+                group.leave(held, inner, guard);
             }
             inner.group.replace(None, guard);
         }

@@ -6,11 +6,11 @@
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::{Flow, Shared};
 use crate::flags::Flags;
-use crate::pcb::PcbInner;
 use crate::raw::{List, PortLock};
 use crate::sync::{Arc, Ordering};
-use crate::table::{Flow, Shared};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// Files `inner`, which has just connected, under `flow`; a PCB that
@@ -36,7 +36,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // The holder's entry gives way to the new one: a move.
             held.moving();
         }
-        self.exact_insert(flow, inner, guard);
+        self.exact_insert(held, flow, inner, guard);
         if let Some(old) = before {
             self.exact_remove(flow, &old, guard);
             old.flags.update(|flags| flags | Flags::SHADOWED);
@@ -51,6 +51,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// port's lock.
     pub(crate) fn exact_unlink(
         &self,
+        held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         flow: &Flow,
         was: Flags,
@@ -63,7 +64,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return;
         }
         if was.contains(Flags::SHADOWING) {
-            self.file_successor(inner, flow, guard);
+            self.file_successor(held, inner, flow, guard);
         }
         let removed = self.exact_remove(flow, inner, guard);
         debug_assert!(removed, "a connected PCB is in the exact index");
@@ -71,7 +72,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Files the newest PCB waiting behind `inner` on `flow` in the exact
     /// index, beside `inner`'s entry. Caller holds the port's lock.
-    fn file_successor(&self, inner: &Arc<PcbInner<S>>, flow: &Flow, guard: &Guard) {
+    fn file_successor(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        flow: &Flow,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), flow.tuple.local.port);
         let tuple = &flow.tuple;
         let mut waiting = self
             .ports
@@ -92,7 +100,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 newest = pcb;
             }
         }
-        self.exact_insert(flow, newest, guard);
+        self.exact_insert(held, flow, newest, guard);
         newest
             .flags
             .update(|flags| flags.without(Flags::SHADOWED).set(Flags::SHADOWING, more));

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 use crossbeam_epoch::Guard;
 
+use super::pcb::PcbInner;
+use super::shared::Shared;
 use crate::addr::Endpoint;
 use crate::flags::Flags;
-use crate::pcb::PcbInner;
 use crate::policy::{PortMemo, RuleSet};
-use crate::raw::List;
+use crate::raw::{List, PortLock};
 use crate::sync::{lock, Arc, Mutex};
-use crate::table::Shared;
 
 /// Stripes of the per-port memory, as many as the port lock has: a writer of
 /// port `p` holds `p`'s port lock, so no two writers meet on a stripe.
@@ -52,15 +52,17 @@ impl PortMemos {
         self.stripes.get(port as usize % MEMO_STRIPES)
     }
 
-    /// The memo of `port`. Call under the port's lock.
-    pub(crate) fn get(&self, port: u16) -> PortMemo {
+    /// The memo of `port`, whose lock is `held`.
+    pub(crate) fn get(&self, held: &PortLock<'_>, port: u16) -> PortMemo {
+        debug_assert_eq!(held.port(), port);
         self.stripe(port)
             .and_then(|stripe| lock(stripe).get(&port).copied())
             .unwrap_or_default()
     }
 
-    /// Replaces the memo of `port`. Call under the port's lock.
-    pub(crate) fn set(&self, port: u16, memo: PortMemo) {
+    /// Replaces the memo of `port`, whose lock is `held`.
+    pub(crate) fn set(&self, held: &PortLock<'_>, port: u16, memo: PortMemo) {
+        debug_assert_eq!(held.port(), port);
         let Some(stripe) = self.stripe(port) else {
             return;
         };
@@ -98,11 +100,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// the port's lock.
     pub(crate) fn join_bucket(
         &self,
+        held: &PortLock<'_>,
         inner: &PcbInner<S>,
         local: &Endpoint,
         by_connect: bool,
         guard: &Guard,
     ) {
+        debug_assert_eq!(held.port(), local.port);
         if !self.rules.keeps_bucket_history() {
             return;
         }
@@ -110,7 +114,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .bucket_mates(local, guard)
             .find(|pcb| !std::ptr::eq(&***pcb, inner))
             .map(|mate| mate.view(guard));
-        let memo = self.memos.get(local.port);
+        let memo = self.memos.get(held, local.port);
         let connect_only = self
             .rules
             .joins_connect_only_bucket(mate.as_ref(), by_connect, memo);
@@ -121,7 +125,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// A `bind()` (or the autobind of `listen()`) took `local`: its bucket is
     /// held by `bind()` now, for every PCB in it. Caller holds the port's lock.
-    pub(crate) fn bind_bucket(&self, local: &Endpoint, guard: &Guard) {
+    pub(crate) fn bind_bucket(&self, held: &PortLock<'_>, local: &Endpoint, guard: &Guard) {
+        debug_assert_eq!(held.port(), local.port);
         if !self.rules.keeps_bucket_history() {
             return;
         }
@@ -136,10 +141,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// connect-only if the policy says so. Caller holds the port's lock.
     pub(crate) fn left_bucket(
         &self,
+        held: &PortLock<'_>,
         local: &Endpoint,
         except: Option<&PcbInner<S>>,
         guard: &Guard,
     ) {
+        debug_assert_eq!(held.port(), local.port);
         if !self.rules.keeps_bucket_history() {
             return;
         }
@@ -159,11 +166,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// TIME_WAIT one: the port's memo becomes what the policy says, given the
     /// PCBs still on it but `except` (one that the kernel has not put there
     /// yet). Caller holds the port's lock.
-    pub(crate) fn left_port(&self, port: u16, except: Option<&PcbInner<S>>, guard: &Guard) {
+    pub(crate) fn left_port(
+        &self,
+        held: &PortLock<'_>,
+        port: u16,
+        except: Option<&PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), port);
         if !self.rules.keeps_bucket_history() {
             return;
         }
-        let memo = self.memos.get(port);
+        let memo = self.memos.get(held, port);
         let mut others = self
             .ports
             .iter(port, List::Unconnected, guard)
@@ -172,7 +186,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .map(|pcb| pcb.view(guard));
         let left = self.rules.port_left(memo, &mut others);
         if left != memo {
-            self.memos.set(port, left);
+            self.memos.set(held, port, left);
         }
     }
 }

@@ -1,0 +1,198 @@
+//! `bind(2)` and `listen(2)`, and the `setsockopt` of the cached option bits.
+
+use std::net::SocketAddr;
+
+use crossbeam_epoch::Guard;
+
+use super::pcb::PcbInner;
+use super::shared::Shared;
+use crate::addr::{Endpoint, Family, Tuple};
+use crate::error::Error;
+use crate::flags::{Flags, State};
+use crate::policy::{canonical, PcbView, Protocol};
+use crate::raw::PortLock;
+use crate::sync::Arc;
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// `setsockopt` of one of the cached bits.
+    pub(crate) fn set_option(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        bit: Flags,
+        on: bool,
+    ) -> Result<(), Error> {
+        let _owner = inner.lock_owner();
+        if !self.rules.has_option(bit) {
+            return Err(Error::OptionNotAvailable);
+        }
+        let state = inner.state();
+        if bit == Flags::V6ONLY {
+            if inner.family != Family::Inet6 {
+                return Err(Error::OptionNotAvailable);
+            }
+            if state != State::Closed {
+                return Err(Error::InvalidInput);
+            }
+        }
+        if matches!(state, State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput);
+        }
+        if !state.is_in_table() {
+            inner.flags.update(|flags| flags.set(bit, on));
+            return Ok(());
+        }
+        let guard = crossbeam_epoch::pin();
+        // Under the port's lock: the other PCBs' conflict checks read the
+        // bit. Neither kernel takes a PCB out of its group when the option is
+        // cleared: FreeBSD only in `in_pcbremhash_locked`, and Linux's
+        // `sk_setsockopt` only sets `sk_reuseport`.
+        let _held = self.ports.lock(inner.tuple(&guard).local.port);
+        inner.flags.update(|flags| flags.set(bit, on));
+        Ok(())
+    }
+
+    /// `bind(2)`.
+    pub(crate) fn bind(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        local: SocketAddr,
+    ) -> Result<SocketAddr, Error> {
+        let _owner = inner.lock_owner();
+        let guard = crossbeam_epoch::pin();
+        let me = inner.view(&guard);
+        let local = Endpoint::new(self.rules.check_bind(&me, local)?);
+        // The address bound now replaces any source address an earlier
+        // bind() left.
+        let me = PcbView {
+            flags: me.flags.without(Flags::SOURCE_BOUND),
+            ..me
+        };
+        let mut pinned = Flags::EMPTY;
+        if !local.is_wildcard() {
+            pinned = pinned | Flags::ADDR_LOCKED;
+        }
+        if local.port != 0 {
+            pinned = pinned | Flags::PORT_LOCKED;
+        }
+        pinned = pinned | self.rules.bind_sets(&me, canonical(local));
+        let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
+        {
+            Ok(bound) => bound,
+            Err(error) => {
+                let unbound = Tuple::unbound(inner.family);
+                if self.rules.failed_bind_forgets_address() && me.local != unbound.local {
+                    // The PCB is not in the table: nothing else sees it.
+                    inner.set_tuple(unbound);
+                    inner
+                        .flags
+                        .update(|flags| flags.without(Flags::SOURCE_BOUND));
+                }
+                return Err(error);
+            }
+        };
+        if !self.group_joins_at_listen() || self.rules.group_decided_at_bind() {
+            self.join_group(&held, inner, &guard);
+        } else if self.rules.group_key(&inner.view(&guard)).is_some() {
+            inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
+        }
+        Ok(bound.to_socket(inner.family))
+    }
+
+    /// Binds `inner` to `local` (port 0: an ephemeral port) in `state`, and
+    /// returns the bound endpoint with its port's lock still held.
+    pub(super) fn bind_locked(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        local: Endpoint,
+        pinned: Flags,
+        state: State,
+        guard: &Guard,
+    ) -> Result<(Endpoint, PortLock<'_>), Error> {
+        let mut new = PcbView {
+            local,
+            flags: (me.flags | pinned).with_state(state),
+            ..*me
+        };
+        if local.port != 0 {
+            let held = self.ports.lock(local.port);
+            let owners = self.owners(local.port, inner, guard);
+            let memo = self.memos.get(&held, local.port);
+            self.rules.bind_conflict(&new, &owners, memo)?;
+            self.link_unconnected(&held, inner, local, new.flags, guard);
+            self.bind_bucket(&held, &local, guard);
+            self.memos
+                .set(&held, local.port, self.rules.bound(&new, memo));
+            return Ok((local, held));
+        }
+        let listening = state == State::Listen;
+        let scan = self.rules.bind_scan(me);
+        for (_, port) in self.ephemeral.scan(scan, 0) {
+            new.local = local.with_port(port);
+            let held = self.ports.lock(port);
+            let owners = self.owners(port, inner, guard);
+            if self.rules.bind_port_busy(&new, &owners, listening) {
+                continue;
+            }
+            self.ephemeral.found(scan, 0, port, 0);
+            self.link_unconnected(&held, inner, new.local, new.flags, guard);
+            self.bind_bucket(&held, &new.local, guard);
+            let memo = self.memos.get(&held, port);
+            self.memos.set(&held, port, self.rules.bound(&new, memo));
+            return Ok((new.local, held));
+        }
+        Err(self.rules.bind_exhausted())
+    }
+
+    /// `listen(2)`.
+    pub(crate) fn listen(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
+        let _owner = inner.lock_owner();
+        if self.rules.protocol != Protocol::Tcp {
+            return Err(Error::NotSupported);
+        }
+        let guard = crossbeam_epoch::pin();
+        let me = inner.view(&guard);
+        let held = match me.state() {
+            State::Listen => return Ok(()),
+            State::Connected | State::TimeWait | State::Dropped => return Err(Error::InvalidInput),
+            State::Closed => {
+                // The address a failed connect() left (Linux), or the wildcard.
+                let any = me.local.with_port(0);
+                self.bind_locked(inner, &me, any, Flags::EMPTY, State::Listen, &guard)?
+                    .1
+            }
+            State::Bound => {
+                let held = self.ports.lock(me.local.port);
+                let owners = self.owners(me.local.port, inner, &guard);
+                let memo = self.memos.get(&held, me.local.port);
+                self.rules.listen_check(&me, &owners, memo)?;
+                let listening = PcbView {
+                    flags: me.flags.with_state(State::Listen),
+                    ..me
+                };
+                self.memos
+                    .set(&held, me.local.port, self.rules.bound(&listening, memo));
+                held
+            }
+        };
+        if self.rules.listen_refused_after_connect(me.flags) {
+            // `get_port` ran and a port it took stays, but the socket does
+            // not listen.
+            inner.flags.set_state(State::Bound);
+            return Err(Error::InvalidInput);
+        }
+        let remembered = self.rules.remembers(State::Listen);
+        let flags = inner
+            .flags
+            .update(|flags| flags.with_state(State::Listen) | remembered);
+        if self.rules.inserts_at_listen() {
+            self.stamp_seq(&held, inner, flags);
+        }
+        if self.rules.group_decided_at_bind() && me.state() == State::Bound {
+            self.activate_member(&held, inner, &guard);
+        } else {
+            self.join_group(&held, inner, &guard);
+        }
+        Ok(())
+    }
+}

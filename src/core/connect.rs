@@ -1,0 +1,272 @@
+//! `connect(2)`: the active open, the implicit bind, and what a failed
+//! connect leaves (as the policy says).
+
+use std::net::SocketAddr;
+
+use crossbeam_epoch::Guard;
+
+use super::pcb::PcbInner;
+use super::shared::Shared;
+use crate::addr::{Endpoint, Tuple};
+use crate::error::Error;
+use crate::flags::{Flags, State};
+use crate::policy::{canonical, AfterFailedConnect, PcbView, TupleTaken};
+use crate::raw::PortLock;
+use crate::sync::Arc;
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// `connect(2)`.
+    pub(crate) fn connect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        remote: SocketAddr,
+    ) -> Result<SocketAddr, Error> {
+        let _owner = inner.lock_owner();
+        let guard = crossbeam_epoch::pin();
+        let mut me = inner.view(&guard);
+        if self.rules.binds_before_connect(&me) {
+            // Linux `inet_dgram_connect`: the port comes first, even if the
+            // checks below then fail.
+            let local = me.local.with_port(0);
+            match self.bind_locked(inner, &me, local, Flags::EMPTY, State::Bound, &guard) {
+                Ok((_, held)) => self.join_group_if_bound_member(&held, inner, &guard),
+                Err(_) => return Err(self.rules.connect_autobind_failed()),
+            }
+            me = inner.view(&guard);
+        }
+        if self.rules.disconnects_before_connect(&me) {
+            // FreeBSD `soconnectat`: disconnected first, whatever the peer.
+            self.disconnect_locked(inner, &me, &guard)?;
+            me = inner.view(&guard);
+        }
+        let peer = Endpoint::new(self.rules.check_connect(&me, remote)?);
+        if me.state() == State::Connected {
+            // Connecting again (Linux UDP): same local address and port.
+            return Ok(self.reconnect(inner, &me, peer, &guard));
+        }
+        let bound = if me.local.is_wildcard() {
+            None
+        } else {
+            self.rules.bound_source(&me, canonical(peer))
+        };
+        let source = match bound {
+            Some(source) => source,
+            None => (self.source_address)(peer.to_socket(inner.family).ip())
+                .map(|ip| ip.to_canonical())
+                .filter(|ip| ip.is_ipv4() == peer.is_v4())
+                .ok_or(Error::NetworkUnreachable)?,
+        };
+        if let Some(error) = self.rules.connect_refused(&me) {
+            self.refuse_connect(inner, &me, source, &guard);
+            return Err(error);
+        }
+        if me.state() == State::Bound {
+            let tuple = Tuple {
+                local: Endpoint {
+                    ip: source,
+                    port: me.local.port,
+                },
+                remote: peer,
+            };
+            let held = self.ports.lock(me.local.port);
+            let flow = self.flow(&tuple);
+            let holder = self.exact_holder_arc(&flow, &guard);
+            let replace = match &holder {
+                Some(pcb) => match self.rules.connect_tuple_taken(&pcb.view(&guard)) {
+                    Ok(replace) => replace,
+                    Err(error) => {
+                        self.connect_failed(&held, inner, &me, source, &guard);
+                        return Err(error);
+                    }
+                },
+                None => TupleTaken::Share,
+            };
+            if let Some(group) = inner.group.load(&guard) {
+                group.set_has_conns();
+            }
+            self.leave_group(&held, inner, &guard);
+            let flags = inner.flags.load();
+            self.link_connected(&held, inner, &flow, flags, false, &guard);
+            if tuple.local != me.local {
+                self.restamp_seq(&held, inner);
+                self.join_bucket(&held, inner, &tuple.local, false, &guard);
+                self.left_bucket(&held, &me.local, None, &guard);
+            }
+            if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
+                // A TIME_WAIT twin gives way to the new connection.
+                self.unlink(&held, &old, &guard);
+                old.detach_socket(&guard);
+                old.flags.set_state(State::Dropped);
+            }
+            return Ok(tuple.local.to_socket(inner.family));
+        }
+        let flow = self.destination_hash(source, &peer);
+        let scan = self.rules.connect_scan();
+        let mut candidates = self.ephemeral.scan(scan, flow);
+        let flags = me.flags | Flags::CONNECT_BIND;
+        // Ports whose 4-tuple the destination already holds (see `busy`):
+        // the scan passes over them without the full check, which would
+        // reject them anyway.
+        let hinted = self.rules.connect_holder_busy();
+        let mut hint = if hinted {
+            self.busy.get(flow, source, &peer)
+        } else {
+            None
+        };
+        let mut taken = 0;
+        loop {
+            if let Some(hint) = &hint {
+                candidates.skip_marked(&**hint);
+            }
+            let Some((attempt, port)) = candidates.next() else {
+                break;
+            };
+            let tuple = Tuple {
+                local: Endpoint { ip: source, port },
+                remote: peer,
+            };
+            let new = PcbView {
+                local: tuple.local,
+                remote: peer,
+                flags: flags.with_state(State::Connected),
+                ..me
+            };
+            let held = self.ports.lock(port);
+            let owners = self.owners(port, inner, &guard);
+            let exact = self.flow(&tuple);
+            let holder = self
+                .exact_holder(&exact, &guard)
+                .map(|pcb| pcb.view(&guard));
+            let memo = self.memos.get(&held, port);
+            if self
+                .rules
+                .connect_port_busy(&new, &owners, holder.as_ref(), memo)
+            {
+                if hinted && holder.is_some() {
+                    taken += 1;
+                    if hint.is_none() && taken >= self.busy.install_after() {
+                        hint = Some(self.busy.install(flow, source, &peer));
+                    }
+                    if let Some(hint) = &hint {
+                        hint.mark(port);
+                    }
+                }
+                continue;
+            }
+            debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
+            self.ephemeral.found(scan, flow, port, attempt);
+            self.link_connected(&held, inner, &exact, flags, true, &guard);
+            self.join_bucket(&held, inner, &tuple.local, true, &guard);
+            if let Some(hint) = &hint {
+                // `inner` now holds the 4-tuple, under the port's lock.
+                hint.mark(port);
+            }
+            return Ok(tuple.local.to_socket(inner.family));
+        }
+        // No port: the same failure path as a refused 4-tuple.
+        self.refuse_connect(inner, &me, source, &guard);
+        Err(Error::AddrNotAvailable)
+    }
+
+    /// The keyed hash of a destination (source address, peer): the RFC 6056
+    /// flow hash of Linux `connect()`, and the busy-port hints' key.
+    pub(super) fn destination_hash(&self, source: std::net::IpAddr, peer: &Endpoint) -> u64 {
+        self.tuple_hash(&Tuple {
+            local: Endpoint {
+                ip: source,
+                port: 0,
+            },
+            remote: *peer,
+        })
+    }
+
+    /// A connected PCB connects to another peer (Linux UDP): the exact index
+    /// gets the new 4-tuple before it loses the old one.
+    pub(super) fn reconnect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        peer: Endpoint,
+        guard: &Guard,
+    ) -> SocketAddr {
+        let tuple = Tuple {
+            local: me.local,
+            remote: peer,
+        };
+        if peer != me.remote {
+            let held = self.ports.lock(me.local.port);
+            held.moving();
+            // Whether `inner` held the old 4-tuple's entry, read under the
+            // port's lock; the bits start afresh for the new one.
+            let was = inner.flags.load();
+            let before = Tuple {
+                local: me.local,
+                remote: me.remote,
+            };
+            // The exact index files a PCB under one tuple at a time, the one
+            // it shows: the PCB waits out the change in the wildcard list,
+            // where a lookup's walk takes it for the tuple it shows (see
+            // `Shared::lookup_slow`), as a connect from bound does.
+            self.relist_unconnected(&held, inner, guard);
+            self.unlink_exact_was(&held, inner, &before, was, guard);
+            self.move_step("reconnect: old exact unlinked");
+            let flags = inner.flags.load();
+            self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);
+        }
+        tuple.local.to_socket(inner.family)
+    }
+
+    /// What a `connect()` refused by the 4-tuple check leaves of the bound
+    /// PCB `me` (Linux: it may move to the source address, or lose its port).
+    /// Caller holds the port's lock.
+    pub(super) fn connect_failed(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        match self.rules.after_failed_connect(me, source) {
+            AfterFailedConnect::Unchanged => {}
+            AfterFailedConnect::Rebound(ip) => {
+                let local = Endpoint { ip, ..me.local };
+                // The PCB keeps its node in the wildcard list.
+                self.readdress(held, inner, local, me.flags, false);
+                self.join_bucket(held, inner, &local, false, guard);
+                self.left_bucket(held, &me.local, None, guard);
+            }
+            AfterFailedConnect::Released(ip) => {
+                let kept = PcbView {
+                    local: Endpoint { ip, ..me.local },
+                    ..*me
+                };
+                let keep_addr = me.flags.contains(Flags::ADDR_LOCKED);
+                self.release_port(held, inner, &kept, keep_addr, guard);
+            }
+        }
+    }
+
+    /// The traces of a `connect()` the policy refuses after choosing
+    /// `source` (see [`connect_failed`](Self::connect_failed)); a PCB out of
+    /// the table may keep the source as its address.
+    pub(super) fn refuse_connect(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: std::net::IpAddr,
+        guard: &Guard,
+    ) {
+        if me.state() == State::Bound {
+            let held = self.ports.lock(me.local.port);
+            self.connect_failed(&held, inner, me, source, guard);
+            return;
+        }
+        if let AfterFailedConnect::Released(ip) = self.rules.after_failed_connect(me, source) {
+            if ip != me.local.ip {
+                // Not in the table: nothing else sees it.
+                inner.set_tuple(Tuple::bound(Endpoint { ip, port: 0 }));
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The PCB record: [`PcbInner`], one allocation holding the hash-safe fields
+//! and the socket, and its methods. The public handles over it are in
+//! `pcb.rs`.
+
+use std::net::Ipv6Addr;
+
+use crossbeam_epoch::Guard;
+
+use crate::addr::{Family, FlowKey, Tuple};
+use crate::cred::Cred;
+use crate::flags::OwnerGuard;
+use crate::flags::{AtomicFlags, Flags, State};
+use crate::lbgroup::{Group, Member};
+use crate::policy::PcbView;
+use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+
+/// The shared part of a PCB, and the socket. See the module docs for which
+/// fields are hash-safe.
+///
+/// This type maintains the invariant that the policy layer cannot reach the
+/// socket: a policy sees a PCB only as a [`PcbView`], plain data copied from
+/// the hash-safe fields.
+///
+/// Aligned to 16 bytes: the exact index keeps the address of the value
+/// shifted right by four bits.
+#[repr(align(16))]
+pub(crate) struct PcbInner<S: Send + Sync + 'static> {
+    pub(super) family: Family,
+    pub(super) cred: Cred,
+    /// The `flags2` word, whose top bit is the owner lock
+    /// ([`PcbInner::lock_owner`]).
+    pub(super) flags: AtomicFlags,
+    /// Insertion order into the table; written under the port lock.
+    pub(super) seq: AtomicU64,
+    /// The order of the PCB's `bind()` (or first link) among its port's
+    /// PCBs: Linux UDP's port list, which a later `connect()` does not
+    /// reorder; written under the port lock.
+    pub(super) bound_seq: AtomicU64,
+    /// When the PCB last connected (Linux UDP: who of several PCBs on one
+    /// 4-tuple connected last); written under the port lock.
+    pub(super) connect_seq: AtomicU64,
+    /// Read through [`PcbInner::tuple`]; written under the owner lock.
+    tuple: TupleCell,
+    /// The hash the PCB is filed under in the exact index: written before
+    /// the insert, under the port's lock, and not changed while the PCB is
+    /// in the index (a resize files it again under this hash).
+    pub(super) exact_hash: AtomicU64,
+    socket: SocketCell<S>,
+    /// The group this PCB is an active (or pending) member of.
+    pub(super) group: EpochOption<Arc<Group<PcbInner<S>>>>,
+    /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
+    /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
+    /// [`Flags::LAST_PEER`] is.
+    pub(super) last_peer: EpochOption<Ipv6Addr>,
+    /// Where the PCB sits in the port table. Locked only under the port's lock.
+    pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+}
+
+impl<S: Send + Sync + 'static> PcbInner<S> {
+    pub(crate) fn new(family: Family, cred: Cred, flags: Flags, socket: S) -> Self {
+        Self::with_tuple(family, cred, flags, socket, Tuple::unbound(family))
+    }
+
+    /// A PCB that starts out with `tuple` (a passive open's connection),
+    /// so that linking it does not have to replace the tuple.
+    pub(crate) fn with_tuple(
+        family: Family,
+        cred: Cred,
+        flags: Flags,
+        socket: S,
+        tuple: Tuple,
+    ) -> Self {
+        Self {
+            family,
+            cred,
+            flags: AtomicFlags::new(flags),
+            seq: AtomicU64::new(0),
+            bound_seq: AtomicU64::new(0),
+            connect_seq: AtomicU64::new(0),
+            tuple: TupleCell::new(tuple.to_words()),
+            exact_hash: AtomicU64::new(0),
+            socket: SocketCell::new(socket),
+            group: EpochOption::none(),
+            last_peer: EpochOption::none(),
+            port_entry: Mutex::new(None),
+        }
+    }
+
+    /// The tuple, copied out. Lock-free, and it never waits for a writer.
+    /// (The guard is not needed by the inline store; it keeps callers
+    /// independent of how the tuple is stored.)
+    #[inline]
+    pub(crate) fn tuple(&self, guard: &Guard) -> Tuple {
+        let _ = guard;
+        Tuple::from_words(self.tuple.load())
+    }
+
+    /// Replaces the tuple. Caller holds this PCB's owner lock (which
+    /// serialises the writers).
+    pub(crate) fn set_tuple(&self, tuple: Tuple) {
+        self.tuple.store(tuple.to_words());
+    }
+
+    /// The socket, or `None` once detached. No reference count.
+    #[inline]
+    pub(crate) fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
+        self.socket.get(guard)
+    }
+
+    /// Detaches the socket (TIME_WAIT, close, a TIME_WAIT twin replaced):
+    /// `None` to every later read; the value is dropped once no guard that
+    /// could have read it remains. Detaching twice does nothing.
+    pub(crate) fn detach_socket(self: &Arc<Self>, guard: &Guard) {
+        SocketCell::detach(self, |pcb| &pcb.socket, guard);
+    }
+
+    /// Takes the owner lock, which serialises the owner's calls on this
+    /// PCB; lookups never take it. See [`AtomicFlags`].
+    pub(crate) fn lock_owner(&self) -> OwnerGuard<'_> {
+        self.flags.lock_owner()
+    }
+
+    /// The hash-safe view a policy may see.
+    #[inline]
+    pub(crate) fn view(&self, guard: &Guard) -> PcbView {
+        let tuple = self.tuple(guard);
+        let flags = self.flags.load();
+        let group_seq = if flags.intersects(Flags::IN_GROUP | Flags::GROUP_PENDING) {
+            self.group.load(guard).map_or(0, |group| group.seq())
+        } else {
+            0
+        };
+        PcbView {
+            family: self.family,
+            cred: self.cred,
+            flags,
+            local: tuple.local,
+            remote: tuple.remote,
+            seq: self.seq.load(Ordering::Relaxed),
+            group_seq,
+        }
+    }
+
+    /// Whether the PCB's tuple is the 4-tuple `key`: the exact index's
+    /// predicate, which reads the tuple the PCB exposes.
+    #[inline(always)]
+    pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
+        let _ = guard;
+        FlowKey::of_words(self.tuple.load()) == *key
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.flags.load().state()
+    }
+
+    /// A snapshot of the flags. Lock-free.
+    pub(crate) fn flags(&self) -> Flags {
+        self.flags.load()
+    }
+
+    /// The address family the PCB was created with.
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The credential the PCB was created with.
+    pub(crate) fn cred(&self) -> Cred {
+        self.cred
+    }
+}
+
+impl<S: Send + Sync + 'static> Member for PcbInner<S> {
+    fn state(&self) -> State {
+        PcbInner::state(self)
+    }
+}
+
+#[cfg(not(pcbhash_loom))]
+static_assertions::const_assert!(std::mem::size_of::<PcbInner<()>>() <= 176);

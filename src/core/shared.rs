@@ -1,0 +1,672 @@
+//! The state a table and its PCB handles share ([`Shared`]), and the
+//! lookup's walks of the wildcard lists.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use crossbeam_epoch::{Collector, Guard};
+
+use super::buckets::PortMemos;
+use super::exact::ExactPcbs;
+use super::pcb::PcbInner;
+use crate::addr::{Endpoint, FlowKey, Tuple};
+use crate::busy::BusyHints;
+use crate::counter::Counter;
+use crate::flags::Flags;
+use crate::policy::{canonical, PcbView, RuleSet};
+use crate::ports::Ephemeral;
+use crate::raw::{default_guard_collector, List, PortLock, PortTable};
+use crate::sync::{Arc, AtomicUsize, Ordering};
+
+/// The stack's source-address selector; see [`Builder::source_address`].
+pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
+
+/// Everything a table and its PCB handles share.
+pub(crate) struct Shared<S: Send + Sync + 'static> {
+    pub(super) rules: RuleSet,
+    /// The keyed hash of flows (read by the lookup's hot path).
+    pub(crate) hasher: ahash::RandomState,
+    /// The collector of the guards lookups take (crossbeam-epoch's default).
+    pub(crate) collector: &'static Collector,
+    pub(crate) exact: ExactPcbs<S>,
+    pub(super) ports: PortTable<Arc<PcbInner<S>>>,
+    pub(super) ephemeral: Ephemeral,
+    /// What the policy remembers about each port (see `buckets.rs`).
+    pub(super) memos: PortMemos,
+    /// Ports known to hold a connection to a crowded destination.
+    pub(super) busy: BusyHints,
+    pub(super) source_address: Box<SourceAddress>,
+    /// Live `Pcb` handles, counted on each thread's own line.
+    pub(super) attached: Counter,
+    /// How many PCBs the exact index holds for "this address, any port"
+    /// (Linux UDP connected to port 0); while there are none, a lookup
+    /// does not look for them.
+    pub(super) any_port_peers: AtomicUsize,
+    /// Deliberately broken synchronisation of the lookup, for the loom
+    /// models' own test.
+    #[cfg(pcbhash_broken)]
+    pub(super) broken: crate::sync::Broken,
+    /// Under loom: called at each named step in the middle of a move.
+    #[cfg(pcbhash_loom)]
+    pub(crate) move_step: Option<crate::sync::MoveStepHook>,
+}
+
+impl<S: Send + Sync + 'static> Shared<S> {
+    /// The state of a new, empty table (the loom and broken-variant hooks
+    /// off; the builder sets them).
+    pub(crate) fn new(
+        rules: RuleSet,
+        hasher: ahash::RandomState,
+        exact: ExactPcbs<S>,
+        ephemeral: Ephemeral,
+        busy: BusyHints,
+        source_address: Box<SourceAddress>,
+    ) -> Self {
+        let memos = PortMemos::for_rules(&rules);
+        Self {
+            rules,
+            hasher,
+            collector: default_guard_collector(),
+            exact,
+            ports: PortTable::new(),
+            ephemeral,
+            memos,
+            busy,
+            source_address,
+            attached: Counter::new(),
+            any_port_peers: AtomicUsize::new(0),
+            #[cfg(pcbhash_broken)]
+            broken: crate::sync::Broken::default(),
+            #[cfg(pcbhash_loom)]
+            move_step: None,
+        }
+    }
+
+    /// Turns on the deliberately broken variant `broken` of the lookup's
+    /// synchronisation, in the lookup and in both indexes.
+    #[cfg(pcbhash_broken)]
+    pub(crate) fn set_broken(&mut self, broken: crate::sync::Broken) {
+        self.broken = broken;
+        self.exact.set_broken(broken);
+        self.ports.set_broken(broken);
+    }
+
+    /// The table's policy, resolved at build.
+    pub(crate) fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Both lists of every port (read-only: the lists change only through
+    /// the core's moves).
+    pub(crate) fn ports(&self) -> &PortTable<Arc<PcbInner<S>>> {
+        &self.ports
+    }
+
+    /// The ephemeral port range.
+    pub(crate) fn ephemeral_range(&self) -> std::ops::RangeInclusive<u16> {
+        self.ephemeral.range()
+    }
+
+    /// Counts one more live `Pcb` handle.
+    pub(crate) fn count_attached(&self) {
+        self.attached.add(1);
+    }
+
+    /// How many `Pcb` handles are live.
+    pub(crate) fn attached(&self) -> usize {
+        self.attached.get()
+    }
+
+    /// The busy-port hints (for tests).
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> &BusyHints {
+        &self.busy
+    }
+
+    /// A step in the middle of a move between indexes, named for the loom
+    /// models, which can park the writer there (nothing in other builds).
+    #[inline(always)]
+    pub(crate) fn move_step(&self, step: &'static str) {
+        #[cfg(pcbhash_loom)]
+        if let Some(hook) = &self.move_step {
+            hook(step);
+        }
+        #[cfg(not(pcbhash_loom))]
+        let _ = step;
+    }
+
+    /// The keyed hash of a 4-tuple: the exact index's hash and the hash that
+    /// picks a group member.
+    #[inline]
+    pub(crate) fn tuple_hash(&self, tuple: &Tuple) -> u64 {
+        self.flow(tuple).hash
+    }
+
+    /// The exact-index key of `tuple` and its hash: computed once per call
+    /// of the lifecycle, and handed to every exact-index operation of it.
+    #[inline]
+    pub(crate) fn flow(&self, tuple: &Tuple) -> Flow {
+        let key = FlowKey::of_tuple(tuple);
+        Flow {
+            tuple: *tuple,
+            key,
+            hash: key.hash(&self.hasher),
+        }
+    }
+
+    /// Inserts `pcb`, whose tuple is `flow`'s, into the exact index, under
+    /// its port's lock `held`. Takes one bucket lock.
+    pub(crate) fn exact_insert(
+        &self,
+        held: &PortLock<'_>,
+        flow: &Flow,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) {
+        debug_assert_eq!(held.port(), flow.tuple.local.port);
+        debug_assert!(
+            pcb.is_flow(&flow.key, guard),
+            "a PCB is filed under its own tuple"
+        );
+        if self.rules.lookup.matches_any_port(&flow.tuple) {
+            self.any_port_peers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.exact.insert(held, flow.hash, pcb, guard);
+    }
+
+    /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
+    /// bucket lock. Whether there was one.
+    pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
+        let removed = self.exact.remove(flow.hash, pcb, guard);
+        if removed && self.rules.lookup.matches_any_port(&flow.tuple) {
+            self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// The PCB connected to the packet's remote address with any port
+    /// (see [`Lookup::any_port`](policy::Lookup::any_port)), with its rank among the wildcard
+    /// ranks. Of several (Linux UDP lists them all in the address's list,
+    /// where `compute_score` ranks them), the best-ranked, then the first
+    /// listed. Lock-free: one load while there are none, one more exact
+    /// probe otherwise, and a walk of the port's connected PCBs if that
+    /// one has others waiting behind it.
+    fn any_port_peer<'g>(
+        &self,
+        key: &FlowKey,
+        local: &Endpoint,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g PcbInner<S>)> {
+        if self.any_port_peers.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let key = key.any_remote_port();
+        let holder = self.exact.find(key.hash(&self.hasher), &key, guard)?;
+        let packet = canonical(*local);
+        let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
+        if !holder.flags.load().contains(Flags::SHADOWING) {
+            return Some((rank(holder), holder));
+        }
+        let mut best = (rank(holder), holder.seq.load(Ordering::Relaxed), holder);
+        for pcb in self.ports.iter(local.port, List::Connected, guard) {
+            let view = pcb.view(guard);
+            let tuple = Tuple {
+                local: view.local,
+                remote: view.remote,
+            };
+            let order = (rank(pcb), view.seq);
+            if FlowKey::of_tuple(&tuple) == key && order > (best.0, best.1) {
+                best = (order.0, order.1, &**pcb);
+            }
+        }
+        Some((best.0, best.2))
+    }
+
+    /// Views of every PCB on `port` but `me`. Call under the port's lock for a
+    /// stable answer.
+    pub(crate) fn owners(&self, port: u16, me: &PcbInner<S>, guard: &Guard) -> Vec<PcbView> {
+        self.ports
+            .iter(port, List::Unconnected, guard)
+            .chain(self.ports.iter(port, List::Connected, guard))
+            .filter(|pcb| !std::ptr::eq(&***pcb, me))
+            .map(|pcb| pcb.view(guard))
+            .collect()
+    }
+
+    /// The PCB holding `flow` in the exact index.
+    pub(crate) fn exact_holder<'g>(
+        &self,
+        flow: &Flow,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        self.exact.find(flow.hash, &flow.key, guard)
+    }
+
+    /// [`exact_holder`](Self::exact_holder), as a strong reference.
+    pub(crate) fn exact_holder_arc(&self, flow: &Flow, guard: &Guard) -> Option<Arc<PcbInner<S>>> {
+        self.exact.find_arc(flow.hash, &flow.key, guard)
+    }
+
+    /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks
+    /// the address's list and keeps the first socket that outranks every
+    /// one before it, but stops at such a socket that asks a reuseport
+    /// group that no member ever connected from, and that group's pick
+    /// takes the packet, even if a better-ranked socket follows. This is
+    /// that walk over the PCBs listed before `limit`, the PCB the ranking
+    /// chose (the best-ranked unconnected one, of the pass `pass` says, or
+    /// one connected to the packet's address with any port). Lock-free;
+    /// allocation-free.
+    fn walk_before<'g>(
+        &self,
+        limit: &PcbInner<S>,
+        pass: bool,
+        local: &Endpoint,
+        source: &Ipv6Addr,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Before<'g, S> {
+        let after = limit.seq.load(Ordering::Relaxed);
+        let packet = canonical(*local);
+        // The first socket listed before `limit` that outranks `floor`.
+        let first_above = |floor: u32| {
+            let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
+            for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
+                let view = pcb.view(guard);
+                let Some((rank, _)) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
+                    continue;
+                };
+                let listed_before = view.seq > after;
+                let same_pass = self.rules.lookup.same_pass(rank) == pass;
+                let earlier = first.is_none_or(|(_, seq, _)| view.seq > seq);
+                if listed_before && same_pass && rank > floor && earlier {
+                    first = Some((rank, view.seq, &**pcb));
+                }
+            }
+            first
+        };
+        let mut last = None;
+        let mut floor = 0;
+        while let Some((rank, _, pcb)) = first_above(floor) {
+            let flags = pcb.flags.load();
+            if self.rules.lookup.consults_group(flags) {
+                if let Some(group) = pcb.group.load(guard) {
+                    if !group.has_conns() {
+                        if let Some(member) = group.pick(&self.rules.lookup, hash, guard) {
+                            return Before::Group(member);
+                        }
+                    }
+                }
+            }
+            last = Some((rank, pcb));
+            floor = rank;
+        }
+        Before::Last(last)
+    }
+
+    /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
+    /// packet's local port. Lock-free; allocation-free.
+    ///
+    /// With `flow`, a PCB met in the wildcard list whose tuple already says
+    /// connected to exactly that flow is a `connect()` caught between
+    /// publishing its tuple and linking itself into the exact index; it is
+    /// the answer (see `Shared::lookup_slow`); one connecting to the
+    /// flow's remote address with any port (Linux UDP) is the answer unless
+    /// the walk meets an exact one after it. Without, such PCBs are passed
+    /// over, and group membership is not looked at either: the stage that
+    /// follows a group with no member that takes flows.
+    fn best_wildcard<'g>(
+        &self,
+        local: &Endpoint,
+        source: &Ipv6Addr,
+        flow: Option<&FlowKey>,
+        guard: &'g Guard,
+    ) -> Wildcard<'g, S> {
+        let mut best: Option<((u32, u64), u64, &'g PcbInner<S>)> = None;
+        let mut peer = None;
+        // The place of the first-listed candidate that may ask a group.
+        let mut first_grouped = None;
+        let packet = canonical(*local);
+        for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
+            let mut view = pcb.view(guard);
+            if view.is_connected() {
+                match flow.map(|flow| self.connecting_to(&view, flow)) {
+                    Some(Connecting::Exact) => return Wildcard::Connecting(pcb),
+                    Some(Connecting::AnyPort) => peer = Some(pcb),
+                    _ => {}
+                }
+                continue;
+            }
+            if flow.is_none() {
+                view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
+            }
+            let Some(key) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
+                continue;
+            };
+            if self.rules.lookup.consults_group(view.flags) {
+                first_grouped = first_grouped.max(Some(view.seq));
+            }
+            if best.is_none_or(|(k, _, _)| key > k) {
+                best = Some((key, view.seq, pcb));
+            }
+        }
+        match peer {
+            Some(peer) => Wildcard::ConnectingAnyPort(peer),
+            None => Wildcard::Best(best.map(|((rank, _), seq, pcb)| Best {
+                pcb,
+                pass: self.rules.lookup.same_pass(rank),
+                group_before: self.rules.lookup.group_stops_walk && first_grouped > Some(seq),
+            })),
+        }
+    }
+
+    /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
+    /// `source` (v4-mapped if IPv4) to `packet` (canonical): the policy's
+    /// rank, then the PCB's last peer for an IPv6 packet (see
+    /// [`Flags::LAST_PEER`]).
+    #[inline]
+    fn wildcard_rank(
+        &self,
+        pcb: &PcbInner<S>,
+        view: &PcbView,
+        packet: &SocketAddr,
+        source: &Ipv6Addr,
+        guard: &Guard,
+    ) -> Option<(u32, u64)> {
+        let (rank, seq) = (self.rules.lookup.rank)(view, packet)?;
+        if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
+            return Some((rank, seq));
+        }
+        let last = pcb.last_peer.load(guard)?;
+        self.rules
+            .last_peer_rank(rank, last, source)
+            .map(|rank| (rank, seq))
+    }
+
+    /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
+    /// is connecting to exactly `flow`, or to its remote address with any
+    /// port (see [`Lookup::any_port`](policy::Lookup::any_port)).
+    #[inline]
+    fn connecting_to(&self, view: &PcbView, flow: &FlowKey) -> Connecting {
+        #[cfg(pcbhash_broken)]
+        if self.broken.skip_connecting {
+            return Connecting::No;
+        }
+        let tuple = Tuple {
+            local: view.local,
+            remote: view.remote,
+        };
+        let key = FlowKey::of_tuple(&tuple);
+        if key == *flow {
+            Connecting::Exact
+        } else if self.rules.lookup.matches_any_port(&tuple) && key == flow.any_remote_port() {
+            Connecting::AnyPort
+        } else {
+            Connecting::No
+        }
+    }
+
+    /// The lookup after an exact miss: the wildcard and group stages, then
+    /// the exact index once more. It never waits: a writer
+    /// preempted in the middle of a move holds no lookup up.
+    ///
+    /// # Why there are no false negatives
+    ///
+    /// Take a PCB that matches the flow for the whole lookup. If it stays in
+    /// one place, the probe or the walk of that place finds it. Otherwise it
+    /// moves, under its port's lock, between the wildcard list and the exact
+    /// index, and every move links the new place before it unlinks the old
+    /// one. (A PCB that changes address without changing index, as Linux's
+    /// disconnect of a bound UDP socket or a failed connect's rebinding do,
+    /// keeps its node in the list: the walk meets it with the old tuple or
+    /// the new, and both match.) There are two kinds of move:
+    ///
+    /// - **exact → wildcard** (disconnect): the steps are: the wildcard node
+    ///   is linked, the tuple still the connected one (1), the tuple becomes
+    ///   the unconnected one (2), the exact entry goes (3). The exact index
+    ///   keeps no keys: its probe compares the flow with the tuple the PCB
+    ///   shows, so the entry stops matching at (2). If the first probe
+    ///   misses the PCB, it read the tuple after (2) or the bucket after
+    ///   (3), and both come after (1): the walk starts later and meets the
+    ///   new node, with the connected tuple ([`Wildcard::Connecting`]) or
+    ///   the unconnected one, which it ranks.
+    /// - **wildcard → exact** (connect of a bound PCB): the steps are: the
+    ///   tuple becomes the connected one (1), the exact index links it (2),
+    ///   the wildcard node is unlinked (3). The walk reads the node before
+    ///   (1), where the PCB matches with its bound rank, or between (1) and
+    ///   (3), where its tuple says connected and [`Wildcard::Connecting`]
+    ///   takes it when that tuple is the flow, or it reads the list after
+    ///   (3) and misses the node; then the walk saw the unlink, which comes
+    ///   after (2), and the second probe finds the PCB. A writer parked at
+    ///   any step leaves the PCB where one of the three reads finds it.
+    ///
+    /// The other moves keep to the same rule:
+    ///
+    /// - **shadow successor** (Linux UDP, several PCBs connected over one
+    ///   4-tuple): a new holder's entry, or the successor of a holder that
+    ///   leaves, is filed under the same key before the old holder's entry
+    ///   is removed. A probe that misses both saw the removal, which comes
+    ///   after the filing, so the second probe finds the new one.
+    /// - **TCP disconnect** (`connect(AF_UNSPEC)`, abort): a connection
+    ///   moves exact → wildcard as above, the wildcard node linked before
+    ///   the exact entry goes; a listener that changes address stays in the
+    ///   wildcard list with its node and only its tuple changes.
+    /// - **reconnect** (Linux UDP, a connected PCB connecting to another
+    ///   peer): the exact index files a PCB under one tuple at a time, so
+    ///   the PCB goes exact → wildcard with its old tuple (its wildcard node
+    ///   linked, then its exact entry removed), then wildcard → exact as a
+    ///   connect does. Throughout, the walk takes it for whichever tuple it
+    ///   shows.
+    /// - **connected to any port** (Linux UDP connected to port 0): the
+    ///   exact index files such a PCB under the flow's remote address with
+    ///   port 0, probed after each probe of the flow itself; the walk takes
+    ///   a PCB met mid-`connect()` to that key unless it meets one to the
+    ///   exact flow, and the second pair of probes comes after the walk, so
+    ///   the three cases above hold for it with "the flow" read as that key.
+    ///
+    /// The rank among wildcard candidates holds too: the moving PCB is taken
+    /// either at the rank its view shows when the walk meets it, or as an
+    /// exact match, which outranks every wildcard candidate, so a worse-ranked
+    /// PCB never wins because the better one was moving. And every PCB
+    /// returned matched when it was read: the exact index's probe compares
+    /// the tuple the PCB shows, and the walk ranks the view it read.
+    ///
+    /// # A PCB that moves twice
+    ///
+    /// The three reads cover one move. A lookup that runs long (its thread
+    /// preempted) can overlap two moves of the PCB it looks for, a connect
+    /// and a disconnect say, and miss it in all three. Each move marks its
+    /// port's stripe (the move count is odd from the move's first step to
+    /// its release of the lock), and the lookup reads that count after its
+    /// first probe. If the count was even and is unchanged after the second
+    /// probe, no move began or ended in between: the PCB stayed in one place
+    /// for the walk and the second probe, and one of them read it. Otherwise
+    /// it reads everything again, the count first: an unchanged count then
+    /// means at most one move, under way throughout, which the three reads
+    /// cover. A lookup reads again only after a writer began or finished a
+    /// move, so a writer preempted mid-move holds no lookup up (the count
+    /// stays as it is), and lookups stay lock-free.
+    #[inline(never)]
+    pub(crate) fn lookup_slow<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let ports = &self.ports;
+        let port = local.port();
+        let seen = ports.moves(port);
+        self.move_step("lookup: first probe missed");
+        let answer = self.slow_pass(local, key, hash, guard);
+        #[cfg(pcbhash_broken)]
+        if self.broken.ignore_moves {
+            return answer;
+        }
+        // Read after the first probe, the count vouches for the walk and the
+        // second probe only when no move was under way.
+        if seen % 2 == 0 && !ports.moved_since(port, seen) {
+            return answer;
+        }
+        self.lookup_again(local, key, hash, guard)
+    }
+
+    /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
+    /// it ran, or was under way before its first probe: every read again,
+    /// the move count first, until a pass sees it unchanged. Out of line, so
+    /// that the common case carries no loop.
+    #[cold]
+    #[inline(never)]
+    fn lookup_again<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let ports = &self.ports;
+        let port = local.port();
+        loop {
+            let seen = ports.moves(port);
+            if let Some(pcb) = self.exact.find(hash, key, guard) {
+                return Some(pcb);
+            }
+            let answer = self.slow_pass(local, key, hash, guard);
+            if !ports.moved_since(port, seen) {
+                return answer;
+            }
+        }
+    }
+
+    /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
+    /// first probe, the second probe included.
+    fn slow_pass<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let shared = self;
+        let local = Endpoint::new(*local);
+        let source = key.remote_ip();
+        // The peer connected to the packet's address with any port outranks
+        // every unconnected PCB but one with that address as its last peer
+        // (IPv6), which takes the packet if listed before it; a group listed
+        // before it may take the packet too.
+        let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
+            let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
+                Before::Group(member) => member,
+                Before::Last(Some((before, pcb))) if before >= rank => pcb,
+                Before::Last(_) => peer,
+            };
+            Some(pcb)
+        };
+        if let Some(found) = shared.any_port_peer(key, &local, guard) {
+            return peer(found);
+        }
+        let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
+            Wildcard::Connecting(pcb) => return Some(pcb),
+            Wildcard::ConnectingAnyPort(pcb) => {
+                let rank = shared
+                    .rules
+                    .any_port_peer_rank(canonical(local), pcb.family);
+                (Some((rank, pcb)), None)
+            }
+            Wildcard::Best(best) => (None, best),
+        };
+        let ahead = best
+            .as_ref()
+            .filter(|best| best.group_before)
+            .and_then(|best| {
+                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, guard) {
+                    Before::Group(member) => Some(member),
+                    Before::Last(_) => None,
+                }
+            });
+        let best = best.map(|best| best.pcb);
+        let mut pcb = ahead.or(best);
+        let group = best
+            .filter(|pcb| ahead.is_none() && shared.rules.lookup.consults_group(pcb.flags.load()))
+            .and_then(|pcb| pcb.group.load(guard));
+        if let Some(group) = group {
+            match group.pick(&shared.rules.lookup, hash, guard) {
+                Some(member) => pcb = Some(member),
+                // No member takes flows (FreeBSD: all pending; Linux: all
+                // connected): the group stage ends with nothing, and the
+                // wildcard stage follows.
+                None => pcb = shared.best_wildcard(&local, &source, None, guard).pcb(),
+            }
+        }
+        shared.move_step("lookup: walk done");
+        #[cfg(pcbhash_broken)]
+        if shared.broken.one_exact_probe {
+            return match connecting {
+                Some(found) => peer(found),
+                None => pcb,
+            };
+        }
+        if let Some(exact) = shared.exact.find(hash, key, guard) {
+            return Some(exact);
+        }
+        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, guard)) {
+            return peer(found);
+        }
+        pcb
+    }
+}
+
+/// How a PCB met in the middle of `connect()` relates to a looked-up flow.
+enum Connecting {
+    /// Its tuple is the flow.
+    Exact,
+    /// Its tuple is the flow's remote address with any port.
+    AnyPort,
+    /// Neither.
+    No,
+}
+
+/// A 4-tuple with its exact-index key and the key's hash.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flow {
+    pub(crate) tuple: Tuple,
+    key: FlowKey,
+    hash: u64,
+}
+
+/// What the wildcard walk of a lookup found.
+enum Wildcard<'g, S: Send + Sync + 'static> {
+    /// A PCB half-way through `connect()` to the packet's exact flow.
+    Connecting(&'g PcbInner<S>),
+    /// A PCB half-way through `connect()` to the packet's remote address
+    /// with any port, and none to the exact flow.
+    ConnectingAnyPort(&'g PcbInner<S>),
+    /// The best-ranked unconnected PCB, if any matched.
+    Best(Option<Best<'g, S>>),
+}
+
+/// What the kernel's walk met before a PCB (see `Shared::walk_before`).
+enum Before<'g, S: Send + Sync + 'static> {
+    /// A group that takes the packet: its pick.
+    Group(&'g PcbInner<S>),
+    /// The last socket that outranked every one before it, with its rank.
+    Last(Option<(u32, &'g PcbInner<S>)>),
+}
+
+/// The best-ranked unconnected PCB of a wildcard walk.
+struct Best<'g, S: Send + Sync + 'static> {
+    pcb: &'g PcbInner<S>,
+    /// Whether its rank is of the pass over the packet's own address.
+    pass: bool,
+    /// Whether a PCB that may ask a group is listed before it (see
+    /// `Shared::walk_before`).
+    group_before: bool,
+}
+
+impl<'g, S: Send + Sync + 'static> Wildcard<'g, S> {
+    /// The PCB found, whichever way.
+    fn pcb(self) -> Option<&'g PcbInner<S>> {
+        match self {
+            Wildcard::Connecting(pcb) | Wildcard::ConnectingAnyPort(pcb) => Some(pcb),
+            Wildcard::Best(best) => best.map(|best| best.pcb),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Who owns a PCB: the credential it was created with. A leaf module: every
+//! layer may use it, and it uses nothing of the crate.
+
+/// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Cred {
+    /// The owner's user id. Sharing a port with SO_REUSEPORT needs equal uids.
+    pub uid: u32,
+    /// Whether the owner may bind ports below 1024 (and, on FreeBSD, share a
+    /// port with another uid's PCB: `PRIV_NETINET_REUSEPORT`).
+    pub privileged: bool,
+}
+
+impl Cred {
+    /// The superuser: uid 0, privileged.
+    pub const ROOT: Cred = Cred {
+        uid: 0,
+        privileged: true,
+    };
+
+    /// An unprivileged user.
+    pub fn user(uid: u32) -> Cred {
+        Cred {
+            uid,
+            privileged: false,
+        }
+    }
+}
