@@ -1,5 +1,6 @@
-//! Who owns a PCB: the credential it was created with. A leaf module: every
-//! layer may use it, and it uses nothing of the crate.
+//! Who owns a PCB and where it is scoped: the credential it was created
+//! with, and the device it may be bound to. A leaf module: every layer may
+//! use it, and it uses nothing of the crate.
 
 /// The credential a PCB was created with (FreeBSD `inp_cred`, Linux `sk_uid`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -26,3 +27,11 @@ impl Cred {
         }
     }
 }
+
+/// A network device (interface), by its index (`if_nametoindex`); never 0.
+///
+/// Under `Policy::Linux` it is the device of `SO_BINDTODEVICE` and of a
+/// packet's arrival; under `Policy::FreeBsd` it stands for the FIB number a
+/// PCB and a packet belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Device(pub u32);

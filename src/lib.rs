@@ -140,7 +140,7 @@ mod table;
 mod tests;
 
 pub use addr::Family;
-pub use cred::Cred;
+pub use cred::{Cred, Device};
 pub use crossbeam_epoch::Guard;
 pub use error::Error;
 pub use flags::{Flags, State};
