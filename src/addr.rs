@@ -8,8 +8,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::raw::TupleWords;
-
 /// The address family of a PCB, fixed at attach like `socket(2)`'s domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -88,6 +86,15 @@ impl Endpoint {
 pub(crate) struct Tuple {
     pub(crate) local: Endpoint,
     pub(crate) remote: Endpoint,
+}
+
+/// A tuple as a PCB stores it, in plain words (the PCB's tuple latch keeps
+/// two copies of them): four address words (local, then remote, 128 bits
+/// each, IPv4 in its v4-mapped form) and the two ports in one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TupleWords {
+    pub(crate) addrs: [u64; 4],
+    pub(crate) ports: u32,
 }
 
 /// The exact index's key: a 4-tuple as plain integers.

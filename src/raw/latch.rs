@@ -17,15 +17,8 @@
 //! mixed words, never undefined ones, and throws them away. No allocation,
 //! no epoch: a change costs two counter stores and ten word stores.
 
+use crate::addr::TupleWords;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
-
-/// A tuple as the latch stores it: four address words (local, then
-/// remote, 128 bits each) and the two ports in one word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TupleWords {
-    pub(crate) addrs: [u64; 4],
-    pub(crate) ports: u32,
-}
 
 /// See the module docs.
 ///

@@ -44,7 +44,7 @@ mod spill;
 
 pub(crate) use cell::{EpochCell, EpochOption};
 pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats};
-pub(crate) use latch::{TupleCell, TupleWords};
+pub(crate) use latch::TupleCell;
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use socket::SocketCell;
 pub(crate) use spill::SpillList;
