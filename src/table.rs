@@ -294,7 +294,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// use pcbhash::{Cred, Family, PcbTable, Policy, Protocol};
     ///
     /// // The stack's socket: an id, used here to record memberships.
-    /// let table = PcbTable::builder()
+    /// let table = PcbTable::<u32>::builder()
     ///     .policy(Policy::Linux)
     ///     .protocol(Protocol::Udp)
     ///     .build::<u32>();
