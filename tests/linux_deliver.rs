@@ -382,3 +382,83 @@ fn linux_deliver_random() {
         "the scenarios deliver to connected sockets too"
     );
 }
+
+/// The order `deliver` gives, from `__udp4_lib_mcast_deliver` (not
+/// observable from user space, so written from the source): while the
+/// port's slot holds at most 10 sockets, the port's list in `bind()` order,
+/// newest first, an AF_INET6 SO_REUSEPORT socket at the tail; beyond 10,
+/// the list of the destination address, then the wildcard's.
+#[test]
+fn linux_deliver_order() {
+    let table = pcbhash::PcbTable::<usize>::builder()
+        .policy(pcbhash::Policy::Linux)
+        .protocol(Protocol::Udp)
+        .build();
+    let open = |id: usize, local: &str, reuse_port: bool| {
+        let local: SocketAddr = local.parse().expect("address");
+        let family = if local.is_ipv4() {
+            pcbhash::Family::Inet
+        } else {
+            pcbhash::Family::Inet6
+        };
+        let pcb = table.attach(family, pcbhash::Cred::ROOT, id);
+        pcb.set_reuse_addr(true).expect("SO_REUSEADDR");
+        pcb.set_reuse_port(reuse_port).expect("SO_REUSEPORT");
+        pcb.bind(local).expect("bind");
+        pcb
+    };
+    let order = |port: u16| -> Vec<usize> {
+        let guard = table.pin();
+        let to = SocketAddr::new(BROADCAST.into(), port);
+        table
+            .deliver(None, to, SENDER.parse().expect("sender"), &guard)
+            .map(|pcb| *pcb.socket().expect("open"))
+            .collect()
+    };
+    let few = [
+        open(0, "0.0.0.0:7000", false),
+        open(1, "127.255.255.255:7000", false),
+        open(2, "[::]:7000", true),
+        open(3, "0.0.0.0:7000", false),
+    ];
+    assert_eq!(order(7000), [3, 1, 0, 2], "the port's list");
+    let mut many: Vec<_> = (0..8).map(|id| open(id, "0.0.0.0:7001", false)).collect();
+    many.push(open(8, "127.255.255.255:7001", false));
+    many.push(open(9, "0.0.0.0:7001", false));
+    many.push(open(10, "127.255.255.255:7001", false));
+    assert_eq!(
+        order(7001),
+        [10, 8, 9, 7, 6, 5, 4, 3, 2, 1, 0],
+        "the address's list, then the wildcard's"
+    );
+    drop((few, many));
+}
+
+/// An IPv6 socket keeps its last peer after `disconnect()`
+/// (`sk_v6_daddr`): IPv6 datagrams from other sources pass it by, from any
+/// port of that peer they reach it (`__udp_v6_is_mcast_sock`).
+#[test]
+fn linux_deliver_last_peer() {
+    let table = pcbhash::PcbTable::<()>::builder()
+        .policy(pcbhash::Policy::Linux)
+        .protocol(Protocol::Udp)
+        .build();
+    let pcb = table.attach(pcbhash::Family::Inet6, pcbhash::Cred::ROOT, ());
+    pcb.bind("[::]:7002".parse().expect("address"))
+        .expect("bind");
+    pcb.connect("[::1]:40000".parse().expect("peer"))
+        .expect("connect");
+    pcb.disconnect().expect("disconnect");
+    let guard = table.pin();
+    let group: SocketAddr = "[ff0e::1]:7002".parse().expect("group");
+    let from = |source: &str| {
+        table
+            .deliver(None, group, source.parse().expect("source"), &guard)
+            .count()
+    };
+    assert_eq!(from("[::1]:40001"), 1, "the last peer, another port");
+    assert_eq!(from("[::2]:40000"), 0, "another source");
+    let to_v4 = SocketAddr::new(BROADCAST.into(), 7002);
+    let v4 = table.deliver(None, to_v4, SENDER.parse().expect("sender"), &guard);
+    assert_eq!(v4.count(), 1, "IPv4 ignores the IPv6 peer");
+}
