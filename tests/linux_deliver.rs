@@ -11,6 +11,11 @@
 //! `127.255.255.255` (SO_BROADCAST) or to the group `239.1.1.1` on `lo`,
 //! and every socket is drained.
 //!
+//! IPv6 multicast is not compared: in a namespace with only `lo`, the kernel
+//! delivered no IPv6 multicast datagram to any socket (with a route for
+//! `ff00::/8` on `lo` and the group joined there, sending succeeds and no
+//! one receives), so the IPv6 rules are rows from the source below.
+//!
 //! The kernel's order of delivery is not observable from user space (every
 //! copy is queued before `sendto` returns), so the sets are compared; the
 //! order is the source's (`__udp4_lib_mcast_deliver`), as `deliver`
