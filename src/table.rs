@@ -273,13 +273,18 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///   unless 0); IPv4 datagrams reach dual-stack `::` PCBs and PCBs on
     ///   v4-mapped addresses, but not V6ONLY ones; an IPv6 PCB whose
     ///   connection ended ignores other sources than its last peer. Every
-    ///   member of a reuseport group receives. Order: the port's `bind()`
-    ///   order, newest first, while the port holds at most 10 PCBs;
-    ///   otherwise the PCBs on `local`'s address, then the wildcard ones.
-    /// - **FreeBSD** (`udp_multi_input`, `udp6_input`): the same match, in
-    ///   the order PCBs entered the port, newest first; the walk ends after
-    ///   the first receiver that has none of SO_REUSEADDR, SO_REUSEPORT and
-    ///   SO_REUSEPORT_LB.
+    ///   member of a reuseport group receives. Order: while the port holds
+    ///   at most 10 PCBs, the port's `bind()` order, newest first (an IPv6
+    ///   SO_REUSEPORT PCB at the tail); otherwise the PCBs on `local`'s
+    ///   address, then the wildcard ones, each in the order of the kernel's
+    ///   address lists. (The kernel queues the first PCB of its walk last;
+    ///   the iterator yields the walk's order.)
+    /// - **FreeBSD** (`udp_multi_input`, `udp6_input`): the same match
+    ///   (without the last-peer rule), newest first; the walk ends after the
+    ///   first receiver that has none of SO_REUSEADDR, SO_REUSEPORT and
+    ///   SO_REUSEPORT_LB. The kernel's list is in the order sockets were
+    ///   created, the table's in the order they entered the port: the two
+    ///   agree when sockets are bound in the order they were created.
     ///
     /// A TCP table yields nothing: TCP has no multicast or broadcast.
     ///

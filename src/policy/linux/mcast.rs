@@ -20,7 +20,10 @@
 //! at the tail, and a later `connect()` does not reorder it. Beyond that it
 //! walks the list of the destination address (`hslot2` of `daddr`), then
 //! the wildcard's, each in its own order, where a `connect()` that changed
-//! the address moved the socket to the head. The first socket the walk
+//! the address moved the socket to the head. The table counts the PCBs on
+//! the port; the kernel's slot may also hold sockets of other ports and
+//! other namespaces that share it, and two address lists may be one
+//! (`hash2 == hash2_any`), which the table cannot know. The first socket the walk
 //! meets is queued last (it gets the original `skb`, the others clones);
 //! the order here is the walk's.
 
