@@ -260,6 +260,89 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         found.map(|(_, pcb)| PcbRef::new(pcb, guard))
     }
 
+    /// Multicast and broadcast delivery (UDP): every PCB the kernel hands a
+    /// datagram from `remote` to `local` (the group or broadcast address,
+    /// and the port), in the order the kernel hands it out. `device` is the
+    /// interface the datagram arrived on (`None`: unknown); PCBs are not
+    /// bound to devices yet, so for now every PCB takes datagrams from every
+    /// device.
+    ///
+    /// - **Linux** (`__udp4_lib_mcast_deliver`, `__udp_is_mcast_sock` and
+    ///   the IPv6 twins): every PCB on the port bound to `local`'s address
+    ///   or a wildcard whose peer, if connected, is `remote` (its port
+    ///   unless 0); IPv4 datagrams reach dual-stack `::` PCBs and PCBs on
+    ///   v4-mapped addresses, but not V6ONLY ones; an IPv6 PCB whose
+    ///   connection ended ignores other sources than its last peer. Every
+    ///   member of a reuseport group receives. Order: while the port holds
+    ///   at most 10 PCBs, the port's `bind()` order, newest first (an IPv6
+    ///   SO_REUSEPORT PCB at the tail); otherwise the PCBs on `local`'s
+    ///   address, then the wildcard ones, each in the order of the kernel's
+    ///   address lists. (The kernel queues the first PCB of its walk last;
+    ///   the iterator yields the walk's order.)
+    /// - **FreeBSD** (`udp_multi_input`, `udp6_input`): the same match
+    ///   (without the last-peer rule), newest first; the walk ends after the
+    ///   first receiver that has none of SO_REUSEADDR, SO_REUSEPORT and
+    ///   SO_REUSEPORT_LB. The kernel's list is in the order sockets were
+    ///   created, the table's in the order they entered the port: the two
+    ///   agree when sockets are bound in the order they were created.
+    ///
+    /// A TCP table yields nothing: TCP has no multicast or broadcast.
+    ///
+    /// Group membership and source filters are the stack's: the table
+    /// knows nothing of `IP_ADD_MEMBERSHIP`. For a multicast group, the
+    /// stack filters the iterator by its own membership records (for a
+    /// broadcast, it takes every PCB as it comes):
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::net::SocketAddr;
+    /// use pcbhash::{Cred, Family, PcbTable, Policy, Protocol};
+    ///
+    /// // The stack's socket: an id, used here to record memberships.
+    /// let table = PcbTable::<u32>::builder()
+    ///     .policy(Policy::Linux)
+    ///     .protocol(Protocol::Udp)
+    ///     .build::<u32>();
+    /// let joined = table.attach(Family::Inet, Cred::ROOT, 1);
+    /// let other = table.attach(Family::Inet, Cred::ROOT, 2);
+    /// for pcb in [&joined, &other] {
+    ///     pcb.set_reuse_addr(true)?;
+    ///     pcb.bind("0.0.0.0:5353".parse()?)?;
+    /// }
+    /// let group: SocketAddr = "224.0.0.251:5353".parse()?;
+    /// let members: HashSet<u32> = HashSet::from([1]); // socket 1 joined the group
+    ///
+    /// let guard = table.pin();
+    /// let receivers: Vec<u32> = table
+    ///     .deliver(None, group, "127.0.0.1:5353".parse()?, &guard)
+    ///     .filter_map(|pcb| pcb.socket().copied())
+    ///     .filter(|id| members.contains(id))
+    ///     .collect();
+    /// assert_eq!(receivers, [1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Lock-free and allocation-free. The iterator is lazy: each item costs
+    /// one walk of the port's PCBs (and the first one walk more, to count
+    /// them). Weakly consistent: a PCB that stays on the port, in its
+    /// place, while the iterator runs is yielded exactly once if it
+    /// matches.
+    ///
+    /// # Panics
+    ///
+    /// As [`PcbTable::lookup`].
+    pub fn deliver<'g>(
+        &'g self,
+        device: Option<crate::cred::Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        guard: &'g Guard,
+    ) -> impl Iterator<Item = PcbRef<'g, S>> + 'g {
+        check_guard(guard, self.shared.collector);
+        crate::core::Deliveries::new(&self.shared, device, local, remote, guard)
+            .map(move |pcb| PcbRef::new(pcb, guard))
+    }
+
     /// How many PCBs hold a port: bound, listening, connected or in TIME_WAIT.
     /// Sums a counter striped over a few cache lines (exact when no writer
     /// runs).

@@ -311,6 +311,36 @@ impl Rules for Share {
     fn port_left(&self, memo: PortMemo, _others: &mut dyn Iterator<Item = PcbView>) -> PortMemo {
         memo
     }
+
+    /// Every PCB on the port and address (or a wildcard) of the datagram's
+    /// family receives, whatever its peer.
+    fn delivers_to(
+        &self,
+        view: &PcbView,
+        _last_peer: Option<&Ipv6Addr>,
+        local: SocketAddr,
+        _remote: SocketAddr,
+    ) -> bool {
+        let mine = view.local();
+        mine.port() == local.port()
+            && mine.is_ipv4() == local.is_ipv4()
+            && (mine.ip().is_unspecified() || mine.ip() == local.ip())
+    }
+
+    fn delivery_ends_after(&self, _view: &PcbView) -> bool {
+        false
+    }
+
+    /// Newest first.
+    fn delivery_order(
+        &self,
+        view: &PcbView,
+        _bound_seq: u64,
+        _local: SocketAddr,
+        _port_len: usize,
+    ) -> (u32, u64) {
+        (0, view.seq())
+    }
 }
 
 fn addr(text: &str) -> SocketAddr {

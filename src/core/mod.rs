@@ -30,6 +30,7 @@ mod accept;
 mod bind;
 mod buckets;
 mod connect;
+mod deliver;
 mod exact;
 mod membership;
 mod moves;
@@ -38,6 +39,7 @@ mod shadow;
 mod shared;
 mod teardown;
 
+pub(crate) use deliver::Deliveries;
 pub(crate) use exact::ExactPcbs;
 pub(crate) use pcb::PcbInner;
 pub(crate) use shared::{Shared, SourceAddress};

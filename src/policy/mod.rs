@@ -55,7 +55,7 @@ pub use view::PcbView;
 pub(crate) use freebsd::ConnectWild;
 pub(crate) use local::{best_fit, check_accept, exact_unconnected};
 pub(crate) use resolved::RuleSet;
-pub(crate) use view::{canonical, canonical_endpoint, wild_match, Af};
+pub(crate) use view::{canonical, canonical_endpoint, delivery_match, wild_match, Af};
 
 use crate::addr::Family;
 use crate::error::Error;
@@ -342,6 +342,40 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     /// The port's memo after an owner left it; `others` are the PCBs still
     /// on the port.
     fn port_left(&self, memo: PortMemo, others: &mut dyn Iterator<Item = PcbView>) -> PortMemo;
+
+    // Multicast and broadcast delivery (UDP).
+
+    /// Whether the UDP PCB seen as `view` takes a multicast or broadcast
+    /// datagram from `remote` to `local` (the group or broadcast address and
+    /// the port; both canonical). `last_peer` is the peer a PCB remembers
+    /// after its connection ended ([`Flags::LAST_PEER`]), v4-mapped if IPv4,
+    /// when it has one. The arrival device is the table's to check, and
+    /// group membership and source filters are the stack's.
+    fn delivers_to(
+        &self,
+        view: &PcbView,
+        last_peer: Option<&Ipv6Addr>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool;
+
+    /// Whether delivery ends with `view`, once it has taken the datagram:
+    /// PCBs after it in the walk get nothing.
+    fn delivery_ends_after(&self, view: &PcbView) -> bool;
+
+    /// Where the receiver `view` stands in the delivery walk for a datagram
+    /// to `local`: the table hands receivers out in decreasing order (equal
+    /// places are taken in an unspecified order). `bound_seq` is the counter
+    /// of the PCB's port when the PCB entered it (the `counter` of
+    /// [`insertion_seq`](Self::insertion_seq), which moves within the port
+    /// leave as it is); `port_len` is how many PCBs hold the port.
+    fn delivery_order(
+        &self,
+        view: &PcbView,
+        bound_seq: u64,
+        local: SocketAddr,
+        port_len: usize,
+    ) -> (u32, u64);
 }
 
 /// The rules of a built-in kernel for `protocol`, with the kernel's default

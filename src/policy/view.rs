@@ -154,6 +154,24 @@ pub(crate) fn wild_match(view: &PcbView, local: &Endpoint) -> bool {
     theirs.is_wildcard() || theirs.ip == local.ip
 }
 
+/// Whether `view` takes a datagram from `remote` to `local` (both
+/// canonical) on the rules both kernels' multicast and broadcast delivery
+/// start from: on the port, taking the datagram's family, bound to its
+/// address or a wildcard, and if it has a peer, that peer's address and
+/// (unless 0) port are the datagram's source (Linux `__udp_is_mcast_sock`,
+/// FreeBSD `udp_multi_input`).
+pub(crate) fn delivery_match(view: &PcbView, local: &Endpoint, remote: &Endpoint) -> bool {
+    let af = Af::of(local);
+    if view.local.port != local.port || !af.takes(view) {
+        return false;
+    }
+    let mine = af.local_of(view);
+    let peer = view.remote;
+    (mine.is_wildcard() || mine.ip == local.ip)
+        && (peer.is_wildcard() || peer.ip == remote.ip)
+        && (peer.port == 0 || peer.port == remote.port)
+}
+
 /// `endpoint` as the seam passes addresses: a canonical [`SocketAddr`].
 #[inline]
 pub(crate) fn canonical(endpoint: Endpoint) -> SocketAddr {

@@ -17,6 +17,8 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
 
+mod multi;
+
 /// FreeBSD's rules for one protocol, with its `connect()` sysctls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FreeBsd {
@@ -681,6 +683,34 @@ impl Rules for FreeBsd {
 
     fn port_left(&self, memo: PortMemo, _others: &mut dyn Iterator<Item = PcbView>) -> PortMemo {
         memo
+    }
+
+    /// `udp_multi_input`'s match (see `multi.rs`).
+    fn delivers_to(
+        &self,
+        view: &PcbView,
+        _last_peer: Option<&Ipv6Addr>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        multi::delivers_to(view, local, remote)
+    }
+
+    /// A receiver without SO_REUSEADDR, SO_REUSEPORT or SO_REUSEPORT_LB
+    /// ends the walk.
+    fn delivery_ends_after(&self, view: &PcbView) -> bool {
+        multi::delivery_ends_after(view)
+    }
+
+    /// `ipi_listhead`: newest first.
+    fn delivery_order(
+        &self,
+        view: &PcbView,
+        _bound_seq: u64,
+        _local: SocketAddr,
+        _port_len: usize,
+    ) -> (u32, u64) {
+        (0, view.seq)
     }
 }
 

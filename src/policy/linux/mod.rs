@@ -47,6 +47,7 @@
 //! `IP_BIND_ADDRESS_NO_PORT` are outside the table's knowledge: every PCB is
 //! unbound from devices, in one namespace.
 
+mod mcast;
 mod rules;
 mod saddr;
 #[cfg(test)]

@@ -373,4 +373,30 @@ impl Rules for Linux {
             memo
         }
     }
+
+    /// `__udp_is_mcast_sock` and its IPv6 twin (see `mcast.rs`).
+    fn delivers_to(
+        &self,
+        view: &PcbView,
+        last_peer: Option<&Ipv6Addr>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        super::mcast::delivers_to(view, last_peer, local, remote)
+    }
+
+    /// Every matching socket receives: the walk never ends early.
+    fn delivery_ends_after(&self, _view: &PcbView) -> bool {
+        false
+    }
+
+    fn delivery_order(
+        &self,
+        view: &PcbView,
+        bound_seq: u64,
+        local: SocketAddr,
+        port_len: usize,
+    ) -> (u32, u64) {
+        super::mcast::delivery_order(view, bound_seq, local, port_len)
+    }
 }
