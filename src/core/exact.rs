@@ -109,10 +109,14 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         device: u32,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        let hit = |pcb: &PcbInner<S>| pcb.is_flow(key, guard) && pcb.answers(device);
-        match self.index.find(hash, guard, hit) {
+        match self.index.find(hash, guard, |pcb| {
+            pcb.is_flow(key, guard) && pcb.answers(device)
+        }) {
             Some(pcb) => Some(pcb),
-            None => self.find_spilled(hash, guard, hit),
+            // The spill list's own first test, inline: a miss makes no
+            // call while the list is empty, the common case.
+            None if self.spill.len() == 0 => None,
+            None => self.find_spilled(hash, key, Some(device), guard),
         }
     }
 
@@ -124,22 +128,27 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         key: &FlowKey,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        let hit = |pcb: &PcbInner<S>| pcb.is_flow(key, guard);
-        match self.index.find(hash, guard, hit) {
+        match self.index.find(hash, guard, |pcb| pcb.is_flow(key, guard)) {
             Some(pcb) => Some(pcb),
-            None => self.find_spilled(hash, guard, hit),
+            None => self.find_spilled(hash, key, None, guard),
         }
     }
 
+    /// The spill list's PCB for `key` that answers `device` (`None`: any
+    /// device).
     #[inline(never)]
     fn find_spilled<'g>(
         &self,
         hash: u64,
+        key: &FlowKey,
+        device: Option<u32>,
         guard: &'g Guard,
-        hit: impl Fn(&PcbInner<S>) -> bool,
     ) -> Option<&'g PcbInner<S>> {
-        self.spill
-            .find(guard, |pcb| pcb.exact_hash() == hash && hit(pcb))
+        self.spill.find(guard, |pcb| {
+            pcb.exact_hash() == hash
+                && pcb.is_flow(key, guard)
+                && device.is_none_or(|device| pcb.answers(device))
+        })
     }
 
     /// [`find`](Self::find), as a strong reference.

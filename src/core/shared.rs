@@ -191,11 +191,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// listed. Lock-free: one load while there are none, one more exact
     /// probe otherwise, and a walk of the port's connected PCBs if that
     /// one has others waiting behind it.
-    fn any_port_peer<'g>(
+    fn any_port_peer<'g, D: Arrival>(
         &self,
         key: &FlowKey,
         local: &Endpoint,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Option<(u32, &'g PcbInner<S>)> {
         if self.any_port_peers.load(Ordering::Relaxed) == 0 {
@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let key = key.any_remote_port();
         let holder = self
             .exact
-            .find_on(key.hash(&self.hasher), &key, device, guard)?;
+            .find_on(key.hash(&self.hasher), &key, device.index(), guard)?;
         let packet = canonical(*local);
         let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
         if !holder.flags.load().contains(Flags::SHADOWING) {
@@ -218,7 +218,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: view.remote,
             };
             let order = (rank(pcb), view.seq);
-            if FlowKey::of_tuple(&tuple) == key && pcb.answers(device) && order > (best.0, best.1) {
+            if FlowKey::of_tuple(&tuple) == key
+                && pcb.answers(device.index())
+                && order > (best.0, best.1)
+            {
                 best = (order.0, order.1, &**pcb);
             }
         }
@@ -259,14 +262,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// chose (the best-ranked unconnected one, of the pass `pass` says, or
     /// one connected to the packet's address with any port). Lock-free;
     /// allocation-free.
-    fn walk_before<'g>(
+    fn walk_before<'g, D: Arrival>(
         &self,
         limit: &PcbInner<S>,
         pass: bool,
         local: &Endpoint,
         source: &Ipv6Addr,
         hash: u64,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Before<'g, S> {
         let after = limit.seq.load(Ordering::Relaxed);
@@ -320,12 +323,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// the walk meets an exact one after it. Without, such PCBs are passed
     /// over, and group membership is not looked at either: the stage that
     /// follows a group with no member that takes flows.
-    fn best_wildcard<'g>(
+    fn best_wildcard<'g, D: Arrival>(
         &self,
         local: &Endpoint,
         source: &Ipv6Addr,
         flow: Option<&FlowKey>,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Wildcard<'g, S> {
         let mut best: Option<((u32, u64), u64, &'g PcbInner<S>)> = None;
@@ -336,7 +339,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
             let mut view = pcb.view(guard);
             if view.is_connected() {
-                if !pcb.answers(device) {
+                if !pcb.answers(device.index()) {
                     continue;
                 }
                 match flow.map(|flow| self.connecting_to(&view, flow)) {
@@ -376,19 +379,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// policy's device points for a packet that arrived on `device` (0:
     /// unknown).
     #[inline]
-    fn wildcard_rank(
+    fn wildcard_rank<D: Arrival>(
         &self,
         pcb: &PcbInner<S>,
         view: &PcbView,
         packet: &SocketAddr,
         source: &Ipv6Addr,
-        device: u32,
+        device: D,
         guard: &Guard,
     ) -> Option<(u32, u64)> {
         let (mut rank, seq) = (self.rules.lookup.rank)(view, packet)?;
         if view.device != 0 {
+            // A packet whose device is unknown is answered only by PCBs
+            // bound to no device, whatever the policy.
+            let device = device.index();
+            if device == 0 {
+                return None;
+            }
             let points = self.rules.lookup.device?;
-            rank += points(view, packet, (device != 0).then_some(Device(device)))?;
+            rank += points(view, packet, Some(Device(device)))?;
         }
         if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
             return Some((rank, seq));
@@ -436,6 +445,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Option<&'g PcbInner<S>> {
         match self.exact.find_on(hash, key, device, guard) {
             Some(pcb) => Some(pcb),
+            None if device == 0 => self.lookup_slow_on(local, key, hash, Unknown, guard),
             None => self.lookup_slow_on(local, key, hash, device, guard),
         }
     }
@@ -528,19 +538,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        self.lookup_slow_on(local, key, hash, 0, guard)
+        self.lookup_slow_on(local, key, hash, Unknown, guard)
     }
 
     /// [`lookup_slow`](Self::lookup_slow) for a packet that arrived on
     /// `device` (0: unknown): a PCB bound to another device does not
     /// answer, and one bound to `device` ranks as the policy says.
     #[inline(never)]
-    pub(crate) fn lookup_slow_on<'g>(
+    pub(crate) fn lookup_slow_on<'g, D: Arrival>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
@@ -566,19 +576,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// that the common case carries no loop.
     #[cold]
     #[inline(never)]
-    fn lookup_again<'g>(
+    fn lookup_again<'g, D: Arrival>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
         let port = local.port();
         loop {
             let seen = ports.moves(port);
-            if let Some(pcb) = self.exact.find_on(hash, key, device, guard) {
+            if let Some(pcb) = self.exact.find_on(hash, key, device.index(), guard) {
                 return Some(pcb);
             }
             let answer = self.slow_pass(local, key, hash, device, guard);
@@ -590,12 +600,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
     /// first probe, the second probe included.
-    fn slow_pass<'g>(
+    fn slow_pass<'g, D: Arrival>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let shared = self;
@@ -663,7 +673,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 None => pcb,
             };
         }
-        if let Some(exact) = shared.exact.find_on(hash, key, device, guard) {
+        if let Some(exact) = shared.exact.find_on(hash, key, device.index(), guard) {
             return Some(exact);
         }
         if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, device, guard))
@@ -671,6 +681,32 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return peer(found);
         }
         pcb
+    }
+}
+
+/// The device a packet arrived on, as the lookup's stages take it: a
+/// device index, or [`Unknown`], for which the stages are compiled apart
+/// so that [`PcbTable::lookup`](crate::PcbTable::lookup) carries no device.
+pub(crate) trait Arrival: Copy {
+    /// The device's index, 0 for unknown.
+    fn index(self) -> u32;
+}
+
+/// A packet whose device is unknown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unknown;
+
+impl Arrival for Unknown {
+    #[inline(always)]
+    fn index(self) -> u32 {
+        0
+    }
+}
+
+impl Arrival for u32 {
+    #[inline(always)]
+    fn index(self) -> u32 {
+        self
     }
 }
 
