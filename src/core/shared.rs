@@ -266,12 +266,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
         &self,
         limit: &PcbInner<S>,
         pass: bool,
-        local: &Endpoint,
-        source: &Ipv6Addr,
+        arrived: Arrived<'_, D>,
         hash: u64,
-        device: D,
         guard: &'g Guard,
     ) -> Before<'g, S> {
+        let Arrived {
+            local,
+            source,
+            device,
+        } = arrived;
         let after = limit.seq.load(Ordering::Relaxed);
         let packet = canonical(*local);
         // The first socket listed before `limit` that outranks `floor`.
@@ -611,12 +614,17 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let shared = self;
         let local = Endpoint::new(*local);
         let source = key.remote_ip();
+        let arrived = Arrived {
+            local: &local,
+            source: &source,
+            device,
+        };
         // The peer connected to the packet's address with any port outranks
         // every unconnected PCB but one with that address as its last peer
         // (IPv6), which takes the packet if listed before it; a group listed
         // before it may take the packet too.
         let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
-            let pcb = match shared.walk_before(peer, true, &local, &source, hash, device, guard) {
+            let pcb = match shared.walk_before(peer, true, arrived, hash, guard) {
                 Before::Group(member) => member,
                 Before::Last(Some((before, pcb))) if before >= rank => pcb,
                 Before::Last(_) => peer,
@@ -640,13 +648,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let ahead = best
             .as_ref()
             .filter(|best| best.group_before)
-            .and_then(|best| {
-                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, device, guard)
-                {
+            .and_then(
+                |best| match shared.walk_before(best.pcb, best.pass, arrived, hash, guard) {
                     Before::Group(member) => Some(member),
                     Before::Last(_) => None,
-                }
-            });
+                },
+            );
         let best = best.map(|best| best.pcb);
         let mut pcb = ahead.or(best);
         let group = best
@@ -708,6 +715,15 @@ impl Arrival for u32 {
     fn index(self) -> u32 {
         self
     }
+}
+
+/// What the walks know of a packet: its local address, its source
+/// (v4-mapped if IPv4) and the device it arrived on.
+#[derive(Clone, Copy)]
+struct Arrived<'a, D> {
+    local: &'a Endpoint,
+    source: &'a Ipv6Addr,
+    device: D,
 }
 
 /// How a PCB met in the middle of `connect()` relates to a looked-up flow.

@@ -118,6 +118,11 @@ pub enum PortScan {
     RandomStart,
 }
 
+/// How a PCB bound to a device fits a packet to a local address (canonical)
+/// that arrived on a device (`None`: unknown): the points it adds to its
+/// rank, or `None` if it does not answer (see [`Lookup::device`]).
+pub type DeviceRank = fn(&PcbView, &SocketAddr, Option<Device>) -> Option<u32>;
+
 /// What a lookup's wildcard stage needs from the policy, resolved once
 /// when the table is built (see [`Rules::lookup`](super::Rules::lookup)).
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +159,7 @@ pub struct Lookup {
     /// answer the packet. A PCB bound to no device is never asked; it adds
     /// nothing. `None` here: the policy has no SO_BINDTODEVICE
     /// ([`Pcb::bind_device`](crate::Pcb::bind_device) is `NotSupported`).
-    pub device: Option<fn(&PcbView, &SocketAddr, Option<Device>) -> Option<u32>>,
+    pub device: Option<DeviceRank>,
 }
 
 impl Lookup {
