@@ -356,6 +356,76 @@ fn linux_devices_udp_receivers() {
     }
 }
 
+/// The device points against the family points: IPv4 UDP gives a bound
+/// device 4 points and `AF_INET` 1 more than `AF_INET6`, so a dual-stack
+/// socket on `lo` beats an older `AF_INET` one with no device; IPv6 UDP
+/// gives the device 1 point, which still puts an older `lo` socket ahead.
+/// (With 1 point for IPv4 too, the first case would tie, and the newer
+/// socket would win.)
+#[test]
+fn linux_devices_udp_families() {
+    let Some((scene, lo, _)) = scene(Protocol::Udp) else {
+        return;
+    };
+    let cpu = pin_cpu();
+    let socket = |v6: bool, dev: Option<Dev>| {
+        let pair = scene.socket_with(v6, 0, true, false);
+        pair.bind_device("SO_BINDTODEVICE", dev, OK);
+        same_cpu(&pair.kernel, cpu);
+        pair
+    };
+    // The lo socket first, so that a tie would go to the other one.
+    let dual_lo = socket(true, Some(lo));
+    dual_lo.bind("dual-stack [::] on lo", "::", 20400, OK);
+    let inet = socket(false, None);
+    inet.bind("AF_INET on 0.0.0.0, no device, newer", "0.0.0.0", 20400, OK);
+    let pairs = [&inet, &dual_lo];
+    udp_lands(
+        "IPv4: the dual-stack lo socket",
+        &scene,
+        lo,
+        &pairs,
+        "127.0.0.1:30400",
+        "127.0.0.1:20400",
+        Some(1),
+    );
+    dual_lo.bind_device("the dual-stack socket leaves lo", None, OK);
+    udp_lands(
+        "IPv4: AF_INET first without devices",
+        &scene,
+        lo,
+        &pairs,
+        "127.0.0.1:30400",
+        "127.0.0.1:20400",
+        Some(0),
+    );
+
+    let v6_lo = socket(true, Some(lo));
+    v6_lo.bind("[::] on lo", "::", 20401, OK);
+    let v6 = socket(true, None);
+    v6.bind("[::] on no device, newer", "::", 20401, OK);
+    let pairs = [&v6_lo, &v6];
+    udp_lands(
+        "IPv6: the older lo socket",
+        &scene,
+        lo,
+        &pairs,
+        "[::1]:30401",
+        "[::1]:20401",
+        Some(0),
+    );
+    v6_lo.bind_device("it leaves lo", None, OK);
+    udp_lands(
+        "IPv6: the newer without devices",
+        &scene,
+        lo,
+        &pairs,
+        "[::1]:30401",
+        "[::1]:20401",
+        Some(1),
+    );
+}
+
 /// `compute_score` for listeners: one bound to the packet's device
 /// outranks an unbound one (they share the port through SO_REUSEPORT, in
 /// groups of their own, one per device); one bound to another device never
