@@ -21,7 +21,7 @@ use crossbeam_epoch::Guard;
 
 use crate::addr::Family;
 use crate::core::{PcbInner, Shared};
-use crate::cred::Cred;
+use crate::cred::{Cred, Device};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::raw::check_guard;
@@ -52,6 +52,40 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// Errors: `InvalidInput` after `time_wait()` or a drop.
     pub fn set_reuse_addr(&self, on: bool) -> Result<(), Error> {
         self.table.set_option(&self.inner, Flags::REUSEADDR, on)
+    }
+
+    /// `SO_BINDTODEVICE`: binds the PCB to `device` (an interface index),
+    /// or, with `None`, to no device. Allowed in any state but TIME_WAIT
+    /// and closed, before or after `bind()`, `listen()` and `connect()`,
+    /// as Linux allows it; the PCB keeps its port and its group.
+    ///
+    /// Under [`Policy::Linux`](crate::Policy): PCBs bound to different
+    /// devices never conflict in `bind()`, a device-bound one and an unbound
+    /// one do; a device-bound PCB answers only
+    /// [`PcbTable::lookup_on`](crate::PcbTable::lookup_on) of its device and
+    /// outranks an unbound one there. The table knows no interfaces: which
+    /// indexes exist is the stack's to check (`ENODEV` in the kernel).
+    ///
+    /// Takes the owner lock and, while the PCB holds a port, that port's
+    /// writer lock.
+    ///
+    /// Errors: `InvalidInput` for `Device(0)` or after `time_wait()` or a
+    /// drop; `NotSupported` under [`Policy::FreeBsd`](crate::Policy), whose
+    /// counterpart, the FIB, the table does not model yet.
+    ///
+    /// ```
+    /// use pcbhash::{Builder, Cred, Device, Family, Policy};
+    ///
+    /// let table = Builder::default().policy(Policy::Linux).build::<()>();
+    /// let pcb = table.attach(Family::Inet, Cred::ROOT, ());
+    /// pcb.bind_device(Some(Device(2)))?;
+    /// assert_eq!(pcb.device(), Some(Device(2)));
+    /// pcb.bind_device(None)?;
+    /// assert_eq!(pcb.device(), None);
+    /// # Ok::<(), pcbhash::Error>(())
+    /// ```
+    pub fn bind_device(&self, device: Option<Device>) -> Result<(), Error> {
+        self.table.bind_device(&self.inner, device)
     }
 
     /// `SO_REUSEPORT`.
@@ -300,6 +334,11 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         self.inner.cred()
     }
 
+    /// The device of [`bind_device`](Self::bind_device), if any.
+    pub fn device(&self) -> Option<Device> {
+        self.inner.device()
+    }
+
     /// The socket, until `time_wait()` or close; `None` from then on. No
     /// reference count and no lock: one load. The reference stays valid as
     /// long as `guard`, even if this handle is closed meanwhile (the socket
@@ -404,6 +443,11 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
     /// The owner's credential.
     pub fn cred(&self) -> Cred {
         self.inner.cred()
+    }
+
+    /// The device the PCB is bound to (SO_BINDTODEVICE), if any.
+    pub fn device(&self) -> Option<Device> {
+        self.inner.device()
     }
 
     /// The family given at attach.

@@ -130,6 +130,65 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         self.lookup_flow(&local, &key, hash, guard)
     }
 
+    /// [`lookup`](Self::lookup) for a packet that arrived on `device`.
+    ///
+    /// A PCB bound to a device ([`Pcb::bind_device`]) answers only packets
+    /// of that device, and in the wildcard stage it outranks a PCB bound to
+    /// no device (Linux `compute_score`; a PCB on the packet's own address
+    /// still comes before a wildcard one); reuseport groups form per
+    /// device. A connected PCB bound to another device does not answer its
+    /// flow (Linux `inet_match`). [`lookup`](Self::lookup) is a packet
+    /// whose device is unknown: only PCBs bound to no device answer it, and
+    /// `Device(0)` here means the same.
+    ///
+    /// Lock-free and allocation-free, like `lookup`, at the same cost: the
+    /// device of an exact hit is compared only after its tuple matched.
+    ///
+    /// ```
+    /// use pcbhash::{Builder, Cred, Device, Family, Policy, Protocol};
+    ///
+    /// let table = Builder::default()
+    ///     .policy(Policy::Linux)
+    ///     .protocol(Protocol::Udp)
+    ///     .build::<&str>();
+    /// let any = table.attach(Family::Inet, Cred::ROOT, "any device");
+    /// any.bind("0.0.0.0:53".parse()?)?;
+    /// let eth1 = table.attach(Family::Inet, Cred::ROOT, "eth1 only");
+    /// eth1.bind_device(Some(Device(3)))?;
+    /// eth1.set_reuse_addr(true)?;
+    /// // A device-bound PCB and an unbound one conflict, as in Linux...
+    /// assert!(eth1.bind("0.0.0.0:53".parse()?).is_err());
+    /// // ...unless the unbound one shares the port.
+    /// any.set_reuse_addr(true)?;
+    /// eth1.bind("0.0.0.0:53".parse()?)?;
+    ///
+    /// let (local, remote) = ("10.0.0.1:53".parse()?, "10.0.0.2:4000".parse()?);
+    /// let guard = table.pin();
+    /// let on = |device| table.lookup_on(device, local, remote, &guard).and_then(|pcb| pcb.socket());
+    /// assert_eq!(on(Device(3)), Some(&"eth1 only"));
+    /// assert_eq!(on(Device(2)), Some(&"any device"));
+    /// let unknown = table.lookup(local, remote, &guard).and_then(|pcb| pcb.socket());
+    /// assert_eq!(unknown, Some(&"any device"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`PcbTable::lookup`].
+    pub fn lookup_on<'g>(
+        &self,
+        device: crate::cred::Device,
+        local: SocketAddr,
+        remote: SocketAddr,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        check_guard(guard, self.shared.collector);
+        let (key, hash) = FlowKey::of_packet_hashed(&local, &remote, &self.shared.hasher)?;
+        self.shared
+            .lookup_on(&local, &key, hash, device.0, guard)
+            .map(|pcb| PcbRef::new(pcb, guard))
+    }
+
     /// [`lookup`](Self::lookup) for many packets under one guard, writing the
     /// answer for `packets[i]` to `out[i]`. Returns how many packets were looked
     /// up: `min(packets.len(), out.len())`.
@@ -263,9 +322,10 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     /// Multicast and broadcast delivery (UDP): every PCB the kernel hands a
     /// datagram from `remote` to `local` (the group or broadcast address,
     /// and the port), in the order the kernel hands it out. `device` is the
-    /// interface the datagram arrived on (`None`: unknown); PCBs are not
-    /// bound to devices yet, so for now every PCB takes datagrams from every
-    /// device.
+    /// interface the datagram arrived on: a PCB bound to a device
+    /// ([`Pcb::bind_device`]) takes only datagrams of that device, and with
+    /// `None` (device unknown) only PCBs bound to no device answer, as with
+    /// [`lookup`](Self::lookup).
     ///
     /// - **Linux** (`__udp4_lib_mcast_deliver`, `__udp_is_mcast_sock` and
     ///   the IPv6 twins): every PCB on the port bound to `local`'s address

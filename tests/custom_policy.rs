@@ -256,6 +256,7 @@ impl Rules for Share {
             any_port: false,
             pick: first_member,
             pick_skips_connected: false,
+            device: None,
         }
     }
 

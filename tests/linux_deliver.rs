@@ -34,12 +34,11 @@ mod linux_kernel;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
 
 use linux_kernel::dual::{Pair, Scene};
-use linux_kernel::{errno, table_errno};
+use linux_kernel::{errno, receive, table_errno};
 use pcbhash::Protocol;
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
 /// The sender's address; connected sockets name it (or a neighbour) as
 /// their peer.
@@ -174,37 +173,9 @@ fn open(scene: &Scene, spec: &Spec, port: u16, step: &str) -> Option<Pair> {
     Some(pair)
 }
 
-/// Sends one datagram from [`SENDER`] to `to` and returns the indices of
-/// `sockets` that got it.
+/// [`receive::kernel_receivers`] from [`SENDER`].
 fn kernel_receivers(sockets: &[&Socket], to: SocketAddr) -> BTreeSet<usize> {
-    let sender = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
-    sender.set_reuse_address(true).expect("SO_REUSEADDR");
-    sender.set_broadcast(true).expect("SO_BROADCAST");
-    sender
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .expect("IP_MULTICAST_IF");
-    let from: SocketAddr = SENDER.parse().expect("sender");
-    sender.bind(&from.into()).expect("bind the sender");
-    sender.send_to(b"x", &to.into()).expect("send");
-    for socket in sockets {
-        socket.set_nonblocking(true).expect("non-blocking");
-    }
-    // Loopback queues every copy before send_to returns; the wait only
-    // keeps a late copy from being missed.
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_millis(5);
-    loop {
-        let mut buf = [std::mem::MaybeUninit::new(0u8); 16];
-        for (i, socket) in sockets.iter().enumerate() {
-            while socket.recv(&mut buf).is_ok() {
-                got.insert(i);
-            }
-        }
-        if Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    receive::kernel_receivers(sockets, SENDER.parse().expect("sender"), to)
 }
 
 /// The indices of `pairs` the table's `deliver` names for a datagram from

@@ -7,11 +7,12 @@ use crossbeam_epoch::Guard;
 use super::pcb::PcbInner;
 use super::shared::Shared;
 use crate::addr::{Endpoint, Family, Tuple};
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{canonical, PcbView, Protocol};
 use crate::raw::PortLock;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// `setsockopt` of one of the cached bits.
@@ -34,20 +35,51 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 return Err(Error::InvalidInput);
             }
         }
+        // Neither kernel takes a PCB out of its group when the option is
+        // cleared: FreeBSD only in `in_pcbremhash_locked`, and Linux's
+        // `sk_setsockopt` only sets `sk_reuseport`.
+        self.write_option(inner, || {
+            inner.flags.update(|flags| flags.set(bit, on));
+        })
+    }
+
+    /// `SO_BINDTODEVICE` (`sock_bindtoindex`): the PCB's device, in any
+    /// state but TIME_WAIT and closed. Linux refuses no state and checks
+    /// no conflict: a bound PCB keeps its port and its group, and the next
+    /// bind, lookup and conflict check see the new device.
+    pub(crate) fn bind_device(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        device: Option<Device>,
+    ) -> Result<(), Error> {
+        let _owner = inner.lock_owner();
+        if self.rules.lookup.device.is_none() {
+            return Err(Error::NotSupported);
+        }
+        let index = match device {
+            Some(Device(0)) => return Err(Error::InvalidInput),
+            Some(Device(index)) => index,
+            None => 0,
+        };
+        self.write_option(inner, || inner.device.store(index, Ordering::Relaxed))
+    }
+
+    /// Writes a socket option the other PCBs' checks read, with `write`:
+    /// under the port's lock while the PCB holds a port (the conflict
+    /// checks of the port's writers read it there). Caller holds the owner
+    /// lock. `InvalidInput` after `time_wait()` or a drop.
+    fn write_option(&self, inner: &PcbInner<S>, write: impl FnOnce()) -> Result<(), Error> {
+        let state = inner.state();
         if matches!(state, State::TimeWait | State::Dropped) {
             return Err(Error::InvalidInput);
         }
         if !state.is_in_table() {
-            inner.flags.update(|flags| flags.set(bit, on));
+            write();
             return Ok(());
         }
         let guard = crossbeam_epoch::pin();
-        // Under the port's lock: the other PCBs' conflict checks read the
-        // bit. Neither kernel takes a PCB out of its group when the option is
-        // cleared: FreeBSD only in `in_pcbremhash_locked`, and Linux's
-        // `sk_setsockopt` only sets `sk_reuseport`.
         let _held = self.ports.lock(inner.tuple(&guard).local.port);
-        inner.flags.update(|flags| flags.set(bit, on));
+        write();
         Ok(())
     }
 

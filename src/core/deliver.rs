@@ -110,12 +110,15 @@ impl<'g, S: Send + Sync + 'static> Deliveries<'g, S> {
 
 /// Whether `pcb` takes a datagram that arrived on `device` (`None`: the
 /// device is unknown). This is the one place where delivery looks at
-/// devices. PCBs are not bound to devices yet, and a PCB bound to no device
-/// takes datagrams whatever device they arrived on, so every PCB passes.
+/// devices: a PCB bound to no device takes datagrams whatever device they
+/// arrived on, and a device-bound one only those of its device (Linux
+/// `__udp_is_mcast_sock`: `sk_bound_dev_if` is 0, `dif` or `sdif`; checked
+/// on the running kernel with a broadcast on `lo`: the PCB bound to `lo`
+/// and the unbound one receive it, one bound to another device does not).
+/// Under FreeBSD no PCB has a device.
 #[inline]
 fn takes_device<S: Send + Sync + 'static>(pcb: &PcbInner<S>, device: Option<Device>) -> bool {
-    let _ = (pcb, device);
-    true
+    pcb.device().is_none_or(|bound| device == Some(bound))
 }
 
 impl<'g, S: Send + Sync + 'static> Iterator for Deliveries<'g, S> {

@@ -84,9 +84,10 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         self.index.set_broken(broken);
     }
 
-    /// The PCB whose tuple is `key` (filed under `hash`, the key's hash).
-    /// Lock-free, never waits: the home bucket, and the PCB lines of its
-    /// candidates; on a miss, one load more.
+    /// The PCB whose tuple is `key` (filed under `hash`, the key's hash)
+    /// and that answers a packet whose device is unknown: one bound to no
+    /// device. Lock-free, never waits: the home bucket, and the PCB lines
+    /// of its candidates; on a miss, one load more.
     #[inline(always)]
     pub(crate) fn find<'g>(
         &self,
@@ -94,21 +95,59 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         key: &FlowKey,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        match self.index.find(hash, guard, |pcb| pcb.is_flow(key, guard)) {
+        self.find_on(hash, key, 0, guard)
+    }
+
+    /// [`find`](Self::find) for a packet that arrived on `device` (0:
+    /// unknown): a PCB bound to another device is passed over, after its
+    /// tuple matched.
+    #[inline(always)]
+    pub(crate) fn find_on<'g>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        device: u32,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        match self.index.find(hash, guard, |pcb| {
+            pcb.is_flow(key, guard) && pcb.answers(device)
+        }) {
             Some(pcb) => Some(pcb),
-            None => self.find_spilled(hash, key, guard),
+            // The spill list's own first test, inline: a miss makes no
+            // call while the list is empty, the common case.
+            None if self.spill.len() == 0 => None,
+            None => self.find_spilled(hash, key, Some(device), guard),
         }
     }
 
-    #[inline(never)]
-    fn find_spilled<'g>(
+    /// The PCB whose tuple is `key`, whatever its device: who holds the
+    /// 4-tuple, for `connect()`'s checks.
+    pub(crate) fn find_tuple<'g>(
         &self,
         hash: u64,
         key: &FlowKey,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
+        match self.index.find(hash, guard, |pcb| pcb.is_flow(key, guard)) {
+            Some(pcb) => Some(pcb),
+            None => self.find_spilled(hash, key, None, guard),
+        }
+    }
+
+    /// The spill list's PCB for `key` that answers `device` (`None`: any
+    /// device).
+    #[inline(never)]
+    fn find_spilled<'g>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        device: Option<u32>,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
         self.spill.find(guard, |pcb| {
-            pcb.exact_hash() == hash && pcb.is_flow(key, guard)
+            pcb.exact_hash() == hash
+                && pcb.is_flow(key, guard)
+                && device.is_none_or(|device| pcb.answers(device))
         })
     }
 

@@ -7,13 +7,13 @@ use std::net::Ipv6Addr;
 use crossbeam_epoch::Guard;
 
 use crate::addr::{Family, FlowKey, Tuple};
-use crate::cred::Cred;
+use crate::cred::{Cred, Device};
 use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
 use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.
@@ -27,10 +27,17 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 #[repr(align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(super) family: Family,
-    pub(super) cred: Cred,
+    /// The credential, stored as its two fields (so that the small fields
+    /// pack without padding): see [`PcbInner::cred`].
+    uid: u32,
+    privileged: bool,
     /// The `flags2` word, whose top bit is the owner lock
     /// ([`PcbInner::lock_owner`]).
     pub(super) flags: AtomicFlags,
+    /// The device of SO_BINDTODEVICE (an interface index), 0 for none.
+    /// Hash-safe: read with a relaxed load, like the flags; written under
+    /// the owner lock and, while the PCB holds a port, its port's lock.
+    pub(super) device: AtomicU32,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
@@ -73,8 +80,10 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     ) -> Self {
         Self {
             family,
-            cred,
+            uid: cred.uid,
+            privileged: cred.privileged,
             flags: AtomicFlags::new(flags),
+            device: AtomicU32::new(0),
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
@@ -133,12 +142,13 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
         };
         PcbView {
             family: self.family,
-            cred: self.cred,
+            cred: self.cred(),
             flags,
             local: tuple.local,
             remote: tuple.remote,
             seq: self.seq.load(Ordering::Relaxed),
             group_seq,
+            device: self.device.load(Ordering::Relaxed),
         }
     }
 
@@ -148,6 +158,24 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
         let _ = guard;
         FlowKey::of_words(self.tuple.load()) == *key
+    }
+
+    /// Whether the PCB answers a packet that arrived on `device` (0: the
+    /// device is unknown): it is bound to no device, or to that one (Linux
+    /// `inet_match`'s `sk_bound_dev_if` test). Checked only after the tuple
+    /// matched, so that it costs a miss nothing.
+    #[inline(always)]
+    pub(crate) fn answers(&self, device: u32) -> bool {
+        let bound = self.device.load(Ordering::Relaxed);
+        bound == 0 || bound == device
+    }
+
+    /// The device the PCB is bound to.
+    pub(crate) fn device(&self) -> Option<Device> {
+        match self.device.load(Ordering::Relaxed) {
+            0 => None,
+            index => Some(Device(index)),
+        }
     }
 
     pub(crate) fn state(&self) -> State {
@@ -166,7 +194,10 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     /// The credential the PCB was created with.
     pub(crate) fn cred(&self) -> Cred {
-        self.cred
+        Cred {
+            uid: self.uid,
+            privileged: self.privileged,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use super::pcb::PcbInner;
 use crate::addr::{Endpoint, FlowKey, Tuple};
 use crate::busy::BusyHints;
 use crate::counter::Counter;
+use crate::cred::Device;
 use crate::flags::Flags;
 use crate::policy::{canonical, PcbView, RuleSet};
 use crate::ports::Ephemeral;
@@ -190,17 +191,20 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// listed. Lock-free: one load while there are none, one more exact
     /// probe otherwise, and a walk of the port's connected PCBs if that
     /// one has others waiting behind it.
-    fn any_port_peer<'g>(
+    fn any_port_peer<'g, D: Arrival>(
         &self,
         key: &FlowKey,
         local: &Endpoint,
+        device: D,
         guard: &'g Guard,
     ) -> Option<(u32, &'g PcbInner<S>)> {
         if self.any_port_peers.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let key = key.any_remote_port();
-        let holder = self.exact.find(key.hash(&self.hasher), &key, guard)?;
+        let holder = self
+            .exact
+            .find_on(key.hash(&self.hasher), &key, device.index(), guard)?;
         let packet = canonical(*local);
         let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
         if !holder.flags.load().contains(Flags::SHADOWING) {
@@ -214,7 +218,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 remote: view.remote,
             };
             let order = (rank(pcb), view.seq);
-            if FlowKey::of_tuple(&tuple) == key && order > (best.0, best.1) {
+            if FlowKey::of_tuple(&tuple) == key
+                && pcb.answers(device.index())
+                && order > (best.0, best.1)
+            {
                 best = (order.0, order.1, &**pcb);
             }
         }
@@ -238,7 +245,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         flow: &Flow,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        self.exact.find(flow.hash, &flow.key, guard)
+        self.exact.find_tuple(flow.hash, &flow.key, guard)
     }
 
     /// [`exact_holder`](Self::exact_holder), as a strong reference.
@@ -255,15 +262,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// chose (the best-ranked unconnected one, of the pass `pass` says, or
     /// one connected to the packet's address with any port). Lock-free;
     /// allocation-free.
-    fn walk_before<'g>(
+    fn walk_before<'g, D: Arrival>(
         &self,
         limit: &PcbInner<S>,
         pass: bool,
-        local: &Endpoint,
-        source: &Ipv6Addr,
+        arrived: Arrived<'_, D>,
         hash: u64,
         guard: &'g Guard,
     ) -> Before<'g, S> {
+        let Arrived {
+            local,
+            source,
+            device,
+        } = arrived;
         let after = limit.seq.load(Ordering::Relaxed);
         let packet = canonical(*local);
         // The first socket listed before `limit` that outranks `floor`.
@@ -271,7 +282,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let mut first: Option<(u32, u64, &'g PcbInner<S>)> = None;
             for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
                 let view = pcb.view(guard);
-                let Some((rank, _)) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
+                let Some((rank, _)) =
+                    self.wildcard_rank(pcb, &view, &packet, source, device, guard)
+                else {
                     continue;
                 };
                 let listed_before = view.seq > after;
@@ -313,11 +326,12 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// the walk meets an exact one after it. Without, such PCBs are passed
     /// over, and group membership is not looked at either: the stage that
     /// follows a group with no member that takes flows.
-    fn best_wildcard<'g>(
+    fn best_wildcard<'g, D: Arrival>(
         &self,
         local: &Endpoint,
         source: &Ipv6Addr,
         flow: Option<&FlowKey>,
+        device: D,
         guard: &'g Guard,
     ) -> Wildcard<'g, S> {
         let mut best: Option<((u32, u64), u64, &'g PcbInner<S>)> = None;
@@ -328,6 +342,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         for pcb in self.ports.iter(local.port, List::Unconnected, guard) {
             let mut view = pcb.view(guard);
             if view.is_connected() {
+                if !pcb.answers(device.index()) {
+                    continue;
+                }
                 match flow.map(|flow| self.connecting_to(&view, flow)) {
                     Some(Connecting::Exact) => return Wildcard::Connecting(pcb),
                     Some(Connecting::AnyPort) => peer = Some(pcb),
@@ -338,7 +355,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if flow.is_none() {
                 view.flags = view.flags.without(Flags::IN_GROUP | Flags::GROUP_PENDING);
             }
-            let Some(key) = self.wildcard_rank(pcb, &view, &packet, source, guard) else {
+            let Some(key) = self.wildcard_rank(pcb, &view, &packet, source, device, guard) else {
                 continue;
             };
             if self.rules.lookup.consults_group(view.flags) {
@@ -361,17 +378,30 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
     /// `source` (v4-mapped if IPv4) to `packet` (canonical): the policy's
     /// rank, then the PCB's last peer for an IPv6 packet (see
-    /// [`Flags::LAST_PEER`]).
+    /// [`Flags::LAST_PEER`]), and for a PCB bound to a device, the
+    /// policy's device points for a packet that arrived on `device` (0:
+    /// unknown).
     #[inline]
-    fn wildcard_rank(
+    fn wildcard_rank<D: Arrival>(
         &self,
         pcb: &PcbInner<S>,
         view: &PcbView,
         packet: &SocketAddr,
         source: &Ipv6Addr,
+        device: D,
         guard: &Guard,
     ) -> Option<(u32, u64)> {
-        let (rank, seq) = (self.rules.lookup.rank)(view, packet)?;
+        let (mut rank, seq) = (self.rules.lookup.rank)(view, packet)?;
+        if view.device != 0 {
+            // A packet whose device is unknown is answered only by PCBs
+            // bound to no device, whatever the policy.
+            let device = device.index();
+            if device == 0 {
+                return None;
+            }
+            let points = self.rules.lookup.device?;
+            rank += points(view, packet, Some(Device(device)))?;
+        }
         if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
             return Some((rank, seq));
         }
@@ -401,6 +431,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
             Connecting::AnyPort
         } else {
             Connecting::No
+        }
+    }
+
+    /// The lookup of a packet that arrived on `device` (0: unknown): the
+    /// exact stage, where a PCB bound to another device is passed over once
+    /// its tuple matched, then [`lookup_slow_on`](Self::lookup_slow_on).
+    /// Lock-free; allocation-free.
+    pub(crate) fn lookup_on<'g>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        device: u32,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        match self.exact.find_on(hash, key, device, guard) {
+            Some(pcb) => Some(pcb),
+            None if device == 0 => self.lookup_slow_on(local, key, hash, Unknown, guard),
+            None => self.lookup_slow_on(local, key, hash, device, guard),
         }
     }
 
@@ -484,7 +533,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// cover. A lookup reads again only after a writer began or finished a
     /// move, so a writer preempted mid-move holds no lookup up (the count
     /// stays as it is), and lookups stay lock-free.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn lookup_slow<'g>(
         &self,
         local: &SocketAddr,
@@ -492,11 +541,26 @@ impl<S: Send + Sync + 'static> Shared<S> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
+        self.lookup_slow_on(local, key, hash, Unknown, guard)
+    }
+
+    /// [`lookup_slow`](Self::lookup_slow) for a packet that arrived on
+    /// `device` (0: unknown): a PCB bound to another device does not
+    /// answer, and one bound to `device` ranks as the policy says.
+    #[inline(never)]
+    pub(crate) fn lookup_slow_on<'g, D: Arrival>(
+        &self,
+        local: &SocketAddr,
+        key: &FlowKey,
+        hash: u64,
+        device: D,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
         let port = local.port();
         let seen = ports.moves(port);
         self.move_step("lookup: first probe missed");
-        let answer = self.slow_pass(local, key, hash, guard);
+        let answer = self.slow_pass(local, key, hash, device, guard);
         #[cfg(pcbhash_broken)]
         if self.broken.ignore_moves {
             return answer;
@@ -506,7 +570,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if seen % 2 == 0 && !ports.moved_since(port, seen) {
             return answer;
         }
-        self.lookup_again(local, key, hash, guard)
+        self.lookup_again(local, key, hash, device, guard)
     }
 
     /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
@@ -515,21 +579,22 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// that the common case carries no loop.
     #[cold]
     #[inline(never)]
-    fn lookup_again<'g>(
+    fn lookup_again<'g, D: Arrival>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
         let port = local.port();
         loop {
             let seen = ports.moves(port);
-            if let Some(pcb) = self.exact.find(hash, key, guard) {
+            if let Some(pcb) = self.exact.find_on(hash, key, device.index(), guard) {
                 return Some(pcb);
             }
-            let answer = self.slow_pass(local, key, hash, guard);
+            let answer = self.slow_pass(local, key, hash, device, guard);
             if !ports.moved_since(port, seen) {
                 return answer;
             }
@@ -538,50 +603,57 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
     /// first probe, the second probe included.
-    fn slow_pass<'g>(
+    fn slow_pass<'g, D: Arrival>(
         &self,
         local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let shared = self;
         let local = Endpoint::new(*local);
         let source = key.remote_ip();
+        let arrived = Arrived {
+            local: &local,
+            source: &source,
+            device,
+        };
         // The peer connected to the packet's address with any port outranks
         // every unconnected PCB but one with that address as its last peer
         // (IPv6), which takes the packet if listed before it; a group listed
         // before it may take the packet too.
         let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
-            let pcb = match shared.walk_before(peer, true, &local, &source, hash, guard) {
+            let pcb = match shared.walk_before(peer, true, arrived, hash, guard) {
                 Before::Group(member) => member,
                 Before::Last(Some((before, pcb))) if before >= rank => pcb,
                 Before::Last(_) => peer,
             };
             Some(pcb)
         };
-        if let Some(found) = shared.any_port_peer(key, &local, guard) {
+        if let Some(found) = shared.any_port_peer(key, &local, device, guard) {
             return peer(found);
         }
-        let (connecting, best) = match shared.best_wildcard(&local, &source, Some(key), guard) {
-            Wildcard::Connecting(pcb) => return Some(pcb),
-            Wildcard::ConnectingAnyPort(pcb) => {
-                let rank = shared
-                    .rules
-                    .any_port_peer_rank(canonical(local), pcb.family);
-                (Some((rank, pcb)), None)
-            }
-            Wildcard::Best(best) => (None, best),
-        };
+        let (connecting, best) =
+            match shared.best_wildcard(&local, &source, Some(key), device, guard) {
+                Wildcard::Connecting(pcb) => return Some(pcb),
+                Wildcard::ConnectingAnyPort(pcb) => {
+                    let rank = shared
+                        .rules
+                        .any_port_peer_rank(canonical(local), pcb.family);
+                    (Some((rank, pcb)), None)
+                }
+                Wildcard::Best(best) => (None, best),
+            };
         let ahead = best
             .as_ref()
             .filter(|best| best.group_before)
-            .and_then(|best| {
-                match shared.walk_before(best.pcb, best.pass, &local, &source, hash, guard) {
+            .and_then(
+                |best| match shared.walk_before(best.pcb, best.pass, arrived, hash, guard) {
                     Before::Group(member) => Some(member),
                     Before::Last(_) => None,
-                }
-            });
+                },
+            );
         let best = best.map(|best| best.pcb);
         let mut pcb = ahead.or(best);
         let group = best
@@ -593,7 +665,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // No member takes flows (FreeBSD: all pending; Linux: all
                 // connected): the group stage ends with nothing, and the
                 // wildcard stage follows.
-                None => pcb = shared.best_wildcard(&local, &source, None, guard).pcb(),
+                None => {
+                    pcb = shared
+                        .best_wildcard(&local, &source, None, device, guard)
+                        .pcb()
+                }
             }
         }
         shared.move_step("lookup: walk done");
@@ -604,14 +680,50 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 None => pcb,
             };
         }
-        if let Some(exact) = shared.exact.find(hash, key, guard) {
+        if let Some(exact) = shared.exact.find_on(hash, key, device.index(), guard) {
             return Some(exact);
         }
-        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, guard)) {
+        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, device, guard))
+        {
             return peer(found);
         }
         pcb
     }
+}
+
+/// The device a packet arrived on, as the lookup's stages take it: a
+/// device index, or [`Unknown`], for which the stages are compiled apart
+/// so that [`PcbTable::lookup`](crate::PcbTable::lookup) carries no device.
+pub(crate) trait Arrival: Copy {
+    /// The device's index, 0 for unknown.
+    fn index(self) -> u32;
+}
+
+/// A packet whose device is unknown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unknown;
+
+impl Arrival for Unknown {
+    #[inline(always)]
+    fn index(self) -> u32 {
+        0
+    }
+}
+
+impl Arrival for u32 {
+    #[inline(always)]
+    fn index(self) -> u32 {
+        self
+    }
+}
+
+/// What the walks know of a packet: its local address, its source
+/// (v4-mapped if IPv4) and the device it arrived on.
+#[derive(Clone, Copy)]
+struct Arrived<'a, D> {
+    local: &'a Endpoint,
+    source: &'a Ipv6Addr,
+    device: D,
 }
 
 /// How a PCB met in the middle of `connect()` relates to a looked-up flow.

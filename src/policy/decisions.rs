@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::linux::FastOwner;
 use super::view::PcbView;
 use crate::addr::{Endpoint, Family};
+use crate::cred::Device;
 use crate::flags::Flags;
 
 /// What `connect()` from a bound port does about the PCB that already has
@@ -48,6 +49,9 @@ pub struct GroupKey {
     /// Linux groups are per owner uid; FreeBSD groups are not.
     pub(crate) uid: Option<u32>,
     pub(crate) local: Endpoint,
+    /// The device the members are bound to, 0 for none (Linux groups are
+    /// per device).
+    pub(crate) device: u32,
 }
 
 impl GroupKey {
@@ -59,6 +63,17 @@ impl GroupKey {
             v6only,
             uid,
             local: Endpoint::new(local),
+            device: 0,
+        }
+    }
+
+    /// The same group, for PCBs bound to `device` (SO_BINDTODEVICE):
+    /// where groups form per device, PCBs on different devices never
+    /// share one.
+    pub fn on_device(self, device: Option<Device>) -> Self {
+        Self {
+            device: device.map_or(0, |device| device.0),
+            ..self
         }
     }
 }
@@ -103,6 +118,11 @@ pub enum PortScan {
     RandomStart,
 }
 
+/// How a PCB bound to a device fits a packet to a local address (canonical)
+/// that arrived on a device (`None`: unknown): the points it adds to its
+/// rank, or `None` if it does not answer (see [`Lookup::device`]).
+pub type DeviceRank = fn(&PcbView, &SocketAddr, Option<Device>) -> Option<u32>;
+
 /// What a lookup's wildcard stage needs from the policy, resolved once
 /// when the table is built (see [`Rules::lookup`](super::Rules::lookup)).
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +153,13 @@ pub struct Lookup {
     pub pick: fn(u64, usize) -> usize,
     /// Whether a group's pick passes over connected members.
     pub pick_skips_connected: bool,
+    /// How a PCB bound to a device (SO_BINDTODEVICE) fits a packet to
+    /// `local` (canonical) that arrived on a device (`None`: unknown): the
+    /// points it adds to [`rank`](Self::rank), or `None` if it does not
+    /// answer the packet. A PCB bound to no device is never asked; it adds
+    /// nothing. `None` here: the policy has no SO_BINDTODEVICE
+    /// ([`Pcb::bind_device`](crate::Pcb::bind_device) is `NotSupported`).
+    pub device: Option<DeviceRank>,
 }
 
 impl Lookup {

@@ -33,7 +33,14 @@ pub(crate) fn view(family: Family, local: &str, flags: Flags, uid: u32, seq: u64
         remote: Endpoint::unspecified(family),
         seq,
         group_seq: 0,
+        device: 0,
     }
+}
+
+/// `v` bound to the device with index `device` (SO_BINDTODEVICE).
+pub(crate) fn on_device(mut v: PcbView, device: u32) -> PcbView {
+    v.device = device;
+    v
 }
 
 /// `v` in `state`.

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::addr::{Endpoint, Family};
-use crate::cred::Cred;
+use crate::cred::{Cred, Device};
 use crate::flags::{Flags, State};
 
 /// What a policy may see of a PCB: copies of its hash-safe fields.
@@ -23,6 +23,9 @@ pub struct PcbView {
     pub(crate) seq: u64,
     /// See [`group_seq`](Self::group_seq).
     pub(crate) group_seq: u64,
+    /// The device of SO_BINDTODEVICE, 0 for none (see
+    /// [`device`](Self::device)).
+    pub(crate) device: u32,
 }
 
 impl PcbView {
@@ -40,6 +43,11 @@ impl PcbView {
     /// bits.
     pub fn flags(&self) -> Flags {
         self.flags
+    }
+
+    /// The device the PCB is bound to (SO_BINDTODEVICE), if any.
+    pub fn device(&self) -> Option<Device> {
+        (self.device != 0).then_some(Device(self.device))
     }
 
     /// The PCB's state.

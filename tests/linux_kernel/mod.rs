@@ -15,6 +15,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod devices;
 pub mod dual;
 pub mod receive;
 pub mod skip;

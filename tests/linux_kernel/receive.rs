@@ -8,7 +8,8 @@
 //! scenario is told that CPU up front (`SO_INCOMING_CPU`), so the point is
 //! the same for all of them.
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -122,4 +123,37 @@ pub fn table_receiver(
     let guard = table.pin();
     let found = table.lookup(to, from, &guard)?;
     pcbs.iter().position(|pcb| found.is(pcb))
+}
+
+/// Sends one datagram from `from` to `to` (a broadcast or multicast
+/// address too: the sender has SO_BROADCAST and sends multicast on `lo`)
+/// and returns the indices of `sockets` that got it.
+pub fn kernel_receivers(sockets: &[&Socket], from: SocketAddr, to: SocketAddr) -> BTreeSet<usize> {
+    let sender = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+    sender.set_reuse_address(true).expect("SO_REUSEADDR");
+    sender.set_broadcast(true).expect("SO_BROADCAST");
+    sender
+        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .expect("IP_MULTICAST_IF");
+    sender.bind(&from.into()).expect("bind the sender");
+    sender.send_to(b"x", &to.into()).expect("send");
+    for socket in sockets {
+        socket.set_nonblocking(true).expect("non-blocking");
+    }
+    // Loopback queues every copy before send_to returns; the wait only
+    // keeps a late copy from being missed.
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_millis(5);
+    loop {
+        let mut buf = [std::mem::MaybeUninit::new(0u8); 16];
+        for (i, socket) in sockets.iter().enumerate() {
+            while socket.recv(&mut buf).is_ok() {
+                got.insert(i);
+            }
+        }
+        if Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

@@ -386,6 +386,7 @@ pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
         v6only: false,
         uid: None,
         local: view.local,
+        device: 0,
     })
 }
 
@@ -613,6 +614,7 @@ impl Rules for FreeBsd {
             any_port: false,
             pick: pick_member,
             pick_skips_connected: false,
+            device: None,
         }
     }
 

@@ -61,6 +61,7 @@ use super::{
     check_privilege, AfterFailedConnect, Disconnect, GroupKey, PcbView, PortMemo, TupleTaken,
 };
 use crate::addr::{Endpoint, Family};
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
@@ -140,6 +141,9 @@ pub(crate) fn bind_sets(me: &PcbView, local: &Endpoint) -> Flags {
 
 /// `inet_bind_conflict(sk, sk2, ...)` for a pair whose addresses overlap.
 fn pair_conflict(sk: &PcbView, sk2: &PcbView, relax: bool, reuseport_ok: bool) -> bool {
+    if !devices_overlap(sk, sk2) {
+        return false;
+    }
     let time_wait = sk2.state() == State::TimeWait;
     let same_owner = time_wait || sk.cred.uid == sk2.cred.uid;
     let both_reuseport = sk.flags.reuse_port() && sk2.flags.reuse_port();
@@ -598,5 +602,39 @@ pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
         v6only: ipv6_only_sock(view),
         uid: Some(view.cred.uid),
         local: view.local,
+        device: view.device,
     })
+}
+
+/// `inet_bind_conflict` / `udp_lib_lport_inuse`: two PCBs can only
+/// conflict when their devices overlap, that is when one of them is bound
+/// to no device or both to the same one
+/// (`!sk->sk_bound_dev_if || !sk2->sk_bound_dev_if || equal`).
+pub(crate) fn devices_overlap(a: &PcbView, b: &PcbView) -> bool {
+    a.device == 0 || b.device == 0 || a.device == b.device
+}
+
+/// The device part of `compute_score` for a `candidate` bound to a device
+/// and a packet to `local` that arrived on `device`: a PCB bound to
+/// another device (or a packet whose device is unknown) does not match
+/// (`inet_bound_dev_eq`, without VRF); one bound to the packet's device
+/// scores more than an unbound one: 4 points for IPv4 UDP (`udp.c`), 1 for
+/// TCP (`inet_hashtables.c`: `sk_bound_dev_if ? 2 : 1`) and IPv6 UDP.
+pub(crate) fn device_rank(
+    protocol: Protocol,
+    candidate: &PcbView,
+    local: &SocketAddr,
+    device: Option<Device>,
+) -> Option<u32> {
+    match candidate.device() {
+        None => Some(0),
+        Some(bound) if Some(bound) == device => {
+            Some(if protocol == Protocol::Udp && local.is_ipv4() {
+                4
+            } else {
+                1
+            })
+        }
+        Some(_) => None,
+    }
 }

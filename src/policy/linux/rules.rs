@@ -18,10 +18,12 @@ use std::ops::RangeInclusive;
 use super::{
     after_failed_connect, any_port_peer_rank, bind_conflict, bind_port_busy, bind_sets, bound,
     bound_source, check_bind, check_connect, connect_port_busy, connect_refused,
-    connect_tuple_taken, disconnect, disconnect_tcp, group_key, group_mate, insertion_seq,
-    last_peer_rank, listen_check, rehash_seq, remembers_peer, wildcard_rank, SPECIFIC,
+    connect_tuple_taken, device_rank, disconnect, disconnect_tcp, group_key, group_mate,
+    insertion_seq, last_peer_rank, listen_check, rehash_seq, remembers_peer, wildcard_rank,
+    SPECIFIC,
 };
 use crate::addr::{Endpoint, Family};
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{
@@ -54,6 +56,16 @@ fn rank_tcp(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
 fn rank_udp(candidate: &PcbView, local: &SocketAddr) -> Option<(u32, u64)> {
     wildcard_rank(Protocol::Udp, candidate, &canonical_endpoint(local))
         .map(|rank| (rank, candidate.seq))
+}
+
+/// TCP's [`device_rank`] as [`Lookup::device`] takes it.
+fn device_tcp(candidate: &PcbView, local: &SocketAddr, device: Option<Device>) -> Option<u32> {
+    device_rank(Protocol::Tcp, candidate, local, device)
+}
+
+/// UDP's [`device_rank`] as [`Lookup::device`] takes it.
+fn device_udp(candidate: &PcbView, local: &SocketAddr, device: Option<Device>) -> Option<u32> {
+    device_rank(Protocol::Udp, candidate, local, device)
 }
 
 /// `reciprocal_scale(hash, num_socks)` (`reuseport_select_sock_by_hash`).
@@ -292,6 +304,10 @@ impl Rules for Linux {
             any_port: self.protocol == Protocol::Udp,
             pick: pick_member,
             pick_skips_connected: true,
+            device: Some(match self.protocol {
+                Protocol::Tcp => device_tcp,
+                Protocol::Udp => device_udp,
+            }),
         }
     }
 

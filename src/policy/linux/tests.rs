@@ -5,7 +5,7 @@
 //! was also run on live sockets of a 6.18 kernel, with the same answers.
 
 use super::*;
-use crate::policy::rows::{connected, in_state, view, NONE, RA, RP, V6};
+use crate::policy::rows::{connected, in_state, on_device, view, NONE, RA, RP, V6};
 use Family::{Inet, Inet6};
 
 fn listening(v: PcbView) -> PcbView {
@@ -181,6 +181,70 @@ fn rows() -> Vec<(Protocol, PcbView, PcbView, Result<(), Error>)> {
             view(Inet, "0.0.0.0:8080", NONE, 1000, 2),
             in_use,
         ),
+        // Devices (`inet_bind_conflict`, `udp_lib_lport_inuse`): PCBs bound
+        // to different devices never conflict; a device-bound PCB and an
+        // unbound one do, either way round; the same device conflicts as
+        // without devices, and shares as without them.
+        (
+            tcp,
+            on_device(view(Inet, "127.0.0.1:8080", NONE, 1000, 1), 1),
+            on_device(view(Inet, "127.0.0.1:8080", NONE, 1000, 2), 2),
+            Ok(()),
+        ),
+        (
+            tcp,
+            on_device(view(Inet, "0.0.0.0:8080", NONE, 1000, 1), 1),
+            view(Inet, "127.0.0.1:8080", NONE, 1000, 2),
+            in_use,
+        ),
+        (
+            tcp,
+            view(Inet, "127.0.0.1:8080", NONE, 1000, 1),
+            on_device(view(Inet, "127.0.0.1:8080", NONE, 1000, 2), 2),
+            in_use,
+        ),
+        (
+            tcp,
+            on_device(view(Inet, "127.0.0.1:8080", NONE, 1000, 1), 2),
+            on_device(view(Inet, "127.0.0.1:8080", NONE, 1000, 2), 2),
+            in_use,
+        ),
+        (
+            tcp,
+            listening(on_device(view(Inet, "127.0.0.1:8080", RP, 1000, 1), 2)),
+            on_device(view(Inet, "127.0.0.1:8080", RP, 1000, 2), 2),
+            Ok(()),
+        ),
+        (
+            udp,
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 1), 1),
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 2), 2),
+            Ok(()),
+        ),
+        (
+            udp,
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 1), 1),
+            view(Inet, "0.0.0.0:53", NONE, 1000, 2),
+            in_use,
+        ),
+        (
+            udp,
+            view(Inet6, "[::]:53", NONE, 1000, 1),
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 2), 2),
+            in_use,
+        ),
+        (
+            udp,
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 1), 1),
+            on_device(view(Inet, "127.0.0.1:53", NONE, 1000, 2), 1),
+            in_use,
+        ),
+        (
+            udp,
+            on_device(view(Inet, "127.0.0.1:53", RA, 1000, 1), 1),
+            view(Inet, "127.0.0.1:53", RA, 1000, 2),
+            Ok(()),
+        ),
     ]
 }
 
@@ -275,4 +339,46 @@ fn in_use_if(conflict: bool) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+/// `compute_score`'s device part: a PCB bound to another device, or asked
+/// about a packet whose device is unknown, does not match; one bound to the
+/// packet's device scores 4 more for IPv4 UDP, 1 more for TCP and IPv6 UDP;
+/// an unbound PCB scores nothing more and matches every device.
+#[test]
+fn device_points_of_compute_score() {
+    let v4: SocketAddr = "127.0.0.1:53".parse().unwrap();
+    let v6: SocketAddr = "[::1]:53".parse().unwrap();
+    let bound = on_device(view(Inet6, "[::]:53", NONE, 0, 1), 7);
+    let unbound = view(Inet6, "[::]:53", NONE, 0, 1);
+    let rows = [
+        (Protocol::Udp, &bound, v4, Some(Device(7)), Some(4)),
+        (Protocol::Udp, &bound, v6, Some(Device(7)), Some(1)),
+        (Protocol::Tcp, &bound, v4, Some(Device(7)), Some(1)),
+        (Protocol::Tcp, &bound, v6, Some(Device(7)), Some(1)),
+        (Protocol::Udp, &bound, v4, Some(Device(8)), None),
+        (Protocol::Tcp, &bound, v4, None, None),
+        (Protocol::Udp, &unbound, v4, Some(Device(7)), Some(0)),
+        (Protocol::Tcp, &unbound, v6, None, Some(0)),
+    ];
+    for (protocol, candidate, local, device, points) in rows {
+        assert_eq!(
+            device_rank(protocol, candidate, &local, device),
+            points,
+            "{protocol:?} {candidate:?} {local} {device:?}"
+        );
+    }
+}
+
+/// Reuseport groups form per device: the same options and address on two
+/// devices are two groups.
+#[test]
+fn groups_form_per_device() {
+    let one = on_device(view(Inet, "127.0.0.1:53", RP, 0, 1), 1);
+    let two = on_device(view(Inet, "127.0.0.1:53", RP, 0, 2), 2);
+    let also_one = on_device(view(Inet, "127.0.0.1:53", RP, 0, 3), 1);
+    assert_ne!(group_key(&one), group_key(&two));
+    assert_eq!(group_key(&one), group_key(&also_one));
+    assert!(!group_mate(Protocol::Udp, &two, &one));
+    assert!(group_mate(Protocol::Udp, &also_one, &one));
 }

@@ -31,6 +31,9 @@ use crate::policy::PcbView;
 /// overlap); otherwise whether they share through SO_REUSEPORT on both with
 /// the same owner uid.
 fn shares(new: &PcbView, sk: &Sk, owner: &PcbView) -> Option<bool> {
+    if !super::devices_overlap(new, owner) {
+        return None;
+    }
     if new.flags.reuse_addr() && owner.flags.reuse_addr() {
         return None;
     }
