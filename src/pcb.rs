@@ -66,12 +66,22 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// outranks an unbound one there. The table knows no interfaces: which
     /// indexes exist is the stack's to check (`ENODEV` in the kernel).
     ///
+    /// Under [`Policy::FreeBsd`](crate::Policy) it is `SO_SETFIB`: the
+    /// device's number is the PCB's FIB, and `None` (or `Device(0)`) is
+    /// FIB 0, the default. What the FIB scopes is
+    /// [`Builder::bind_all_fibs`](crate::Builder::bind_all_fibs)'s to say;
+    /// with it off, a PCB bound (or listening, or connected) keeps its FIB
+    /// (`AlreadyConnected`, EISCONN, for another one; the same one is
+    /// accepted), as `fibs_multibind_test.c`'s `no_setfib_after_bind`
+    /// expects. Which FIB numbers exist (`net.fibs`) is the stack's to
+    /// check (EINVAL in the kernel).
+    ///
     /// Takes the owner lock and, while the PCB holds a port, that port's
     /// writer lock.
     ///
-    /// Errors: `InvalidInput` for `Device(0)` or after `time_wait()` or a
-    /// drop; `NotSupported` under [`Policy::FreeBsd`](crate::Policy), whose
-    /// counterpart, the FIB, the table does not model yet.
+    /// Errors: `InvalidInput` for `Device(0)` under Linux, or after
+    /// `time_wait()` or a drop; `AlreadyConnected` as above;
+    /// `NotSupported` under a policy without the option.
     ///
     /// ```
     /// use pcbhash::{Builder, Cred, Device, Family, Policy};
@@ -334,9 +344,10 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         self.inner.cred()
     }
 
-    /// The device of [`bind_device`](Self::bind_device), if any.
+    /// The device of [`bind_device`](Self::bind_device), if any; under
+    /// `Policy::FreeBsd`, the FIB, `None` for FIB 0.
     pub fn device(&self) -> Option<Device> {
-        self.inner.device()
+        self.inner.device().or_else(|| self.inner.fib())
     }
 
     /// The socket, until `time_wait()` or close; `None` from then on. No
@@ -445,9 +456,10 @@ impl<'g, S: Send + Sync + 'static> PcbRef<'g, S> {
         self.inner.cred()
     }
 
-    /// The device the PCB is bound to (SO_BINDTODEVICE), if any.
+    /// The device the PCB is bound to (SO_BINDTODEVICE), if any; under
+    /// `Policy::FreeBsd`, its FIB (SO_SETFIB), `None` for FIB 0.
     pub fn device(&self) -> Option<Device> {
-        self.inner.device()
+        self.inner.device().or_else(|| self.inner.fib())
     }
 
     /// The family given at attach.

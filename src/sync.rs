@@ -17,14 +17,14 @@
 
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::atomic::{
-    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(not(pcbhash_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(pcbhash_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};

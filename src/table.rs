@@ -563,6 +563,7 @@ pub struct Builder {
     exact_buckets: Option<usize>,
     randomized_ports: bool,
     connect_wild: ConnectWild,
+    bind_all_fibs: bool,
     source_address: Option<Box<SourceAddress>>,
     #[cfg(test)]
     busy_hints_after: usize,
@@ -584,6 +585,7 @@ impl Default for Builder {
             exact_buckets: None,
             randomized_ports: true,
             connect_wild: ConnectWild::default(),
+            bind_all_fibs: true,
             source_address: None,
             #[cfg(test)]
             busy_hints_after: busy::INSTALL_AFTER,
@@ -777,6 +779,50 @@ impl Builder {
         self
     }
 
+    /// FreeBSD `net.inet.tcp.bind_all_fibs` (or `net.inet.udp.bind_all_fibs`
+    /// for a UDP table): whether a PCB's FIB
+    /// ([`Pcb::bind_device`] under `Policy::FreeBsd`, `SO_SETFIB`) leaves
+    /// binds and lookups unscoped. On (FreeBSD 15's default): FIBs change
+    /// nothing here. Off: `bind()` conflicts only with PCBs of its own FIB
+    /// (`in6_pcbbind_avail` passes the PCB's `inc_fibnum` to
+    /// `in6_pcblookup_local`; the other-owner check and the IPv4 half of a
+    /// dual-stack `::` still look at every FIB, `RT_ALL_FIBS`), load-balance
+    /// groups form per FIB, and the wildcard stage of a lookup answers only
+    /// with PCBs of the packet's FIB (`in6_pcblookup_wild_match`: `if (fib
+    /// != RT_ALL_FIBS && inp->inp_inc.inc_fibnum != fib)`):
+    /// [`PcbTable::lookup_on`] names the FIB, and [`PcbTable::lookup`] is a
+    /// packet of FIB 0. Connected PCBs answer their flow from any FIB
+    /// (`in6_pcblookup_hash_exact` takes no FIB), and ephemeral ports are
+    /// picked over all FIBs (`in_pcb_lport_dest`). Ignored by
+    /// [`Policy::Linux`].
+    ///
+    /// ```
+    /// use pcbhash::{Builder, Cred, Device, Error, Family, Protocol};
+    ///
+    /// let table = Builder::default().protocol(Protocol::Udp).bind_all_fibs(false).build::<&str>();
+    /// let fib0 = table.attach(Family::Inet, Cred::ROOT, "fib 0");
+    /// fib0.bind("0.0.0.0:53".parse()?)?;
+    /// let fib1 = table.attach(Family::Inet, Cred::ROOT, "fib 1");
+    /// fib1.bind_device(Some(Device(1)))?;
+    /// // Another FIB: no conflict, and no SO_REUSEPORT needed.
+    /// fib1.bind("0.0.0.0:53".parse()?)?;
+    /// // Bound while FIBs scope binds, the FIB stays (EISCONN).
+    /// assert_eq!(fib1.bind_device(Some(Device(2))), Err(Error::AlreadyConnected));
+    ///
+    /// let (local, remote) = ("127.0.0.1:53".parse()?, "127.0.0.1:4000".parse()?);
+    /// let guard = table.pin();
+    /// let on = |fib| table.lookup_on(fib, local, remote, &guard).and_then(|pcb| pcb.socket());
+    /// assert_eq!(on(Device(1)), Some(&"fib 1"));
+    /// assert_eq!(on(Device(2)), None);
+    /// let default_fib = table.lookup(local, remote, &guard).and_then(|pcb| pcb.socket());
+    /// assert_eq!(default_fib, Some(&"fib 0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bind_all_fibs(mut self, on: bool) -> Self {
+        self.bind_all_fibs = on;
+        self
+    }
+
     /// The stack's routing decision: the local address `connect()` uses for a
     /// peer when the PCB is unbound or bound to a wildcard. The selector sees
     /// the peer as the PCB's family shows it (v4-mapped for an `Inet6` PCB),
@@ -810,7 +856,13 @@ impl Builder {
                 (hasher, port_seed)
             }
         };
-        let rules = RuleSet::new(self.policy, self.protocol, self.connect_wild, self.custom);
+        let rules = RuleSet::new(
+            self.policy,
+            self.protocol,
+            self.connect_wild,
+            self.bind_all_fibs,
+            self.custom,
+        );
         let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
         #[cfg_attr(not(any(pcbhash_broken, pcbhash_loom)), allow(unused_mut))]
         let mut shared = Shared::new(
@@ -852,6 +904,7 @@ impl fmt::Debug for Builder {
             .field("exact_buckets", &self.exact_buckets)
             .field("randomized_ports", &self.randomized_ports)
             .field("connect_wild", &self.connect_wild)
+            .field("bind_all_fibs", &self.bind_all_fibs)
             .field(
                 "source_address",
                 &self.source_address.as_ref().map(|_| "custom"),

@@ -10,7 +10,7 @@ use crate::addr::{Endpoint, Family, Tuple};
 use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
-use crate::policy::{canonical, PcbView, Protocol};
+use crate::policy::{canonical, DeviceBinding, PcbView, Protocol};
 use crate::raw::PortLock;
 use crate::sync::{Arc, Ordering};
 
@@ -43,25 +43,26 @@ impl<S: Send + Sync + 'static> Shared<S> {
         })
     }
 
-    /// `SO_BINDTODEVICE` (`sock_bindtoindex`): the PCB's device, in any
-    /// state but TIME_WAIT and closed. Linux refuses no state and checks
-    /// no conflict: a bound PCB keeps its port and its group, and the next
-    /// bind, lookup and conflict check see the new device.
+    /// `SO_BINDTODEVICE` (Linux `sock_bindtoindex`) or `SO_SETFIB`
+    /// (FreeBSD): the PCB's device or FIB, as the policy decides, in any
+    /// state but TIME_WAIT and closed. Neither kernel moves a bound PCB:
+    /// it keeps its port and its group, and the next bind, lookup and
+    /// conflict check see the new value.
     pub(crate) fn bind_device(
         &self,
         inner: &Arc<PcbInner<S>>,
         device: Option<Device>,
     ) -> Result<(), Error> {
         let _owner = inner.lock_owner();
-        if self.rules.lookup.device.is_none() {
-            return Err(Error::NotSupported);
-        }
-        let index = match device {
-            Some(Device(0)) => return Err(Error::InvalidInput),
-            Some(Device(index)) => index,
-            None => 0,
-        };
-        self.write_option(inner, || inner.device.store(index, Ordering::Relaxed))
+        let guard = crossbeam_epoch::pin();
+        let binding = self.rules.bind_device(&inner.view(&guard), device)?;
+        drop(guard);
+        self.write_option(inner, || match binding {
+            DeviceBinding::Interface(device) => inner
+                .device
+                .store(device.map_or(0, |device| device.0), Ordering::Relaxed),
+            DeviceBinding::Fib(fib) => inner.fib.store(fib, Ordering::Relaxed),
+        })
     }
 
     /// Writes a socket option the other PCBs' checks read, with `write`:

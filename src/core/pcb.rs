@@ -13,7 +13,7 @@ use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
 use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU8, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.
@@ -38,6 +38,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// Hash-safe: read with a relaxed load, like the flags; written under
     /// the owner lock and, while the PCB holds a port, its port's lock.
     pub(super) device: AtomicU32,
+    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
+    /// keep the PCB in its size class. Hash-safe, written like
+    /// [`device`](Self::device).
+    pub(super) fib: AtomicU8,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
@@ -84,6 +88,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             privileged: cred.privileged,
             flags: AtomicFlags::new(flags),
             device: AtomicU32::new(0),
+            fib: AtomicU8::new(0),
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
@@ -149,6 +154,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: self.seq.load(Ordering::Relaxed),
             group_seq,
             device: self.device.load(Ordering::Relaxed),
+            fib: u32::from(self.fib.load(Ordering::Relaxed)),
         }
     }
 
@@ -168,6 +174,14 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     pub(crate) fn answers(&self, device: u32) -> bool {
         let bound = self.device.load(Ordering::Relaxed);
         bound == 0 || bound == device
+    }
+
+    /// The FIB the PCB is in (FreeBSD SO_SETFIB), `None` for FIB 0.
+    pub(crate) fn fib(&self) -> Option<Device> {
+        match self.fib.load(Ordering::Relaxed) {
+            0 => None,
+            fib => Some(Device(u32::from(fib))),
+        }
     }
 
     /// The device the PCB is bound to.

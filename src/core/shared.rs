@@ -380,7 +380,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// rank, then the PCB's last peer for an IPv6 packet (see
     /// [`Flags::LAST_PEER`]), and for a PCB bound to a device, the
     /// policy's device points for a packet that arrived on `device` (0:
-    /// unknown).
+    /// unknown); where FIBs scope lookups, `device` is the packet's FIB and
+    /// a PCB of another FIB does not answer.
     #[inline]
     fn wildcard_rank<D: Arrival>(
         &self,
@@ -392,6 +393,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) -> Option<(u32, u64)> {
         let (mut rank, seq) = (self.rules.lookup.rank)(view, packet)?;
+        if self.rules.fib_scoped && view.fib != device.index() {
+            // FreeBSD with `bind_all_fibs` off: only the packet's FIB (0
+            // when the lookup names none) answers.
+            return None;
+        }
         if view.device != 0 {
             // A packet whose device is unknown is answered only by PCBs
             // bound to no device, whatever the policy.

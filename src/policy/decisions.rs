@@ -118,6 +118,16 @@ pub enum PortScan {
     RandomStart,
 }
 
+/// What [`Pcb::bind_device`](crate::Pcb::bind_device) sets (see
+/// [`Rules::bind_device`](super::Rules::bind_device)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceBinding {
+    /// The device of SO_BINDTODEVICE (Linux), `None` for no device.
+    Interface(Option<Device>),
+    /// The FIB number of SO_SETFIB (FreeBSD), 0 for the default FIB.
+    Fib(u8),
+}
+
 /// How a PCB bound to a device fits a packet to a local address (canonical)
 /// that arrived on a device (`None`: unknown): the points it adds to its
 /// rank, or `None` if it does not answer (see [`Lookup::device`]).

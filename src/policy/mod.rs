@@ -48,7 +48,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 pub use decisions::{
-    AfterFailedConnect, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup, PortMemo, PortScan,
+    AfterFailedConnect, DeviceBinding, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup, PortMemo, PortScan,
     TupleTaken,
 };
 pub use view::PcbView;
@@ -59,6 +59,7 @@ pub(crate) use resolved::RuleSet;
 pub(crate) use view::{canonical, canonical_endpoint, delivery_match, wild_match, Af};
 
 use crate::addr::Family;
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 
@@ -344,6 +345,24 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     /// on the port.
     fn port_left(&self, memo: PortMemo, others: &mut dyn Iterator<Item = PcbView>) -> PortMemo;
 
+    // Devices and FIBs.
+
+    /// What [`Pcb::bind_device`](crate::Pcb::bind_device) with `device`
+    /// sets on `me`, or why it is refused. The default: the policy has no
+    /// such option (`NotSupported`).
+    fn bind_device(&self, me: &PcbView, device: Option<Device>) -> Result<DeviceBinding, Error> {
+        let _ = (me, device);
+        Err(Error::NotSupported)
+    }
+
+    /// Whether a lookup's wildcard stage (and so its load-balance groups)
+    /// answers a packet only with PCBs of the packet's FIB
+    /// ([`PcbView::fib`]; a packet of [`PcbTable::lookup`](crate::PcbTable::lookup)
+    /// is of FIB 0). The default: FIBs scope nothing.
+    fn fib_scopes_lookups(&self) -> bool {
+        false
+    }
+
     // Multicast and broadcast delivery (UDP).
 
     /// Whether the UDP PCB seen as `view` takes a multicast or broadcast
@@ -392,7 +411,7 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
 /// assert!(!linux.default_v6only());
 /// ```
 pub fn builtin(policy: Policy, protocol: Protocol) -> std::sync::Arc<dyn Rules> {
-    resolved::kernel(policy, protocol, ConnectWild::default())
+    resolved::kernel(policy, protocol, ConnectWild::default(), true)
 }
 
 /// The PCB's credential checked against a port below 1024: the rule both

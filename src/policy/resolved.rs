@@ -17,6 +17,8 @@ pub(crate) struct RuleSet {
     pub(crate) protocol: Protocol,
     /// The policy's answers for the wildcard stage of a lookup.
     pub(crate) lookup: Lookup,
+    /// The policy's [`Rules::fib_scopes_lookups`].
+    pub(crate) fib_scoped: bool,
     /// The built-in policy named at build (with a custom policy, the one
     /// [`Builder::policy`](crate::Builder::policy) named, unused).
     pub(crate) named: Policy,
@@ -28,11 +30,13 @@ impl RuleSet {
         named: Policy,
         protocol: Protocol,
         connect_wild: ConnectWild,
+        bind_all_fibs: bool,
         custom: Option<Arc<dyn Rules>>,
     ) -> Self {
-        let rules = custom.unwrap_or_else(|| kernel(named, protocol, connect_wild));
+        let rules = custom.unwrap_or_else(|| kernel(named, protocol, connect_wild, bind_all_fibs));
         Self {
             lookup: rules.lookup(),
+            fib_scoped: rules.fib_scopes_lookups(),
             rules,
             protocol,
             named,
@@ -45,11 +49,13 @@ pub(crate) fn kernel(
     policy: Policy,
     protocol: Protocol,
     connect_wild: ConnectWild,
+    bind_all_fibs: bool,
 ) -> Arc<dyn Rules> {
     match policy {
         Policy::FreeBsd => Arc::new(FreeBsd {
             protocol,
             connect_wild,
+            bind_all_fibs,
         }),
         Policy::Linux => Arc::new(Linux { protocol }),
     }

@@ -34,7 +34,14 @@ pub(crate) fn view(family: Family, local: &str, flags: Flags, uid: u32, seq: u64
         seq,
         group_seq: 0,
         device: 0,
+        fib: 0,
     }
+}
+
+/// `v` in the FIB `fib` (FreeBSD SO_SETFIB).
+pub(crate) fn in_fib(mut v: PcbView, fib: u32) -> PcbView {
+    v.fib = fib;
+    v
 }
 
 /// `v` bound to the device with index `device` (SO_BINDTODEVICE).

@@ -26,6 +26,9 @@ pub struct PcbView {
     /// The device of SO_BINDTODEVICE, 0 for none (see
     /// [`device`](Self::device)).
     pub(crate) device: u32,
+    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB (see
+    /// [`fib`](Self::fib)).
+    pub(crate) fib: u32,
 }
 
 impl PcbView {
@@ -48,6 +51,13 @@ impl PcbView {
     /// The device the PCB is bound to (SO_BINDTODEVICE), if any.
     pub fn device(&self) -> Option<Device> {
         (self.device != 0).then_some(Device(self.device))
+    }
+
+    /// The FIB the PCB is in (FreeBSD `SO_SETFIB`, `inp_inc.inc_fibnum`):
+    /// 0, the default FIB, unless [`Pcb::bind_device`](crate::Pcb::bind_device)
+    /// named another under `Policy::FreeBsd`.
+    pub fn fib(&self) -> u32 {
+        self.fib
     }
 
     /// The PCB's state.

@@ -1,29 +1,37 @@
 //! FreeBSD's rules: `in_pcbbind_avail`, `in6_pcbbind_avail`, `in_pcb_lport_dest`,
 //! `in_pcblookup_hash` and SO_REUSEPORT_LB groups (FreeBSD 14/15).
 //!
-//! Jails and FIBs are outside the table's knowledge: every PCB is in the same
-//! prison and FIB, which is the case the kernel's tests exercise by default.
+//! Jails are outside the table's knowledge: every PCB is in the same prison,
+//! which is the case the kernel's tests exercise by default. FIBs are in
+//! `fib.rs`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 use super::{
     best_fit, canonical_endpoint, check_privilege, exact_unconnected, wild_match, Af,
-    AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules,
+    AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules,
     TupleTaken,
 };
 use crate::addr::{Endpoint, Family};
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::Protocol;
 
+mod fib;
 mod multi;
+
+pub(crate) use fib::Fibs;
 
 /// FreeBSD's rules for one protocol, with its `connect()` sysctls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FreeBsd {
     pub(crate) protocol: Protocol,
     pub(crate) connect_wild: ConnectWild,
+    /// `net.inet.tcp.bind_all_fibs` / `net.inet.udp.bind_all_fibs` (see
+    /// `fib.rs`).
+    pub(crate) bind_all_fibs: bool,
 }
 
 /// FreeBSD's `connect(2)` to an unspecified or broadcast peer, as the
@@ -113,10 +121,14 @@ fn sharing_bits(new: &PcbView) -> Flags {
 fn lookup_local<'a>(
     new: &PcbView,
     owners: &'a [PcbView],
+    fibs: Fibs,
     af: Af,
     local: &Endpoint,
 ) -> Option<&'a PcbView> {
-    let candidates = owners.iter().map(|view| (*view, view));
+    let candidates = owners
+        .iter()
+        .filter(|view| fibs.shares(new, view))
+        .map(|view| (*view, view));
     if new.flags.intersects(Flags::REUSE_ANY) {
         exact_unconnected(candidates, af, local).map(|(_, view)| view)
     } else {
@@ -147,8 +159,13 @@ fn other_owner(
 
 /// FreeBSD `in_pcbbind_avail` (IPv4, and `Inet6` PCBs binding a v4-mapped
 /// address) and `in6_pcbbind_avail` (IPv6).
+///
+/// `fibs` scopes the reuse check (`in6_pcblookup_local(..., fib,
+/// lookupflags, cred)`); the other-owner check and the IPv4 half of a
+/// dual-stack `::` pass `RT_ALL_FIBS`.
 pub(crate) fn bind_conflict(
     protocol: Protocol,
+    fibs: Fibs,
     new: &PcbView,
     owners: &[PcbView],
 ) -> Result<(), Error> {
@@ -163,7 +180,7 @@ pub(crate) fn bind_conflict(
         if !multicast && !new.cred.privileged {
             other_owner(protocol, new, owners, Af::V4, &local)?;
         }
-        if let Some(t) = lookup_local(new, owners, Af::V4, &local) {
+        if let Some(t) = lookup_local(new, owners, fibs, Af::V4, &local) {
             // Two `Inet6` PCBs on the v4 wildcard do not conflict here; the
             // IPv6 check settles them.
             let waived = local.is_wildcard()
@@ -184,13 +201,13 @@ pub(crate) fn bind_conflict(
             other_owner(protocol, new, owners, Af::V4, &v4_any)?;
         }
     }
-    if let Some(t) = lookup_local(new, owners, Af::V6, &local) {
+    if let Some(t) = lookup_local(new, owners, fibs, Af::V6, &local) {
         if !shares_with(t) {
             return Err(Error::AddrInUse);
         }
     }
     if dual {
-        if let Some(t) = lookup_local(new, owners, Af::V4, &v4_any) {
+        if let Some(t) = lookup_local(new, owners, Fibs::ALL, Af::V4, &v4_any) {
             // A plain IPv4 PCB on 0.0.0.0 does not block a dual-stack `::`.
             if !shares_with(t) && (!t.local_v4().is_wildcard() || t.family == Family::Inet6) {
                 return Err(Error::AddrInUse);
@@ -201,14 +218,16 @@ pub(crate) fn bind_conflict(
 }
 
 /// `in_pcb_lport_dest` without a peer: a candidate port is taken when
-/// `in_pcblookup_local` (in the binder's mode) finds anything on it.
+/// `in_pcblookup_local` (in the binder's mode, over every FIB:
+/// `RT_ALL_FIBS`) finds anything on it.
 pub(crate) fn bind_port_busy(new: &PcbView, owners: &[PcbView]) -> bool {
     let local = new.local;
+    let all = Fibs::ALL;
     if local.is_v4() {
-        return lookup_local(new, owners, Af::V4, &local).is_some();
+        return lookup_local(new, owners, all, Af::V4, &local).is_some();
     }
-    lookup_local(new, owners, Af::V6, &local).is_some()
-        || (new.takes_v4() && lookup_local(new, owners, Af::V4, &new.local_v4()).is_some())
+    lookup_local(new, owners, all, Af::V6, &local).is_some()
+        || (new.takes_v4() && lookup_local(new, owners, all, Af::V4, &new.local_v4()).is_some())
 }
 
 /// `soconnectat`, `tcp_usr_connect` / `tcp6_usr_connect` / `udp_connect`
@@ -374,7 +393,8 @@ pub(crate) fn wildcard_rank(candidate: &PcbView, local: &Endpoint) -> Option<(u3
 
 /// `in_pcbinslbgrouphash`: SO_REUSEPORT_LB PCBs with the same address, port
 /// and family share a group; a dual-stack `::` PCB joins none.
-pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
+/// With `bind_all_fibs` off, a group is per FIB (`il_fibnum`).
+pub(crate) fn group_key(view: &PcbView, fibs: Fibs) -> Option<GroupKey> {
     if !view.flags.reuse_port_lb() {
         return None;
     }
@@ -386,7 +406,7 @@ pub(crate) fn group_key(view: &PcbView) -> Option<GroupKey> {
         v6only: false,
         uid: None,
         local: view.local,
-        device: 0,
+        device: fibs.group_of(view),
     })
 }
 
@@ -405,6 +425,15 @@ const GROUP_SLOTS_MIN: usize = 8;
 
 /// `INPCBLBGROUP_SIZMAX`.
 const GROUP_SLOTS_MAX: usize = 256;
+
+impl FreeBsd {
+    /// What the FIBs scope, as `bind_all_fibs` says.
+    fn fibs(&self) -> Fibs {
+        Fibs {
+            scoped: !self.bind_all_fibs,
+        }
+    }
+}
 
 impl Rules for FreeBsd {
     /// `net.inet.ip.portrange.first` and `.last`.
@@ -435,7 +464,7 @@ impl Rules for FreeBsd {
         owners: &[PcbView],
         _memo: PortMemo,
     ) -> Result<(), Error> {
-        bind_conflict(self.protocol, new, owners)
+        bind_conflict(self.protocol, self.fibs(), new, owners)
     }
 
     /// FreeBSD remembers nothing of a port beyond its PCBs.
@@ -629,7 +658,15 @@ impl Rules for FreeBsd {
     }
 
     fn group_key(&self, view: &PcbView) -> Option<GroupKey> {
-        group_key(view)
+        group_key(view, self.fibs())
+    }
+
+    fn bind_device(&self, me: &PcbView, device: Option<Device>) -> Result<DeviceBinding, Error> {
+        self.fibs().set_fib(me, device).map(DeviceBinding::Fib)
+    }
+
+    fn fib_scopes_lookups(&self) -> bool {
+        self.fibs().scoped
     }
 
     /// Groups go by key.

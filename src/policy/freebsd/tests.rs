@@ -141,7 +141,7 @@ fn decision_table_rows() {
     ];
     for (index, (protocol, existing, new, expected)) in rows.into_iter().enumerate() {
         assert_eq!(
-            bind_conflict(protocol, &new, &[existing]),
+            bind_conflict(protocol, Fibs::ALL, &new, &[existing]),
             expected,
             "row {index}: {existing:?} then {new:?}"
         );
@@ -180,4 +180,135 @@ fn lookup_rank_follows_the_lock_free_wildcard_chain() {
     );
     let other = view(Inet, "127.0.0.2:80", NONE, 0, 9);
     assert_eq!(wildcard_rank(&other, &local), None);
+}
+
+/// `in6_pcbbind_avail` with `bind_all_fibs` off (`scoped`) and on: the
+/// reuse check sees only the binder's FIB (`in6_pcblookup_local(..., fib,
+/// lookupflags, cred)`), the other-owner check and the IPv4 half of a
+/// dual-stack `::` every FIB (`RT_ALL_FIBS`).
+#[test]
+fn fib_decision_rows() {
+    use crate::policy::rows::in_fib;
+    let tcp = Protocol::Tcp;
+    let udp = Protocol::Udp;
+    let scoped = Fibs { scoped: true };
+    let all = Fibs::ALL;
+    // (protocol, fibs, existing, new, expected)
+    let rows: Vec<(Protocol, Fibs, PcbView, PcbView, Result<(), Error>)> = vec![
+        // fibs_multibind_test.c, multibind_different_user: the same user
+        // binds the same address and port in another FIB...
+        (
+            tcp,
+            scoped,
+            view(Inet, "0.0.0.0:8000", NONE, 0, 1),
+            in_fib(view(Inet, "0.0.0.0:8000", NONE, 0, 2), 1),
+            Ok(()),
+        ),
+        (
+            udp,
+            scoped,
+            view(Inet6, "[::]:8000", V6, 0, 1),
+            in_fib(view(Inet6, "[::]:8000", V6, 0, 2), 1),
+            Ok(()),
+        ),
+        // ...another user does not (the owner check is over all FIBs).
+        (
+            tcp,
+            scoped,
+            view(Inet, "0.0.0.0:8000", NONE, 0, 1),
+            in_fib(view(Inet, "0.0.0.0:8000", NONE, 1001, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        (
+            udp,
+            scoped,
+            view(Inet6, "[::]:8000", V6, 0, 1),
+            in_fib(view(Inet6, "[::]:8000", V6, 1001, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        // The same FIB still conflicts.
+        (
+            tcp,
+            scoped,
+            in_fib(view(Inet, "127.0.0.1:8000", NONE, 0, 1), 1),
+            in_fib(view(Inet, "0.0.0.0:8000", NONE, 0, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        // bind_all_fibs on: the FIB scopes nothing.
+        (
+            tcp,
+            all,
+            view(Inet, "0.0.0.0:8000", NONE, 0, 1),
+            in_fib(view(Inet, "0.0.0.0:8000", NONE, 0, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        (
+            udp,
+            all,
+            in_fib(view(Inet6, "[::1]:8000", V6, 0, 1), 2),
+            in_fib(view(Inet6, "[::1]:8000", V6, 0, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        // A dual-stack `::`: its IPv4 half looks at every FIB, so another
+        // dual-stack `::` of another FIB blocks it...
+        (
+            tcp,
+            scoped,
+            view(Inet6, "[::]:8000", NONE, 0, 1),
+            in_fib(view(Inet6, "[::]:8000", NONE, 0, 2), 1),
+            Err(Error::AddrInUse),
+        ),
+        // ...and a plain `0.0.0.0` does not, in any FIB.
+        (
+            tcp,
+            scoped,
+            view(Inet, "0.0.0.0:8000", NONE, 0, 1),
+            in_fib(view(Inet6, "[::]:8000", NONE, 0, 2), 1),
+            Ok(()),
+        ),
+    ];
+    for (index, (protocol, fibs, existing, new, expected)) in rows.into_iter().enumerate() {
+        assert_eq!(
+            bind_conflict(protocol, fibs, &new, &[existing]),
+            expected,
+            "row {index}: {existing:?} then {new:?}"
+        );
+    }
+}
+
+/// `SO_SETFIB` after `bind()` (`no_setfib_after_bind`), ephemeral ports over
+/// every FIB, and groups per FIB.
+#[test]
+fn fib_option_ports_and_groups() {
+    use crate::cred::Device;
+    use crate::policy::rows::{in_fib, in_state};
+    let scoped = Fibs { scoped: true };
+    let closed = in_state(view(Inet, "0.0.0.0:0", NONE, 0, 1), State::Closed);
+    let bound = view(Inet, "0.0.0.0:8000", NONE, 0, 1);
+    // (fibs, me, requested, expected)
+    let rows = [
+        (scoped, closed, Some(Device(1)), Ok(1)),
+        (scoped, closed, Some(Device(256)), Err(Error::InvalidInput)),
+        (scoped, bound, Some(Device(1)), Err(Error::AlreadyConnected)),
+        (scoped, bound, None, Ok(0)),
+        (scoped, bound, Some(Device(0)), Ok(0)),
+        (scoped, in_fib(bound, 1), Some(Device(1)), Ok(1)),
+        (Fibs::ALL, bound, Some(Device(1)), Ok(1)),
+    ];
+    for (index, (fibs, me, requested, expected)) in rows.into_iter().enumerate() {
+        assert_eq!(fibs.set_fib(&me, requested), expected, "row {index}");
+    }
+
+    // `in_pcb_lport_dest` looks at every FIB: a port held in FIB 0 is
+    // taken for a binder in FIB 1.
+    let new = in_fib(view(Inet, "0.0.0.0:8000", NONE, 0, 2), 1);
+    assert!(bind_port_busy(&new, &[bound]));
+
+    // Groups: per FIB when scoped, one group otherwise.
+    let member = |fib| in_fib(view(Inet, "0.0.0.0:8000", LB, 0, 1), fib);
+    assert_ne!(group_key(&member(0), scoped), group_key(&member(1), scoped));
+    assert_eq!(
+        group_key(&member(0), Fibs::ALL),
+        group_key(&member(1), Fibs::ALL)
+    );
 }

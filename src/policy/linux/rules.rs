@@ -27,7 +27,7 @@ use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{
-    canonical_endpoint, AfterFailedConnect, Disconnect, GroupFit, GroupKey, Lookup, PcbView,
+    canonical_endpoint, AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView,
     PortMemo, PortScan, Protocol, Rules, TupleTaken,
 };
 
@@ -317,6 +317,15 @@ impl Rules for Linux {
 
     fn last_peer_rank(&self, rank: u32, last: &Ipv6Addr, source: &Ipv6Addr) -> Option<u32> {
         last_peer_rank(rank, last, source)
+    }
+
+    /// `sock_bindtoindex`: index 0 is no device here only as `None`
+    /// (the table never takes `Device(0)` for a device).
+    fn bind_device(&self, _me: &PcbView, device: Option<Device>) -> Result<DeviceBinding, Error> {
+        match device {
+            Some(Device(0)) => Err(Error::InvalidInput),
+            device => Ok(DeviceBinding::Interface(device)),
+        }
     }
 
     fn group_key(&self, view: &PcbView) -> Option<GroupKey> {
