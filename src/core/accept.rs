@@ -9,7 +9,7 @@ use crate::addr::Tuple;
 use crate::error::Error;
 use crate::flags::State;
 use crate::policy::check_accept;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// The passive open on `parent`, a listener: the child PCB, for the
@@ -46,6 +46,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             socket,
             tuple,
         ));
+        // FreeBSD: an accepted socket takes its listener's FIB (tcp(4), "FIB
+        // support"). Not yet linked: nothing else sees the child.
+        child
+            .fib
+            .store(parent.fib.load(Ordering::Relaxed), Ordering::Relaxed);
         self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before

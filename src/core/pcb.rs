@@ -13,7 +13,7 @@ use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
 use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU8, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Mutex, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.

@@ -48,8 +48,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 pub use decisions::{
-    AfterFailedConnect, DeviceBinding, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup, PortMemo, PortScan,
-    TupleTaken,
+    AfterFailedConnect, DeviceBinding, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup,
+    PortMemo, PortScan, TupleTaken,
 };
 pub use view::PcbView;
 

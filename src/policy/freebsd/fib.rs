@@ -73,8 +73,8 @@ impl Fibs {
     /// counts a PCB as bound once it holds a port, by `bind()`, `listen()`
     /// or `connect()`.
     pub(crate) fn set_fib(self, me: &PcbView, device: Option<Device>) -> Result<u8, Error> {
-        let fib = u8::try_from(device.map_or(0, |device| device.0))
-            .map_err(|_| Error::InvalidInput)?;
+        let fib =
+            u8::try_from(device.map_or(0, |device| device.0)).map_err(|_| Error::InvalidInput)?;
         if self.scoped && me.state() != State::Closed && u32::from(fib) != me.fib {
             return Err(Error::AlreadyConnected);
         }

@@ -10,8 +10,8 @@ use std::ops::RangeInclusive;
 
 use super::{
     best_fit, canonical_endpoint, check_privilege, exact_unconnected, wild_match, Af,
-    AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo, PortScan, Rules,
-    TupleTaken,
+    AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo,
+    PortScan, Rules, TupleTaken,
 };
 use crate::addr::{Endpoint, Family};
 use crate::cred::Device;

@@ -27,8 +27,8 @@ use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{
-    canonical_endpoint, AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView,
-    PortMemo, PortScan, Protocol, Rules, TupleTaken,
+    canonical_endpoint, AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup,
+    PcbView, PortMemo, PortScan, Protocol, Rules, TupleTaken,
 };
 
 /// Linux's rules for one protocol.
