@@ -32,6 +32,7 @@ impl Cred {
 ///
 /// Under `Policy::Linux` it is the device of `SO_BINDTODEVICE` and of a
 /// packet's arrival; under `Policy::FreeBsd` it stands for the FIB number a
-/// PCB and a packet belong to.
+/// PCB and a packet belong to (`SO_SETFIB`), where 0 is a FIB too, the
+/// default one (see [`Builder::bind_all_fibs`](crate::Builder::bind_all_fibs)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Device(pub u32);

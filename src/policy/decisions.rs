@@ -167,8 +167,9 @@ pub struct Lookup {
     /// `local` (canonical) that arrived on a device (`None`: unknown): the
     /// points it adds to [`rank`](Self::rank), or `None` if it does not
     /// answer the packet. A PCB bound to no device is never asked; it adds
-    /// nothing. `None` here: the policy has no SO_BINDTODEVICE
-    /// ([`Pcb::bind_device`](crate::Pcb::bind_device) is `NotSupported`).
+    /// nothing. `None` here: no PCB is bound to a device (FreeBSD, whose
+    /// [`Pcb::bind_device`](crate::Pcb::bind_device) sets a FIB instead:
+    /// see [`Rules::fib_scopes_lookups`](super::Rules::fib_scopes_lookups)).
     pub device: Option<DeviceRank>,
 }
 

@@ -194,7 +194,8 @@ fn fib_decision_rows() {
     let scoped = Fibs { scoped: true };
     let all = Fibs::ALL;
     // (protocol, fibs, existing, new, expected)
-    let rows: Vec<(Protocol, Fibs, PcbView, PcbView, Result<(), Error>)> = vec![
+    type Row = (Protocol, Fibs, PcbView, PcbView, Result<(), Error>);
+    let rows: Vec<Row> = vec![
         // fibs_multibind_test.c, multibind_different_user: the same user
         // binds the same address and port in another FIB...
         (
