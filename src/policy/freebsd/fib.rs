@@ -32,6 +32,16 @@
 //! Quoted from `sys/netinet6/in6_pcb.c`; `in_pcb.c` has the IPv4 twins,
 //! and `tests/sys/netinet/fibs_multibind_test.c` runs every scenario for
 //! both families.
+//!
+//! One corner is not followed: `in6_pcblookup_lbgroup` keeps the first
+//! group on the packet's address (`local_exact == NULL ||
+//! in6_pcblookup_lb_match(grp, domain, fib)`) even when its FIB is not the
+//! packet's, and the locked lookup it falls back to returns that group's
+//! member unchecked; so where no group of the packet's FIB is on that
+//! address, the kernel can hand the packet to another FIB's group. Here a
+//! group answers only its own FIB's packets, as the wildcard stage does
+//! and as the test's `multibind_lbgroup` cases (a group in each FIB)
+//! observe.
 
 use super::PcbView;
 use crate::cred::Device;
