@@ -477,7 +477,7 @@ fn linux_devices_tcp_receivers() {
 
 /// What the table refuses that has no kernel counterpart to compare:
 /// `Device(0)` (the kernel's "no device" is `None` here), a PCB in
-/// TIME_WAIT, and FreeBSD, whose FIBs the table does not model yet.
+/// TIME_WAIT, and under FreeBSD a FIB number past 255.
 #[test]
 fn bind_device_errors() {
     let linux = Builder::default().policy(Policy::Linux).build::<()>();
@@ -486,8 +486,11 @@ fn bind_device_errors() {
     assert_eq!(pcb.device(), None);
     let freebsd = Builder::default().policy(Policy::FreeBsd).build::<()>();
     let pcb = freebsd.attach(Family::Inet, Cred::ROOT, ());
-    assert_eq!(pcb.bind_device(Some(Device(1))), Err(Error::NotSupported));
+    // Under FreeBSD the device is the FIB (SO_SETFIB), 0 to 255.
+    assert_eq!(pcb.bind_device(Some(Device(256))), Err(Error::InvalidInput));
     assert_eq!(pcb.device(), None);
+    assert_eq!(pcb.bind_device(Some(Device(1))), Ok(()));
+    assert_eq!(pcb.device(), Some(Device(1)));
 }
 
 /// `__udp_is_mcast_sock`: a broadcast on `lo` reaches every socket of the
