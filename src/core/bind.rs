@@ -58,9 +58,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let binding = self.rules.bind_device(&inner.view(&guard), device)?;
         drop(guard);
         self.write_option(inner, || match binding {
-            DeviceBinding::Interface(device) => inner
-                .device
-                .store(device.map_or(0, |device| device.0), Ordering::Relaxed),
+            DeviceBinding::Interface(device) => inner.set_device(device),
             DeviceBinding::Fib(fib) => inner.fib.store(fib, Ordering::Relaxed),
         })
     }

@@ -13,7 +13,7 @@ use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
 use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicU8, Mutex, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.
@@ -24,24 +24,20 @@ use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicU8, Mutex, Ordering};
 ///
 /// Aligned to 16 bytes: the exact index keeps the address of the value
 /// shifted right by four bits.
-#[repr(align(16))]
+///
+/// `repr(C)`, the tuple first: an exact hit reads the tuple latch's first
+/// 48 bytes (its counter, the ports, the device word beside them and the
+/// first copy's addresses) and nothing else of the PCB, so they sit
+/// together at the start; the other fields follow largest first, which
+/// leaves no padding.
+#[repr(C, align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
-    pub(super) family: Family,
-    /// The credential, stored as its two fields (so that the small fields
-    /// pack without padding): see [`PcbInner::cred`].
-    uid: u32,
-    privileged: bool,
-    /// The `flags2` word, whose top bit is the owner lock
-    /// ([`PcbInner::lock_owner`]).
-    pub(super) flags: AtomicFlags,
-    /// The device of SO_BINDTODEVICE (an interface index), 0 for none.
-    /// Hash-safe: read with a relaxed load, like the flags; written under
-    /// the owner lock and, while the PCB holds a port, its port's lock.
-    pub(super) device: AtomicU32,
-    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
-    /// keep the PCB in its size class. Hash-safe, written like
-    /// [`device`](Self::device).
-    pub(super) fib: AtomicU8,
+    /// Read through [`PcbInner::tuple`]; written under the owner lock. Its
+    /// spare word holds the device of SO_BINDTODEVICE (an interface
+    /// index, 0 for none: [`PcbInner::device`]), hash-safe: read with a
+    /// relaxed load like the flags, written under the owner lock and, while
+    /// the PCB holds a port, its port's lock.
+    tuple: TupleCell,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
@@ -51,13 +47,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// When the PCB last connected (Linux UDP: who of several PCBs on one
     /// 4-tuple connected last); written under the port lock.
     pub(super) connect_seq: AtomicU64,
-    /// Read through [`PcbInner::tuple`]; written under the owner lock.
-    tuple: TupleCell,
     /// The hash the PCB is filed under in the exact index: written before
     /// the insert, under the port's lock, and not changed while the PCB is
     /// in the index (a resize files it again under this hash).
     pub(super) exact_hash: AtomicU64,
-    socket: SocketCell<S>,
     /// The group this PCB is an active (or pending) member of.
     pub(super) group: EpochOption<Arc<Group<PcbInner<S>>>>,
     /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
@@ -66,6 +59,18 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(super) last_peer: EpochOption<Ipv6Addr>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+    /// The credential, stored as its two fields (so that the small fields
+    /// pack without padding): see [`PcbInner::cred`].
+    uid: u32,
+    /// The `flags2` word, whose top bit is the owner lock
+    /// ([`PcbInner::lock_owner`]).
+    pub(super) flags: AtomicFlags,
+    pub(super) family: Family,
+    privileged: bool,
+    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
+    /// keep the PCB in its size class. Hash-safe, written like the device.
+    pub(super) fib: AtomicU8,
+    socket: SocketCell<S>,
 }
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
@@ -87,7 +92,6 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             uid: cred.uid,
             privileged: cred.privileged,
             flags: AtomicFlags::new(flags),
-            device: AtomicU32::new(0),
             fib: AtomicU8::new(0),
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
@@ -153,7 +157,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             remote: tuple.remote,
             seq: self.seq.load(Ordering::Relaxed),
             group_seq,
-            device: self.device.load(Ordering::Relaxed),
+            device: self.tuple.word().load(Ordering::Relaxed),
             fib: u32::from(self.fib.load(Ordering::Relaxed)),
         }
     }
@@ -172,7 +176,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     /// matched, so that it costs a miss nothing.
     #[inline(always)]
     pub(crate) fn answers(&self, device: u32) -> bool {
-        let bound = self.device.load(Ordering::Relaxed);
+        let bound = self.tuple.word().load(Ordering::Relaxed);
         bound == 0 || bound == device
     }
 
@@ -184,9 +188,16 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
         }
     }
 
+    /// Binds the PCB to `device` (`None`: to none). Caller holds the owner
+    /// lock, and the port's lock while the PCB holds a port.
+    pub(super) fn set_device(&self, device: Option<Device>) {
+        let index = device.map_or(0, |device| device.0);
+        self.tuple.word().store(index, Ordering::Relaxed);
+    }
+
     /// The device the PCB is bound to.
     pub(crate) fn device(&self) -> Option<Device> {
-        match self.device.load(Ordering::Relaxed) {
+        match self.tuple.word().load(Ordering::Relaxed) {
             0 => None,
             index => Some(Device(index)),
         }

@@ -28,11 +28,19 @@ use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 /// one, then the new one). Writers must be serialised by the caller (a PCB's
 /// tuple is written only under its owner lock); two writers at once would
 /// give readers a mixed value, though still no undefined behaviour.
+///
+/// `repr(C)`, in this order, so that what a reader of the first copy reads
+/// (the counter, the ports, the owner's word and the first copy's
+/// addresses) is the first 48 bytes: one cache line when the latch starts
+/// on one, and the copy readers use while no store runs.
 // Under loom the table uses `LockedTuple`; the latch serves its own models.
 #[cfg_attr(pcbhash_loom, allow(dead_code))]
+#[repr(C)]
 pub(crate) struct TupleLatch {
     seq: AtomicU32,
     ports: [AtomicU32; 2],
+    /// The owner's word: see [`TupleLatch::word`].
+    word: AtomicU32,
     addrs: [[AtomicU64; 4]; 2],
 }
 
@@ -44,8 +52,19 @@ impl TupleLatch {
         Self {
             seq: AtomicU32::new(0),
             ports: [p0, p1],
+            word: AtomicU32::new(0),
             addrs: [a0, a1],
         }
+    }
+
+    /// A 32-bit word of the owner's, kept where the latch would have
+    /// padding, on the line a reader of the tuple reads anyway. The latch
+    /// does not order it with the tuple: its owner loads and stores it as
+    /// any atomic. (A PCB keeps its device there, which an exact hit
+    /// checks after the tuple.)
+    #[inline]
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
     }
 
     /// The current value. Lock-free and wait-free with respect to a stalled
@@ -122,12 +141,12 @@ pub(crate) type TupleCell = LockedTuple;
 /// may return any of several values, and those choices multiply with every
 /// other step of the model beyond what a run can explore.
 #[cfg(pcbhash_loom)]
-pub(crate) struct LockedTuple(crate::sync::Mutex<TupleWords>);
+pub(crate) struct LockedTuple(crate::sync::Mutex<TupleWords>, AtomicU32);
 
 #[cfg(pcbhash_loom)]
 impl LockedTuple {
     pub(crate) fn new(value: TupleWords) -> Self {
-        Self(crate::sync::Mutex::new(value))
+        Self(crate::sync::Mutex::new(value), AtomicU32::new(0))
     }
 
     pub(crate) fn load(&self) -> TupleWords {
@@ -136,6 +155,11 @@ impl LockedTuple {
 
     pub(crate) fn store(&self, value: TupleWords) {
         *crate::sync::lock(&self.0) = value;
+    }
+
+    /// As [`TupleLatch::word`].
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.1
     }
 }
 
