@@ -64,6 +64,8 @@
 
 #[path = "linux_differential/connect.rs"]
 mod connect;
+#[path = "linux_differential/devices.rs"]
+mod devices;
 #[path = "linux_differential/life.rs"]
 mod life;
 mod linux_kernel;
@@ -111,6 +113,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         Protocol::Udp,
         90748937302557754,
         "two peers connected to port 0: AF_INET before AF_INET6",
+    ),
+    (
+        Protocol::Udp,
+        10,
+        "connect(AF_UNSPEC) unbinds the device (`__udp_disconnect`)",
     ),
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
@@ -183,6 +190,7 @@ struct Totals {
     known_gap: u64,
     life_steps: u64,
     packets: u64,
+    device_calls: u64,
 }
 
 /// A fresh network namespace for one sequence. The namespaces made from it
@@ -204,7 +212,15 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
         Protocol::Udp => rng.pick(&UDP_RANGES),
     };
     let steps = 20 + rng.below(60);
-    let mut world = World::new(&ns, seed, protocol, range);
+    let devices = match linux_kernel::devices::add_second() {
+        Ok(devices) => Some(devices),
+        Err(reason) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("no second device, SO_BINDTODEVICE left out: {reason}"));
+            None
+        }
+    };
+    let mut world = World::new(&ns, seed, protocol, range, devices);
     world.life = life;
     let _ = writeln!(world.log, "  {protocol:?}, range {}-{}", range.0, range.1);
     let mut outcome = Outcome::Completed;
@@ -244,6 +260,7 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
     totals.known_gap += world.known_gap;
     totals.life_steps += world.life_steps;
     totals.packets += world.packets;
+    totals.device_calls += world.device_calls;
     if let Outcome::Unmappable = outcome {
         totals.unmappable += 1;
     }
@@ -301,8 +318,9 @@ fn differential(protocol: Protocol) {
     eprintln!(
         "{name}: {} operations compared ({} failing calls, {} peers, {} connections, \
          {} TIME_WAIT sockets, {} replayed clients, {} later-life calls, {} packets' \
-         receivers) in {} sequences ({} stopped early at an unmappable random port; {} \
-         packets of the known gap), {:.1} s; random seeds from Rng({origin:#x})",
+         receivers, {} SO_BINDTODEVICE calls) in {} sequences ({} stopped early at an \
+         unmappable random port; {} known gaps: packets to 127.0.0.6 and connect() calls \
+         left out on the second device), {:.1} s; random seeds from Rng({origin:#x})",
         totals.ops,
         totals.errors_compared,
         totals.peers_compared,
@@ -311,6 +329,7 @@ fn differential(protocol: Protocol) {
         totals.replays,
         totals.life_steps,
         totals.packets,
+        totals.device_calls,
         totals.sequences,
         totals.unmappable,
         totals.known_gap,

@@ -9,7 +9,7 @@ use crate::addr::Tuple;
 use crate::error::Error;
 use crate::flags::State;
 use crate::policy::check_accept;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// The passive open on `parent`, a listener: the child PCB, for the
@@ -46,6 +46,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             socket,
             tuple,
         ));
+        // The child is on its listener's device: Linux `sk_clone_lock`
+        // copies `sk_bound_dev_if` (IPv4), and `tcp_v6_syn_recv_sock` sets
+        // it from the request's `ir_iif`, the listener's device
+        // (`inet_request_bound_dev_if`). Set before the child is visible.
+        child.device.store(view.device, Ordering::Relaxed);
         self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before

@@ -68,7 +68,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// under the port's lock while the PCB holds a port (the conflict
     /// checks of the port's writers read it there). Caller holds the owner
     /// lock. `InvalidInput` after `time_wait()` or a drop.
-    fn write_option(&self, inner: &PcbInner<S>, write: impl FnOnce()) -> Result<(), Error> {
+    pub(super) fn write_option(
+        &self,
+        inner: &PcbInner<S>,
+        write: impl FnOnce(),
+    ) -> Result<(), Error> {
         let state = inner.state();
         if matches!(state, State::TimeWait | State::Dropped) {
             return Err(Error::InvalidInput);

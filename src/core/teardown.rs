@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{canonical, Disconnect, PcbView, Protocol};
 use crate::raw::PortLock;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// `connect(AF_UNSPEC)` on UDP.
@@ -31,6 +31,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Result<(), Error> {
         let me = *me;
         let keep = self.rules.disconnect(&me)?;
+        if self.rules.disconnect_clears_device() && me.device != 0 {
+            // Before the PCB moves: the lookups that see it on its new
+            // address see it on no device.
+            self.write_option(inner, || inner.device.store(0, Ordering::Relaxed))?;
+        }
         if self.rules.protocol == Protocol::Tcp {
             self.abort(inner, &me, keep, guard);
             return Ok(());
