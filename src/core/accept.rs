@@ -31,7 +31,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
         let flow = self.flow(&tuple);
-        let holder = self.exact_holder_arc(&flow, &guard);
+        let holder = self.exact_holder_on(&flow, view.device, &guard);
         if holder
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)

@@ -120,6 +120,29 @@ impl World {
                 tw.local, tw.remote
             ));
         }
+        // A SYN that meets a connection on the same 4-tuple, which the
+        // kernel allowed because the connecting socket is on another device
+        // than the connection's other end (`inet_match`): the old connection
+        // answers the SYN with a challenge ACK, the new client resets it,
+        // and the SYN goes to the listener. TCP's state machine is not the
+        // table's: both ends of the old connection are closed, a known gap.
+        let established = {
+            let guard = self.table.pin();
+            self.lookup(tto, client_table, &guard)
+                .filter(|found| found.state() == State::Connected)
+                .and_then(|found| {
+                    self.live()
+                        .into_iter()
+                        .find(|&e| e != i && found.is(&self.entry(e).table))
+                })
+        };
+        if let Some(old) = established {
+            self.known_gap += 1;
+            self.note(format!(
+                "the SYN meets the connection of #{old}: both ends closed (known gap)"
+            ));
+            self.close(old);
+        }
         // The table's lookup for the SYN must name the same kind of listener.
         {
             let guard = self.table.pin();
