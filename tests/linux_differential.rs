@@ -141,6 +141,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         5285448149422443101,
         "connect() on the 4-tuple of a connection on another device (`__inet_check_established`)",
     ),
+    (
+        Protocol::Udp,
+        4734366727461340184,
+        "SO_BINDTODEVICE takes a member out of its group (`udp_lib_rehash`)",
+    ),
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
     (Protocol::Tcp, 57, "connect() to ::"),

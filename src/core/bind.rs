@@ -61,6 +61,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
             Some(Device(index)) => index,
             None => 0,
         };
+        if self.rules.bind_device_leaves_group() && inner.flags.load().in_group() {
+            // A member leaves its reuseport group, whatever the device.
+            let state = inner.state();
+            if matches!(state, State::TimeWait | State::Dropped) {
+                return Err(Error::InvalidInput);
+            }
+            let guard = crossbeam_epoch::pin();
+            let held = self.ports.lock(inner.tuple(&guard).local.port);
+            inner.device.store(index, Ordering::Relaxed);
+            self.leave_group(&held, inner, &guard);
+            return Ok(());
+        }
         self.write_option(inner, || inner.device.store(index, Ordering::Relaxed))
     }
 
