@@ -58,12 +58,26 @@
 //! found seeds keep them). The summary line counts the later-life calls
 //! and the packets whose receivers were compared.
 //!
-//! One difference is known, tolerated and counted in the summary: in the
-//! kernel an AF_INET6 socket connected to port 0 of an IPv6 peer also takes
-//! IPv4 datagrams sent to `127.0.0.6`; the table does not reproduce that.
+//! **Devices** (`linux_differential/devices.rs`): each namespace gets a
+//! second device beside `lo` where it can, and SO_BINDTODEVICE calls (to
+//! `lo`, to the second device, to none) come on top of the other steps,
+//! from a generator of their own. Every packet arrives on `lo`, so the
+//! table answers the compared lookups with `lookup_on(lo)`. The device
+//! calls run in the found seeds; `PCBHASH_DIFF_DEVICES=1` turns them on in
+//! the fixed and random seeds and in a `PCBHASH_DIFF_SEED` replay (they are
+//! off by default there while divergences with devices remain open).
+//!
+//! Known differences, tolerated and counted in the summary as known gaps:
+//! in the kernel an AF_INET6 socket connected to port 0 of an IPv6 peer also
+//! takes IPv4 datagrams sent to `127.0.0.6`, which the table does not
+//! reproduce; and the calls whose answer depends on the addresses and
+//! routes of a device (`connect()` from the second device, IPv6 addresses
+//! looked for on a socket's device) are left out in both worlds.
 
 #[path = "linux_differential/connect.rs"]
 mod connect;
+#[path = "linux_differential/devices.rs"]
+mod devices;
 #[path = "linux_differential/life.rs"]
 mod life;
 mod linux_kernel;
@@ -111,6 +125,26 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         Protocol::Udp,
         90748937302557754,
         "two peers connected to port 0: AF_INET before AF_INET6",
+    ),
+    (
+        Protocol::Udp,
+        10,
+        "connect(AF_UNSPEC) unbinds the device (`__udp_disconnect`)",
+    ),
+    (
+        Protocol::Tcp,
+        30,
+        "an accepted connection is on its listener's device",
+    ),
+    (
+        Protocol::Tcp,
+        5285448149422443101,
+        "connect() on the 4-tuple of a connection on another device (`__inet_check_established`)",
+    ),
+    (
+        Protocol::Udp,
+        4734366727461340184,
+        "SO_BINDTODEVICE takes a member out of its group (`udp_lib_rehash`)",
     ),
     (Protocol::Tcp, 6, "connect() to 0.0.0.0"),
     (Protocol::Tcp, 11, "connect() to ::ffff:0.0.0.0"),
@@ -183,6 +217,7 @@ struct Totals {
     known_gap: u64,
     life_steps: u64,
     packets: u64,
+    device_calls: u64,
 }
 
 /// A fresh network namespace for one sequence. The namespaces made from it
@@ -196,7 +231,12 @@ fn namespace() -> Result<Netns, String> {
 }
 
 /// Runs the sequence of `seed`, in a network namespace of its own.
-fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result<(), String> {
+fn run(
+    protocol: Protocol,
+    seed: u64,
+    (life, devices): (bool, bool),
+    totals: &mut Totals,
+) -> Result<(), String> {
     let ns = namespace().map_err(|reason| format!("seed {seed}: {reason}"))?;
     let mut rng = Rng(seed);
     let range = match protocol {
@@ -204,7 +244,16 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
         Protocol::Udp => rng.pick(&UDP_RANGES),
     };
     let steps = 20 + rng.below(60);
-    let mut world = World::new(&ns, seed, protocol, range);
+    let devices = match devices.then(linux_kernel::devices::add_second) {
+        None => None,
+        Some(Ok(devices)) => Some(devices),
+        Some(Err(reason)) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("no second device, SO_BINDTODEVICE left out: {reason}"));
+            None
+        }
+    };
+    let mut world = World::new(&ns, seed, protocol, range, devices);
     world.life = life;
     let _ = writeln!(world.log, "  {protocol:?}, range {}-{}", range.0, range.1);
     let mut outcome = Outcome::Completed;
@@ -244,6 +293,7 @@ fn run(protocol: Protocol, seed: u64, life: bool, totals: &mut Totals) -> Result
     totals.known_gap += world.known_gap;
     totals.life_steps += world.life_steps;
     totals.packets += world.packets;
+    totals.device_calls += world.device_calls;
     if let Outcome::Unmappable = outcome {
         totals.unmappable += 1;
     }
@@ -266,9 +316,12 @@ fn differential(protocol: Protocol) {
     // The later-life calls run in every seed unless `PCBHASH_DIFF_LIFE=0`
     // turns them off in the random ones and in a replay.
     let life_env = std::env::var("PCBHASH_DIFF_LIFE").map_or(true, |v| v.trim() != "0");
+    // The device calls run in the found seeds; `PCBHASH_DIFF_DEVICES=1`
+    // turns them on in the fixed and random seeds and in a replay.
+    let devices_env = std::env::var("PCBHASH_DIFF_DEVICES").is_ok_and(|v| v.trim() == "1");
     if let Ok(seed) = std::env::var("PCBHASH_DIFF_SEED") {
         let seed: u64 = seed.parse().expect("PCBHASH_DIFF_SEED is a number");
-        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
+        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
             panic!("{divergence}");
         }
         return;
@@ -284,8 +337,12 @@ fn differential(protocol: Protocol) {
         .map(|(_, seed, _)| *seed)
         .collect();
     let fixed = FIXED_SEEDS.filter(|seed| !found.contains(seed));
-    for seed in found.iter().copied().chain(fixed) {
-        if let Err(divergence) = run(protocol, seed, true, &mut totals) {
+    for (seed, devices) in found
+        .iter()
+        .map(|&seed| (seed, true))
+        .chain(fixed.map(|seed| (seed, devices_env)))
+    {
+        if let Err(divergence) = run(protocol, seed, (true, devices), &mut totals) {
             failures.push(divergence);
         }
     }
@@ -294,15 +351,16 @@ fn differential(protocol: Protocol) {
     let mut random = Rng(origin);
     while started.elapsed() < Duration::from_secs(budget) && failures.len() < 5 {
         let seed = random.next();
-        if let Err(divergence) = run(protocol, seed, life_env, &mut totals) {
+        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
             failures.push(divergence);
         }
     }
     eprintln!(
         "{name}: {} operations compared ({} failing calls, {} peers, {} connections, \
          {} TIME_WAIT sockets, {} replayed clients, {} later-life calls, {} packets' \
-         receivers) in {} sequences ({} stopped early at an unmappable random port; {} \
-         packets of the known gap), {:.1} s; random seeds from Rng({origin:#x})",
+         receivers, {} SO_BINDTODEVICE calls) in {} sequences ({} stopped early at an \
+         unmappable random port; {} known gaps: packets to 127.0.0.6 and connect() calls \
+         left out on the second device), {:.1} s; random seeds from Rng({origin:#x})",
         totals.ops,
         totals.errors_compared,
         totals.peers_compared,
@@ -311,6 +369,7 @@ fn differential(protocol: Protocol) {
         totals.replays,
         totals.life_steps,
         totals.packets,
+        totals.device_calls,
         totals.sequences,
         totals.unmappable,
         totals.known_gap,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use super::pcb::PcbInner;
 use super::shared::Shared;
 use crate::addr::Tuple;
+use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::State;
 use crate::policy::check_accept;
@@ -31,7 +32,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let tuple = Tuple { local, remote };
         let held = self.ports.lock(local.port);
         let flow = self.flow(&tuple);
-        let holder = self.exact_holder_arc(&flow, &guard);
+        let holder = self.exact_holder_on(&flow, view.device, &guard);
         if holder
             .as_ref()
             .is_some_and(|pcb| pcb.state() != State::TimeWait)
@@ -51,6 +52,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         child
             .fib
             .store(parent.fib.load(Ordering::Relaxed), Ordering::Relaxed);
+        // The child is on its listener's device: Linux `sk_clone_lock`
+        // copies `sk_bound_dev_if` (IPv4), and `tcp_v6_syn_recv_sock` sets
+        // it from the request's `ir_iif`, the listener's device
+        // (`inet_request_bound_dev_if`). Set before the child is visible.
+        child.set_device((view.device != 0).then_some(Device(view.device)));
         self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before

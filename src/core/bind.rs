@@ -57,17 +57,37 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let guard = crossbeam_epoch::pin();
         let binding = self.rules.bind_device(&inner.view(&guard), device)?;
         drop(guard);
-        self.write_option(inner, || match binding {
-            DeviceBinding::Interface(device) => inner.set_device(device),
-            DeviceBinding::Fib(fib) => inner.fib.store(fib, Ordering::Relaxed),
-        })
+        match binding {
+            DeviceBinding::Interface(device) => {
+                if self.rules.bind_device_leaves_group() && inner.flags.load().in_group() {
+                    // A member leaves its reuseport group, whatever the device.
+                    let state = inner.state();
+                    if matches!(state, State::TimeWait | State::Dropped) {
+                        return Err(Error::InvalidInput);
+                    }
+                    let guard = crossbeam_epoch::pin();
+                    let held = self.ports.lock(inner.tuple(&guard).local.port);
+                    inner.set_device(device);
+                    self.leave_group(&held, inner, &guard);
+                    return Ok(());
+                }
+                self.write_option(inner, || inner.set_device(device))
+            }
+            DeviceBinding::Fib(fib) => {
+                self.write_option(inner, || inner.fib.store(fib, Ordering::Relaxed))
+            }
+        }
     }
 
     /// Writes a socket option the other PCBs' checks read, with `write`:
     /// under the port's lock while the PCB holds a port (the conflict
     /// checks of the port's writers read it there). Caller holds the owner
     /// lock. `InvalidInput` after `time_wait()` or a drop.
-    fn write_option(&self, inner: &PcbInner<S>, write: impl FnOnce()) -> Result<(), Error> {
+    pub(super) fn write_option(
+        &self,
+        inner: &PcbInner<S>,
+        write: impl FnOnce(),
+    ) -> Result<(), Error> {
         let state = inner.state();
         if matches!(state, State::TimeWait | State::Dropped) {
             return Err(Error::InvalidInput);

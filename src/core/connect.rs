@@ -70,7 +70,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             };
             let held = self.ports.lock(me.local.port);
             let flow = self.flow(&tuple);
-            let holder = self.exact_holder_arc(&flow, &guard);
+            let holder = self.exact_holder_on(&flow, me.device, &guard);
             let replace = match &holder {
                 Some(pcb) => match self.rules.connect_tuple_taken(&pcb.view(&guard)) {
                     Ok(replace) => replace,
@@ -135,14 +135,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let owners = self.owners(port, inner, &guard);
             let exact = self.flow(&tuple);
             let holder = self
-                .exact_holder(&exact, &guard)
+                .exact_holder_on(&exact, me.device, &guard)
                 .map(|pcb| pcb.view(&guard));
             let memo = self.memos.get(&held, port);
             if self
                 .rules
                 .connect_port_busy(&new, &owners, holder.as_ref(), memo)
             {
-                if hinted && holder.is_some() {
+                // A hint stands for every connecting PCB: only a holder
+                // bound to no device holds the 4-tuple for all devices.
+                if hinted && holder.as_ref().is_some_and(|h| h.device == 0) {
                     taken += 1;
                     if hint.is_none() && taken >= self.busy.install_after() {
                         hint = Some(self.busy.install(flow, source, &peer));

@@ -120,20 +120,6 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         }
     }
 
-    /// The PCB whose tuple is `key`, whatever its device: who holds the
-    /// 4-tuple, for `connect()`'s checks.
-    pub(crate) fn find_tuple<'g>(
-        &self,
-        hash: u64,
-        key: &FlowKey,
-        guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
-        match self.index.find(hash, guard, |pcb| pcb.is_flow(key, guard)) {
-            Some(pcb) => Some(pcb),
-            None => self.find_spilled(hash, key, None, guard),
-        }
-    }
-
     /// The spill list's PCB for `key` that answers `device` (`None`: any
     /// device).
     #[inline(never)]
@@ -151,18 +137,44 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         })
     }
 
-    /// [`find`](Self::find), as a strong reference.
+    /// The PCB whose tuple is `key`, whatever its device, as a strong
+    /// reference.
     pub(crate) fn find_arc(
         &self,
         hash: u64,
         key: &FlowKey,
         guard: &Guard,
     ) -> Option<Arc<PcbInner<S>>> {
+        self.find_arc_where(hash, key, guard, |_| true)
+    }
+
+    /// The PCB whose tuple is `key` and that answers `device` (0: none),
+    /// as a strong reference: who holds the 4-tuple for a PCB bound to
+    /// `device`.
+    pub(crate) fn find_arc_on(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        device: u32,
+        guard: &Guard,
+    ) -> Option<Arc<PcbInner<S>>> {
+        self.find_arc_where(hash, key, guard, |pcb| pcb.answers(device))
+    }
+
+    /// The PCB whose tuple is `key` and that passes `also`, as a strong
+    /// reference.
+    fn find_arc_where(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        guard: &Guard,
+        also: impl Fn(&PcbInner<S>) -> bool,
+    ) -> Option<Arc<PcbInner<S>>> {
         self.index
-            .find_arc(hash, guard, |pcb| pcb.is_flow(key, guard))
+            .find_arc(hash, guard, |pcb| pcb.is_flow(key, guard) && also(pcb))
             .or_else(|| {
                 self.spill.find_arc(guard, |pcb| {
-                    pcb.exact_hash() == hash && pcb.is_flow(key, guard)
+                    pcb.exact_hash() == hash && pcb.is_flow(key, guard) && also(pcb)
                 })
             })
     }

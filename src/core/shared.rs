@@ -239,18 +239,24 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .collect()
     }
 
-    /// The PCB holding `flow` in the exact index.
-    pub(crate) fn exact_holder<'g>(
-        &self,
-        flow: &Flow,
-        guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
-        self.exact.find_tuple(flow.hash, &flow.key, guard)
-    }
-
-    /// [`exact_holder`](Self::exact_holder), as a strong reference.
+    /// The PCB holding `flow` in the exact index, whatever its device, as
+    /// a strong reference.
     pub(crate) fn exact_holder_arc(&self, flow: &Flow, guard: &Guard) -> Option<Arc<PcbInner<S>>> {
         self.exact.find_arc(flow.hash, &flow.key, guard)
+    }
+
+    /// The PCB holding `flow` for a PCB bound to `device` (0: none), as a
+    /// strong reference: one bound to no device or to `device`. Linux
+    /// `__inet_check_established` (and `inet_ehash_insert` for a passive
+    /// open) compare `sk_bound_dev_if` in `inet_match`, so two connections
+    /// on one 4-tuple may live on different devices.
+    pub(crate) fn exact_holder_on(
+        &self,
+        flow: &Flow,
+        device: u32,
+        guard: &Guard,
+    ) -> Option<Arc<PcbInner<S>>> {
+        self.exact.find_arc_on(flow.hash, &flow.key, device, guard)
     }
 
     /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks

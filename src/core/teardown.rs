@@ -31,6 +31,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Result<(), Error> {
         let me = *me;
         let keep = self.rules.disconnect(&me)?;
+        if self.rules.disconnect_clears_device() && me.device != 0 {
+            // Before the PCB moves: the lookups that see it on its new
+            // address see it on no device.
+            self.write_option(inner, || inner.set_device(None))?;
+        }
         if self.rules.protocol == Protocol::Tcp {
             self.abort(inner, &me, keep, guard);
             return Ok(());

@@ -257,6 +257,18 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     /// group.
     fn rejoins_group_on_disconnect(&self) -> bool;
 
+    /// Whether SO_BINDTODEVICE takes a reuseport group member out of its
+    /// group. No by default.
+    fn bind_device_leaves_group(&self) -> bool {
+        false
+    }
+
+    /// Whether `disconnect()` also unbinds the PCB from its device
+    /// (SO_BINDTODEVICE). No by default.
+    fn disconnect_clears_device(&self) -> bool {
+        false
+    }
+
     /// Whether `disconnect()` of the unconnected group member `me` on a
     /// wildcard address takes it out of its group.
     fn wildcard_disconnect_leaves_group(&self, me: &PcbView) -> bool;

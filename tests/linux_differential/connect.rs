@@ -22,8 +22,7 @@ impl World {
             _ => probe,
         };
         let guard = self.table.pin();
-        self.table
-            .lookup(to, probe, &guard)
+        self.lookup(to, probe, &guard)
             .is_some_and(|r| r.state() == State::Listen)
     }
 
@@ -62,6 +61,9 @@ impl World {
     /// TCP connect() of entry `i` to `kto` (kernel ports), where a listener
     /// waits; the kernel's server side is accepted in both worlds.
     pub(super) fn connect(&mut self, i: usize, kto: SocketAddr) -> Result<bool, String> {
+        if self.cannot_route(i) {
+            return Ok(true);
+        }
         let tto = SocketAddr::new(kto.ip(), self.to_table_port(kto.port()));
         let client = self.entry(i);
         let was_bound = client.table.local_addr().is_some();
@@ -106,8 +108,7 @@ impl World {
         // TCP_TW_SYN).
         let twin = {
             let guard = self.table.pin();
-            self.table
-                .lookup(tto, client_table, &guard)
+            self.lookup(tto, client_table, &guard)
                 .filter(|found| found.state() == State::TimeWait)
                 .map(|found| self.time_waits.iter().position(|tw| found.is(&tw.table)))
         };
@@ -119,11 +120,33 @@ impl World {
                 tw.local, tw.remote
             ));
         }
+        // A SYN that meets a connection on the same 4-tuple, which the
+        // kernel allowed because the connecting socket is on another device
+        // than the connection's other end (`inet_match`): the old connection
+        // answers the SYN with a challenge ACK, the new client resets it,
+        // and the SYN goes to the listener. TCP's state machine is not the
+        // table's: both ends of the old connection are closed, a known gap.
+        let established = {
+            let guard = self.table.pin();
+            self.lookup(tto, client_table, &guard)
+                .filter(|found| found.state() == State::Connected)
+                .and_then(|found| {
+                    self.live()
+                        .into_iter()
+                        .find(|&e| e != i && found.is(&self.entry(e).table))
+                })
+        };
+        if let Some(old) = established {
+            self.known_gap += 1;
+            self.note(format!(
+                "the SYN meets the connection of #{old}: both ends closed (known gap)"
+            ));
+            self.close(old);
+        }
         // The table's lookup for the SYN must name the same kind of listener.
         {
             let guard = self.table.pin();
             let found = self
-                .table
                 .lookup(tto, client_table, &guard)
                 .ok_or("the table finds no PCB for the SYN")?;
             let found_entry = self
@@ -171,6 +194,7 @@ impl World {
             return Ok(false);
         }
         self.check_peer(c, Some((self.entry(i).kernel_port(), client_table.port())))?;
+        self.check_device(c)?;
         Ok(true)
     }
 }

@@ -116,6 +116,9 @@ impl World {
     /// `bind()` or `connect()` with a link-local IPv6 address.
     fn link_local(&mut self, rng: &mut Rng, i: usize) -> Result<bool, String> {
         let address = rng.pick(&LINK_LOCAL);
+        if self.address_not_on_device(i, address.parse().expect("address")) {
+            return Ok(true);
+        }
         if rng.chance(50) {
             return self.bind(i, address, PortRef::Fixed(FIXED_PORTS[0]));
         }
@@ -129,6 +132,9 @@ impl World {
     /// the local addresses: a UDP socket binds before it looks at the peer,
     /// even for a call that fails.
     fn connect_to(&mut self, i: usize, to: SocketAddr) -> Result<bool, String> {
+        if self.cannot_route(i) {
+            return Ok(true);
+        }
         let client = self.entry(i);
         let was_bound = client.table.local_addr().is_some();
         let k = if self.protocol == pcbhash::Protocol::Udp {
@@ -186,7 +192,7 @@ impl World {
             let guard = self.table.pin();
             for port in PROBE_PORTS {
                 let from = SocketAddr::new(source, port);
-                let found = self.table.lookup(SocketAddr::new(ip, tport), from, &guard);
+                let found = self.lookup(SocketAddr::new(ip, tport), from, &guard);
                 takers.insert(found.and_then(|found| {
                     live.iter()
                         .copied()

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use pcbhash::{Protocol, State};
 
+use super::devices::DEVICE_PERCENT;
 use super::world::{PortRef, Rng, World};
 
 /// Ports outside every ephemeral range, for explicit binds.
@@ -86,6 +87,17 @@ impl World {
                 rng.pick(preferred)
             }
         };
+        // Device calls come from a generator of their own and come on top
+        // of the step, so that a seed draws the same other calls with
+        // devices as without.
+        let mut device_rng = Rng(self.device_rng);
+        if device_rng.chance(DEVICE_PERCENT) {
+            if let Some(Err(divergence)) = self.device_step(&mut device_rng) {
+                self.device_rng = device_rng.0;
+                return Err(divergence);
+            }
+        }
+        self.device_rng = device_rng.0;
         if self.life && rng.chance(LIFE_PERCENT) {
             if let Some(step) = self.life_step(rng) {
                 self.life_steps += 1;
@@ -192,6 +204,7 @@ impl World {
                     if self.protocol == Protocol::Tcp
                         && self.entry(i).peer.is_some()
                         && rng.chance(50)
+                        && !self.pair_off_lo(i)
                     {
                         self.close_orderly(i)?;
                     } else {

@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use pcbhash::{Cred, Family, Pcb, PcbTable, Policy, Protocol};
+use pcbhash::{Cred, Device, Family, Pcb, PcbRef, PcbTable, Policy, Protocol};
 use socket2::{SockAddr, Socket};
 
+use super::linux_kernel::devices::Dev;
 use super::linux_kernel::{self, errno, errno_name, table_errno, Netns};
 use super::time_wait::TimeWait;
 
@@ -110,12 +111,30 @@ pub(crate) struct World {
     pub(crate) life_steps: u64,
     /// Real packets whose receivers were compared.
     pub(crate) packets: u64,
+    /// `lo` and the second device, where the namespace has one (see
+    /// `devices.rs`).
+    pub(crate) devices: Option<(Dev, Dev)>,
+    /// The device every packet of the test arrives on: `lo`.
+    pub(crate) lo: Device,
+    /// SO_BINDTODEVICE calls compared.
+    pub(crate) device_calls: u64,
+    /// The state of the generator of the device calls (see `step.rs`).
+    pub(crate) device_rng: u64,
 }
 
 pub(crate) type Step = Result<(), String>;
 
 impl World {
-    pub(crate) fn new(ns: &Netns, seed: u64, protocol: Protocol, (low, high): (u16, u16)) -> Self {
+    pub(crate) fn new(
+        ns: &Netns,
+        seed: u64,
+        protocol: Protocol,
+        (low, high): (u16, u16),
+        devices: Option<(Dev, Dev)>,
+    ) -> Self {
+        let lo = linux_kernel::devices::index_of("lo")
+            .expect("the namespace has lo")
+            .device();
         ns.set_port_range(low, high).expect("pin the port range");
         let table = PcbTable::<()>::builder()
             .policy(Policy::Linux)
@@ -144,7 +163,22 @@ impl World {
             life: true,
             life_steps: 0,
             packets: 0,
+            devices,
+            lo,
+            device_calls: 0,
+            device_rng: seed ^ 0x6465_7669_6365_7321,
         }
+    }
+
+    /// The table's lookup for a packet from `remote` to `local`, as it
+    /// arrives in the kernel: on `lo`.
+    pub(crate) fn lookup<'g>(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        guard: &'g pcbhash::Guard,
+    ) -> Option<PcbRef<'g, ()>> {
+        self.table.lookup_on(self.lo, local, remote, guard)
     }
 
     pub(crate) fn to_table_port(&self, port: u16) -> u16 {
@@ -274,6 +308,9 @@ impl World {
 
     pub(crate) fn bind(&mut self, i: usize, address: &str, port: PortRef) -> Result<bool, String> {
         let ip: IpAddr = address.parse().expect("address");
+        if self.address_not_on_device(i, ip) {
+            return Ok(true);
+        }
         let (kport, tport) = match port {
             PortRef::Zero => (0, 0),
             PortRef::Fixed(p) => (p, p),
@@ -309,6 +346,9 @@ impl World {
         destination: &str,
         port: PortRef,
     ) -> Result<bool, String> {
+        if self.cannot_route(i) {
+            return Ok(true);
+        }
         let ip: IpAddr = destination.parse().expect("destination");
         let (kport, tport) = match port {
             PortRef::Zero => (UDP_PEER_PORT, UDP_PEER_PORT),
@@ -347,6 +387,7 @@ impl World {
         let t = table_errno(&entry.table.disconnect());
         self.compare(&format!("#{i} connect(AF_UNSPEC)"), k, t)?;
         self.check_peer(i, None)?;
+        self.check_device(i)?;
         if self.entry(i).table.local_addr().is_some() {
             return self.check_local(i, None);
         }

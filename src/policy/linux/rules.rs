@@ -261,6 +261,19 @@ impl Rules for Linux {
     /// A member that connected was detached, and `udp_lib_rehash` detaches
     /// a member on the wildcard address; nothing joins it again but a later
     /// `bind()`.
+    /// UDP: `sock_bindtoindex_locked` calls `udp_v4_rehash` /
+    /// `udp_v6_rehash`, and `udp_lib_rehash` detaches a group member
+    /// (`reuseport_detach_sock`) even when nothing moves.
+    fn bind_device_leaves_group(&self) -> bool {
+        self.protocol == Protocol::Udp
+    }
+
+    /// UDP: `__udp_disconnect` sets `sk_bound_dev_if` to 0, in every state
+    /// (TCP's `tcp_disconnect` leaves the device).
+    fn disconnect_clears_device(&self) -> bool {
+        self.protocol == Protocol::Udp
+    }
+
     fn rejoins_group_on_disconnect(&self) -> bool {
         false
     }
