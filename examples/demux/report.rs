@@ -209,6 +209,7 @@ pub fn workload(summary: &Summary) -> String {
         rate(packets, summary.elapsed),
         rate(packets / config.threads.max(1) as u64, summary.elapsed),
     );
+    devices(&mut out, summary);
     outcomes(&mut out, &summary.outcomes());
     let hits = summary.listener_hits();
     for family in [pcbhash::Family::Inet, pcbhash::Family::Inet6] {
@@ -289,6 +290,32 @@ pub fn workload(summary: &Summary) -> String {
         format!("{} ({} handles)", after.len, after.attached),
     );
     out
+}
+
+/// Lookups per device the packets arrived on.
+fn devices(out: &mut String, summary: &Summary) {
+    let by_device = summary.by_device();
+    let packets = summary.packets();
+    if by_device.unknown == packets {
+        let _ = writeln!(
+            out,
+            "{:<12}{} lookups with lookup(), no device: the table has no FIBs under FreeBSD yet,\n\
+             {:<12}so the second device and its listeners (Policy::Linux) are left out",
+            "devices",
+            thousands(by_device.unknown),
+            "",
+        );
+        return;
+    }
+    let share = |n| format!("{} ({:.1}%)", thousands(n), percent(n, packets));
+    let _ = writeln!(
+        out,
+        "{:<12}lookup_on device 1: {}, device 2: {}; lookup (no device): {}",
+        "devices",
+        share(by_device.device_1),
+        share(by_device.device_2),
+        thousands(by_device.unknown),
+    );
 }
 
 /// The summary of a capture replay.
