@@ -418,6 +418,25 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
             ),
         ],
     );
+    let group = &report.groupcast;
+    wrapped(
+        &mut out,
+        "  to groups",
+        &[
+            format!(
+                "{} datagrams handed to deliver() ({} multicast, {} broadcast)",
+                thousands(group.datagrams()),
+                thousands(group.multicast),
+                thousands(group.broadcast),
+            ),
+            format!(
+                "{} delivered, to {} PCBs in all (at most {} at once)",
+                thousands(group.delivered),
+                thousands(group.receivers),
+                thousands(group.most_receivers),
+            ),
+        ],
+    );
     errors(&mut out, &report.errors);
     let checks = &report.checks;
     let _ = writeln!(
