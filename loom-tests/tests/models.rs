@@ -108,3 +108,31 @@ fn lookup_while_reconnect_parked() {
         );
     }
 }
+
+#[test]
+fn deliver_vs_join_freebsd() {
+    models::check("deliver_vs_join_freebsd", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::FreeBsd, models::Race::Join)
+    });
+}
+
+#[test]
+fn deliver_vs_close_freebsd() {
+    models::check("deliver_vs_close_freebsd", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::FreeBsd, models::Race::Close)
+    });
+}
+
+#[test]
+fn deliver_vs_join_linux() {
+    models::check("deliver_vs_join_linux", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::Linux, models::Race::Join)
+    });
+}
+
+#[test]
+fn deliver_vs_close_linux() {
+    models::check("deliver_vs_close_linux", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::Linux, models::Race::Close)
+    });
+}
