@@ -271,7 +271,7 @@ pub fn workload(summary: &Summary) -> String {
         thousands(checks.violations()),
         thousands(checks.unchecked),
     );
-    for (name, check) in checks.named() {
+    for (name, check) in checks.shown(config.policy) {
         let _ = writeln!(
             out,
             "{:<12}{:<48}{:>15} / {}",

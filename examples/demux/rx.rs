@@ -110,6 +110,18 @@ impl Checks {
         ]
     }
 
+    /// The invariants a run under `policy` checks: the two device rows only
+    /// with a second device.
+    pub fn shown(&self, policy: pcbhash::Policy) -> Vec<(&'static str, Check)> {
+        let rows = self.named();
+        let shown = if has_second_device(policy) {
+            rows.len()
+        } else {
+            rows.len() - 2
+        };
+        rows[..shown].to_vec()
+    }
+
     /// Lookups checked.
     pub fn checked(&self) -> u64 {
         self.named().iter().map(|(_, c)| c.checked).sum()
