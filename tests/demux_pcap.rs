@@ -12,6 +12,8 @@ mod control;
 mod errors;
 #[path = "../examples/demux/flows.rs"]
 mod flows;
+#[path = "../examples/demux/groupcast.rs"]
+mod groupcast;
 #[path = "../examples/demux/listeners.rs"]
 mod listeners;
 #[path = "../examples/demux/outcome.rs"]
@@ -394,7 +396,15 @@ fn every_shared_capture_replays() {
         );
         let packets = report.packets;
         assert_eq!(packets.total, packets.parsed() + packets.unparseable());
-        assert_eq!(report.outcomes.total(), packets.tcp + packets.udp);
+        // Multicast and broadcast datagrams go to `deliver`, not `lookup`.
+        let group = report.groupcast;
+        assert_eq!(
+            report.outcomes.total() + group.datagrams(),
+            packets.tcp + packets.udp
+        );
+        assert!(group.datagrams() > 0, "{group:?}");
+        assert!(group.delivered <= group.datagrams(), "{group:?}");
+        assert!(group.receivers >= group.delivered, "{group:?}");
         assert!(packets.tcp > 0 && packets.udp > 0, "{packets:?}");
         assert_eq!(report.checks.violations, 0, "{policy:?}");
         assert_eq!(report.checks.clean_files, report.files.read(), "{policy:?}");

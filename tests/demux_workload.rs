@@ -12,6 +12,8 @@ mod control;
 mod errors;
 #[path = "../examples/demux/flows.rs"]
 mod flows;
+#[path = "../examples/demux/groupcast.rs"]
+mod groupcast;
 #[path = "../examples/demux/listeners.rs"]
 mod listeners;
 #[path = "../examples/demux/outcome.rs"]

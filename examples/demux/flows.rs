@@ -42,6 +42,10 @@ pub enum Service {
     Http,
     /// HTTPS on port 443: a group of IPv4 listeners and a group of IPv6 ones.
     Https,
+    /// An admin console on port 8443, served only on the second device
+    /// (`Policy::Linux`); not in [`Service::ALL`], which lists the services
+    /// of every device.
+    Admin,
 }
 
 impl Service {
@@ -54,6 +58,7 @@ impl Service {
             Service::Ssh => 22,
             Service::Http => 80,
             Service::Https => 443,
+            Service::Admin => 8443,
         }
     }
 

@@ -7,7 +7,12 @@
 //! | 2 | `AF_INET6`, V6ONLY off | `[::]:80` | one dual-stack listener for both families |
 //! | 3-6 | `AF_INET`, group | `0.0.0.0:443` | four workers sharing the port |
 //! | 7-8 | `AF_INET6`, V6ONLY, group | `[::]:443` | two workers for IPv6 |
+//! | 9 | `AF_INET`, device 2 | `0.0.0.0:8443` | a service of the second device only (Linux) |
+//! | 10 | `AF_INET6`, V6ONLY, device 2 | `[::]:8443` | the same, IPv6 (Linux) |
 //!
+//! Listeners 9 and 10 are bound to the second device (`SO_BINDTODEVICE`)
+//! before `bind()`; they exist only under `Policy::Linux`, since the table
+//! does not model FreeBSD's counterpart (FIBs) yet.
 //! "Group" is SO_REUSEPORT_LB under FreeBSD and SO_REUSEPORT under Linux: the
 //! table spreads new connections over the members by a hash of the 4-tuple.
 //! Every listener sets SO_REUSEADDR, as server daemons do.
@@ -18,7 +23,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use pcbhash::{Cred, Error, Family, Pcb, PcbTable, Policy};
+use pcbhash::{Cred, Device, Error, Family, Pcb, PcbTable, Policy};
 
 use crate::errors::Op;
 use crate::flows::{Service, HOST_V4, HOST_V6};
@@ -37,18 +42,33 @@ pub struct ListenerSpec {
     pub v6only: bool,
     /// Whether it is a member of a reuseport / load-balance group.
     pub group: bool,
+    /// The device it is bound to (`SO_BINDTODEVICE`), if any.
+    pub device: Option<Device>,
 }
+
+/// The host's first device, which every packet but the second device's
+/// arrives on.
+pub const DEVICE_1: Device = Device(1);
+
+/// The second device, with its own listeners (`Policy::Linux` only).
+pub const DEVICE_2: Device = Device(2);
 
 const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
-/// The listener plan, by id.
-pub fn plan() -> Vec<ListenerSpec> {
+/// Whether `policy` gets the second device and its listeners.
+pub fn has_second_device(policy: Policy) -> bool {
+    policy == Policy::Linux
+}
+
+/// The listener plan under `policy`, by id.
+pub fn plan(policy: Policy) -> Vec<ListenerSpec> {
     let one = |service: Service, family, ip: IpAddr, v6only, group| ListenerSpec {
         service,
         family,
         addr: SocketAddr::new(ip, service.port()),
         v6only,
         group,
+        device: None,
     };
     let mut plan = vec![
         one(Service::Ssh, Family::Inet, HOST_V4.into(), false, false),
@@ -58,6 +78,26 @@ pub fn plan() -> Vec<ListenerSpec> {
     let any4 = IpAddr::from([0, 0, 0, 0]);
     plan.extend((0..4).map(|_| one(Service::Https, Family::Inet, any4, false, true)));
     plan.extend((0..2).map(|_| one(Service::Https, Family::Inet6, ANY6, true, true)));
+    if has_second_device(policy) {
+        let on_device_2 = |spec: ListenerSpec| ListenerSpec {
+            device: Some(DEVICE_2),
+            ..spec
+        };
+        plan.push(on_device_2(one(
+            Service::Admin,
+            Family::Inet,
+            any4,
+            false,
+            false,
+        )));
+        plan.push(on_device_2(one(
+            Service::Admin,
+            Family::Inet6,
+            ANY6,
+            true,
+            false,
+        )));
+    }
     plan
 }
 
@@ -79,6 +119,9 @@ pub fn open(
     pcb.set_reuse_addr(true).map_err(option)?;
     if spec.family == Family::Inet6 {
         pcb.set_v6only(spec.v6only).map_err(option)?;
+    }
+    if spec.device.is_some() {
+        pcb.bind_device(spec.device).map_err(option)?;
     }
     if spec.group {
         match table.policy() {
@@ -105,6 +148,9 @@ pub fn describe(plan: &[ListenerSpec], id: usize, policy: Policy) -> String {
             Policy::Linux => " (SO_REUSEPORT group)",
             _ => " (group)",
         });
+    }
+    if let Some(Device(index)) = spec.device {
+        text.push_str(&format!(" (device {index} only)"));
     }
     text
 }

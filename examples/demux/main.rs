@@ -16,13 +16,15 @@
 //! Modules, one idea each: `rng` (deterministic randomness), `flows` (the
 //! synthetic network), `listeners`, `control` and `rx` (the two kinds of
 //! thread), `workload` (running them), `capture` (pcap / pcapng records),
-//! `packet` (headers to tuples), `replay` (the stateful replay), `outcome` and
+//! `packet` (headers to tuples), `replay` (the stateful replay), `groupcast`
+//! (multicast and broadcast datagrams), `outcome` and
 //! `errors` (what gets counted), `report` (the summaries).
 
 mod capture;
 mod control;
 mod errors;
 mod flows;
+mod groupcast;
 mod listeners;
 mod outcome;
 mod packet;

@@ -23,7 +23,10 @@
 //! - **UDP**: the first datagram of a pair gives its sender a connected client
 //!   socket (unless a server socket already holds the sender's port), and a
 //!   datagram that finds nothing binds a server socket on demand for its
-//!   destination port.
+//!   destination port. A datagram to a multicast group or to
+//!   `255.255.255.255` goes to every matching PCB instead (`deliver`, see
+//!   `groupcast.rs`); one that reaches none binds a server socket for its
+//!   port, so the next ones are delivered.
 //! - **Time**: TIME_WAIT lasts 60 s (2MSL) of capture time; a UDP client
 //!   socket idle for 30 s of capture time is closed. At the end of each file
 //!   every PCB is closed, and both tables must then be empty.
@@ -51,6 +54,7 @@ use pcbhash::{Cred, Family, Pcb, PcbRef, PcbTable, Policy, Protocol, State};
 
 use crate::capture::{Capture, Format};
 use crate::errors::{ErrorCounts, Op};
+use crate::groupcast::{self, GroupCounts};
 use crate::outcome::{Outcome, Outcomes};
 use crate::packet::{self, Parsed, Proto, Segment, TcpFlags, Unparseable};
 use crate::socket::Socket;
@@ -180,6 +184,8 @@ pub struct ReplayReport {
     pub errors: ErrorCounts,
     /// Invariants.
     pub checks: ReplayChecks,
+    /// Multicast and broadcast datagrams.
+    pub groupcast: GroupCounts,
 }
 
 impl ReplayReport {
@@ -530,6 +536,9 @@ impl Replayer {
 
     fn udp_datagram(&mut self, session: &mut Session, segment: Segment) {
         let Segment { src, dst, .. } = segment;
+        if groupcast::is_group(dst.ip()) {
+            return self.group_datagram(session, src, dst);
+        }
         let key = (src, dst);
         let sender_is_server = session.udp_servers.contains_key(&(family(src), src.port()));
         if !sender_is_server
@@ -556,16 +565,35 @@ impl Replayer {
         let own = session.udp_clients.get(&(dst, src)).map(|(pcb, _)| pcb);
         let found = self.deliver(Proto::Udp, dst, src, own);
         if found.outcome == Outcome::Miss {
-            let server = (family(dst), dst.port());
-            if let Entry::Vacant(entry) = session.udp_servers.entry(server) {
-                if let Some(pcb) = self.open_server(Protocol::Udp, server.0, server.1) {
-                    self.report.actions.udp_servers += 1;
-                    entry.insert(pcb);
-                }
-            }
+            self.udp_server_for(session, dst);
         }
         if let Some((_, last)) = session.udp_clients.get_mut(&(dst, src)) {
             *last = session.now;
+        }
+    }
+}
+
+impl Replayer {
+    /// A datagram to a multicast group or the broadcast address: delivered
+    /// to every matching PCB, and, if none matched, a server socket is bound
+    /// for its port.
+    fn group_datagram(&mut self, session: &mut Session, src: SocketAddr, dst: SocketAddr) {
+        let delivery = groupcast::deliver(&self.udp, dst, src, &mut self.report.groupcast);
+        self.report.checks.checked += 1;
+        self.report.checks.violations += u64::from(!delivery.sound);
+        if delivery.receivers == 0 {
+            self.udp_server_for(session, dst);
+        }
+    }
+
+    /// Binds a UDP server socket for `dst`'s port, unless one holds it.
+    fn udp_server_for(&mut self, session: &mut Session, dst: SocketAddr) {
+        let server = (family(dst), dst.port());
+        if let Entry::Vacant(entry) = session.udp_servers.entry(server) {
+            if let Some(pcb) = self.open_server(Protocol::Udp, server.0, server.1) {
+                self.report.actions.udp_servers += 1;
+                entry.insert(pcb);
+            }
         }
     }
 }

@@ -209,6 +209,7 @@ pub fn workload(summary: &Summary) -> String {
         rate(packets, summary.elapsed),
         rate(packets / config.threads.max(1) as u64, summary.elapsed),
     );
+    devices(&mut out, summary);
     outcomes(&mut out, &summary.outcomes());
     let hits = summary.listener_hits();
     for family in [pcbhash::Family::Inet, pcbhash::Family::Inet6] {
@@ -270,7 +271,7 @@ pub fn workload(summary: &Summary) -> String {
         thousands(checks.violations()),
         thousands(checks.unchecked),
     );
-    for (name, check) in checks.named() {
+    for (name, check) in checks.shown(config.policy) {
         let _ = writeln!(
             out,
             "{:<12}{:<48}{:>15} / {}",
@@ -289,6 +290,32 @@ pub fn workload(summary: &Summary) -> String {
         format!("{} ({} handles)", after.len, after.attached),
     );
     out
+}
+
+/// Lookups per device the packets arrived on.
+fn devices(out: &mut String, summary: &Summary) {
+    let by_device = summary.by_device();
+    let packets = summary.packets();
+    if by_device.unknown == packets {
+        let _ = writeln!(
+            out,
+            "{:<12}{} lookups with lookup(), no device: under FreeBSD a device is a FIB,\n\
+             {:<12}which this workload does not use (the second device runs with --policy linux)",
+            "devices",
+            thousands(by_device.unknown),
+            "",
+        );
+        return;
+    }
+    let share = |n| format!("{} ({:.1}%)", thousands(n), percent(n, packets));
+    let _ = writeln!(
+        out,
+        "{:<12}lookup_on device 1: {}, device 2: {}; lookup (no device): {}",
+        "devices",
+        share(by_device.device_1),
+        share(by_device.device_2),
+        thousands(by_device.unknown),
+    );
 }
 
 /// The summary of a capture replay.
@@ -388,6 +415,25 @@ pub fn replay(report: &ReplayReport, policy: Policy, elapsed: Duration) -> Strin
             format!(
                 "{} PCBs expired by capture time",
                 thousands(actions.expired)
+            ),
+        ],
+    );
+    let group = &report.groupcast;
+    wrapped(
+        &mut out,
+        "  to groups",
+        &[
+            format!(
+                "{} datagrams handed to deliver() ({} multicast, {} broadcast)",
+                thousands(group.datagrams()),
+                thousands(group.multicast),
+                thousands(group.broadcast),
+            ),
+            format!(
+                "{} delivered, to {} PCBs in all (at most {} at once)",
+                thousands(group.delivered),
+                thousands(group.receivers),
+                thousands(group.most_receivers),
             ),
         ],
     );

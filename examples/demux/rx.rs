@@ -14,16 +14,25 @@
 //! | SYN (of a flow, or stray) | a listener of the service; for HTTPS a group member |
 //! | late segment of a closed flow | anything but the flow's old PCB |
 //! | segment to a closed port | nothing |
+//! | SYN to port 8443 on device 2 | device 2's listener (Linux) |
+//! | SYN to port 8443 on device 1 | nothing: that listener is device 2's (Linux) |
+//!
+//! Under `Policy::Linux` every packet arrives on a device and is looked up
+//! with `lookup_on`: the flows' packets on device 1, and one packet in 64 on
+//! device 2 or device 1 toward a random service, including the admin port
+//! only device 2 serves. Under `Policy::FreeBsd` the table has no devices
+//! yet: every packet is looked up with `lookup`, and that packet is a flow's
+//! like the others.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{fence, Ordering};
 
-use pcbhash::{Guard, PcbRef, PcbTable, State};
+use pcbhash::{Device, Guard, PcbRef, PcbTable, State};
 
 use crate::flows::{
     flow_spec, stray_source, Direction, Phase, Service, Word, CLOSED_PORTS, HOST_V4, HOST_V6,
 };
-use crate::listeners::ListenerSpec;
+use crate::listeners::{has_second_device, ListenerSpec, DEVICE_1, DEVICE_2};
 use crate::outcome::{Outcome, Outcomes};
 use crate::rng::Rng;
 use crate::socket::Socket;
@@ -67,13 +76,17 @@ pub struct Checks {
     pub closed_gone: Check,
     /// A segment to a closed port found nothing.
     pub closed_port: Check,
+    /// A SYN on device 2 to its admin port found device 2's listener.
+    pub device_listener: Check,
+    /// A SYN on device 1 to device 2's admin port found nothing.
+    pub other_device: Check,
     /// Packets whose flow changed phase during the lookup.
     pub unchecked: u64,
 }
 
 impl Checks {
     /// The invariants with their names, for the report.
-    pub fn named(&self) -> [(&'static str, Check); 5] {
+    pub fn named(&self) -> [(&'static str, Check); 7] {
         [
             ("data of live flows found their own PCB", self.own_pcb),
             (
@@ -86,7 +99,27 @@ impl Checks {
             ),
             ("late segments never found a closed PCB", self.closed_gone),
             ("segments to closed ports missed", self.closed_port),
+            (
+                "SYNs on device 2 found its own listener",
+                self.device_listener,
+            ),
+            (
+                "SYNs on device 1 missed device 2's listener",
+                self.other_device,
+            ),
         ]
+    }
+
+    /// The invariants a run under `policy` checks: the two device rows only
+    /// with a second device.
+    pub fn shown(&self, policy: pcbhash::Policy) -> Vec<(&'static str, Check)> {
+        let rows = self.named();
+        let shown = if has_second_device(policy) {
+            rows.len()
+        } else {
+            rows.len() - 2
+        };
+        rows[..shown].to_vec()
     }
 
     /// Lookups checked.
@@ -106,6 +139,8 @@ impl Checks {
         self.syn_listener.merge(&other.syn_listener);
         self.closed_gone.merge(&other.closed_gone);
         self.closed_port.merge(&other.closed_port);
+        self.device_listener.merge(&other.device_listener);
+        self.other_device.merge(&other.other_device);
         self.unchecked += other.unchecked;
     }
 }
@@ -121,6 +156,37 @@ pub struct RxCounts {
     pub checks: Checks,
     /// Lookups that landed on each listener, by listener id.
     pub listener_hits: Vec<u64>,
+    /// Lookups by the device the packet arrived on: `lookup` (no device),
+    /// then `lookup_on` device 1 and device 2.
+    pub by_device: ByDevice,
+}
+
+/// Lookups counted by the device the packet arrived on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByDevice {
+    /// `lookup`: the device is unknown (every lookup under FreeBSD).
+    pub unknown: u64,
+    /// `lookup_on(Device(1), ..)`.
+    pub device_1: u64,
+    /// `lookup_on(Device(2), ..)`.
+    pub device_2: u64,
+}
+
+impl ByDevice {
+    fn count(&mut self, device: Option<Device>) {
+        match device {
+            None => self.unknown += 1,
+            Some(DEVICE_2) => self.device_2 += 1,
+            Some(_) => self.device_1 += 1,
+        }
+    }
+
+    /// Adds another thread's counts.
+    pub fn merge(&mut self, other: &ByDevice) {
+        self.unknown += other.unknown;
+        self.device_1 += other.device_1;
+        self.device_2 += other.device_2;
+    }
 }
 
 /// The RX loop of thread `index`: batches of lookups until `shared.stop` is
@@ -134,6 +200,7 @@ pub fn run(
     let mut rx = Rx {
         table,
         shared,
+        devices: has_second_device(table.policy()),
         rng: Rng::new(shared.seed, 1 + index as u64),
         counts: RxCounts {
             listener_hits: vec![0; plan.len()],
@@ -157,6 +224,8 @@ pub fn run(
 struct Rx<'a> {
     table: &'a PcbTable<Socket>,
     shared: &'a Shared,
+    /// Whether packets arrive on devices (`lookup_on`) and device 2 exists.
+    devices: bool,
     rng: Rng,
     counts: RxCounts,
 }
@@ -167,17 +236,29 @@ impl Rx<'_> {
         match self.rng.below(64) {
             0 => self.closed_port_packet(guard),
             1 => self.stray_syn(guard),
+            2 if self.devices => self.on_either_device(guard),
             _ => self.of_a_flow(guard),
         }
     }
 
+    /// The device of the flows' packets: device 1, or none (FreeBSD).
+    fn device_1(&self) -> Option<Device> {
+        self.devices.then_some(DEVICE_1)
+    }
+
+    /// Looks a packet up as arriving on `device` (`None`: unknown).
     fn lookup<'g>(
         &mut self,
+        device: Option<Device>,
         local: SocketAddr,
         remote: SocketAddr,
         guard: &'g Guard,
     ) -> (Option<PcbRef<'g, Socket>>, Outcome) {
-        let found = self.table.lookup(local, remote, guard);
+        let found = match device {
+            Some(device) => self.table.lookup_on(device, local, remote, guard),
+            None => self.table.lookup(local, remote, guard),
+        };
+        self.counts.by_device.count(device);
         let outcome = Outcome::of(found.as_ref());
         self.counts.outcomes.count(outcome);
         if matches!(outcome, Outcome::Group | Outcome::Wildcard) {
@@ -194,16 +275,51 @@ impl Rx<'_> {
         let h = self.rng.next_u64();
         let port = CLOSED_PORTS[(h % CLOSED_PORTS.len() as u64) as usize];
         let (local, remote) = stray_tuple(h, port);
-        let (found, _) = self.lookup(local, remote, guard);
+        let (found, _) = self.lookup(self.device_1(), local, remote, guard);
         self.counts.checks.closed_port.record(found.is_none());
     }
 
     fn stray_syn(&mut self, guard: &Guard) {
         let h = self.rng.next_u64();
         let service = Service::ALL[(h % 3) as usize];
+        self.stray_syn_to(self.device_1(), service, h, guard);
+    }
+
+    /// A stray SYN arriving on device 2 or device 1, to one of the services
+    /// or to device 2's admin port (`Policy::Linux`).
+    fn on_either_device(&mut self, guard: &Guard) {
+        let h = self.rng.next_u64();
+        let device = if h & (1 << 40) == 0 {
+            DEVICE_2
+        } else {
+            DEVICE_1
+        };
+        let Some(&service) = Service::ALL.get((h % 4) as usize) else {
+            let (local, remote) = stray_tuple(h, Service::Admin.port());
+            let (found, outcome) = self.lookup(Some(device), local, remote, guard);
+            let checks = &mut self.counts.checks;
+            if device == DEVICE_2 {
+                let ok = outcome == Outcome::Wildcard
+                    && found.is_some_and(|pcb| {
+                        pcb.device() == Some(DEVICE_2)
+                            && pcb.state() == State::Listen
+                            && pcb.local_addr().port() == Service::Admin.port()
+                    });
+                checks.device_listener.record(ok);
+            } else {
+                checks.other_device.record(found.is_none());
+            }
+            return;
+        };
+        self.stray_syn_to(Some(device), service, h, guard);
+    }
+
+    /// A SYN from a stray host to `service`, arriving on `device`: the
+    /// service's listeners are bound to no device, so they answer it.
+    fn stray_syn_to(&mut self, device: Option<Device>, service: Service, h: u64, guard: &Guard) {
         let (local, remote) = stray_tuple(h, service.port());
         let before = self.shared.listener_seq.load(Ordering::Acquire);
-        let (found, outcome) = self.lookup(local, remote, guard);
+        let (found, outcome) = self.lookup(device, local, remote, guard);
         let ok = syn_found_listener(found.as_ref(), outcome, service);
         fence(Ordering::Acquire);
         let after = self.shared.listener_seq.load(Ordering::Relaxed);
@@ -228,7 +344,7 @@ impl Rx<'_> {
         }
         let listeners_before = self.shared.listener_seq.load(Ordering::Acquire);
         let spec = flow_spec(self.shared.seed, slot, before);
-        let (found, outcome) = self.lookup(spec.local, spec.remote, guard);
+        let (found, outcome) = self.lookup(self.device_1(), spec.local, spec.remote, guard);
         let own = Socket::Flow {
             slot,
             generation: before.generation(),

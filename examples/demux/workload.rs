@@ -32,7 +32,7 @@ use crate::errors::ErrorCounts;
 use crate::flows::{source_address, Word};
 use crate::listeners::{self, ListenerSpec};
 use crate::outcome::Outcomes;
-use crate::rx::{self, Checks, RxCounts};
+use crate::rx::{self, ByDevice, Checks, RxCounts};
 use crate::socket::Socket;
 
 /// What to run.
@@ -189,6 +189,15 @@ impl Summary {
         total
     }
 
+    /// Lookups by the device the packet arrived on, all threads.
+    pub fn by_device(&self) -> ByDevice {
+        let mut total = ByDevice::default();
+        for rx in &self.rx {
+            total.merge(&rx.by_device);
+        }
+        total
+    }
+
     /// Hits per listener id, all threads.
     pub fn listener_hits(&self) -> Vec<u64> {
         let mut hits = vec![0; self.listeners.len()];
@@ -237,7 +246,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Summa
         .source_address(source_address)
         .build();
     let shared = Shared::new(config);
-    let plan = listeners::plan();
+    let plan = listeners::plan(config.policy);
     let mut control = Control::new(config, &table, &shared, &plan);
     control
         .setup()

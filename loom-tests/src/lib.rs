@@ -14,7 +14,7 @@
 //!
 //! Each model is a public function of this crate, run by `tests/models.rs`
 //! (the modules group them by race: `writers`, `leaving`, `moves`, `parked`,
-//! `resize`; `harness` runs them and `fixtures` builds them); it asserts one
+//! `resize`, `delivery`; `harness` runs them and `fixtures` builds them); it asserts one
 //! property of the contract in every interleaving loom explores and prints how
 //! many interleavings that was. A model that cannot fail proves nothing, so
 //! `tests/broken.rs` runs some of the same models against tables built with a
@@ -45,6 +45,7 @@
 //! | `lookup_while_move_parked` | a writer parks in the middle of a connect or a disconnect until the lookup returned: the lookup returns, with the moving PCB (one model per step of the move) |
 //! | `lookup_while_reconnect_parked` | Linux UDP: a connected PCB connecting to another peer parks at each step of its way out of the exact index and back: the lookup of the peer it shows returns it |
 //! | `lookup_during_incremental_resize` | the exact index grows from two buckets to four over two writes: both old connections are always found |
+//! | `deliver_vs_join_or_close` | UDP `deliver` while a PCB joins the port, or leaves it (FreeBSD and Linux rules): a PCB bound throughout is yielded exactly once, none twice, none freed, none closed before the walk began; one bound for the whole walk is yielded |
 //! | `lookup_during_resize` | the exact index grows from one bucket to two while a lookup runs: the lookup finds the connection |
 
 #![cfg(pcbhash_loom)]
@@ -59,6 +60,7 @@ compile_error!(
      (RUSTFLAGS=\"--cfg pcbhash_loom --cfg crossbeam_loom\")"
 );
 
+mod delivery;
 mod fixtures;
 mod harness;
 mod leaving;
@@ -67,6 +69,7 @@ mod parked;
 mod resize;
 mod writers;
 
+pub use delivery::{deliver_vs_join_or_close, Race};
 pub use fixtures::{addr, builder, cred, Sock};
 pub use harness::{check, expect_caught, Explored};
 pub use leaving::{accept_over_time_wait_vs_lookup, lb_group_vs_lookup, lookup_vs_close};

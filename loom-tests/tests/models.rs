@@ -108,3 +108,28 @@ fn lookup_while_reconnect_parked() {
         );
     }
 }
+
+// `deliver` racing a join (both policies) and a close (FreeBSD's rules; the
+// close under Linux's, 48,940 interleavings at three preemptions, takes too
+// long for every run: call `deliver_vs_join_or_close(Policy::Linux,
+// Race::Close)` by hand).
+#[test]
+fn deliver_vs_join_freebsd() {
+    models::check("deliver_vs_join_freebsd", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::FreeBsd, models::Race::Join)
+    });
+}
+
+#[test]
+fn deliver_vs_close_freebsd() {
+    models::check("deliver_vs_close_freebsd", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::FreeBsd, models::Race::Close)
+    });
+}
+
+#[test]
+fn deliver_vs_join_linux() {
+    models::check("deliver_vs_join_linux", || {
+        models::deliver_vs_join_or_close(pcbhash::Policy::Linux, models::Race::Join)
+    });
+}
