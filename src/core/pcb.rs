@@ -28,8 +28,9 @@ use crate::sync::{Arc, AtomicU64, AtomicU8, Mutex, Ordering};
 /// `repr(C)`, the tuple first: an exact hit reads the tuple latch's first
 /// 48 bytes (its counter, the ports, the device word beside them and the
 /// first copy's addresses) and nothing else of the PCB, so they sit
-/// together at the start; the other fields follow largest first, which
-/// leaves no padding.
+/// together at the start. The socket follows, which a stack reads next,
+/// then the small fields and the words; with `S = ()` this leaves no
+/// padding.
 #[repr(C, align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// Read through [`PcbInner::tuple`]; written under the owner lock. Its
@@ -38,6 +39,19 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// relaxed load like the flags, written under the owner lock and, while
     /// the PCB holds a port, its port's lock.
     tuple: TupleCell,
+    /// The socket, right after the tuple: a stack reads it next.
+    socket: SocketCell<S>,
+    /// The credential, stored as its two fields (so that the small fields
+    /// pack without padding): see [`PcbInner::cred`].
+    uid: u32,
+    /// The `flags2` word, whose top bit is the owner lock
+    /// ([`PcbInner::lock_owner`]).
+    pub(super) flags: AtomicFlags,
+    pub(super) family: Family,
+    privileged: bool,
+    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
+    /// keep the PCB in its size class. Hash-safe, written like the device.
+    pub(super) fib: AtomicU8,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
@@ -59,18 +73,6 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(super) last_peer: EpochOption<Ipv6Addr>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
-    /// The credential, stored as its two fields (so that the small fields
-    /// pack without padding): see [`PcbInner::cred`].
-    uid: u32,
-    /// The `flags2` word, whose top bit is the owner lock
-    /// ([`PcbInner::lock_owner`]).
-    pub(super) flags: AtomicFlags,
-    pub(super) family: Family,
-    privileged: bool,
-    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
-    /// keep the PCB in its size class. Hash-safe, written like the device.
-    pub(super) fib: AtomicU8,
-    socket: SocketCell<S>,
 }
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
