@@ -118,7 +118,9 @@ impl<'g, S: Send + Sync + 'static> Deliveries<'g, S> {
 /// Under FreeBSD no PCB has a device.
 #[inline]
 fn takes_device<S: Send + Sync + 'static>(pcb: &PcbInner<S>, device: Option<Device>) -> bool {
-    pcb.device().is_none_or(|bound| device == Some(bound))
+    // The same test as a lookup's (`inet_match`), on the device's index
+    // (0: unknown, which only PCBs bound to no device answer).
+    pcb.answers(device.map_or(0, |device| device.0))
 }
 
 impl<'g, S: Send + Sync + 'static> Iterator for Deliveries<'g, S> {
