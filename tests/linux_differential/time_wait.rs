@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::linux_kernel;
-use super::linux_kernel::tcp_states::{self, tcp_state, TIME_WAIT};
+use super::linux_kernel::tcp_states::{self, TIME_WAIT};
 use super::world::{PortRef, Rng, Step, World};
 use pcbhash::{Pcb, State};
 
@@ -41,8 +41,33 @@ impl World {
         let server = linux_kernel::peer_addr(&client_end.kernel).ok_or("no server address")?;
         drop(one.kernel);
         drop(two.kernel);
+        // Older TIME_WAIT sockets of the same 4-tuple, either way round, can
+        // still be there (their owners were bound to devices): the new one
+        // comes on top of them, and the peer's end leaves only them.
+        let known = |from: SocketAddr, to: SocketAddr| {
+            let (from, to) = (tcp_states::canonical(from), tcp_states::canonical(to));
+            let same = |tw: &&TimeWait| {
+                tcp_states::canonical(tw.local) == from && tcp_states::canonical(tw.remote) == to
+            };
+            self.time_waits.iter().filter(same).count()
+        };
+        let (here, there) = (known(local, remote) + 1, known(remote, local));
+        let settled = || {
+            let (local, remote) = (tcp_states::canonical(local), tcp_states::canonical(remote));
+            let sockets = tcp_states::tcp_sockets();
+            let count = |from, to, time_wait: bool| {
+                let matches = |s: &&tcp_states::TcpSocket| {
+                    s.local == from && s.remote == to && (s.state == TIME_WAIT) == time_wait
+                };
+                sockets.iter().filter(matches).count()
+            };
+            count(local, remote, true) == here
+                && count(local, remote, false) == 0
+                && count(remote, local, true) == there
+                && count(remote, local, false) == 0
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while tcp_state(local, remote) != Some(TIME_WAIT) || tcp_state(remote, local).is_some() {
+        while !settled() {
             if Instant::now() > deadline {
                 return Err(format!(
                     "{local} -> {remote} did not reach TIME_WAIT in the kernel: {:?}",

@@ -146,14 +146,22 @@ impl Netns {
     }
 }
 
-/// `ip link set lo up`, by SIOCGIFFLAGS / SIOCSIFFLAGS.
+/// Brings `lo` up.
 fn loopback_up() -> io::Result<()> {
+    link_up("lo")
+}
+
+/// Brings the device `name` of the calling thread's namespace up
+/// (`ip link set <name> up`), by SIOCGIFFLAGS / SIOCSIFFLAGS.
+fn link_up(name: &str) -> io::Result<()> {
     let probe = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&probe);
     // SAFETY: `ifreq` is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+    // The name and a NUL (`ifr_name` has room for 15 bytes and the NUL).
+    assert!(name.len() < req.ifr_name.len(), "device name too long");
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
     }
     // SAFETY: `fd` is an open socket and `req` a valid, NUL-terminated
     // `ifreq` that outlives the call.
