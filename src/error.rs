@@ -48,6 +48,10 @@ pub enum Error {
     /// assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
     /// ```
     WouldBlock,
+    /// `EPERM`: the credential lacks a privilege a port scan needs
+    /// (FreeBSD `priv_check` in `in_pcb_lport_dest`, for a per-PCB range
+    /// that reaches below 1024: `IP_PORTRANGE_LOW`).
+    NotPermitted,
 }
 
 impl Error {
@@ -69,12 +73,13 @@ impl Error {
             Error::NetworkUnreachable => libc::ENETUNREACH,
             Error::OptionNotAvailable => libc::ENOPROTOOPT,
             Error::WouldBlock => libc::EAGAIN,
+            Error::NotPermitted => libc::EPERM,
         }
     }
 
     /// The error for an errno, if it is one of ours.
     pub fn from_errno(errno: i32) -> Option<Error> {
-        const ALL: [Error; 11] = [
+        const ALL: [Error; 12] = [
             Error::AddrInUse,
             Error::AddrNotAvailable,
             Error::InvalidInput,
@@ -86,6 +91,7 @@ impl Error {
             Error::NetworkUnreachable,
             Error::OptionNotAvailable,
             Error::WouldBlock,
+            Error::NotPermitted,
         ];
         ALL.into_iter().find(|e| e.errno() == errno)
     }
@@ -105,6 +111,7 @@ impl fmt::Display for Error {
             Error::NetworkUnreachable => "network unreachable (no source address)",
             Error::OptionNotAvailable => "option not available",
             Error::WouldBlock => "no ephemeral port free, try again",
+            Error::NotPermitted => "operation not permitted",
         };
         f.write_str(text)
     }
@@ -133,6 +140,7 @@ mod tests {
             (Error::PermissionDenied, io::ErrorKind::PermissionDenied),
             (Error::NetworkUnreachable, io::ErrorKind::NetworkUnreachable),
             (Error::WouldBlock, io::ErrorKind::WouldBlock),
+            (Error::NotPermitted, io::ErrorKind::PermissionDenied),
         ];
         for (error, kind) in cases {
             let io: io::Error = error.into();

@@ -124,6 +124,10 @@ impl Flags {
     /// IPv6 datagram from another address (any, for a v4-mapped peer) does
     /// not match the PCB, while one from that address ranks it higher.
     pub const LAST_PEER: Flags = Flags(1 << 15);
+    /// Linux `IP_BIND_ADDRESS_NO_PORT`: `bind()` to port 0 records the
+    /// address and takes no port; `connect()` picks the port for the whole
+    /// 4-tuple (above the state's bits).
+    pub const BIND_NO_PORT: Flags = Flags(1 << 19);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -227,6 +231,7 @@ impl fmt::Debug for Flags {
             (Self::SHADOWED, "SHADOWED"),
             (Self::SHADOWING, "SHADOWING"),
             (Self::LAST_PEER, "LAST_PEER"),
+            (Self::BIND_NO_PORT, "BIND_NO_PORT"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

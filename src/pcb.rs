@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 
 use crossbeam_epoch::Guard;
 
@@ -122,6 +123,89 @@ impl<S: Send + Sync + 'static> Pcb<S> {
     /// `InvalidInput` after `time_wait()` or a drop.
     pub fn set_reuse_port_lb(&self, on: bool) -> Result<(), Error> {
         self.table.set_option(&self.inner, Flags::REUSEPORT_LB, on)
+    }
+
+    /// `IP_BIND_ADDRESS_NO_PORT` (Linux): a later `bind()` to port 0 records
+    /// the address and takes no port. The PCB stays out of the table (no
+    /// bind conflict, [`local_addr`](Pcb::local_addr) is `None`, `bind()`
+    /// may be called again), and [`connect`](Pcb::connect) then picks the
+    /// port for the whole 4-tuple, so many PCBs share one source address and
+    /// port toward different peers. [`listen`](Pcb::listen) (and a UDP
+    /// `connect()`) binds the port as `bind()` would have, on the recorded
+    /// address. The option changes nothing for a `bind()` with a port, nor
+    /// for a PCB already bound; it applies to `Inet6` PCBs too, as in the
+    /// kernel.
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Family, PcbTable, Policy};
+    ///
+    /// let table = PcbTable::<()>::builder().policy(Policy::Linux).build();
+    /// let server = "127.0.0.1:80".parse()?;
+    /// let other = "127.0.0.1:443".parse()?;
+    /// let first = table.attach(Family::Inet, Cred::user(1000), ());
+    /// first.set_bind_address_no_port(true)?;
+    /// assert_eq!(first.bind("127.0.0.2:0".parse()?)?, "127.0.0.2:0".parse()?);
+    /// assert_eq!(first.local_addr(), None);
+    /// let port = first.connect(server)?.port();
+    ///
+    /// // Toward another peer, the same source port can serve again.
+    /// let second = table.attach(Family::Inet, Cred::user(1000), ());
+    /// second.set_bind_address_no_port(true)?;
+    /// second.bind("127.0.0.2:0".parse()?)?;
+    /// assert_ne!(second.connect(other)?.port(), 0);
+    /// # let _ = port;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: `OptionNotAvailable` under [`Policy::FreeBsd`](crate::Policy),
+    /// `InvalidInput` after `time_wait()` or a drop.
+    pub fn set_bind_address_no_port(&self, on: bool) -> Result<(), Error> {
+        self.table.set_option(&self.inner, Flags::BIND_NO_PORT, on)
+    }
+
+    /// The PCB's own ephemeral port range, for the ports its `bind()` to
+    /// port 0, `listen()` and `connect()` pick; `None` gives it back the
+    /// table's range.
+    ///
+    /// - [`Policy::Linux`](crate::Policy): `IP_LOCAL_PORT_RANGE` (Linux 6.3).
+    ///   Each end narrows the table's range only if it lies within it (an
+    ///   end of 0, or one outside, leaves the table's end), and two non-zero
+    ///   ends backwards are `InvalidInput`. While the option is set,
+    ///   `connect()` tries every port in turn instead of its even ports
+    ///   first; `bind()` keeps its odd-first order.
+    /// - [`Policy::FreeBsd`](crate::Policy): `IP_PORTRANGE` as a range
+    ///   (`IP_PORTRANGE_HIGH` is `49152..=65535`, `IP_PORTRANGE_LOW`
+    ///   `600..=1023`). The range replaces the table's; one that reaches
+    ///   below 1024 needs [`Cred::privileged`](crate::Cred), and the scan
+    ///   answers `NotPermitted` (EPERM) without it, as `in_pcb_lport_dest`
+    ///   does. A range with an end of 0 is `InvalidInput`.
+    ///
+    /// Allowed in any state but TIME_WAIT and closed; a PCB already holding
+    /// a port keeps it.
+    ///
+    /// ```
+    /// use pcbhash::{Cred, Family, PcbTable, Policy};
+    ///
+    /// let table = PcbTable::<()>::builder()
+    ///     .policy(Policy::Linux)
+    ///     .ephemeral_ports(40000..=49999)
+    ///     .build();
+    /// let pcb = table.attach(Family::Inet, Cred::user(1000), ());
+    /// pcb.set_local_port_range(Some(45000..=45009))?;
+    /// let port = pcb.connect("127.0.0.1:80".parse()?)?.port();
+    /// assert!((45000..=45009).contains(&port));
+    ///
+    /// // Outside the table's range, an end is left to the table.
+    /// let other = table.attach(Family::Inet, Cred::user(1000), ());
+    /// other.set_local_port_range(Some(30000..=40000))?;
+    /// assert_eq!(other.bind("127.0.0.1:0".parse()?)?.port(), 40000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: `InvalidInput` for a range the policy refuses, after
+    /// `time_wait()` or a drop.
+    pub fn set_local_port_range(&self, range: Option<RangeInclusive<u16>>) -> Result<(), Error> {
+        self.table.set_local_port_range(&self.inner, range)
     }
 
     /// `IPV6_V6ONLY`: whether an `Inet6` PCB bound to `::` also takes IPv4.

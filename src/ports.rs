@@ -20,7 +20,7 @@
 
 use std::ops::RangeInclusive;
 
-use crate::policy::PortScan;
+use crate::policy::{PortRange, PortScan};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Slots of the RFC 6056 perturbation table (Linux uses 2^16; the scheme only
@@ -119,6 +119,11 @@ impl Ephemeral {
         self.first..=self.last
     }
 
+    /// The table's range, as a scan takes it.
+    pub(crate) fn table_range(&self) -> PortRange {
+        PortRange::table(self.first, self.last)
+    }
+
     /// A 64-bit random number (splitmix64 over an atomic counter): lock-free
     /// and, from a fixed seed, deterministic for a single thread.
     pub(crate) fn random(&self) -> u64 {
@@ -131,30 +136,57 @@ impl Ephemeral {
         z ^ (z >> 31)
     }
 
-    /// The candidates of `scan`; `flow` is the destination's keyed hash
-    /// (only [`PortScan::Perturbed`] reads it).
-    pub(crate) fn scan(&self, scan: PortScan, flow: u64) -> Candidates {
+    /// The candidates of `scan` over `range`; `flow` is the destination's
+    /// keyed hash (only [`PortScan::Perturbed`] reads it).
+    pub(crate) fn scan(&self, scan: PortScan, range: PortRange, flow: u64) -> Candidates {
+        let (first, last) = if range.first <= range.last {
+            (range.first, range.last)
+        } else {
+            (range.last, range.first)
+        };
+        let range = PortRange {
+            first,
+            last,
+            ..range
+        };
         match scan {
-            PortScan::Rover => self.rover(),
-            PortScan::Parity { lower_half_first } => self.parity(lower_half_first),
-            PortScan::Perturbed => self.perturbed(flow),
-            PortScan::RandomStart => self.random_start(),
+            PortScan::Rover => self.rover(range),
+            PortScan::Parity { lower_half_first } => self.parity(range, lower_half_first),
+            PortScan::Perturbed => self.perturbed(range, flow),
+            PortScan::RandomStart => self.random_start(range),
         }
     }
 
-    /// Records that `scan` (for `flow`) settled on `port`, its candidate at
-    /// loop index `attempt`.
-    pub(crate) fn found(&self, scan: PortScan, flow: u64, port: u16, attempt: u32) {
+    /// Records that `scan` over `range` (for `flow`) settled on `port`, its
+    /// candidate at loop index `attempt`.
+    pub(crate) fn found(
+        &self,
+        scan: PortScan,
+        range: PortRange,
+        flow: u64,
+        port: u16,
+        attempt: u32,
+    ) {
         match scan {
             PortScan::Rover => self.rover_found(port),
-            PortScan::Perturbed => self.perturbed_found(flow, attempt),
+            PortScan::Perturbed => self.perturbed_found(flow, attempt, Self::step(range)),
             PortScan::Parity { .. } | PortScan::RandomStart => {}
         }
     }
 
+    /// The stride of Linux's `connect()` scan: every port of a PCB's own
+    /// range, every second port (one parity per pass) otherwise.
+    fn step(range: PortRange) -> u32 {
+        if range.own {
+            1
+        } else {
+            2
+        }
+    }
+
     /// FreeBSD `in_pcb_lport_dest`: every port of the range once.
-    pub(crate) fn rover(&self) -> Candidates {
-        let (first, last) = (u32::from(self.first), u32::from(self.last));
+    pub(crate) fn rover(&self, range: PortRange) -> Candidates {
+        let (first, last) = (u32::from(range.first), u32::from(range.last));
         let count = last - first + 1;
         let start = if self.randomized && first != last {
             first + (self.random() % u64::from(last - first)) as u32
@@ -183,9 +215,9 @@ impl Ephemeral {
     /// As in the kernel, a range with an odd number of ports leaves its last
     /// port out (`remaining &= ~1`), and a range of fewer than four ports is
     /// not split in halves.
-    pub(crate) fn parity(&self, lower_half_first: bool) -> Candidates {
-        let low = u32::from(self.first);
-        let high = u32::from(self.last) + 1;
+    pub(crate) fn parity(&self, range: PortRange, lower_half_first: bool) -> Candidates {
+        let low = u32::from(range.first);
+        let high = u32::from(range.last) + 1;
         let halves: Vec<(u32, u32)> = if lower_half_first && high - low >= 4 {
             let half = low + (((high - low) >> 2) << 1);
             vec![(low, half), (half, high)]
@@ -229,16 +261,21 @@ impl Ephemeral {
     /// the flow's slot offset, on ports of `low`'s parity, then tries the
     /// other parity. Each candidate carries the kernel's loop index `i` (two
     /// per port), which [`perturbed_found`](Self::perturbed_found)
-    /// needs.
-    pub(crate) fn perturbed(&self, flow: u64) -> Candidates {
-        let low = u32::from(self.first);
-        let high = u32::from(self.last) + 1;
-        let remaining = Self::parity_remaining(low, high);
+    /// needs. Over a PCB's own range (`IP_LOCAL_PORT_RANGE`) the scan takes
+    /// every port in turn from the slot's offset, one loop index per port.
+    pub(crate) fn perturbed(&self, range: PortRange, flow: u64) -> Candidates {
+        let low = u32::from(range.first);
+        let high = u32::from(range.last) + 1;
         let slot = &self.perturb[flow as usize % PERTURB_SLOTS];
-        let start = slot
+        let offset = slot
             .load(Ordering::Relaxed)
-            .wrapping_add((flow >> 32) as u32)
-            % remaining;
+            .wrapping_add((flow >> 32) as u32);
+        if range.own {
+            let count = high - low;
+            return Candidates::sequential(low, count, offset % count, 0);
+        }
+        let remaining = Self::parity_remaining(low, high);
+        let start = offset % remaining;
         let even = start & !1;
         let mut passes = vec![ParityPass {
             low,
@@ -258,11 +295,11 @@ impl Ephemeral {
     }
 
     /// Advances the RFC 6056 slot of `flow` after the candidate with loop
-    /// index `i` was taken: by `max(i, 2 * random(0..8)) + 2`, as
+    /// index `i` was taken: by `max(i, step * random(0..8)) + step`, as
     /// `__inet_hash_connect` does.
-    pub(crate) fn perturbed_found(&self, flow: u64, i: u32) {
-        let jitter = (self.random() % 8) as u32 * 2;
-        let advance = i.max(jitter) + 2;
+    pub(crate) fn perturbed_found(&self, flow: u64, i: u32, step: u32) {
+        let jitter = (self.random() % 8) as u32 * step;
+        let advance = i.max(jitter) + step;
         self.perturb[flow as usize % PERTURB_SLOTS].fetch_add(advance, Ordering::Relaxed);
     }
 
@@ -272,9 +309,9 @@ impl Ephemeral {
     /// each slot's ports in a random order; with at least as many slots as
     /// the range has ports, which the UDP table's size ensures for the ranges
     /// in use, every slot holds one port of the range.)
-    pub(crate) fn random_start(&self) -> Candidates {
-        let low = u32::from(self.first);
-        let count = u32::from(self.last) - low + 1;
+    pub(crate) fn random_start(&self, range: PortRange) -> Candidates {
+        let low = u32::from(range.first);
+        let count = u32::from(range.last) - low + 1;
         let first = ((self.random() as u32 as u64 * u64::from(count)) >> 32) as u32;
         // Candidate `i` (from 0) is `low + (first + i) % count`.
         Candidates::sequential(low, count, first, 0)
@@ -458,7 +495,7 @@ mod tests {
     #[test]
     fn freebsd_scan_covers_the_range_once() {
         let eph = Ephemeral::new(10000..=10999, 7, true);
-        let ports: Vec<u16> = eph.rover().map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph.rover(eph.table_range()).map(|(_, p)| p).collect();
         assert_eq!(ports.len(), 1000);
         assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 1000);
         assert!(ports.iter().all(|p| (10000..=10999).contains(p)));
@@ -473,24 +510,37 @@ mod tests {
         let eph = Ephemeral::new(5000..=5003, 1, false);
         // `ipi_lastport` starts at 0: the first scan starts at `first`.
         assert_eq!(
-            eph.rover().map(|(_, p)| p).collect::<Vec<_>>(),
+            eph.rover(eph.table_range())
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>(),
             vec![5000, 5001, 5002, 5003]
         );
         eph.rover_found(5000);
         assert_eq!(
-            eph.rover().map(|(_, p)| p).collect::<Vec<_>>(),
+            eph.rover(eph.table_range())
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>(),
             vec![5001, 5002, 5003, 5000]
         );
         eph.rover_found(5002);
-        assert_eq!(eph.rover().next(), Some((1, 5003)));
+        assert_eq!(eph.rover(eph.table_range()).next(), Some((1, 5003)));
         let single = Ephemeral::new(7..=7, 1, true);
-        assert_eq!(single.rover().map(|(_, p)| p).collect::<Vec<_>>(), vec![7]);
+        assert_eq!(
+            single
+                .rover(single.table_range())
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>(),
+            vec![7]
+        );
     }
 
     #[test]
     fn linux_bind_tries_odd_ports_first_then_even() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
-        let ports: Vec<u16> = eph.parity(false).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph
+            .parity(eph.table_range(), false)
+            .map(|(_, p)| p)
+            .collect();
         let half = ports.len() / 2;
         assert_eq!(ports.len(), 28232);
         assert!(ports[..half].iter().all(|p| p % 2 == 1));
@@ -501,7 +551,10 @@ mod tests {
     #[test]
     fn linux_bind_with_reuseaddr_searches_the_lower_half_first() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
-        let ports: Vec<u16> = eph.parity(true).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph
+            .parity(eph.table_range(), true)
+            .map(|(_, p)| p)
+            .collect();
         let split = 32768 + 14116;
         let lower = ports.iter().take_while(|&&p| p < split).count();
         assert_eq!(lower, 14116);
@@ -512,18 +565,21 @@ mod tests {
     fn linux_connect_tries_even_ports_first_and_moves_on_after_success() {
         let eph = Ephemeral::new(32768..=60999, 3, true);
         let flow = 0xDEAD_BEEF_1234_5678;
-        let first: Vec<u16> = eph.perturbed(flow).map(|(_, p)| p).collect();
+        let first: Vec<u16> = eph
+            .perturbed(eph.table_range(), flow)
+            .map(|(_, p)| p)
+            .collect();
         assert_eq!(first.len(), 28232);
         assert!(first[..14116].iter().all(|p| p % 2 == 0));
-        eph.perturbed_found(flow, 0);
-        let again = eph.perturbed(flow).next().unwrap().1;
+        eph.perturbed_found(flow, 0, 2);
+        let again = eph.perturbed(eph.table_range(), flow).next().unwrap().1;
         assert_ne!(again, first[0], "the perturbation slot advances");
     }
 
     #[test]
     fn linux_connect_counts_two_per_port_in_each_pass() {
         let eph = Ephemeral::new(40000..=40003, 5, true);
-        let candidates: Vec<Candidate> = eph.perturbed(42).collect();
+        let candidates: Vec<Candidate> = eph.perturbed(eph.table_range(), 42).collect();
         let indexes: Vec<u32> = candidates.iter().map(|&(i, _)| i).collect();
         assert_eq!(indexes, vec![0, 2, 0, 2]);
         let ports: HashSet<u16> = candidates.iter().map(|&(_, p)| p).collect();
@@ -535,18 +591,30 @@ mod tests {
     fn linux_scans_leave_out_the_last_port_of_an_odd_range() {
         let eph = Ephemeral::new(40000..=40002, 5, true);
         for reuse_addr in [false, true] {
-            let ports: Vec<u16> = eph.parity(reuse_addr).map(|(_, p)| p).collect();
+            let ports: Vec<u16> = eph
+                .parity(eph.table_range(), reuse_addr)
+                .map(|(_, p)| p)
+                .collect();
             assert_eq!(ports, vec![40001, 40000]);
         }
-        let ports: Vec<u16> = eph.perturbed(9).map(|(_, p)| p).collect();
+        let ports: Vec<u16> = eph
+            .perturbed(eph.table_range(), 9)
+            .map(|(_, p)| p)
+            .collect();
         assert_eq!(ports, vec![40000, 40001]);
         let single = Ephemeral::new(40000..=40000, 5, true);
         assert_eq!(
-            single.parity(false).map(|(_, p)| p).collect::<Vec<_>>(),
+            single
+                .parity(single.table_range(), false)
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>(),
             vec![40000]
         );
         assert_eq!(
-            single.perturbed(1).map(|(_, p)| p).collect::<Vec<_>>(),
+            single
+                .perturbed(single.table_range(), 1)
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>(),
             vec![40000]
         );
     }
@@ -555,7 +623,10 @@ mod tests {
     fn linux_udp_tries_every_port_once_from_a_random_start() {
         let eph = Ephemeral::new(40000..=40063, 5, true);
         for _ in 0..8 {
-            let ports: Vec<u16> = eph.random_start().map(|(_, p)| p).collect();
+            let ports: Vec<u16> = eph
+                .random_start(eph.table_range())
+                .map(|(_, p)| p)
+                .collect();
             assert_eq!(ports.len(), 64);
             assert_eq!(ports.iter().copied().collect::<HashSet<_>>().len(), 64);
             for pair in ports.windows(2) {
@@ -636,27 +707,42 @@ mod tests {
                 let flow = random();
                 for _ in 0..4 {
                     assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).rover(),
-                        &marked,
-                    );
-                    assert_skips_exactly_the_marked(|| eph.perturbed(flow), &marked);
-                    assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).parity(false),
-                        &marked,
-                    );
-                    assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).parity(true),
+                        || {
+                            let e = Ephemeral::new(range.clone(), seed, true);
+                            e.rover(e.table_range())
+                        },
                         &marked,
                     );
                     assert_skips_exactly_the_marked(
-                        || Ephemeral::new(range.clone(), seed, true).random_start(),
+                        || eph.perturbed(eph.table_range(), flow),
                         &marked,
                     );
-                    eph.perturbed_found(flow, (random() % 64) as u32);
+                    assert_skips_exactly_the_marked(
+                        || {
+                            let e = Ephemeral::new(range.clone(), seed, true);
+                            e.parity(e.table_range(), false)
+                        },
+                        &marked,
+                    );
+                    assert_skips_exactly_the_marked(
+                        || {
+                            let e = Ephemeral::new(range.clone(), seed, true);
+                            e.parity(e.table_range(), true)
+                        },
+                        &marked,
+                    );
+                    assert_skips_exactly_the_marked(
+                        || {
+                            let e = Ephemeral::new(range.clone(), seed, true);
+                            e.random_start(e.table_range())
+                        },
+                        &marked,
+                    );
+                    eph.perturbed_found(flow, (random() % 64) as u32, 2);
                 }
                 let fixed = Ephemeral::new(range.clone(), seed, false);
                 fixed.rover_found(*range.end());
-                assert_skips_exactly_the_marked(|| fixed.rover(), &marked);
+                assert_skips_exactly_the_marked(|| fixed.rover(fixed.table_range()), &marked);
             }
         }
     }
@@ -669,14 +755,14 @@ mod tests {
         let marked = Marked::new(range.clone().filter(|&p| p != 50001 && p != 33000));
         let eph = Ephemeral::new(range, 11, true);
         for flow in 0..16 {
-            let mut scan = eph.perturbed(flow);
+            let mut scan = eph.perturbed(eph.table_range(), flow);
             scan.skip_marked(&marked);
             assert_eq!(scan.next().map(|(_, p)| p), Some(33000));
             scan.skip_marked(&marked);
             assert_eq!(scan.next().map(|(_, p)| p), Some(50001));
             scan.skip_marked(&marked);
             assert_eq!(scan.next(), None);
-            let mut scan = eph.rover();
+            let mut scan = eph.rover(eph.table_range());
             scan.skip_marked(&marked);
             let first = scan.next().map(|(_, p)| p).unwrap();
             assert!(first == 33000 || first == 50001);

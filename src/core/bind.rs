@@ -1,6 +1,7 @@
 //! `bind(2)` and `listen(2)`, and the `setsockopt` of the cached option bits.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 
 use crossbeam_epoch::Guard;
 
@@ -10,7 +11,7 @@ use crate::addr::{Endpoint, Family, Tuple};
 use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
-use crate::policy::{canonical, DeviceBinding, PcbView, Protocol};
+use crate::policy::{canonical, DeviceBinding, PcbView, PortRange, Protocol};
 use crate::raw::PortLock;
 use crate::sync::{Arc, Ordering};
 
@@ -79,6 +80,37 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
+    /// `IP_LOCAL_PORT_RANGE` (Linux) or `IP_PORTRANGE` as a range
+    /// (FreeBSD): the PCB's own ephemeral range, `None` for the table's.
+    /// Only the PCB's own scans read it, so no port lock is taken.
+    pub(crate) fn set_local_port_range(
+        &self,
+        inner: &PcbInner<S>,
+        range: Option<RangeInclusive<u16>>,
+    ) -> Result<(), Error> {
+        let _owner = inner.lock_owner();
+        if matches!(inner.state(), State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput);
+        }
+        let own = range
+            .map(|range| self.rules.check_port_range(range))
+            .transpose()?;
+        inner.set_port_range(own, &crossbeam_epoch::pin());
+        Ok(())
+    }
+
+    /// The ports the ephemeral scans of `me` take. Caller holds the owner
+    /// lock.
+    pub(super) fn scan_range(
+        &self,
+        inner: &PcbInner<S>,
+        me: &PcbView,
+        guard: &Guard,
+    ) -> Result<PortRange, Error> {
+        self.rules
+            .port_range(me, self.ephemeral.table_range(), inner.port_range(guard))
+    }
+
     /// Writes a socket option the other PCBs' checks read, with `write`:
     /// under the port's lock while the PCB holds a port (the conflict
     /// checks of the port's writers read it there). Caller holds the owner
@@ -126,6 +158,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
             pinned = pinned | Flags::PORT_LOCKED;
         }
         pinned = pinned | self.rules.bind_sets(&me, canonical(local));
+        if local.port == 0 && me.flags.contains(Flags::BIND_NO_PORT) {
+            // The address only: the PCB stays out of the table, and a later
+            // bind() may still replace it (Linux binds again while
+            // `inet_num` is 0).
+            inner.set_tuple(Tuple {
+                local,
+                ..Tuple::unbound(inner.family)
+            });
+            inner
+                .flags
+                .update(|flags| flags.without(Flags::SOURCE_BOUND) | pinned);
+            return Ok(local.to_socket(inner.family));
+        }
         let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
         {
             Ok(bound) => bound,
@@ -178,14 +223,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let listening = state == State::Listen;
         let scan = self.rules.bind_scan(me);
-        for (_, port) in self.ephemeral.scan(scan, 0) {
+        let range = self.scan_range(inner, me, guard)?;
+        for (_, port) in self.ephemeral.scan(scan, range, 0) {
             new.local = local.with_port(port);
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, guard);
             if self.rules.bind_port_busy(&new, &owners, listening) {
                 continue;
             }
-            self.ephemeral.found(scan, 0, port, 0);
+            self.ephemeral.found(scan, range, 0, port, 0);
             self.link_unconnected(&held, inner, new.local, new.flags, guard);
             self.bind_bucket(&held, &new.local, guard);
             let memo = self.memos.get(&held, port);

@@ -102,7 +102,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let flow = self.destination_hash(source, &peer);
         let scan = self.rules.connect_scan();
-        let mut candidates = self.ephemeral.scan(scan, flow);
+        let range = self.scan_range(inner, &me, &guard)?;
+        let mut candidates = self.ephemeral.scan(scan, range, flow);
         let flags = me.flags | Flags::CONNECT_BIND;
         // Ports whose 4-tuple the destination already holds (see `busy`):
         // the scan passes over them without the full check, which would
@@ -156,7 +157,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 continue;
             }
             debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
-            self.ephemeral.found(scan, flow, port, attempt);
+            self.ephemeral.found(scan, range, flow, port, attempt);
             self.link_connected(&held, inner, &exact, flags, true, &guard);
             self.join_bucket(&held, inner, &tuple.local, true, &guard);
             if let Some(hint) = &hint {

@@ -94,7 +94,7 @@ impl<'g, S: Send + Sync + 'static> Deliveries<'g, S> {
         let rules = &self.shared.rules;
         let view = pcb.view(self.guard);
         let last_peer = if view.flags().contains(Flags::LAST_PEER) {
-            pcb.last_peer.load(self.guard)
+            pcb.last_peer(self.guard)
         } else {
             None
         };

@@ -106,9 +106,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
-        if inner.last_peer.load(guard) != Some(&last) {
-            inner.last_peer.replace(Some(last), guard);
-        }
+        inner.set_last_peer(last, guard);
         Flags::LAST_PEER
     }
 

@@ -67,12 +67,21 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(super) exact_hash: AtomicU64,
     /// The group this PCB is an active (or pending) member of.
     pub(super) group: EpochOption<Arc<Group<PcbInner<S>>>>,
-    /// The last peer a `connect()` named, v4-mapped if IPv4, kept after
-    /// the connection ends (Linux UDP `Inet6`: `sk_v6_daddr`); set before
-    /// [`Flags::LAST_PEER`] is.
-    pub(super) last_peer: EpochOption<Ipv6Addr>,
+    /// What few PCBs need ([`Rare`]), out of line so that the others do not
+    /// pay for it. Written under the owner lock, as a whole.
+    rare: EpochOption<Rare>,
     /// Where the PCB sits in the port table. Locked only under the port's lock.
     pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+}
+
+/// The fields few PCBs need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Rare {
+    /// The last peer a `connect()` named, v4-mapped if IPv4, kept after the
+    /// connection ends (Linux UDP `Inet6`: `sk_v6_daddr`).
+    last_peer: Option<Ipv6Addr>,
+    /// The PCB's own ephemeral range (`IP_LOCAL_PORT_RANGE`).
+    port_range: Option<(u16, u16)>,
 }
 
 impl<S: Send + Sync + 'static> PcbInner<S> {
@@ -102,8 +111,43 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             exact_hash: AtomicU64::new(0),
             socket: SocketCell::new(socket),
             group: EpochOption::none(),
-            last_peer: EpochOption::none(),
+            rare: EpochOption::none(),
             port_entry: Mutex::new(None),
+        }
+    }
+
+    /// The PCB's own ephemeral range, `(first, last)`, if set.
+    pub(super) fn port_range(&self, guard: &Guard) -> Option<(u16, u16)> {
+        self.rare.load(guard).and_then(|rare| rare.port_range)
+    }
+
+    /// Sets (or, with `None`, clears) the PCB's own ephemeral range. Caller
+    /// holds the owner lock.
+    pub(super) fn set_port_range(&self, range: Option<(u16, u16)>, guard: &Guard) {
+        self.update_rare(|rare| rare.port_range = range, guard);
+    }
+
+    /// The last peer a `connect()` named (see [`Rare::last_peer`]).
+    pub(super) fn last_peer<'g>(&'g self, guard: &'g Guard) -> Option<&'g Ipv6Addr> {
+        self.rare
+            .load(guard)
+            .and_then(|rare| rare.last_peer.as_ref())
+    }
+
+    /// Records the last peer, before [`Flags::LAST_PEER`] is set. Caller
+    /// holds the owner lock.
+    pub(super) fn set_last_peer(&self, peer: Ipv6Addr, guard: &Guard) {
+        self.update_rare(|rare| rare.last_peer = Some(peer), guard);
+    }
+
+    /// Publishes a changed copy of the rare fields, if `change` changed
+    /// them. Caller holds the owner lock (the only writers' lock).
+    fn update_rare(&self, change: impl FnOnce(&mut Rare), guard: &Guard) {
+        let old = self.rare.load(guard).copied().unwrap_or_default();
+        let mut new = old;
+        change(&mut new);
+        if new != old {
+            self.rare.replace(Some(new), guard);
         }
     }
 

@@ -417,7 +417,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if packet.is_ipv4() || !view.flags.contains(Flags::LAST_PEER) {
             return Some((rank, seq));
         }
-        let last = pcb.last_peer.load(guard)?;
+        let last = pcb.last_peer(guard)?;
         self.rules
             .last_peer_rank(rank, last, source)
             .map(|rank| (rank, seq))

@@ -118,6 +118,30 @@ pub enum PortScan {
     RandomStart,
 }
 
+/// The ports one PCB's scans take: the table's ephemeral range, or the
+/// range its own option leaves (see [`Rules::port_range`](super::Rules::port_range)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port, inclusive.
+    pub first: u16,
+    /// The last port, inclusive.
+    pub last: u16,
+    /// The PCB's own range is in force: Linux's `connect()` scan then tries
+    /// every port in turn (`step = 1`), without its two parity passes.
+    pub own: bool,
+}
+
+impl PortRange {
+    /// The table's range, `first..=last`.
+    pub fn table(first: u16, last: u16) -> PortRange {
+        PortRange {
+            first,
+            last,
+            own: false,
+        }
+    }
+}
+
 /// What [`Pcb::bind_device`](crate::Pcb::bind_device) sets (see
 /// [`Rules::bind_device`](super::Rules::bind_device)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -49,7 +49,7 @@ use std::ops::RangeInclusive;
 
 pub use decisions::{
     AfterFailedConnect, DeviceBinding, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup,
-    PortMemo, PortScan, TupleTaken,
+    PortMemo, PortRange, PortScan, TupleTaken,
 };
 pub use view::PcbView;
 
@@ -154,6 +154,46 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
 
     /// The order in which `bind(port 0)` tries the ephemeral ports.
     fn bind_scan(&self, me: &PcbView) -> PortScan;
+
+    /// Checks the range of [`Pcb::set_local_port_range`](crate::Pcb::set_local_port_range)
+    /// and returns the option's value, `(first, last)`.
+    ///
+    /// The default is Linux `IP_LOCAL_PORT_RANGE` (`do_ip_setsockopt`): an
+    /// end of 0 leaves that end to the table's range, and two non-zero ends
+    /// backwards are `InvalidInput`.
+    fn check_port_range(&self, range: RangeInclusive<u16>) -> Result<(u16, u16), Error> {
+        let (first, last) = range.into_inner();
+        if first != 0 && last != 0 && first > last {
+            return Err(Error::InvalidInput);
+        }
+        Ok((first, last))
+    }
+
+    /// The ports the scans of `me` take, from the table's `table` range and
+    /// the PCB's option `own` (`None` when unset).
+    ///
+    /// The default is Linux `inet_sk_get_local_port_range`: each end of the
+    /// option replaces the table's only if it lies within the table's range
+    /// (after the low end moved), and the option counts as in force
+    /// whenever it is set, even if both ends were left out.
+    fn port_range(
+        &self,
+        _me: &PcbView,
+        table: PortRange,
+        own: Option<(u16, u16)>,
+    ) -> Result<PortRange, Error> {
+        let Some((first, last)) = own else {
+            return Ok(table);
+        };
+        let mut range = PortRange { own: true, ..table };
+        if (range.first..=range.last).contains(&first) {
+            range.first = first;
+        }
+        if (range.first..=range.last).contains(&last) {
+            range.last = last;
+        }
+        Ok(range)
+    }
 
     /// The error of `bind(port 0)` when no port is left.
     fn bind_exhausted(&self) -> Error;

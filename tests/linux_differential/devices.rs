@@ -112,14 +112,16 @@ impl World {
     /// packets to each other leave through it and are lost, so an orderly
     /// close would never finish; such a pair is closed abortively.
     pub(crate) fn pair_off_lo(&self, i: usize) -> bool {
+        self.off_lo(i) || self.entry(i).peer.is_some_and(|peer| self.off_lo(peer))
+    }
+
+    /// Whether entry `e` is live and bound to the second device.
+    pub(crate) fn off_lo(&self, e: usize) -> bool {
         let second = self.devices.map(|(_, second)| second.device());
-        let off = |e: usize| {
-            second.is_some()
-                && self.entries[e]
-                    .as_ref()
-                    .is_some_and(|entry| entry.table.device() == second)
-        };
-        off(i) || self.entry(i).peer.is_some_and(off)
+        second.is_some()
+            && self.entries[e]
+                .as_ref()
+                .is_some_and(|entry| entry.table.device() == second)
     }
 
     /// Whether entry `i` is bound to the second device, whose `connect()`

@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use super::{
     best_fit, canonical_endpoint, check_privilege, exact_unconnected, wild_match, Af,
     AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup, PcbView, PortMemo,
-    PortScan, Rules, TupleTaken,
+    PortRange, PortScan, Rules, TupleTaken,
 };
 use crate::addr::{Endpoint, Family};
 use crate::cred::Device;
@@ -446,8 +446,9 @@ impl Rules for FreeBsd {
         true
     }
 
-    fn has_option(&self, _bit: Flags) -> bool {
-        true
+    /// Every option but Linux's `IP_BIND_ADDRESS_NO_PORT`.
+    fn has_option(&self, bit: Flags) -> bool {
+        bit != Flags::BIND_NO_PORT
     }
 
     fn check_bind(&self, me: &PcbView, local: SocketAddr) -> Result<SocketAddr, Error> {
@@ -478,6 +479,38 @@ impl Rules for FreeBsd {
 
     fn bind_scan(&self, _me: &PcbView) -> PortScan {
         PortScan::Rover
+    }
+
+    /// `IP_PORTRANGE` names a range; any range of real ports stands for it
+    /// here (ends in either order, as `in_pcb_lport_dest` scans both ways).
+    fn check_port_range(&self, range: RangeInclusive<u16>) -> Result<(u16, u16), Error> {
+        let (first, last) = range.into_inner();
+        if first == 0 || last == 0 {
+            return Err(Error::InvalidInput);
+        }
+        Ok((first, last))
+    }
+
+    /// `in_pcb_lport_dest`: the PCB's range replaces the table's, and
+    /// `IP_PORTRANGE_LOW` (a range below `IPPORT_RESERVED`) needs
+    /// `PRIV_NETINET_RESERVEDPORT` (`priv_check_cred`: EPERM).
+    fn port_range(
+        &self,
+        me: &PcbView,
+        table: PortRange,
+        own: Option<(u16, u16)>,
+    ) -> Result<PortRange, Error> {
+        let Some((first, last)) = own else {
+            return Ok(table);
+        };
+        if check_privilege(&me.cred, first.min(last)).is_err() {
+            return Err(Error::NotPermitted);
+        }
+        Ok(PortRange {
+            first,
+            last,
+            own: true,
+        })
     }
 
     /// `in_pcb_lport_dest`: EADDRNOTAVAIL when the range is used up.
