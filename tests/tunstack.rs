@@ -17,39 +17,18 @@
 
 mod linux_kernel;
 
-#[path = "../examples/tunstack/apps.rs"]
-mod apps;
-#[path = "../examples/tunstack/counters.rs"]
-mod counters;
-#[path = "../examples/tunstack/drive.rs"]
-mod drive;
-#[path = "../examples/tunstack/link.rs"]
+#[path = "../examples/tunstack/endpoint.rs"]
 #[allow(dead_code)] // the namespace is the harness's (`Netns`)
-mod link;
-#[path = "../examples/tunstack/owners.rs"]
-mod owners;
-#[path = "../examples/tunstack/peers.rs"]
-mod peers;
-#[path = "../examples/tunstack/sockets.rs"]
-mod sockets;
-#[path = "../examples/tunstack/stack.rs"]
-mod stack;
-#[path = "../examples/tunstack/tcp.rs"]
-mod tcp;
-#[path = "../examples/tunstack/tcp_input.rs"]
-mod tcp_input;
-#[path = "../examples/tunstack/udp_input.rs"]
-mod udp_input;
-#[path = "../examples/tunstack/wire.rs"]
-mod wire;
+mod endpoint;
 
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use endpoint::peers::Checked;
+use endpoint::{apps, drive, peers, stack, tcp, wire};
 use linux_kernel::skip::{ci_requires_kernel, current_test, CI_VAR};
 use linux_kernel::Netns;
-use peers::Checked;
 
 /// TCP echo connections, and how many run at once.
 const CONNECTIONS: u64 = 1_000;

@@ -4,10 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::apps::PAGE;
-use crate::link::{BROADCAST_V4, KERNEL_V4, KERNEL_V6, STACK_V4, STACK_V6};
-use crate::peers::{self, Checked};
-use crate::stack::{Handle, EPHEMERAL, TCP_SERVICES, UDP_ECHO, UDP_PEER, UDP_TAGGED};
+use super::apps::PAGE;
+use super::link::{BROADCAST_V4, KERNEL_V4, KERNEL_V6, STACK_V4, STACK_V6};
+use super::peers::{self, Checked};
+use super::stack::{Handle, EPHEMERAL, TCP_SERVICES, UDP_ECHO, UDP_PEER, UDP_TAGGED};
 
 /// A port where the stack has no listener.
 pub const CLOSED_PORT: u16 = 9;
@@ -46,7 +46,7 @@ impl Report {
 }
 
 /// Port of a TCP service.
-fn service_port(wanted: crate::apps::Service) -> u16 {
+fn service_port(wanted: super::apps::Service) -> u16 {
     TCP_SERVICES
         .iter()
         .find(|(_, service)| *service == wanted)
@@ -60,8 +60,8 @@ pub fn drive(handle: &Handle, connections: u64, parallel: u64) -> Report {
     let mut report = Report::default();
     let v4 = IpAddr::V4(STACK_V4);
     let v6 = IpAddr::V6(STACK_V6);
-    let echo_port = service_port(crate::apps::Service::Echo);
-    let http_port = service_port(crate::apps::Service::Http);
+    let echo_port = service_port(super::apps::Service::Echo);
+    let http_port = service_port(super::apps::Service::Http);
 
     // TCP echo, alternating the families by halves.
     let started = Instant::now();

@@ -17,41 +17,16 @@
 //! byte; and prints a summary. It exits with status 1 if a check failed,
 //! and with status 2 if it cannot set up (not root, no `/dev/net/tun`).
 //!
-//! Modules, one idea each: `link` (namespace and TUN device), `wire`
-//! (packets, through etherparse), `tcp` (the TCP state machine, SYN
-//! cookies), `apps` (echo, HTTP, the active open's client), `sockets` (the
-//! tables' socket types), `owners` (the PCB handles), `stack` (tables, loop,
-//! commands), `tcp_input` and `udp_input` (demultiplexing through the
-//! table), `counters` (progress and summary), `peers` and `drive` (the
-//! kernel side).
+//! The modules are listed in `endpoint.rs`.
 
 #[cfg(target_os = "linux")]
-mod apps;
-#[cfg(target_os = "linux")]
-mod counters;
-#[cfg(target_os = "linux")]
-mod drive;
-#[cfg(target_os = "linux")]
-mod link;
-#[cfg(target_os = "linux")]
-mod owners;
-#[cfg(target_os = "linux")]
-mod peers;
-#[cfg(target_os = "linux")]
-mod sockets;
-#[cfg(target_os = "linux")]
-mod stack;
-#[cfg(target_os = "linux")]
-mod tcp;
-#[cfg(target_os = "linux")]
-mod tcp_input;
-#[cfg(target_os = "linux")]
-mod udp_input;
-#[cfg(target_os = "linux")]
-mod wire;
+#[path = "endpoint.rs"]
+mod endpoint;
 
 #[cfg(target_os = "linux")]
 use clap::Parser;
+#[cfg(target_os = "linux")]
+use endpoint::{drive, link, stack};
 
 /// A user-space TCP/UDP endpoint on pcbhash, over TUN, in a private
 /// network namespace.

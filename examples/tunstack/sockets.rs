@@ -1,11 +1,11 @@
 //! The stack's sockets: the `S` of its two tables. Each one records the
-//! slot of its owner handle ([`crate::owners`]); a connection's mutable
+//! slot of its owner handle ([`super::owners`]); a connection's mutable
 //! state sits behind a mutex, since the table hands out shared references.
 
 use std::sync::Mutex;
 
-use crate::apps::{App, Service, UdpService};
-use crate::tcp::Tcb;
+use super::apps::{App, Service, UdpService};
+use super::tcp::Tcb;
 
 /// A TCP socket.
 #[derive(Debug)]

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use pcbhash::{Cred, Family, Pcb, PcbTable, Policy, Protocol, State, Stats};
 
-use crate::apps::{App, Opened, Service, UdpService};
-use crate::counters::{Counters, Summary};
-use crate::link::{self, Link, STACK_V4};
-use crate::owners::Owners;
-use crate::sockets::{Conn, TcpSock, UdpSock};
-use crate::tcp::{Cookies, Tcb};
-use crate::wire::{self, Datagram, Packet, Segment};
+use super::apps::{App, Opened, Service, UdpService};
+use super::counters::{Counters, Summary};
+use super::link::{self, Link, STACK_V4};
+use super::owners::Owners;
+use super::sockets::{Conn, TcpSock, UdpSock};
+use super::tcp::{Cookies, Tcb};
+use super::wire::{self, Datagram, Packet, Segment};
 
 /// The TCP services and their ports (dual-stack listeners on `::`).
 pub const TCP_SERVICES: [(u16, Service); 2] = [(7, Service::Echo), (80, Service::Http)];

@@ -9,7 +9,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 
-use crate::wire::{Control, Segment};
+use super::wire::{Control, Segment};
 
 /// The most payload the stack puts in one segment (it advertises no MSS,
 /// and sends at most what the smallest IPv6 MTU carries).

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 
 use pcbhash::State;
 
-use crate::apps::{App, Reply};
-use crate::link;
-use crate::sockets::{Conn, TcpSock};
-use crate::stack::Stack;
-use crate::tcp::{self, Event};
-use crate::wire::Segment;
+use super::apps::{App, Reply};
+use super::link;
+use super::sockets::{Conn, TcpSock};
+use super::stack::Stack;
+use super::tcp::{self, Event};
+use super::wire::Segment;
 
 /// How a connection's segment ended it, if it did.
 enum End {

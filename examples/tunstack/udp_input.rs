@@ -5,10 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::apps::UdpService;
-use crate::link::{self, BROADCAST_V4, STACK_V4};
-use crate::stack::Stack;
-use crate::wire::Datagram;
+use super::apps::UdpService;
+use super::link::{self, BROADCAST_V4, STACK_V4};
+use super::stack::Stack;
+use super::wire::Datagram;
 
 impl Stack {
     /// One UDP datagram from the device.
