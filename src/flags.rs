@@ -128,6 +128,10 @@ impl Flags {
     /// address and takes no port; `connect()` picks the port for the whole
     /// 4-tuple (above the state's bits).
     pub const BIND_NO_PORT: Flags = Flags(1 << 19);
+    /// A TIME_WAIT PCB whose 4-tuple an unbound `connect()` may take over
+    /// ([`Pcb::allow_tw_reuse`](crate::Pcb::allow_tw_reuse): timestamps
+    /// were seen and the reuse delay has passed).
+    pub const TW_REUSABLE: Flags = Flags(1 << 20);
 
     /// The three reuse options.
     pub const REUSE_ANY: Flags =
@@ -232,6 +236,7 @@ impl fmt::Debug for Flags {
             (Self::SHADOWING, "SHADOWING"),
             (Self::LAST_PEER, "LAST_PEER"),
             (Self::BIND_NO_PORT, "BIND_NO_PORT"),
+            (Self::TW_REUSABLE, "TW_REUSABLE"),
         ];
         write!(f, "Flags({:?}", self.state())?;
         for (bit, name) in names {

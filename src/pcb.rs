@@ -208,6 +208,19 @@ impl<S: Send + Sync + 'static> Pcb<S> {
         self.table.set_local_port_range(&self.inner, range)
     }
 
+    /// Marks this TIME_WAIT PCB reusable: under [`Policy::Linux`](crate::Policy)
+    /// with [`Builder::tcp_tw_reuse`](crate::Builder::tcp_tw_reuse) on, an
+    /// unbound `connect()` may then take over its 4-tuple, and the PCB
+    /// becomes [`State::Dropped`](crate::State). A stack calls it when the
+    /// kernel's `tcp_twsk_unique` would accept the twin: the connection saw
+    /// timestamps, and `tcp_tw_reuse_delay` (1 s by default) has passed
+    /// since it entered TIME_WAIT. See the builder's example.
+    ///
+    /// Errors: `InvalidInput` unless in TIME_WAIT.
+    pub fn allow_tw_reuse(&self) -> Result<(), Error> {
+        self.table.allow_tw_reuse(&self.inner)
+    }
+
     /// `IPV6_V6ONLY`: whether an `Inet6` PCB bound to `::` also takes IPv4.
     ///
     /// Errors: `OptionNotAvailable` on an `Inet` PCB, `InvalidInput` once bound.

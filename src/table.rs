@@ -24,7 +24,9 @@ use crate::core::{ExactPcbs, PcbInner, Shared, SourceAddress};
 use crate::cred::Cred;
 use crate::flags::{Flags, State};
 use crate::pcb::{Pcb, PcbRef};
-use crate::policy::{self, Af, ConnectWild, Policy, Protocol, RuleSet, Rules};
+use crate::policy::{
+    self, Af, ConnectWild, KernelOptions, Policy, Protocol, RuleSet, Rules, TwReuse,
+};
 use crate::ports::Ephemeral;
 use crate::raw::{check_guard, List};
 use crate::sync::Arc;
@@ -564,6 +566,7 @@ pub struct Builder {
     randomized_ports: bool,
     connect_wild: ConnectWild,
     bind_all_fibs: bool,
+    tw_reuse: TwReuse,
     source_address: Option<Box<SourceAddress>>,
     #[cfg(test)]
     busy_hints_after: usize,
@@ -585,6 +588,7 @@ impl Default for Builder {
             exact_buckets: None,
             randomized_ports: true,
             connect_wild: ConnectWild::default(),
+            tw_reuse: TwReuse::default(),
             bind_all_fibs: true,
             source_address: None,
             #[cfg(test)]
@@ -823,6 +827,44 @@ impl Builder {
         self
     }
 
+    /// Linux `net.ipv4.tcp_tw_reuse` ([`TwReuse`], default
+    /// [`TwReuse::Off`]): whether an unbound `connect()` may take over the
+    /// 4-tuple of a TIME_WAIT PCB that the stack marked reusable with
+    /// [`Pcb::allow_tw_reuse`]. The kernel's own default is
+    /// [`TwReuse::Loopback`]; a table changes nothing until the stack
+    /// marks PCBs, since only the stack knows whether the connection used
+    /// timestamps and when `tcp_tw_reuse_delay` has passed. Ignored by
+    /// [`Policy::FreeBsd`].
+    ///
+    /// ```
+    /// use pcbhash::policy::TwReuse;
+    /// use pcbhash::{Cred, Family, PcbTable, Policy};
+    ///
+    /// let table = PcbTable::<()>::builder()
+    ///     .policy(Policy::Linux)
+    ///     .ephemeral_ports(40000..=40000)
+    ///     .tcp_tw_reuse(TwReuse::Loopback)
+    ///     .build();
+    /// let (server, client) = ("127.0.0.1:80".parse()?, "127.0.0.1:40000".parse()?);
+    /// let first = table.attach(Family::Inet, Cred::user(1000), ());
+    /// assert_eq!(first.connect(server)?, client);
+    /// first.time_wait()?;
+    ///
+    /// // The only port's 4-tuple is in TIME_WAIT...
+    /// let second = table.attach(Family::Inet, Cred::user(1000), ());
+    /// assert!(second.connect(server).is_err());
+    /// // ...until the stack says the timestamps allow reuse.
+    /// first.allow_tw_reuse()?;
+    /// let third = table.attach(Family::Inet, Cred::user(1000), ());
+    /// assert_eq!(third.connect(server)?, client);
+    /// assert_eq!(first.state(), pcbhash::State::Dropped);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tcp_tw_reuse(mut self, mode: TwReuse) -> Self {
+        self.tw_reuse = mode;
+        self
+    }
+
     /// The stack's routing decision: the local address `connect()` uses for a
     /// peer when the PCB is unbound or bound to a wildcard. The selector sees
     /// the peer as the PCB's family shows it (v4-mapped for an `Inet6` PCB),
@@ -856,13 +898,12 @@ impl Builder {
                 (hasher, port_seed)
             }
         };
-        let rules = RuleSet::new(
-            self.policy,
-            self.protocol,
-            self.connect_wild,
-            self.bind_all_fibs,
-            self.custom,
-        );
+        let options = KernelOptions {
+            connect_wild: self.connect_wild,
+            bind_all_fibs: self.bind_all_fibs,
+            tw_reuse: self.tw_reuse,
+        };
+        let rules = RuleSet::new(self.policy, self.protocol, options, self.custom);
         let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
         #[cfg_attr(not(any(pcbhash_broken, pcbhash_loom)), allow(unused_mut))]
         let mut shared = Shared::new(

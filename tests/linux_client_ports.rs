@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use linux_kernel::dual::{expect, listener, Pair, Scene, OK};
-use pcbhash::Protocol;
+use pcbhash::policy::TwReuse;
+use pcbhash::{PcbTable, Policy, Protocol, State};
 
 const EADDRINUSE: i32 = libc::EADDRINUSE;
 const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
@@ -353,4 +354,63 @@ fn linux_port_range_for_udp() {
     let second = scene.socket(false, 0);
     port_range(&second, "UDP, the same port", (40006, 40006), OK);
     second.bind("UDP: taken", "127.0.0.1", 0, EADDRINUSE);
+}
+
+/// `tcp_tw_reuse` (`tcp_twsk_unique`): an unbound connect() takes over the
+/// 4-tuple of a TIME_WAIT twin once timestamps allow it and the delay
+/// (`tcp_tw_reuse_delay`, here 1 ms) has passed, if the sysctl allows it;
+/// with 0 the only port stays taken. All traffic here is loopback, so 2
+/// acts as 1.
+#[test]
+fn linux_tw_reuse_takes_over_a_reusable_twin() {
+    for (mode, sysctl) in [
+        (TwReuse::Off, "0"),
+        (TwReuse::On, "1"),
+        (TwReuse::Loopback, "2"),
+    ] {
+        let Some(mut scene) = Scene::new((40000, 40000)) else {
+            return;
+        };
+        scene.table = PcbTable::<()>::builder()
+            .policy(Policy::Linux)
+            .ephemeral_ports(40000..=40000)
+            .tcp_tw_reuse(mode)
+            .seed(11)
+            .build();
+        scene
+            .ns
+            .sysctl("net/ipv4/tcp_tw_reuse", sysctl)
+            .expect("tcp_tw_reuse");
+        scene
+            .ns
+            .sysctl("net/ipv4/tcp_tw_reuse_delay", "1")
+            .expect("tcp_tw_reuse_delay");
+        let (server, to) = listener(&scene, false, 0, ("127.0.0.1", 30000), (true, false));
+        let client = scene.socket(false, 0);
+        connects_from(
+            &client,
+            "first client",
+            "127.0.0.1:30000",
+            "127.0.0.1:40000",
+        );
+        let child = server.accept(at("127.0.0.1:30000"), at("127.0.0.1:40000"));
+        let twin = client.close_first();
+        child.close();
+        scene.await_time_wait(40000);
+        // Past the delay; the connection used timestamps (pinned on).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        twin.allow_tw_reuse().expect("in TIME_WAIT");
+
+        let again = scene.socket(false, 0);
+        let step = format!("{mode:?}: a new client toward the same server");
+        if mode == TwReuse::Off {
+            again.connect(&step, to, EADDRNOTAVAIL);
+            assert_eq!(twin.state(), State::TimeWait, "{step}");
+            assert_eq!(scene.ns.tcp_sockets_in_state("06", 40000), 1, "{step}");
+        } else {
+            connects_from(&again, &step, "127.0.0.1:30000", "127.0.0.1:40000");
+            assert_eq!(twin.state(), State::Dropped, "{step}: the twin gave way");
+            assert_eq!(scene.ns.tcp_sockets_in_state("06", 40000), 0, "{step}");
+        }
+    }
 }

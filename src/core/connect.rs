@@ -135,9 +135,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, &guard);
             let exact = self.flow(&tuple);
-            let holder = self
-                .exact_holder_on(&exact, me.device, &guard)
-                .map(|pcb| pcb.view(&guard));
+            let holder_pcb = self.exact_holder_on(&exact, me.device, &guard);
+            let holder = holder_pcb.as_ref().map(|pcb| pcb.view(&guard));
             let memo = self.memos.get(&held, port);
             if self
                 .rules
@@ -156,7 +155,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 }
                 continue;
             }
-            debug_assert!(!hinted || holder.is_none(), "a holder makes the port busy");
+            let twin = holder_pcb.filter(|pcb| pcb.state() == State::TimeWait);
+            if let Some(twin) = twin {
+                // The policy let a reusable TIME_WAIT twin give way
+                // (`tcp_twsk_unique`); its hint bit went when it was marked
+                // reusable.
+                self.unlink(&held, &twin, &guard);
+                twin.detach_socket(&guard);
+                twin.flags.set_state(State::Dropped);
+            }
             self.ephemeral.found(scan, range, flow, port, attempt);
             self.link_connected(&held, inner, &exact, flags, true, &guard);
             self.join_bucket(&held, inner, &tuple.local, true, &guard);

@@ -151,6 +151,28 @@ impl<S: Send + Sync + 'static> Shared<S> {
         Ok(())
     }
 
+    /// Marks a TIME_WAIT PCB's 4-tuple as one an unbound `connect()` may
+    /// take over (see [`Flags::TW_REUSABLE`]). Under its port's lock: the
+    /// busy-port hint of its destination forgets the port, since the twin
+    /// may no longer make it busy.
+    pub(crate) fn allow_tw_reuse(&self, inner: &Arc<PcbInner<S>>) -> Result<(), Error> {
+        let _owner = inner.lock_owner();
+        if inner.state() != State::TimeWait {
+            return Err(Error::InvalidInput);
+        }
+        let guard = crossbeam_epoch::pin();
+        let tuple = inner.tuple(&guard);
+        let _held = self.ports.lock(tuple.local.port);
+        inner.flags.update(|flags| flags | Flags::TW_REUSABLE);
+        self.busy.unmark(
+            || self.destination_hash(tuple.local.ip, &tuple.remote),
+            tuple.local.ip,
+            tuple.local.port,
+            &tuple.remote,
+        );
+        Ok(())
+    }
+
     /// Close (also the `Drop` of `Pcb`).
     pub(crate) fn close(&self, inner: &Arc<PcbInner<S>>) {
         let _owner = inner.lock_owner();

@@ -118,6 +118,26 @@ pub enum PortScan {
     RandomStart,
 }
 
+/// Linux `net.ipv4.tcp_tw_reuse`: whether an unbound `connect()` may take
+/// over the 4-tuple of a TIME_WAIT PCB that the stack marked reusable
+/// ([`Pcb::allow_tw_reuse`](crate::Pcb::allow_tw_reuse)), as
+/// `tcp_twsk_unique` lets `__inet_hash_connect` do. Ignored by
+/// [`Policy::FreeBsd`](crate::Policy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TwReuse {
+    /// 0: never (a `connect()` from a bound port still takes over a
+    /// TIME_WAIT twin, as the kernel does when timestamps were seen).
+    #[default]
+    Off,
+    /// 1: any reusable TIME_WAIT PCB.
+    On,
+    /// 2, the kernel's default: only a TIME_WAIT PCB of loopback traffic
+    /// (a loopback address at either end, v4-mapped too, or bound to
+    /// device 1, which is `lo` in every Linux network namespace).
+    Loopback,
+}
+
 /// The ports one PCB's scans take: the table's ephemeral range, or the
 /// range its own option leaves (see [`Rules::port_range`](super::Rules::port_range)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

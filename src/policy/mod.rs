@@ -49,13 +49,13 @@ use std::ops::RangeInclusive;
 
 pub use decisions::{
     AfterFailedConnect, DeviceBinding, DeviceRank, Disconnect, GroupFit, GroupKey, Lookup,
-    PortMemo, PortRange, PortScan, TupleTaken,
+    PortMemo, PortRange, PortScan, TupleTaken, TwReuse,
 };
 pub use view::PcbView;
 
 pub(crate) use freebsd::ConnectWild;
 pub(crate) use local::{best_fit, check_accept, exact_unconnected};
-pub(crate) use resolved::RuleSet;
+pub(crate) use resolved::{Options as KernelOptions, RuleSet};
 pub(crate) use view::{canonical, canonical_endpoint, delivery_match, wild_match, Af};
 
 use crate::addr::Family;
@@ -463,7 +463,7 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
 /// assert!(!linux.default_v6only());
 /// ```
 pub fn builtin(policy: Policy, protocol: Protocol) -> std::sync::Arc<dyn Rules> {
-    resolved::kernel(policy, protocol, ConnectWild::default(), true)
+    resolved::kernel(policy, protocol, resolved::Options::default())
 }
 
 /// The PCB's credential checked against a port below 1024: the rule both

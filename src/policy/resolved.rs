@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::freebsd::{ConnectWild, FreeBsd};
 use super::linux::Linux;
-use super::{Lookup, Policy, Protocol, Rules};
+use super::{Lookup, Policy, Protocol, Rules, TwReuse};
 
 /// The rules a table follows: its policy object for its protocol, and the
 /// policy's [`Lookup`] answers, copied out so that a lookup reads plain
@@ -29,11 +29,10 @@ impl RuleSet {
     pub(crate) fn new(
         named: Policy,
         protocol: Protocol,
-        connect_wild: ConnectWild,
-        bind_all_fibs: bool,
+        options: Options,
         custom: Option<Arc<dyn Rules>>,
     ) -> Self {
-        let rules = custom.unwrap_or_else(|| kernel(named, protocol, connect_wild, bind_all_fibs));
+        let rules = custom.unwrap_or_else(|| kernel(named, protocol, options));
         Self {
             lookup: rules.lookup(),
             fib_scoped: rules.fib_scopes_lookups(),
@@ -44,20 +43,39 @@ impl RuleSet {
     }
 }
 
+/// The builder's settings of the built-in kernels' sysctls.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// FreeBSD: `connect()` to a wildcard address.
+    pub(crate) connect_wild: ConnectWild,
+    /// FreeBSD `bind_all_fibs`.
+    pub(crate) bind_all_fibs: bool,
+    /// Linux `tcp_tw_reuse`.
+    pub(crate) tw_reuse: TwReuse,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect_wild: ConnectWild::default(),
+            bind_all_fibs: true,
+            tw_reuse: TwReuse::default(),
+        }
+    }
+}
+
 /// The policy object of a built-in kernel.
-pub(crate) fn kernel(
-    policy: Policy,
-    protocol: Protocol,
-    connect_wild: ConnectWild,
-    bind_all_fibs: bool,
-) -> Arc<dyn Rules> {
+pub(crate) fn kernel(policy: Policy, protocol: Protocol, options: Options) -> Arc<dyn Rules> {
     match policy {
         Policy::FreeBsd => Arc::new(FreeBsd {
             protocol,
-            connect_wild,
-            bind_all_fibs,
+            connect_wild: options.connect_wild,
+            bind_all_fibs: options.bind_all_fibs,
         }),
-        Policy::Linux => Arc::new(Linux { protocol }),
+        Policy::Linux => Arc::new(Linux {
+            protocol,
+            tw_reuse: options.tw_reuse,
+        }),
     }
 }
 

@@ -64,7 +64,7 @@ use crate::addr::{Endpoint, Family};
 use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
-use crate::policy::Protocol;
+use crate::policy::{Protocol, TwReuse};
 use saddr::{inet_rcv_saddr_equal, ipv6_only_sock, Sk};
 
 pub(crate) use rules::Linux;
@@ -407,6 +407,26 @@ pub(crate) fn connect_port_busy(
             };
             udp::port_busy(&unbound, owners)
         }
+    }
+}
+
+/// `tcp_twsk_unique` for an unbound `connect()` (`twp` set): a TIME_WAIT
+/// `holder` gives way when the stack marked it reusable (timestamps seen,
+/// `tcp_tw_reuse_delay` passed: [`Flags::TW_REUSABLE`]) and `tcp_tw_reuse`
+/// allows it; with 2, only for loopback traffic: a loopback address at
+/// either end (v4-mapped too) or the loopback device (`LOOPBACK_IFINDEX`,
+/// 1).
+pub(crate) fn tw_reusable(mode: TwReuse, holder: &PcbView) -> bool {
+    if holder.state() != State::TimeWait || !holder.flags.contains(Flags::TW_REUSABLE) {
+        return false;
+    }
+    match mode {
+        TwReuse::On => true,
+        TwReuse::Loopback => {
+            let loopback = |ip: IpAddr| ip.to_canonical().is_loopback();
+            holder.device == 1 || loopback(holder.local.ip) || loopback(holder.remote.ip)
+        }
+        _ => false,
     }
 }
 

@@ -19,8 +19,8 @@ use super::{
     after_failed_connect, any_port_peer_rank, bind_conflict, bind_port_busy, bind_sets, bound,
     bound_source, check_bind, check_connect, connect_port_busy, connect_refused,
     connect_tuple_taken, device_rank, disconnect, disconnect_tcp, group_key, group_mate,
-    insertion_seq, last_peer_rank, listen_check, rehash_seq, remembers_peer, wildcard_rank,
-    SPECIFIC,
+    insertion_seq, last_peer_rank, listen_check, rehash_seq, remembers_peer, tw_reusable,
+    wildcard_rank, SPECIFIC,
 };
 use crate::addr::{Endpoint, Family};
 use crate::cred::Device;
@@ -28,13 +28,15 @@ use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{
     canonical_endpoint, AfterFailedConnect, DeviceBinding, Disconnect, GroupFit, GroupKey, Lookup,
-    PcbView, PortMemo, PortScan, Protocol, Rules, TupleTaken,
+    PcbView, PortMemo, PortScan, Protocol, Rules, TupleTaken, TwReuse,
 };
 
 /// Linux's rules for one protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Linux {
     pub(crate) protocol: Protocol,
+    /// `net.ipv4.tcp_tw_reuse`.
+    pub(crate) tw_reuse: TwReuse,
 }
 
 fn endpoint(addr: SocketAddr) -> Endpoint {
@@ -220,6 +222,7 @@ impl Rules for Linux {
         holder: Option<&PcbView>,
         memo: PortMemo,
     ) -> bool {
+        let holder = holder.filter(|holder| !tw_reusable(self.tw_reuse, holder));
         connect_port_busy(self.protocol, new, owners, holder, memo)
     }
 
