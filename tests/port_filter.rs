@@ -331,3 +331,41 @@ fn a_storm_calls_the_filter_about_once_per_port() {
         }
     }
 }
+
+/// A filter that accepts everything changes nothing: the same ports, in the
+/// same order, as a table without one (same seed).
+#[test]
+fn an_accepting_filter_changes_nothing() {
+    for policy in [Policy::FreeBsd, Policy::Linux] {
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let recorder = Recorder::default();
+            let build = |filtered: bool| {
+                let builder = Builder::new()
+                    .policy(policy)
+                    .protocol(protocol)
+                    .ephemeral_ports(30000..=30511)
+                    .seed(11);
+                if filtered {
+                    builder.port_filter(recorder.filter(|_| true))
+                } else {
+                    builder
+                }
+                .build::<()>()
+            };
+            let (plain, filtered) = (build(false), build(true));
+            let mut conns = Vec::new();
+            for _ in 0..400 {
+                let a = plain.attach(Family::Inet, Cred::ROOT, ());
+                let b = filtered.attach(Family::Inet, Cred::ROOT, ());
+                let (pa, pb) = (a.connect(addr(PEER)), b.connect(addr(PEER)));
+                assert_eq!(pa, pb, "{policy:?} {protocol:?}");
+                // The filter runs before the check of a port in use: the
+                // scan's last candidate is the port taken.
+                let seen = recorder.take();
+                let last = seen.last().map(|c| c.local.port());
+                assert_eq!(last, pb.ok().map(|l| l.port()));
+                conns.push((a, b));
+            }
+        }
+    }
+}
