@@ -3,6 +3,11 @@
 //! mean cost of one connect over the whole fill; `cargo bench --bench report`
 //! fills the policies' whole default ranges and compares the last tenth of
 //! the connects with the first.
+//!
+//! `connect_storm_port_filter_2048_ports` fills the same range through a
+//! port filter that accepts one port in 4 or 16 (a per-core stack's
+//! receive-queue check, `common::one_queue_of`); its throughput counts the
+//! connects that succeed, so the figure is the cost of one connect.
 
 mod common;
 
@@ -23,13 +28,37 @@ fn storm(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
-                        let (spent, connects) = fill_range(policy, FIRST..=FIRST + PORTS - 1);
+                        let (spent, connects) = fill_range(policy, FIRST..=FIRST + PORTS - 1, None);
                         assert_eq!(connects, usize::from(PORTS), "{name}: the range fills");
                         spent
                     })
                     .sum()
             })
         });
+    }
+    group.finish();
+}
+
+fn filtered_storm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("connect_storm_port_filter_2048_ports");
+    let range = FIRST..=FIRST + PORTS - 1;
+    for (name, policy) in [("freebsd", Policy::FreeBsd), ("linux", Policy::Linux)] {
+        for one_in in [4, 16] {
+            let (_, connects) = fill_range(policy, range.clone(), Some(one_in));
+            group.throughput(Throughput::Elements(connects as u64));
+            let id = BenchmarkId::new(name, format!("1_in_{one_in}"));
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let (spent, n) = fill_range(policy, range.clone(), Some(one_in));
+                            assert_eq!(n, connects, "{name}: the same ports each time");
+                            spent
+                        })
+                        .sum()
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -41,6 +70,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = storm
+    targets = storm, filtered_storm
 }
 criterion_main!(benches);

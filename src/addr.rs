@@ -197,6 +197,12 @@ impl FlowKey {
         Ipv6Addr::from_bits(u128::from(self.remote[0]) << 64 | u128::from(self.remote[1]))
     }
 
+    /// The remote port.
+    #[inline]
+    pub(crate) fn remote_port(&self) -> u16 {
+        self.ports as u16
+    }
+
     #[inline]
     fn from_bits(local: u128, remote: u128, local_port: u16, remote_port: u16) -> Self {
         let split = |bits: u128| [(bits >> 64) as u64, bits as u64];

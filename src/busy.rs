@@ -12,7 +12,9 @@
 //!
 //! # The invariant
 //!
-//! A set bit for port `p` means: the exact index holds (source:`p`, peer).
+//! A set bit for port `p` means: the exact index holds (source:`p`, peer),
+//! or the table's port filter ([`Builder::port_filter`](crate::Builder::port_filter))
+//! refused (source:`p`, peer), which it does every time, by its contract.
 //! The scan only skips ports whose bit is set, so a hint never changes which
 //! port a `connect()` chooses, only how fast it gets there:
 //!
@@ -23,6 +25,9 @@
 //!   [`Rules::connect_holder_busy`](crate::policy::Rules::connect_holder_busy);
 //!   Linux UDP chooses the port as `bind()` would and ignores the holder, so
 //!   it never sets a bit);
+//! - a refusal is marked without the port's lock, by the scan that met it:
+//!   a removal that clears the bit at the same time only costs the next
+//!   scan one more call of the filter;
 //! - every removal of an exact-index entry clears the bit of its port, under
 //!   the same lock and before the entry goes, so that a set bit never
 //!   outlives its holder in the hint the destination's slot holds.
@@ -86,7 +91,8 @@ impl DestBitmap {
     }
 
     /// Marks `port` busy. Caller holds the port's lock and has seen the
-    /// 4-tuple's holder (see the module docs). One atomic OR.
+    /// 4-tuple's holder, or the port filter refused the 4-tuple (see the
+    /// module docs). One atomic OR.
     pub(crate) fn mark(&self, port: u16) {
         self.words[usize::from(port) / 64].fetch_or(1 << (port % 64), Ordering::Relaxed);
     }

@@ -96,6 +96,11 @@ impl<M: Member> Group<M> {
         self.has_conns.load(Ordering::Relaxed)
     }
 
+    /// The members that take flows, in the group's order. Lock-free.
+    pub(crate) fn members<'g>(&'g self, guard: &'g Guard) -> &'g [Arc<M>] {
+        self.members.load(guard)
+    }
+
     /// The current member count. Lock-free.
     pub(crate) fn len(&self, guard: &Guard) -> usize {
         self.members.load(guard).len()

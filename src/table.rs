@@ -23,6 +23,7 @@ use crate::busy::{self, BusyHints};
 use crate::core::{ExactPcbs, PcbInner, Shared, SourceAddress};
 use crate::cred::Cred;
 use crate::flags::{Flags, State};
+use crate::hooks::Hooks;
 use crate::pcb::{Pcb, PcbRef};
 use crate::policy::{
     self, Af, ConnectWild, KernelOptions, Policy, Protocol, RuleSet, Rules, TwReuse,
@@ -558,6 +559,7 @@ pub struct IndexStats {
 pub struct Builder {
     policy: Policy,
     custom: Option<std::sync::Arc<dyn Rules>>,
+    pub(crate) hooks: Hooks,
     protocol: Protocol,
     ephemeral: Option<RangeInclusive<u16>>,
     seed: Option<u64>,
@@ -581,6 +583,7 @@ impl Default for Builder {
         Self {
             policy: Policy::default(),
             custom: None,
+            hooks: Hooks::default(),
             protocol: Protocol::Tcp,
             ephemeral: None,
             seed: None,
@@ -905,7 +908,6 @@ impl Builder {
         };
         let rules = RuleSet::new(self.policy, self.protocol, options, self.custom);
         let range = self.ephemeral.unwrap_or_else(|| rules.default_ephemeral());
-        #[cfg_attr(not(any(pcbhash_broken, pcbhash_loom)), allow(unused_mut))]
         let mut shared = Shared::new(
             rules,
             hasher,
@@ -921,6 +923,7 @@ impl Builder {
             self.source_address
                 .unwrap_or_else(|| Box::new(loopback_source)),
         );
+        shared.hooks = self.hooks;
         #[cfg(pcbhash_loom)]
         {
             shared.move_step = self.move_step;
@@ -938,6 +941,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("policy", &self.policy)
             .field("custom", &self.custom)
+            .field("hooks", &self.hooks)
             .field("protocol", &self.protocol)
             .field("ephemeral", &self.ephemeral)
             .field("seed", &self.seed)

@@ -30,6 +30,8 @@ mod rng;
 mod rx;
 #[path = "../examples/demux/socket.rs"]
 mod socket;
+#[path = "../examples/demux/steering.rs"]
+mod steering;
 #[path = "../examples/demux/workload.rs"]
 mod workload;
 

@@ -30,6 +30,8 @@ mod rng;
 mod rx;
 #[path = "../examples/demux/socket.rs"]
 mod socket;
+#[path = "../examples/demux/steering.rs"]
+mod steering;
 #[path = "../examples/demux/workload.rs"]
 mod workload;
 
@@ -81,6 +83,9 @@ fn default_workload_keeps_its_invariants(policy: Policy) {
     assert!(checks.own_pcb.checked > 0);
     assert!(checks.syn_listener.checked > 0);
     assert!(checks.closed_port.checked > 0);
+    // Outbound replies reached their opener's RX thread (every one: the
+    // loop above found no violation).
+    assert!(checks.opener_rx.checked > 0);
 
     // The group spread the SYNs it took over its members.
     let hits = summary.listener_hits();

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use pcbhash::{Cred, Error, Family, PcbTable, Policy};
+use pcbhash::{Builder, Cred, Error, Family, PcbTable, Policy, PortCandidate};
 
 use super::keys::SEED;
 
@@ -15,6 +15,9 @@ pub struct Storm {
     pub policy: Policy,
     /// FreeBSD's `net.inet.ip.portrange.randomized`.
     pub randomized: bool,
+    /// The port filter accepted one candidate in this many (`None`: no
+    /// filter).
+    pub one_in: Option<u32>,
     pub range: RangeInclusive<u16>,
     /// Successful connects (the range, when it ends in exhaustion).
     pub connects: usize,
@@ -46,10 +49,39 @@ pub fn connect_storm(
     range: Option<RangeInclusive<u16>>,
     randomized: bool,
 ) -> Storm {
-    let mut builder = PcbTable::<()>::builder()
-        .policy(policy)
-        .seed(SEED)
-        .randomized_ports(randomized);
+    filtered_connect_storm(policy, range, randomized, None)
+}
+
+/// A per-core stack's port filter that accepts one candidate in `one_in`:
+/// those whose 4-tuple a multiplicative hash (a stand-in for the NIC's RSS
+/// hash) sends to queue 0 of `one_in` queues.
+pub fn one_queue_of(one_in: u32) -> impl Fn(&PortCandidate) -> bool + Send + Sync + 'static {
+    move |candidate| {
+        let remote = candidate.remote.map_or(0, |r| u32::from(r.port()));
+        let ports = u32::from(candidate.local.port()) << 16 | remote;
+        (ports.wrapping_mul(0x9E37_79B1) >> 16) % one_in == 0
+    }
+}
+
+/// A builder for `policy` with the benches' seed and, with `one_in`, the
+/// port filter [`one_queue_of`].
+fn storm_builder(policy: Policy, one_in: Option<u32>) -> Builder {
+    let builder = PcbTable::<()>::builder().policy(policy).seed(SEED);
+    match one_in {
+        Some(n) => builder.port_filter(one_queue_of(n)),
+        None => builder,
+    }
+}
+
+/// [`connect_storm`] with the port filter [`one_queue_of`] (`one_in`), if
+/// any: the storm ends when every accepted port is taken.
+pub fn filtered_connect_storm(
+    policy: Policy,
+    range: Option<RangeInclusive<u16>>,
+    randomized: bool,
+    one_in: Option<u32>,
+) -> Storm {
+    let mut builder = storm_builder(policy, one_in).randomized_ports(randomized);
     if let Some(range) = range.clone() {
         builder = builder.ephemeral_ports(range);
     }
@@ -86,6 +118,7 @@ pub fn connect_storm(
     Storm {
         policy,
         randomized,
+        one_in,
         range,
         connects: costs.len(),
         decile_ns,
@@ -94,14 +127,16 @@ pub fn connect_storm(
     }
 }
 
-/// Fills `range` with connects toward [`STORM_PEER`] on a fresh table and
-/// returns the time spent in `connect` (for the criterion bench).
-pub fn fill_range(policy: Policy, range: RangeInclusive<u16>) -> (Duration, usize) {
-    let table: PcbTable<()> = PcbTable::<()>::builder()
-        .policy(policy)
-        .seed(SEED)
-        .ephemeral_ports(range)
-        .build();
+/// Fills `range` with connects toward [`STORM_PEER`] on a fresh table (with
+/// the port filter [`one_queue_of`] accepting one port in `one_in`, if
+/// any) and returns the time spent in `connect` (for the criterion bench)
+/// and the number of connects.
+pub fn fill_range(
+    policy: Policy,
+    range: RangeInclusive<u16>,
+    one_in: Option<u32>,
+) -> (Duration, usize) {
+    let table: PcbTable<()> = storm_builder(policy, one_in).ephemeral_ports(range).build();
     let mut conns = Vec::new();
     let mut spent = Duration::ZERO;
     loop {

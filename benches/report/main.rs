@@ -9,6 +9,7 @@
 //! cargo bench --bench report -- --svg lookup.svg  # also plot lookup time against size
 //! cargo bench --bench report -- --simulate        # only the simulated counts (valgrind)
 //! cargo bench --bench report -- --no-simulate     # only the wall-time report
+//! cargo bench --bench report -- --storms          # only the connect storms
 //! ```
 //!
 //! Timing: each contender runs in turn within a round, rounds repeat, and the
@@ -45,6 +46,8 @@ struct Options {
     simulate: Option<bool>,
     /// Run one group of simulated loops (under valgrind, by the report).
     sim_child: Option<String>,
+    /// Only the connect storms' rows (wall time).
+    storms: bool,
 }
 
 fn options() -> Options {
@@ -53,6 +56,7 @@ fn options() -> Options {
         svg: None,
         simulate: None,
         sim_child: None,
+        storms: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,6 +66,7 @@ fn options() -> Options {
             "--simulate" => options.simulate = Some(true),
             "--no-simulate" => options.simulate = Some(false),
             "--sim-child" => options.sim_child = args.next(),
+            "--storms" => options.storms = true,
             // `cargo bench` passes `--bench`; criterion's filters mean nothing here.
             _ => {}
         }
@@ -76,6 +81,12 @@ fn main() {
         return;
     }
     println!("{}", out::machine());
+    if options.storms {
+        let storms = storms::measure(options.quick);
+        print_targets(&storms::rows(&storms));
+        storms::print(&storms);
+        return;
+    }
     if options.simulate != Some(true) {
         wall_time(&options);
     }

@@ -12,7 +12,7 @@ use crate::alloc::{allocations, settle_epoch};
 use crate::churn::{hashbrown_pairs, pcbhash_pairs, table_for};
 use crate::common::{
     flows, lookups, probe_order, Build, Hashbrown, HashbrownArc, Key, PcbhashOf, PcbhashSocket,
-    Peer, Shape, Socket, SEED,
+    Peer, Shape, Socket, PIN_EVERY, SEED,
 };
 use crate::flows::LOCAL_PORTS;
 
@@ -90,6 +90,15 @@ pub fn child(group: &str, sizes: Sizes) {
             measure("pairs", fresh.len(), || {
                 sim_measured_pairs(&pcb, fresh, &mut conns)
             });
+            drop(conns);
+            drop(pcb);
+            let (group, members) = reuseport_group();
+            let syn = probe_order(&rest[sizes.pairs..], sizes.lookups, SEED ^ 0x3);
+            let packets: Vec<Key> = syn.iter().map(|key| (GROUP_SERVICE, key.1)).collect();
+            measure("group", packets.len(), || {
+                sim_measured_group(&group, &packets)
+            });
+            drop(members);
         }
         "pcbhash-socket" => {
             let pcb = PcbhashOf::<Socket>::with_keys(table);
@@ -127,6 +136,46 @@ pub fn child(group: &str, sizes: Sizes) {
         }
         other => panic!("--sim-child: one of {GROUPS:?}, not {other}"),
     }
+}
+
+/// The address of [`reuseport_group`]'s listeners.
+const GROUP_SERVICE: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 1),
+    443,
+));
+
+/// A Linux table with four SO_REUSEPORT listeners on [`GROUP_SERVICE`],
+/// and their handles.
+fn reuseport_group() -> (pcbhash::PcbTable<()>, Vec<pcbhash::Pcb<()>>) {
+    use pcbhash::{Cred, Family, PcbTable, Policy};
+    let table: PcbTable<()> = PcbTable::<()>::builder()
+        .policy(Policy::Linux)
+        .seed(SEED)
+        .build();
+    let members = (0..4)
+        .map(|_| {
+            let pcb = table.attach(Family::Inet, Cred::ROOT, ());
+            pcb.set_reuse_port(true).expect("SO_REUSEPORT");
+            pcb.bind(GROUP_SERVICE).expect("bind");
+            pcb.listen().expect("listen");
+            pcb
+        })
+        .collect();
+    (table, members)
+}
+
+/// SYNs to a reuseport group: exact miss, then the group's pick. One pin
+/// per [`PIN_EVERY`] lookups, as the other loops.
+#[inline(never)]
+fn sim_measured_group(table: &pcbhash::PcbTable<()>, packets: &[Key]) -> usize {
+    let mut found = 0;
+    for chunk in packets.chunks(PIN_EVERY) {
+        let guard = table.pin();
+        for &(local, remote) in chunk {
+            found += usize::from(black_box(table.lookup(local, remote, &guard)).is_some());
+        }
+    }
+    found
 }
 
 /// Runs `run` (one `sim_measured_*` call), then prints its line.

@@ -228,7 +228,7 @@ fn print(get: &dyn Fn(&str, &str) -> Counts, sizes: Sizes, seconds: f64) {
     );
     println!("| per operation | instructions | mispredicted branches | last-level misses | allocations |");
     println!("|---|---|---|---|---|");
-    let lines: [(&str, PerOp); 11] = [
+    let lines: [(&str, PerOp); 12] = [
         ("exact hit: pcbhash `lookup`", net("pcbhash", "lookup")),
         ("exact hit: hashbrown `get`", net("hashbrown", "lookup")),
         (
@@ -258,6 +258,10 @@ fn print(get: &dyn Fn(&str, &str) -> Counts, sizes: Sizes, seconds: f64) {
         (
             "SYN (exact miss, then wildcard hit): pcbhash `lookup`",
             net("pcbhash", "syn"),
+        ),
+        (
+            "SYN to a reuseport group of 4 (exact miss, then the group's pick): pcbhash `lookup`",
+            net("pcbhash", "group"),
         ),
         (
             "accept + close pair: pcbhash (key reads included)",

@@ -3,26 +3,31 @@
 
 use pcbhash::Policy;
 
-use crate::common::{connect_storm, Storm};
+use crate::common::{filtered_connect_storm, Storm};
 use crate::out::{row, Row};
 
 /// Both policies fill their whole default range (the quick run, a smaller
-/// one), and FreeBSD also without randomized ports.
+/// one), and FreeBSD also without randomized ports; then both policies
+/// again through a port filter that accepts one port in 4, then in 16.
 pub fn measure(quick: bool) -> Vec<Storm> {
     let freebsd_range = quick.then_some(20_000..=29_999);
     let linux_range = quick.then_some(20_000..=23_999);
     [
-        (Policy::FreeBsd, true),
-        (Policy::Linux, true),
-        (Policy::FreeBsd, false),
+        (Policy::FreeBsd, true, None),
+        (Policy::Linux, true, None),
+        (Policy::FreeBsd, false, None),
+        (Policy::FreeBsd, true, Some(4)),
+        (Policy::Linux, true, Some(4)),
+        (Policy::FreeBsd, true, Some(16)),
+        (Policy::Linux, true, Some(16)),
     ]
     .into_iter()
-    .map(|(policy, randomized)| {
+    .map(|(policy, randomized, one_in)| {
         let range = match policy {
             Policy::Linux => linux_range.clone(),
             _ => freebsd_range.clone(),
         };
-        connect_storm(policy, range, randomized)
+        filtered_connect_storm(policy, range, randomized, one_in)
     })
     .collect()
 }
@@ -69,6 +74,14 @@ pub fn print(storms: &[Storm]) {
 }
 
 fn name(storm: &Storm) -> String {
+    let policy = policy_name(storm);
+    match storm.one_in {
+        Some(n) => format!("{policy}, port filter accepting 1 in {n}"),
+        None => policy,
+    }
+}
+
+fn policy_name(storm: &Storm) -> String {
     match (storm.policy, storm.randomized) {
         (Policy::FreeBsd, false) => "FreeBSD, randomized_ports(false)".into(),
         (Policy::FreeBsd, true) => "FreeBSD".into(),

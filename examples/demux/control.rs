@@ -36,6 +36,7 @@ use crate::flows::{flow_spec, Direction, Phase, Word};
 use crate::listeners::{self, ListenerSpec};
 use crate::rng::Rng;
 use crate::socket::Socket;
+use crate::steering;
 use crate::workload::{Config, Shared};
 
 /// What happened to flows, as the control thread counts it.
@@ -221,7 +222,8 @@ impl<'a> Control<'a> {
         let pcb = self
             .table
             .attach(family_of(spec.remote), Cred::user(1000), socket);
-        match pcb.connect(spec.remote) {
+        let opener = self.shared.steering.opener(slot);
+        match steering::opening_for(opener, || pcb.connect(spec.remote)) {
             Ok(local) => {
                 self.flows[slot as usize] = Some(pcb);
                 self.publish(

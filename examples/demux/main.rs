@@ -17,7 +17,9 @@
 //! synthetic network), `listeners`, `control` and `rx` (the two kinds of
 //! thread), `workload` (running them), `capture` (pcap / pcapng records),
 //! `packet` (headers to tuples), `replay` (the stateful replay), `groupcast`
-//! (multicast and broadcast datagrams), `outcome` and
+//! (multicast and broadcast datagrams), `steering` (RX queues, and the port
+//! filter that keeps an outbound flow's replies on its opener's queue),
+//! `outcome` and
 //! `errors` (what gets counted), `report` (the summaries).
 
 mod capture;
@@ -33,6 +35,7 @@ mod report;
 mod rng;
 mod rx;
 mod socket;
+mod steering;
 mod workload;
 
 use std::fs::{self, File};

@@ -209,6 +209,13 @@ pub fn workload(summary: &Summary) -> String {
         rate(packets, summary.elapsed),
         rate(packets / config.threads.max(1) as u64, summary.elapsed),
     );
+    let steered: u64 = summary.rx.iter().map(|rx| rx.steered_away).sum();
+    let _ = writeln!(
+        out,
+        "{:<12}{} packets of outbound flows steered to another RX thread's queue (its to look up)",
+        "steering",
+        thousands(steered),
+    );
     devices(&mut out, summary);
     outcomes(&mut out, &summary.outcomes());
     let hits = summary.listener_hits();

@@ -16,6 +16,14 @@
 //! | segment to a closed port | nothing |
 //! | SYN to port 8443 on device 2 | device 2's listener (Linux) |
 //! | SYN to port 8443 on device 1 | nothing: that listener is device 2's (Linux) |
+//! | reply of an outbound flow | (as its phase says, and) on the RX thread that opened it |
+//!
+//! Packets are steered as a NIC steers them (`steering.rs`): a thread looks
+//! up an outbound flow's packet only when the steering hash sends it to its
+//! own queue, and passes over the others, which are another thread's. The
+//! table's port filter gave each outbound connection a port whose replies
+//! come back to the queue of the thread that opened it, so every such
+//! reply a thread looks up is of a flow it opened.
 //!
 //! Under `Policy::Linux` every packet arrives on a device and is looked up
 //! with `lookup_on`: the flows' packets on device 1, and one packet in 64 on
@@ -80,14 +88,21 @@ pub struct Checks {
     pub device_listener: Check,
     /// A SYN on device 1 to device 2's admin port found nothing.
     pub other_device: Check,
+    /// A reply of an outbound flow was looked up by the RX thread that
+    /// opened the flow (first in [`Checks::named`]).
+    pub opener_rx: Check,
     /// Packets whose flow changed phase during the lookup.
     pub unchecked: u64,
 }
 
 impl Checks {
     /// The invariants with their names, for the report.
-    pub fn named(&self) -> [(&'static str, Check); 7] {
+    pub fn named(&self) -> [(&'static str, Check); 8] {
         [
+            (
+                "replies looked up by the flow's opening thread",
+                self.opener_rx,
+            ),
             ("data of live flows found their own PCB", self.own_pcb),
             (
                 "ACKs in TIME_WAIT found a PCB with no socket",
@@ -110,8 +125,8 @@ impl Checks {
         ]
     }
 
-    /// The invariants a run under `policy` checks: the two device rows only
-    /// with a second device.
+    /// The invariants a run under `policy` checks: the two device rows (the
+    /// last two) only with a second device.
     pub fn shown(&self, policy: pcbhash::Policy) -> Vec<(&'static str, Check)> {
         let rows = self.named();
         let shown = if has_second_device(policy) {
@@ -122,9 +137,10 @@ impl Checks {
         rows[..shown].to_vec()
     }
 
-    /// Lookups checked.
+    /// Lookups checked. (The first row checks the RX thread of lookups
+    /// the other rows check as well: not counted twice.)
     pub fn checked(&self) -> u64 {
-        self.named().iter().map(|(_, c)| c.checked).sum()
+        self.named()[1..].iter().map(|(_, c)| c.checked).sum()
     }
 
     /// Lookups that broke an invariant.
@@ -141,6 +157,7 @@ impl Checks {
         self.closed_port.merge(&other.closed_port);
         self.device_listener.merge(&other.device_listener);
         self.other_device.merge(&other.other_device);
+        self.opener_rx.merge(&other.opener_rx);
         self.unchecked += other.unchecked;
     }
 }
@@ -159,6 +176,9 @@ pub struct RxCounts {
     /// Lookups by the device the packet arrived on: `lookup` (no device),
     /// then `lookup_on` device 1 and device 2.
     pub by_device: ByDevice,
+    /// Packets of outbound flows steered to another RX thread's queue, and
+    /// so not looked up here.
+    pub steered_away: u64,
 }
 
 /// Lookups counted by the device the packet arrived on.
@@ -201,6 +221,7 @@ pub fn run(
         table,
         shared,
         devices: has_second_device(table.policy()),
+        index,
         rng: Rng::new(shared.seed, 1 + index as u64),
         counts: RxCounts {
             listener_hits: vec![0; plan.len()],
@@ -226,6 +247,8 @@ struct Rx<'a> {
     shared: &'a Shared,
     /// Whether packets arrive on devices (`lookup_on`) and device 2 exists.
     devices: bool,
+    /// The RX queue this thread serves.
+    index: usize,
     rng: Rng,
     counts: RxCounts,
 }
@@ -344,6 +367,18 @@ impl Rx<'_> {
         }
         let listeners_before = self.shared.listener_seq.load(Ordering::Acquire);
         let spec = flow_spec(self.shared.seed, slot, before);
+        let steering = &self.shared.steering;
+        let outbound = spec.direction == Direction::Outbound && spec.local.port() != 0;
+        if outbound {
+            if steering.queue(spec.local, spec.remote) != self.index {
+                // Another queue's packet: not one of this thread's.
+                self.counts.packets -= 1;
+                self.counts.steered_away += 1;
+                return;
+            }
+            let opened_here = steering.opener(slot) == self.index;
+            self.counts.checks.opener_rx.record(opened_here);
+        }
         let (found, outcome) = self.lookup(self.device_1(), spec.local, spec.remote, guard);
         let own = Socket::Flow {
             slot,

@@ -21,6 +21,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use crate::listeners::{self, ListenerSpec};
 use crate::outcome::Outcomes;
 use crate::rx::{self, ByDevice, Checks, RxCounts};
 use crate::socket::Socket;
+use crate::steering::{self, Steering};
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +99,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Packets looked up so far, per RX thread.
     pub rx_packets: Vec<CachePadded<AtomicU64>>,
+    /// The NIC's steering of packets to RX threads.
+    pub steering: Arc<Steering>,
     /// Flows opened and closed so far (for the progress line).
     pub opened: AtomicU64,
     /// See `opened`.
@@ -115,6 +119,7 @@ impl Shared {
             rx_packets: (0..config.threads)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
+            steering: Arc::new(Steering::new(config.seed, config.threads)),
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         }
@@ -239,13 +244,14 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 /// [`PROGRESS_EVERY`] while the RX threads run.
 pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Summary, SetupError> {
     config.validate().map_err(SetupError)?;
+    let shared = Shared::new(config);
     let table: PcbTable<Socket> = PcbTable::<Socket>::builder()
         .policy(config.policy)
         .seed(config.seed)
         .capacity(config.flows as usize)
         .source_address(source_address)
+        .port_filter(steering::port_filter(shared.steering.clone()))
         .build();
-    let shared = Shared::new(config);
     let plan = listeners::plan(config.policy);
     let mut control = Control::new(config, &table, &shared, &plan);
     control

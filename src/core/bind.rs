@@ -11,6 +11,7 @@ use crate::addr::{Endpoint, Family, Tuple};
 use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
+use crate::hooks::PortCandidate;
 use crate::policy::{canonical, DeviceBinding, PcbView, PortRange, Protocol};
 use crate::raw::PortLock;
 use crate::sync::{Arc, Ordering};
@@ -226,6 +227,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let range = self.scan_range(inner, me, guard)?;
         for (_, port) in self.ephemeral.scan(scan, range, 0) {
             new.local = local.with_port(port);
+            let candidate = || PortCandidate::new(new.local, None, self.rules.protocol);
+            if self.hooks.refuses(candidate) {
+                continue;
+            }
             let held = self.ports.lock(port);
             let owners = self.owners(port, inner, guard);
             if self.rules.bind_port_busy(&new, &owners, listening) {

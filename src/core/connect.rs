@@ -126,6 +126,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 local: Endpoint { ip: source, port },
                 remote: peer,
             };
+            if self.refuses_port(&tuple, hint.as_deref()) {
+                continue;
+            }
             let new = PcbView {
                 local: tuple.local,
                 remote: peer,

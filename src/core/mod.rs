@@ -35,6 +35,7 @@ mod exact;
 mod membership;
 mod moves;
 mod pcb;
+mod select;
 mod shadow;
 mod shared;
 mod teardown;

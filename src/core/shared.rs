@@ -13,6 +13,7 @@ use crate::busy::BusyHints;
 use crate::counter::Counter;
 use crate::cred::Device;
 use crate::flags::Flags;
+use crate::hooks::Hooks;
 use crate::policy::{canonical, PcbView, RuleSet};
 use crate::ports::Ephemeral;
 use crate::raw::{default_guard_collector, List, PortLock, PortTable};
@@ -36,6 +37,8 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     /// Ports known to hold a connection to a crowded destination.
     pub(super) busy: BusyHints,
     pub(super) source_address: Box<SourceAddress>,
+    /// The stack's port filter and group selector.
+    pub(crate) hooks: Hooks,
     /// Live `Pcb` handles, counted on each thread's own line.
     pub(super) attached: Counter,
     /// How many PCBs the exact index holds for "this address, any port"
@@ -73,6 +76,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             memos,
             busy,
             source_address,
+            hooks: Hooks::default(),
             attached: Counter::new(),
             any_port_peers: AtomicUsize::new(0),
             #[cfg(pcbhash_broken)]
@@ -279,6 +283,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let Arrived {
             local,
             source,
+            key,
             device,
         } = arrived;
         let after = limit.seq.load(Ordering::Relaxed);
@@ -309,7 +314,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             if self.rules.lookup.consults_group(flags) {
                 if let Some(group) = pcb.group.load(guard) {
                     if !group.has_conns() {
-                        if let Some(member) = group.pick(&self.rules.lookup, hash, guard) {
+                        let pick = self.pick_member(group, local, key, device.index(), hash, guard);
+                        if let Some(member) = pick {
                             return Before::Group(member);
                         }
                     }
@@ -629,6 +635,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let arrived = Arrived {
             local: &local,
             source: &source,
+            key,
             device,
         };
         // The peer connected to the packet's address with any port outranks
@@ -672,7 +679,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .filter(|pcb| ahead.is_none() && shared.rules.lookup.consults_group(pcb.flags.load()))
             .and_then(|pcb| pcb.group.load(guard));
         if let Some(group) = group {
-            match group.pick(&shared.rules.lookup, hash, guard) {
+            match shared.pick_member(group, &local, key, device.index(), hash, guard) {
                 Some(member) => pcb = Some(member),
                 // No member takes flows (FreeBSD: all pending; Linux: all
                 // connected): the group stage ends with nothing, and the
@@ -730,11 +737,12 @@ impl Arrival for u32 {
 }
 
 /// What the walks know of a packet: its local address, its source
-/// (v4-mapped if IPv4) and the device it arrived on.
+/// (v4-mapped if IPv4), its flow key and the device it arrived on.
 #[derive(Clone, Copy)]
 struct Arrived<'a, D> {
     local: &'a Endpoint,
     source: &'a Ipv6Addr,
+    key: &'a FlowKey,
     device: D,
 }
 
