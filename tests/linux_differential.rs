@@ -181,6 +181,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         "an unbound connect() with no port keeps the source of a locked address",
     ),
     (
+        Protocol::Udp,
+        9893092348006047630,
+        "a socket connected to a port-0 peer ties with one on the packet's device",
+    ),
+    (
         Protocol::Tcp,
         2598624695371336849,
         "a TIME_WAIT over an older twin of the other end, bound to a device",

@@ -210,7 +210,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .exact
             .find_on(key.hash(&self.hasher), &key, device.index(), guard)?;
         let packet = canonical(*local);
-        let rank = |pcb: &PcbInner<S>| self.rules.any_port_peer_rank(packet, pcb.family);
+        let rank = |pcb: &PcbInner<S>| self.any_port_rank(pcb, &packet, device, guard);
         if !holder.flags.load().contains(Flags::SHADOWING) {
             return Some((rank(holder), holder));
         }
@@ -230,6 +230,25 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
         }
         Some((best.0, best.2))
+    }
+
+    /// The wildcard-stage rank of `pcb`, connected to a packet's remote
+    /// address with any port, for a packet to `packet` (canonical) that
+    /// arrived on `device`: the policy's rank and the PCB's device points.
+    pub(super) fn any_port_rank<D: Arrival>(
+        &self,
+        pcb: &PcbInner<S>,
+        packet: &SocketAddr,
+        device: D,
+        guard: &Guard,
+    ) -> u32 {
+        let rank = self.rules.any_port_peer_rank(*packet, pcb.family);
+        let view = pcb.view(guard);
+        let points = match (view.device, self.rules.lookup.device) {
+            (0, _) | (_, None) => 0,
+            (_, Some(points)) => points(&view, packet, Some(Device(device.index()))).unwrap_or(0),
+        };
+        rank.saturating_add(points)
     }
 
     /// Views of every PCB on `port` but `me`. Call under the port's lock for a
@@ -657,9 +676,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             match shared.best_wildcard(&local, &source, Some(key), device, guard) {
                 Wildcard::Connecting(pcb) => return Some(pcb),
                 Wildcard::ConnectingAnyPort(pcb) => {
-                    let rank = shared
-                        .rules
-                        .any_port_peer_rank(canonical(local), pcb.family);
+                    let rank = shared.any_port_rank(pcb, &canonical(local), device, guard);
                     (Some((rank, pcb)), None)
                 }
                 Wildcard::Best(best) => (None, best),

@@ -569,17 +569,19 @@ pub(crate) fn wildcard_rank(
 
 /// The rank, among [`wildcard_rank`]s, of a UDP socket connected to the
 /// packet's address with port 0 (it is on a specific address, so in the
-/// first pass). IPv4 `compute_score` gives a set `inet_daddr` four points,
-/// more than any unconnected socket scores; IPv6 gives a set `sk_v6_daddr`
-/// one, as much as an unconnected socket gets for a last peer that is the
-/// packet's source (see [`last_peer_rank`]), so there the list order
-/// decides between the two. Between two such sockets, IPv4 gives
-/// `AF_INET` one point more than `AF_INET6`.
+/// first pass), before its device points. IPv4 `compute_score` gives a set
+/// `inet_daddr` four points, as many as a device earns (see
+/// [`device_rank`]): an unconnected socket on the packet's device ties with
+/// it, and the list order decides. IPv6 gives a set `sk_v6_daddr` one, as
+/// much as an unconnected socket gets for its device or for a last peer
+/// that is the packet's source (see [`last_peer_rank`]). Between two such
+/// sockets, IPv4 gives `AF_INET` one point more than `AF_INET6`.
 pub(crate) fn any_port_peer_rank(local: &Endpoint, family: Family) -> u32 {
+    let specific = SPECIFIC + 1;
     if local.is_v4() {
-        u32::MAX - u32::from(family != Family::Inet)
+        specific + u32::from(family == Family::Inet) + 4
     } else {
-        SPECIFIC + 1 + 1
+        specific + 1
     }
 }
 
