@@ -67,6 +67,14 @@
 //! fixed and random seeds and of a `PCBHASH_DIFF_SEED` replay (the found
 //! seeds keep them).
 //!
+//! **Client-side port control** (`linux_differential/client.rs`):
+//! IP_BIND_ADDRESS_NO_PORT and IP_LOCAL_PORT_RANGE calls on random sockets
+//! come on top of the steps from a generator of their own, and each
+//! sequence draws its `tcp_tw_reuse` (0, 1 or 2) and marks every TIME_WAIT
+//! socket reusable in the table once `tcp_tw_reuse_delay` has passed. They
+//! run in the fixed and random seeds; `PCBHASH_DIFF_CLIENT=0` leaves them
+//! out (the found seeds run without them, as they were found).
+//!
 //! The second device is made over rtnetlink, never by running a program:
 //! the two protocols' tests run in parallel threads, and a child process
 //! holds a copy of every socket of the process until it execs, so a socket
@@ -79,6 +87,8 @@
 //! routes of a device (`connect()` from the second device, IPv6 addresses
 //! looked for on a socket's device) are left out in both worlds.
 
+#[path = "linux_differential/client.rs"]
+mod client;
 #[path = "linux_differential/connect.rs"]
 mod connect;
 #[path = "linux_differential/devices.rs"]
@@ -99,6 +109,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use linux_kernel::Netns;
+use pcbhash::policy::TwReuse;
 use pcbhash::Protocol;
 use world::{Rng, World};
 
@@ -233,6 +244,8 @@ struct Totals {
     life_steps: u64,
     packets: u64,
     device_calls: u64,
+    client_calls: u64,
+    address_only_binds: u64,
 }
 
 /// A fresh network namespace for one sequence. The namespaces made from it
@@ -245,11 +258,26 @@ fn namespace() -> Result<Netns, String> {
     Ok(ns)
 }
 
+/// Which of the optional calls a sequence makes.
+#[derive(Clone, Copy, Debug)]
+struct Calls {
+    /// The later-life calls (`linux_differential/life.rs`).
+    life: bool,
+    /// SO_BINDTODEVICE (`linux_differential/devices.rs`).
+    devices: bool,
+    /// Client-side port control (`linux_differential/client.rs`).
+    client: bool,
+}
+
 /// Runs the sequence of `seed`, in a network namespace of its own.
 fn run(
     protocol: Protocol,
     seed: u64,
-    (life, devices): (bool, bool),
+    Calls {
+        life,
+        devices,
+        client,
+    }: Calls,
     totals: &mut Totals,
 ) -> Result<(), String> {
     let ns = namespace().map_err(|reason| format!("seed {seed}: {reason}"))?;
@@ -268,8 +296,14 @@ fn run(
             None
         }
     };
-    let mut world = World::new(&ns, seed, protocol, range, devices);
+    let tw_reuse = if client {
+        client::tw_reuse(&ns, seed).map_err(|reason| format!("seed {seed}: {reason}"))?
+    } else {
+        TwReuse::Off
+    };
+    let mut world = World::new(&ns, seed, protocol, range, devices, tw_reuse);
     world.life = life;
+    world.client = client;
     let _ = writeln!(world.log, "  {protocol:?}, range {}-{}", range.0, range.1);
     let mut outcome = Outcome::Completed;
     let mut result = Ok(());
@@ -309,6 +343,8 @@ fn run(
     totals.life_steps += world.life_steps;
     totals.packets += world.packets;
     totals.device_calls += world.device_calls;
+    totals.client_calls += world.client_calls;
+    totals.address_only_binds += world.address_only_binds;
     if let Outcome::Unmappable = outcome {
         totals.unmappable += 1;
     }
@@ -334,9 +370,17 @@ fn differential(protocol: Protocol) {
     // The device calls run in every seed unless `PCBHASH_DIFF_DEVICES=0`
     // turns them off in the fixed and random ones and in a replay.
     let devices_env = std::env::var("PCBHASH_DIFF_DEVICES").map_or(true, |v| v.trim() != "0");
+    // So do the client-side port calls, with `PCBHASH_DIFF_CLIENT=0`; the
+    // found seeds run without them, as they were found.
+    let client_env = std::env::var("PCBHASH_DIFF_CLIENT").map_or(true, |v| v.trim() != "0");
     if let Ok(seed) = std::env::var("PCBHASH_DIFF_SEED") {
         let seed: u64 = seed.parse().expect("PCBHASH_DIFF_SEED is a number");
-        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
+        let calls = Calls {
+            life: life_env,
+            devices: devices_env,
+            client: client_env,
+        };
+        if let Err(divergence) = run(protocol, seed, calls, &mut totals) {
             panic!("{divergence}");
         }
         return;
@@ -352,12 +396,17 @@ fn differential(protocol: Protocol) {
         .map(|(_, seed, _)| *seed)
         .collect();
     let fixed = FIXED_SEEDS.filter(|seed| !found.contains(seed));
-    for (seed, devices) in found
+    for (seed, devices, client) in found
         .iter()
-        .map(|&seed| (seed, true))
-        .chain(fixed.map(|seed| (seed, devices_env)))
+        .map(|&seed| (seed, true, false))
+        .chain(fixed.map(|seed| (seed, devices_env, client_env)))
     {
-        if let Err(divergence) = run(protocol, seed, (true, devices), &mut totals) {
+        let calls = Calls {
+            life: true,
+            devices,
+            client,
+        };
+        if let Err(divergence) = run(protocol, seed, calls, &mut totals) {
             failures.push(divergence);
         }
     }
@@ -366,16 +415,22 @@ fn differential(protocol: Protocol) {
     let mut random = Rng(origin);
     while started.elapsed() < Duration::from_secs(budget) && failures.len() < 5 {
         let seed = random.next();
-        if let Err(divergence) = run(protocol, seed, (life_env, devices_env), &mut totals) {
+        let calls = Calls {
+            life: life_env,
+            devices: devices_env,
+            client: client_env,
+        };
+        if let Err(divergence) = run(protocol, seed, calls, &mut totals) {
             failures.push(divergence);
         }
     }
     eprintln!(
         "{name}: {} operations compared ({} failing calls, {} peers, {} connections, \
          {} TIME_WAIT sockets, {} replayed clients, {} later-life calls, {} packets' \
-         receivers, {} SO_BINDTODEVICE calls) in {} sequences ({} stopped early at an \
-         unmappable random port; {} known gaps: packets to 127.0.0.6 and connect() calls \
-         left out on the second device), {:.1} s; random seeds from Rng({origin:#x})",
+         receivers, {} SO_BINDTODEVICE calls, {} client-side port calls, {} no-port binds) in {} sequences \
+         ({} stopped early at an unmappable random port; {} known gaps: packets to \
+         127.0.0.6 and connect() calls left out on the second device), {:.1} s; random \
+         seeds from Rng({origin:#x})",
         totals.ops,
         totals.errors_compared,
         totals.peers_compared,
@@ -385,6 +440,8 @@ fn differential(protocol: Protocol) {
         totals.life_steps,
         totals.packets,
         totals.device_calls,
+        totals.client_calls,
+        totals.address_only_binds,
         totals.sequences,
         totals.unmappable,
         totals.known_gap,

@@ -77,7 +77,11 @@ impl World {
         if k != 0 {
             return Ok(true);
         }
-        let scan = (!was_bound).then_some(Scan::Connect);
+        let scan = (!was_bound).then_some(if self.entry(i).own_range {
+            Scan::ConnectOwnRange
+        } else {
+            Scan::Connect
+        });
         if !self.check_local(i, scan)? {
             return Ok(false);
         }
@@ -187,6 +191,8 @@ impl World {
             listening: false,
             reuse_addr,
             accepted: true,
+            no_port: false,
+            own_range: false,
         }));
         self.entries[i].as_mut().expect("live").peer = Some(c);
         self.connections += 1;

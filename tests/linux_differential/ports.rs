@@ -5,17 +5,26 @@ use super::linux_kernel;
 use super::world::{Scan, World};
 use pcbhash::Protocol;
 
+/// Whether a scan tries one parity of the range before the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Parity {
+    /// The kernel's parity passes (every scan but the next).
+    Passes,
+    /// Every port in turn: `connect()` of a socket with its own range.
+    Any,
+}
+
 impl World {
     /// The scan class of `port`, or `None` if the kernel's scan cannot reach
     /// it (the scans cover an even number of ports of each range or half).
     /// `halves`: tell the two halves of the range apart, as the SO_REUSEADDR
     /// bind scan does (for four ports or more).
-    pub(super) fn class(&self, port: u16, halves: bool) -> Option<(u16, u16)> {
+    pub(super) fn class(&self, port: u16, halves: bool, parity: Parity) -> Option<(u16, u16)> {
         let (low, n) = (self.low, self.high - self.low + 1);
         if port < low || port > self.high {
             return None;
         }
-        if self.protocol == Protocol::Udp {
+        if self.protocol == Protocol::Udp || !halves && parity == Parity::Any {
             return Some((0, 0));
         }
         let (start, size, half) = if halves && n >= 4 {
@@ -43,7 +52,14 @@ impl World {
         scan: Scan,
     ) -> Result<bool, String> {
         let halves = matches!(scan, Scan::Bind { reuse_addr: true });
-        let (kc, tc) = (self.class(kernel, halves), self.class(table, halves));
+        let parity = match scan {
+            Scan::ConnectOwnRange => Parity::Any,
+            _ => Parity::Passes,
+        };
+        let (kc, tc) = (
+            self.class(kernel, halves, parity),
+            self.class(table, halves, parity),
+        );
         if kc.is_none() || kc != tc {
             return Err(format!(
                 "{scan:?} picked port {kernel} (class {kc:?}) in the kernel but {table} (class {tc:?}) in the table"
@@ -55,7 +71,8 @@ impl World {
         }
         // The mapping must keep every scan's classes: the finest is the half
         // and the parity.
-        if self.class(expected, true) != self.class(table, true) {
+        let finest = |port| self.class(port, true, Parity::Passes);
+        if finest(expected) != finest(table) {
             return Ok(false);
         }
         let other = self.to_kernel_port(table);
@@ -65,6 +82,26 @@ impl World {
         // Both were free in both worlds: swap the two ports' images.
         self.k2t.insert(kernel, table);
         self.k2t.insert(other, expected);
+        Ok(true)
+    }
+
+    /// Compares the address a no-port `bind()` recorded: the kernel shows it
+    /// with port 0, the table holds no port.
+    pub(super) fn check_address_only(
+        &mut self,
+        i: usize,
+        ip: std::net::IpAddr,
+    ) -> Result<bool, String> {
+        self.address_only_binds += 1;
+        let entry = self.entry(i);
+        let kernel = linux_kernel::local_addr(&entry.kernel).ok_or("no kernel local address")?;
+        let table = entry.table.local_addr();
+        if kernel.ip().to_canonical() != ip.to_canonical() || kernel.port() != 0 || table.is_some()
+        {
+            return Err(format!(
+                "no-port bind({ip}): kernel {kernel}, table {table:?} (expected no port)"
+            ));
+        }
         Ok(true)
     }
 

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use pcbhash::{Protocol, State};
 
+use super::client::CLIENT_PERCENT;
 use super::devices::DEVICE_PERCENT;
 use super::world::{PortRef, Rng, World};
 
@@ -98,6 +99,15 @@ impl World {
             }
         }
         self.device_rng = device_rng.0;
+        // So do the client-side port calls, from theirs.
+        let mut client_rng = Rng(self.client_rng);
+        if self.client && client_rng.chance(CLIENT_PERCENT) {
+            if let Some(Err(divergence)) = self.client_step(&mut client_rng) {
+                self.client_rng = client_rng.0;
+                return Err(divergence);
+            }
+        }
+        self.client_rng = client_rng.0;
         if self.life && rng.chance(LIFE_PERCENT) {
             if let Some(step) = self.life_step(rng) {
                 self.life_steps += 1;

@@ -79,6 +79,14 @@ impl World {
         one.table
             .time_wait()
             .map_err(|e| format!("table time_wait(): {e:?}"))?;
+        if self.client {
+            // Past `tcp_tw_reuse_delay` (1 ms), the twin may give way to an
+            // unbound connect() where `tcp_tw_reuse` allows it.
+            std::thread::sleep(Duration::from_millis(3));
+            one.table
+                .allow_tw_reuse()
+                .map_err(|e| format!("table allow_tw_reuse(): {e:?}"))?;
+        }
         drop(two.table);
         self.entered_time_wait += 1;
         self.time_waits.push(TimeWait {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use pcbhash::policy::TwReuse;
 use pcbhash::{Cred, Device, Family, Pcb, PcbRef, PcbTable, Policy, Protocol};
 use socket2::{SockAddr, Socket};
 
@@ -54,6 +55,10 @@ pub(crate) struct Entry {
     pub(crate) reuse_addr: bool,
     /// The kernel made it with accept().
     pub(crate) accepted: bool,
+    /// IP_BIND_ADDRESS_NO_PORT is on.
+    pub(crate) no_port: bool,
+    /// An IP_LOCAL_PORT_RANGE is set (see `client.rs`).
+    pub(crate) own_range: bool,
 }
 
 impl Entry {
@@ -79,6 +84,9 @@ pub(crate) enum Scan {
     Bind { reuse_addr: bool },
     /// TCP `connect()`.
     Connect,
+    /// TCP `connect()` of a socket with its own port range: every port in
+    /// turn, no parity passes.
+    ConnectOwnRange,
     /// Any UDP autobind.
     Udp,
 }
@@ -120,6 +128,14 @@ pub(crate) struct World {
     pub(crate) device_calls: u64,
     /// The state of the generator of the device calls (see `step.rs`).
     pub(crate) device_rng: u64,
+    /// Whether the client-side port calls run (see `client.rs`), and the
+    /// state of their generator.
+    pub(crate) client: bool,
+    pub(crate) client_rng: u64,
+    /// Client-side port calls made, and binds that recorded an address
+    /// only (IP_BIND_ADDRESS_NO_PORT).
+    pub(crate) client_calls: u64,
+    pub(crate) address_only_binds: u64,
 }
 
 pub(crate) type Step = Result<(), String>;
@@ -131,6 +147,7 @@ impl World {
         protocol: Protocol,
         (low, high): (u16, u16),
         devices: Option<(Dev, Dev)>,
+        tw_reuse: TwReuse,
     ) -> Self {
         let lo = linux_kernel::devices::index_of("lo")
             .expect("the namespace has lo")
@@ -140,6 +157,7 @@ impl World {
             .policy(Policy::Linux)
             .protocol(protocol)
             .ephemeral_ports(low..=high)
+            .tcp_tw_reuse(tw_reuse)
             .seed(seed)
             .build();
         World {
@@ -167,6 +185,10 @@ impl World {
             lo,
             device_calls: 0,
             device_rng: seed ^ 0x6465_7669_6365_7321,
+            client: false,
+            client_rng: seed ^ 0x636c_6965_6e74_7321,
+            client_calls: 0,
+            address_only_binds: 0,
         }
     }
 
@@ -277,6 +299,8 @@ impl World {
             listening: false,
             reuse_addr: false,
             accepted: false,
+            no_port: false,
+            own_range: false,
         }));
         Ok(())
     }
@@ -327,6 +351,9 @@ impl World {
         self.compare(&format!("#{i} bind({address}, {kport}->{tport})"), k, t)?;
         if k != 0 {
             return Ok(true);
+        }
+        if kport == 0 && self.entry(i).no_port {
+            return self.check_address_only(i, ip);
         }
         let scan = (kport == 0).then_some(self.bind_scan(reuse_addr));
         self.check_local(i, scan)
