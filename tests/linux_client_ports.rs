@@ -414,3 +414,22 @@ fn linux_tw_reuse_takes_over_a_reusable_twin() {
         }
     }
 }
+
+/// An accepted socket inherits IP_BIND_ADDRESS_NO_PORT from its listener
+/// (`sk_clone_lock` copies the inet flags): once disconnected, its
+/// `bind()` to port 0 records the address only.
+#[test]
+fn linux_no_port_is_inherited_by_accept() {
+    let Some(scene) = Scene::new((40000, 40001)) else {
+        return;
+    };
+    let server = scene.socket(false, 0);
+    no_port(&server);
+    server.bind("bind the listener", "127.0.0.1", 30000, OK);
+    server.listen("listen", OK);
+    let client = scene.socket(false, 0);
+    connects_from(&client, "connect", "127.0.0.1:30000", "127.0.0.1:40000");
+    let child = server.accept(at("127.0.0.1:30000"), at("127.0.0.1:40000"));
+    child.disconnect("the child disconnects", OK);
+    bind_address(&child, "the child binds port 0", "127.0.0.2:0");
+}

@@ -197,6 +197,11 @@ const FOUND_SEEDS: &[(Protocol, u64, &str)] = &[
         "a socket connected to a port-0 peer ties with one on the packet's device",
     ),
     (
+        Protocol::Udp,
+        13193304590407147334,
+        "an AF_INET socket on the packet's device outranks an AF_INET6 one connected to a port-0 peer, listed after it",
+    ),
+    (
         Protocol::Tcp,
         2598624695371336849,
         "a TIME_WAIT over an older twin of the other end, bound to a device",

@@ -57,6 +57,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         // it from the request's `ir_iif`, the listener's device
         // (`inet_request_bound_dev_if`). Set before the child is visible.
         child.set_device((view.device != 0).then_some(Device(view.device)));
+        // The listener's own port range goes with it, as Linux's
+        // `sk_clone_lock` copies `inet_sock` (it matters only to a child
+        // that binds again after a disconnect, which FreeBSD's cannot).
+        child.set_port_range(parent.port_range(&guard), &guard);
         self.link_connected(&held, &child, &flow, inherited, true, &guard);
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before

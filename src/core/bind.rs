@@ -93,9 +93,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if matches!(inner.state(), State::TimeWait | State::Dropped) {
             return Err(Error::InvalidInput);
         }
+        // Both ends 0 unset the option, as `(0, 0)` does in Linux.
         let own = range
             .map(|range| self.rules.check_port_range(range))
-            .transpose()?;
+            .transpose()?
+            .filter(|&own| own != (0, 0));
         inner.set_port_range(own, &crossbeam_epoch::pin());
         Ok(())
     }

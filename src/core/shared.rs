@@ -232,6 +232,26 @@ impl<S: Send + Sync + 'static> Shared<S> {
         Some((best.0, best.2))
     }
 
+    /// Whether an unconnected PCB on the packet's own address (the first
+    /// pass) ranks above `rank` for a packet from `source` to `local`.
+    fn outranked<D: Arrival>(
+        &self,
+        rank: u32,
+        local: &Endpoint,
+        source: &Ipv6Addr,
+        device: D,
+        guard: &Guard,
+    ) -> bool {
+        let packet = canonical(*local);
+        self.ports
+            .iter(local.port, List::Unconnected, guard)
+            .any(|pcb| {
+                let view = pcb.view(guard);
+                self.wildcard_rank(pcb, &view, &packet, source, device, guard)
+                    .is_some_and(|(other, _)| other > rank && self.rules.lookup.same_pass(other))
+            })
+    }
+
     /// The wildcard-stage rank of `pcb`, connected to a packet's remote
     /// address with any port, for a packet to `packet` (canonical) that
     /// arrived on `device`: the policy's rank and the PCB's device points.
@@ -661,7 +681,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
         // every unconnected PCB but one with that address as its last peer
         // (IPv6), which takes the packet if listed before it; a group listed
         // before it may take the packet too.
+        // An unconnected PCB on the packet's address that scores more than
+        // the peer takes the packet wherever it is listed (an AF_INET PCB on
+        // the packet's device over an AF_INET6 peer): then the peer is
+        // passed over, and the wildcard stage finds that PCB.
         let peer = |(rank, peer): (u32, &'g PcbInner<S>)| {
+            if shared.outranked(rank, &local, &source, device, guard) {
+                return None;
+            }
             let pcb = match shared.walk_before(peer, true, arrived, hash, guard) {
                 Before::Group(member) => member,
                 Before::Last(Some((before, pcb))) if before >= rank => pcb,
@@ -669,8 +696,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             };
             Some(pcb)
         };
-        if let Some(found) = shared.any_port_peer(key, &local, device, guard) {
-            return peer(found);
+        if let Some(taken) = shared
+            .any_port_peer(key, &local, device, guard)
+            .and_then(peer)
+        {
+            return Some(taken);
         }
         let (connecting, best) =
             match shared.best_wildcard(&local, &source, Some(key), device, guard) {
@@ -711,19 +741,15 @@ impl<S: Send + Sync + 'static> Shared<S> {
         shared.move_step("lookup: walk done");
         #[cfg(pcbhash_broken)]
         if shared.broken.one_exact_probe {
-            return match connecting {
-                Some(found) => peer(found),
-                None => pcb,
-            };
+            return connecting.and_then(peer).or(pcb);
         }
         if let Some(exact) = shared.exact.find_on(hash, key, device.index(), guard) {
             return Some(exact);
         }
-        if let Some(found) = connecting.or_else(|| shared.any_port_peer(key, &local, device, guard))
-        {
-            return peer(found);
-        }
-        pcb
+        connecting
+            .or_else(|| shared.any_port_peer(key, &local, device, guard))
+            .and_then(peer)
+            .or(pcb)
     }
 }
 

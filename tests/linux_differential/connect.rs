@@ -176,6 +176,10 @@ impl World {
             .table
             .accept(tto, client_table, ())
             .map_err(|e| format!("table accept on #{chosen}: {e:?}"))?;
+        let (listener_no_port, listener_own_range) = {
+            let l = self.entry(chosen);
+            (l.no_port, l.own_range)
+        };
         let (v6, uid, reuse_addr) = {
             let l = self.entry(chosen);
             (l.v6, l.uid, l.reuse_addr)
@@ -191,8 +195,8 @@ impl World {
             listening: false,
             reuse_addr,
             accepted: true,
-            no_port: false,
-            own_range: false,
+            no_port: listener_no_port,
+            own_range: listener_own_range,
         }));
         self.entries[i].as_mut().expect("live").peer = Some(c);
         self.connections += 1;

@@ -288,10 +288,12 @@ impl Rules for Linux {
             && me.flags.contains(Flags::PORT_LOCKED)
     }
 
-    /// `sk_clone_lock` copies the whole socket, reuse options included, but
-    /// drops SOCK_BINDPORT_LOCK: the child's port is not one `bind()` named.
+    /// `sk_clone_lock` copies the whole socket, reuse options and
+    /// `IP_BIND_ADDRESS_NO_PORT` included (and the per-socket port range,
+    /// which the table copies whatever the policy), but drops
+    /// SOCK_BINDPORT_LOCK: the child's port is not one `bind()` named.
     fn accept_inherits(&self) -> Flags {
-        Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::REUSE_ANY
+        Flags::V6ONLY | Flags::ADDR_LOCKED | Flags::REUSE_ANY | Flags::BIND_NO_PORT
     }
 
     fn insertion_seq(&self, family: Family, flags: Flags, counter: u64) -> u64 {
