@@ -6,11 +6,25 @@
 
 use std::net::SocketAddr;
 
-use pcbhash::{Cred, Error, State};
+use pcbhash::{Cred, Device, Error, State};
 
 use crate::addrs::{canonical, Ep, V4_ANY, V6_ANY};
 use crate::ops::{Opt, ProtoSel};
 use crate::state::{Expect, MResult, Model, Rec};
+
+/// The receivers `deliver` should hand out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receivers {
+    /// The kernel's: every receiver, in the kernel's order.
+    pub kernel: Vec<usize>,
+    /// FreeBSD: the receivers when the walk goes by when each PCB entered
+    /// its port, newest first, rather than by when it was created. The
+    /// table documents that order as its approximation of `ipi_listhead`
+    /// (the two agree while sockets are bound in the order they were
+    /// created); an answer that matches it and not the kernel's is counted
+    /// apart, not failed.
+    pub by_port_entry: Option<Vec<usize>>,
+}
 use crate::{freebsd, linux};
 
 impl Model {
@@ -44,6 +58,8 @@ impl Model {
             connected_once: false,
             last_peer: None,
             connected_at: 0,
+            device: 0,
+            ppos: 0,
         });
         self.recs.len() - 1
     }
@@ -80,6 +96,36 @@ impl Model {
         // only in `in_pcbremhash_locked`; Linux's `sk_setsockopt` only sets
         // `sk_reuseport`, and the group keeps the socket in `socks[]`.
         Ok(())
+    }
+
+    /// `SO_BINDTODEVICE` (Linux) or `SO_SETFIB` (FreeBSD, which keeps FIBs
+    /// 0 to 255 and scopes nothing with them here: `bind_all_fibs` on).
+    pub fn bind_device(&mut self, id: usize, device: Option<Device>) -> MResult<()> {
+        let index = device.map_or(0, |d| d.0);
+        if self.freebsd() && index > 255 {
+            return Err(Error::InvalidInput.into());
+        }
+        if !self.freebsd() && device == Some(Device(0)) {
+            // `sock_bindtoindex`: index 0 is "no device" only as an unbind,
+            // which this API spells `None`.
+            return Err(Error::InvalidInput.into());
+        }
+        if matches!(self.recs[id].state, State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput.into());
+        }
+        if self.freebsd() {
+            self.recs[id].device = index;
+            return Ok(());
+        }
+        linux::bind_device(self, id, index);
+        Ok(())
+    }
+
+    /// What `Pcb::device` should show: the Linux device, or the FreeBSD
+    /// FIB other than 0.
+    pub fn device(&self, id: usize) -> Option<Device> {
+        let d = self.recs[id].device;
+        (d != 0).then_some(Device(d))
     }
 
     /// `bind(2)`.
@@ -147,10 +193,16 @@ impl Model {
         if !fits_local || !fits_remote {
             return Err(Error::InvalidInput.into());
         }
-        let holder = self
-            .recs
-            .iter()
-            .position(|r| r.connected() && r.local == lep && r.remote == Some(rep));
+        // Linux `inet_ehash_insert` compares with `inet_match` on the
+        // child's device (the listener's): a twin bound to no device, or to
+        // that device, holds the 4-tuple. FreeBSD's FIBs scope nothing here.
+        let freebsd = self.freebsd();
+        let holder = self.recs.iter().position(|r| {
+            r.connected()
+                && r.local == lep
+                && r.remote == Some(rep)
+                && (freebsd || r.answers(l.device))
+        });
         if let Some(h) = holder {
             if self.recs[h].state != State::TimeWait {
                 return Err(Error::AddrInUse.into());
@@ -172,6 +224,9 @@ impl Model {
             c.connected_once = linux_tcp;
             // `sk_clone_lock` keeps SOCK_BINDADDR_LOCK, not SOCK_BINDPORT_LOCK.
             c.addr_locked = l.addr_locked;
+            // The SYN came in on the listener's device (Linux
+            // `inet_request_bound_dev_if`), or in its FIB.
+            c.device = l.device;
         }
         // A connected child joins no group (FreeBSD's child has no
         // SO_REUSEPORT_LB to join with).
@@ -230,8 +285,26 @@ impl Model {
         }
     }
 
-    /// Packet demultiplexing.
+    /// Packet demultiplexing, of a packet whose device is unknown.
     pub fn lookup(&self, local: SocketAddr, remote: SocketAddr) -> Expect {
+        self.lookup_on(None, local, remote)
+    }
+
+    /// Packet demultiplexing of a packet that arrived on `device` (`None`:
+    /// unknown). Under FreeBSD with `bind_all_fibs` on, the FIB takes no
+    /// part.
+    pub fn lookup_on(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Expect {
+        let dev = if self.freebsd() {
+            0
+        } else {
+            device.map_or(0, |d| d.0)
+        };
+        let freebsd = self.freebsd();
         let (l, r) = (canonical(local), canonical(remote));
         if l.0.is_ipv4() != r.0.is_ipv4() {
             return Expect::None;
@@ -239,7 +312,12 @@ impl Model {
         // Several connected over one 4-tuple (Linux UDP): the one that
         // connected last.
         let connected_to = |peer: Ep| {
-            let on = |p: &Rec| p.connected() && p.local == l && p.remote == Some(peer);
+            let on = |p: &Rec| {
+                p.connected()
+                    && p.local == l
+                    && p.remote == Some(peer)
+                    && (freebsd || p.answers(dev))
+            };
             let last = self
                 .live()
                 .filter(|(_, p)| on(p))
@@ -260,7 +338,35 @@ impl Model {
         if self.freebsd() {
             freebsd::lookup_wild(self, l, r)
         } else {
-            linux::lookup_wild(self, l, r)
+            linux::lookup_wild(self, l, r, dev)
+        }
+    }
+
+    /// Multicast and broadcast delivery of a UDP datagram from `remote` to
+    /// `local` that arrived on `device`: the receivers, in the kernel's
+    /// order.
+    pub fn deliver(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Receivers {
+        let (l, r) = (canonical(local), canonical(remote));
+        if self.tcp() || l.1 == 0 || l.0.is_ipv4() != r.0.is_ipv4() {
+            return Receivers::default();
+        }
+        if !self.freebsd() {
+            let kernel = linux::deliver(self, l, r, device.map_or(0, |d| d.0));
+            return Receivers {
+                kernel,
+                by_port_entry: None,
+            };
+        }
+        let kernel = freebsd::deliver(self, l, r, |_, id| id as u64);
+        let by_port_entry = Some(freebsd::deliver(self, l, r, |rec, _| rec.seq));
+        Receivers {
+            kernel,
+            by_port_entry,
         }
     }
 

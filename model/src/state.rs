@@ -111,6 +111,12 @@ pub struct Rec {
     /// 4-tuple, Linux UDP delivers to the last (`udp_lib_hash4` adds at the
     /// head).
     pub(crate) connected_at: u64,
+    /// Linux: the device of SO_BINDTODEVICE (`sk_bound_dev_if`, 0 for
+    /// none); FreeBSD: the FIB of SO_SETFIB (`inc_fibnum`).
+    pub(crate) device: u32,
+    /// Linux UDP: position in the port's list (`hslot`), set when the
+    /// record takes its port and kept until it leaves it.
+    pub(crate) ppos: i64,
 }
 
 impl Rec {
@@ -124,6 +130,14 @@ impl Rec {
 
     pub(crate) fn unconnected_in_table(&self) -> bool {
         matches!(self.state, State::Bound | State::Listen)
+    }
+
+    /// Linux `inet_bound_dev_eq` (no VRF): whether the record answers a
+    /// packet that arrived on `device` (0: unknown). A record bound to no
+    /// device answers every packet; one bound to a device only that
+    /// device's.
+    pub(crate) fn answers(&self, device: u32) -> bool {
+        self.device == 0 || self.device == device
     }
 
     pub(crate) fn is_wild(&self) -> bool {
@@ -307,7 +321,7 @@ impl Model {
             .enumerate()
             .map(|(i, r)| {
                 format!(
-                    "#{i} {}{} uid{} {:?} {:?} -> {:?} ra{} rp{} lb{} v6only{} seq{} grp{:?}{} lgrp{:?} lpos{}",
+                    "#{i} {}{} uid{} {:?} {:?} -> {:?} ra{} rp{} lb{} v6only{} seq{} grp{:?}{} lgrp{:?} lpos{} dev{}",
                     if r.inet6 { "inet6" } else { "inet" },
                     if r.connect_bind { " cbind" } else { "" },
                     r.cred.uid,
@@ -322,7 +336,8 @@ impl Model {
                     r.group,
                     if r.pending { " pending" } else { "" },
                     r.lgroup,
-                    r.lpos
+                    r.lpos,
+                    r.device
                 )
             })
             .collect()

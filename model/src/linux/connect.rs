@@ -9,7 +9,7 @@ use pcbhash::{Error, State};
 use super::buckets::{bucket_joined, bucket_left, remove};
 use super::get_port::{pick_from_classes, udp_autobind};
 use super::lists::{hash_in, rehashed};
-use super::sock::{needs_scope, v6only};
+use super::sock::{needs_scope, v6only, LINK_LOCAL_ON_DEVICE};
 use crate::addrs::{canonical, shown, V4_ANY, V6_ANY};
 use crate::state::{family_check, source_for, MResult, Model, ModelError};
 
@@ -118,8 +118,11 @@ pub(crate) fn connect(
     }
     // `tcp_v6_connect` / `ip6_datagram_connect`: a link-local peer needs a
     // bound device.
-    if needs_scope(rep.0) {
+    if needs_scope(rep.0) && n.device == 0 {
         return Err(Error::InvalidInput.into());
+    }
+    if needs_scope(rep.0) {
+        return Err(ModelError::Known(LINK_LOCAL_ON_DEVICE));
     }
     // Port 0 is a peer like any other (UDP: any port of the address).
     if rep.0.is_unspecified() {
@@ -150,9 +153,16 @@ pub(crate) fn connect(
         return Err(Error::InvalidInput.into());
     }
     if tcp {
+        // `__inet_check_established` compares the 4-tuple with `inet_match`
+        // on the new socket's device: an established twin bound to no
+        // device, or to that one, holds it (one bound to another device
+        // does not).
         let port = if bound {
             if m.live().any(|(_, r)| {
-                r.connected() && r.local == (laddr, n.local.1) && r.remote == Some(rep)
+                r.connected()
+                    && r.local == (laddr, n.local.1)
+                    && r.remote == Some(rep)
+                    && r.answers(n.device)
             }) {
                 return Err(Error::AddrNotAvailable.into());
             }
@@ -169,7 +179,10 @@ pub(crate) fn connect(
             let free = |p: u16| {
                 !m.bind_held.contains(&p)
                     && !m.live().any(|(_, r)| {
-                        r.connected() && r.local == (laddr, p) && r.remote == Some(rep)
+                        r.connected()
+                            && r.local == (laddr, p)
+                            && r.remote == Some(rep)
+                            && r.answers(n.device)
                     })
             };
             pick_from_classes(
@@ -262,7 +275,9 @@ pub(crate) fn disconnect_tcp(m: &mut Model, id: usize) -> MResult<()> {
 }
 
 pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
-    // __udp_disconnect(): also on an unconnected socket.
+    // __udp_disconnect(): also on an unconnected socket, which it unbinds
+    // from its device too (`sk->sk_bound_dev_if = 0`).
+    m.recs[id].device = 0;
     let n = m.recs[id].clone();
     if !n.in_table() {
         return Ok(());
