@@ -94,13 +94,15 @@ pub fn run(s: &Scenario) -> Result<(), Divergence> {
             ProtoSel::Tcp => Protocol::Tcp,
             ProtoSel::Udp => Protocol::Udp,
         })
+        .bind_all_fibs(!s.scoped_fibs)
         .ephemeral_ports(range.clone())
         .seed(0x5EED)
         .capacity(2)
         .build();
     let mut h = Harness {
         table,
-        model: Model::new(s.policy, s.protocol, (*range.start(), *range.end())),
+        model: Model::new(s.policy, s.protocol, (*range.start(), *range.end()))
+            .with_scoped_fibs(s.scoped_fibs),
         handles: Vec::new(),
     };
     for (step, op) in s.ops.iter().take(MAX_OPS).enumerate() {

@@ -99,7 +99,7 @@ impl Model {
     }
 
     /// `SO_BINDTODEVICE` (Linux) or `SO_SETFIB` (FreeBSD, which keeps FIBs
-    /// 0 to 255 and scopes nothing with them here: `bind_all_fibs` on).
+    /// 0 to 255; what they scope depends on `bind_all_fibs`).
     pub fn bind_device(&mut self, id: usize, device: Option<Device>) -> MResult<()> {
         let index = device.map_or(0, |d| d.0);
         if self.freebsd() && index > 255 {
@@ -110,7 +110,14 @@ impl Model {
             // which this API spells `None`.
             return Err(Error::InvalidInput.into());
         }
-        if matches!(self.recs[id].state, State::TimeWait | State::Dropped) {
+        // `INP_BOUNDFIB`: bound while FIBs are scoped, the PCB keeps its FIB
+        // (`fibs_multibind_test.c`, `no_setfib_after_bind`), in TIME_WAIT
+        // too: the flag stays on the inpcb until it is freed.
+        let r = &self.recs[id];
+        if self.freebsd() && self.fibs_scoped && r.state != State::Closed && r.device != index {
+            return Err(Error::AlreadyConnected.into());
+        }
+        if matches!(r.state, State::TimeWait | State::Dropped) {
             return Err(Error::InvalidInput.into());
         }
         if self.freebsd() {
@@ -291,8 +298,8 @@ impl Model {
     }
 
     /// Packet demultiplexing of a packet that arrived on `device` (`None`:
-    /// unknown). Under FreeBSD with `bind_all_fibs` on, the FIB takes no
-    /// part.
+    /// unknown). Under FreeBSD `device` is the packet's FIB (`None`: 0),
+    /// which takes part only while FIBs are scoped.
     pub fn lookup_on(
         &self,
         device: Option<Device>,
@@ -336,7 +343,9 @@ impl Model {
         // Linux UDP: a record connected to the address with port 0 takes any
         // port of it, ranked among the unconnected ones (`lookup_wild`).
         if self.freebsd() {
-            freebsd::lookup_wild(self, l, r)
+            // With FIBs scoped, `lookup` is a packet of FIB 0.
+            let fib = self.fibs_scoped.then(|| device.map_or(0, |d| d.0));
+            freebsd::lookup_wild(self, l, r, fib)
         } else {
             linux::lookup_wild(self, l, r, dev)
         }

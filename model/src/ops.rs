@@ -214,6 +214,20 @@ impl Format {
         }
     }
 
+    /// The policy, and whether FIBs are scoped: a tag scaled to three
+    /// choices (FreeBSD, Linux, FreeBSD with `bind_all_fibs` off), or to the
+    /// two policies in the legacy format.
+    fn policy(self, u: &mut Unstructured<'_>) -> arbitrary::Result<(PolicySel, bool)> {
+        if self == Format::Legacy {
+            return Ok((PolicySel::arbitrary(u)?, false));
+        }
+        Ok(match (u64::from(u32::arbitrary(u)?) * 3) >> 32 {
+            0 => (PolicySel::FreeBsd, false),
+            1 => (PolicySel::Linux, false),
+            _ => (PolicySel::FreeBsd, true),
+        })
+    }
+
     fn kinds(self) -> u64 {
         match self {
             Format::Legacy => LEGACY_KINDS,
@@ -307,6 +321,9 @@ impl<'a> Arbitrary<'a> for Op {
 pub struct Scenario {
     /// The policy.
     pub policy: PolicySel,
+    /// FreeBSD: `bind_all_fibs` off, so FIBs scope binds and lookups.
+    #[arbitrary(default)]
+    pub scoped_fibs: bool,
     /// The protocol.
     pub protocol: ProtoSel,
     /// The operations, in order.
@@ -354,6 +371,9 @@ impl Packet {
 pub struct LookupCase {
     /// The policy.
     pub policy: PolicySel,
+    /// FreeBSD: `bind_all_fibs` off.
+    #[arbitrary(default)]
+    pub scoped_fibs: bool,
     /// The protocol.
     pub protocol: ProtoSel,
     /// Operations that build the table (lookups and closes among them are
@@ -405,6 +425,7 @@ impl LookupCase {
         });
         Scenario {
             policy: self.policy,
+            scoped_fibs: self.scoped_fibs,
             protocol: self.protocol,
             ops: build.take(48).chain(packets.take(48)).collect(),
         }
@@ -418,7 +439,7 @@ impl Scenario {
     pub fn decode(data: &[u8], max: usize) -> Option<Scenario> {
         let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let policy = PolicySel::arbitrary(&mut u).ok()?;
+        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < max {
@@ -429,6 +450,7 @@ impl Scenario {
         }
         Some(Scenario {
             policy,
+            scoped_fibs,
             protocol,
             ops,
         })
@@ -442,7 +464,7 @@ impl LookupCase {
     pub fn decode(data: &[u8]) -> Option<LookupCase> {
         let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let policy = PolicySel::arbitrary(&mut u).ok()?;
+        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let count = u8::arbitrary(&mut u).ok()? % 48;
         let mut build = Vec::new();
@@ -458,6 +480,7 @@ impl LookupCase {
         }
         Some(LookupCase {
             policy,
+            scoped_fibs,
             protocol,
             build,
             packets,

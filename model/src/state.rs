@@ -173,6 +173,8 @@ pub(crate) struct Group {
     pub(crate) inet6: bool,
     pub(crate) laddr: IpAddr,
     pub(crate) lport: u16,
+    /// `il_fibnum`: the members' FIB while FIBs are scoped, 0 otherwise.
+    pub(crate) fib: u32,
     /// Position in the group bucket: new and resized groups go to the head.
     pub(crate) pos: i64,
     pub(crate) size: usize,
@@ -190,6 +192,9 @@ pub struct Model {
     pub(crate) groups: Vec<Group>,
     pub(crate) next_group: u64,
     pub(crate) range: (u16, u16),
+    /// FreeBSD: `bind_all_fibs` off, so FIBs scope binds, groups and the
+    /// wildcard stage of lookups.
+    pub(crate) fibs_scoped: bool,
     /// Linux TCP: the ports whose bind bucket a bind() or listen() holds
     /// (`fastreuse`/`fastreuseport` not -1).
     pub(crate) bind_held: std::collections::BTreeSet<u16>,
@@ -210,6 +215,23 @@ impl Model {
             next_group: 1,
             range,
             bind_held: Default::default(),
+            fibs_scoped: false,
+        }
+    }
+
+    /// The same model with FreeBSD's `bind_all_fibs` off (`scoped`) or on.
+    pub fn with_scoped_fibs(mut self, scoped: bool) -> Self {
+        self.fibs_scoped = scoped;
+        self
+    }
+
+    /// The FIB a FreeBSD record's group and wildcard matches go by: its own
+    /// while FIBs are scoped, 0 (every FIB alike) otherwise.
+    pub(crate) fn fib_of(&self, r: &Rec) -> u32 {
+        if self.fibs_scoped {
+            r.device
+        } else {
+            0
         }
     }
 
