@@ -342,7 +342,7 @@ impl Harness {
                 rport,
                 device: d,
             } => {
-                let (l, r) = self.packet(local, lport, remote, rport);
+                let (l, r) = self.datagram(local, lport, remote, rport);
                 let dev = device(d);
                 let guard = self.table.pin();
                 let got = self
@@ -393,6 +393,44 @@ impl Harness {
             .filter_map(|h| h.pcb.local_addr().map(|a| a.port()))
             .collect();
         (!ports.is_empty()).then(|| ports[k % ports.len()])
+    }
+
+    /// A multicast or broadcast datagram: half of them aimed as [`packet`]
+    /// aims, the other half at a live PCB's port and address (a group or
+    /// loopback address of its family for a wildcard), from a source of
+    /// that family (the PCB's peer, when it has one, for an odd `rport`).
+    ///
+    /// [`packet`]: Self::packet
+    fn datagram(&self, local: u8, lport: u8, remote: u8, rport: u8) -> (SocketAddr, SocketAddr) {
+        let bound: Vec<(SocketAddr, Option<SocketAddr>)> = self
+            .handles
+            .iter()
+            .filter_map(|h| Some((h.pcb.local_addr()?, h.pcb.peer_addr())))
+            .collect();
+        if local >= 128 || bound.is_empty() {
+            return self.packet(local, lport, remote, rport);
+        }
+        let (mut l, peer) = bound[usize::from(lport) % bound.len()];
+        l.set_ip(l.ip().to_canonical());
+        if l.ip().is_unspecified() {
+            let to: [&str; 2] = if l.is_ipv4() {
+                ["224.0.0.1", "127.0.0.1"]
+            } else {
+                ["ff02::1", "::1"]
+            };
+            let ip: std::net::IpAddr = to[usize::from(local) % 2].parse().expect("an address");
+            l.set_ip(ip);
+        }
+        if let Some(peer) = peer.filter(|_| rport % 2 == 1) {
+            return (l, peer);
+        }
+        let from: [&str; 3] = if l.is_ipv4() {
+            ["127.0.0.1", "127.0.0.2", "10.0.0.1"]
+        } else {
+            ["::1", "2001:db8::1", "::1"]
+        };
+        let ip: std::net::IpAddr = from[usize::from(remote) % 3].parse().expect("an address");
+        (l, SocketAddr::new(ip, crate::addrs::port(rport)))
     }
 
     /// A packet: mostly aimed at live ports, sometimes at a live 4-tuple.
