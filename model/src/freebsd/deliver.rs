@@ -7,14 +7,17 @@
 use crate::addrs::Ep;
 use crate::state::{Model, Rec};
 
-/// The receivers of a UDP datagram from `remote` to `local`, in the walk's
-/// order. The FIB takes no part (`bind_all_fibs` on); group membership and
-/// source filters are the stack's. `order` ranks the PCBs, highest first:
-/// the kernel's is the record's id, the order of creation.
+/// The receivers of a UDP datagram from `remote` to `local` of FIB `fib`,
+/// in the walk's order. `fib` is `None` where FIBs take no part
+/// (`bind_all_fibs` on); with it off, udp(4) says that every UDP socket
+/// receives only datagrams of its own FIB. Group membership and source
+/// filters are the stack's. `order` ranks the PCBs, highest first: the
+/// kernel's is the record's id, the order of creation.
 pub(crate) fn deliver(
     m: &Model,
     local: Ep,
     remote: Ep,
+    fib: Option<u32>,
     order: impl Fn(&Rec, usize) -> u64,
 ) -> Vec<usize> {
     let mut all: Vec<usize> = m.live().map(|(i, _)| i).collect();
@@ -22,7 +25,7 @@ pub(crate) fn deliver(
     let mut out = Vec::new();
     for i in all {
         let r = &m.recs[i];
-        if !takes(r, local, remote) {
+        if !takes(r, local, remote) || fib.is_some_and(|f| r.device != f) {
             continue;
         }
         out.push(i);
