@@ -31,6 +31,10 @@ pub struct Receivers {
     pub any_fib: Vec<Vec<usize>>,
 }
 
+/// The known difference of [`Model::device_twins`].
+pub const KNOWN_DEVICE_TWINS: &str =
+    "Linux: connected twins on one 4-tuple, one bound to the packet's device and one to none: the table prefers the device-bound one, the kernel the newest";
+
 /// The known difference of FreeBSD delivery with `bind_all_fibs` off.
 pub const KNOWN_DELIVERY_FIBS: &str =
     "FreeBSD delivery with bind_all_fibs off: the table hands datagrams to PCBs of every FIB";
@@ -304,6 +308,33 @@ impl Model {
     /// Packet demultiplexing, of a packet whose device is unknown.
     pub fn lookup(&self, local: SocketAddr, remote: SocketAddr) -> Expect {
         self.lookup_on(None, local, remote)
+    }
+
+    /// Linux: whether several connected records on the packet's exact
+    /// 4-tuple answer it and are bound to different devices (one to none,
+    /// one to the packet's). The kernel's established lookup returns the
+    /// first of them in its hash chain (`inet_ehash_insert` adds at the
+    /// head: the newest); the table prefers the device-bound one (see
+    /// [`KNOWN_DEVICE_TWINS`]).
+    pub fn device_twins(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        if self.freebsd() {
+            return false;
+        }
+        let dev = device.map_or(0, |d| d.0);
+        let (l, r) = (canonical(local), canonical(remote));
+        let mut devices: Vec<u32> = self
+            .live()
+            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r) && p.answers(dev))
+            .map(|(_, p)| p.device)
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        devices.len() > 1
     }
 
     /// Packet demultiplexing of a packet that arrived on `device` (`None`:

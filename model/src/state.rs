@@ -50,6 +50,16 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// Whether a lookup that found `got` answered as expected.
+    pub fn allows(&self, got: Option<usize>) -> bool {
+        match (self, got) {
+            (Expect::None, None) => true,
+            (Expect::One(w), Some(g)) => *w == g,
+            (Expect::AnyOf(ws), Some(g)) => ws.contains(&g),
+            _ => false,
+        }
+    }
+
     /// One of `ids`, `None` if there are none.
     pub(crate) fn of(ids: Vec<usize>) -> Option<Expect> {
         match ids.len() {
