@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::addrs::{device, ephemeral_range, local_addr, remote_addr};
 use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
@@ -22,6 +24,19 @@ static TOLERATED_ORDERS: AtomicU64 = AtomicU64::new(0);
 /// kernel's order of creation.
 pub fn tolerated_orders() -> u64 {
     TOLERATED_ORDERS.load(Ordering::Relaxed)
+}
+
+/// The scenarios that ended on a known difference, by its message.
+static KNOWN_ENDINGS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// How many scenarios so far ended on each known difference between the
+/// table and the kernel (see [`ModelError::Known`]), over the life of the
+/// process.
+pub fn known_endings() -> BTreeMap<String, u64> {
+    KNOWN_ENDINGS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 /// Most operations one scenario runs.
@@ -113,7 +128,11 @@ pub fn run(s: &Scenario) -> Result<(), Divergence> {
             state: format!("{:#?}", h.model.summary()),
         };
         match h.step(op) {
-            Err(what) if what.starts_with(KNOWN) => return Ok(()),
+            Err(what) if what.starts_with(KNOWN) => {
+                let mut seen = KNOWN_ENDINGS.lock().unwrap_or_else(|e| e.into_inner());
+                *seen.entry(what[KNOWN.len()..].to_string()).or_default() += 1;
+                return Ok(());
+            }
             Err(what) => return Err(fail(what, &h)),
             Ok(()) => {}
         }

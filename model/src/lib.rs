@@ -31,7 +31,7 @@ pub mod seeded;
 mod state;
 
 pub use addrs::{device, ephemeral_range, local_addr, port, remote_addr, ADDRS, DEVICES, PORTS};
-pub use interp::{run, run_bytes, run_lookup_bytes, tolerated_orders, Divergence};
+pub use interp::{known_endings, run, run_bytes, run_lookup_bytes, tolerated_orders, Divergence};
 pub use model::{Receivers, KNOWN_DELIVERY_FIBS, KNOWN_DEVICE_TWINS};
 pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User, LEGACY};
 pub use state::{Expect, Model, ModelError};
