@@ -33,7 +33,7 @@ pub struct Receivers {
 
 /// The known difference of [`Model::device_twins`].
 pub const KNOWN_DEVICE_TWINS: &str =
-    "Linux: connected twins on one 4-tuple, one bound to the packet's device and one to none: the table prefers the device-bound one, the kernel the newest";
+    "Linux: connected twins on one 4-tuple, bound to the packet's device or to none: the table answers with an older one, the kernel with the newest";
 
 /// The known difference of FreeBSD delivery with `bind_all_fibs` off.
 pub const KNOWN_DELIVERY_FIBS: &str =
@@ -311,11 +311,12 @@ impl Model {
     }
 
     /// Linux: whether several connected records on the packet's exact
-    /// 4-tuple answer it and are bound to different devices (one to none,
-    /// one to the packet's). The kernel's established lookup returns the
-    /// first of them in its hash chain (`inet_ehash_insert` adds at the
-    /// head: the newest); the table prefers the device-bound one (see
-    /// [`KNOWN_DEVICE_TWINS`]).
+    /// 4-tuple answer it and one of them at least is bound to a device
+    /// (the older one bound to the packet's device when the newer one
+    /// connected unbound, or both after a later SO_BINDTODEVICE). The
+    /// kernel's established lookup returns the first of them in its hash
+    /// chain (`inet_ehash_insert` adds at the head: the newest); the table
+    /// answers with another (see [`KNOWN_DEVICE_TWINS`]).
     pub fn device_twins(
         &self,
         device: Option<Device>,
@@ -327,14 +328,12 @@ impl Model {
         }
         let dev = device.map_or(0, |d| d.0);
         let (l, r) = (canonical(local), canonical(remote));
-        let mut devices: Vec<u32> = self
+        let devices: Vec<u32> = self
             .live()
             .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r) && p.answers(dev))
             .map(|(_, p)| p.device)
             .collect();
-        devices.sort_unstable();
-        devices.dedup();
-        devices.len() > 1
+        devices.len() > 1 && devices.iter().any(|&d| d != 0)
     }
 
     /// Packet demultiplexing of a packet that arrived on `device` (`None`:
