@@ -214,10 +214,19 @@ pub(crate) fn connect(
         r.state = State::Connected;
     }
     let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    // A UDP socket that connects again to the peer it has, from the same
+    // address, keeps its place among the sockets on that 4-tuple
+    // (`udp_lib_rehash` moves it only when its hash changes; checked on the
+    // running kernel: of two sockets connected to one peer, the later keeps
+    // the datagrams after the earlier connects again).
+    let same_tuple =
+        n.state == State::Connected && n.remote == Some(rep) && m.recs[id].local == n.local && !tcp;
     let now = m.tick();
     let r = &mut m.recs[id];
     r.remote = Some(rep);
-    r.connected_at = now;
+    if !same_tuple {
+        r.connected_at = now;
+    }
     // `sk_v6_daddr` outlives the connection (see the table's LAST_PEER).
     if !tcp && n.inet6 {
         r.last_peer = Some(rep.0);
