@@ -72,11 +72,15 @@ pub(crate) fn connect(
     if mapped && v6only(&n) {
         return Err(Error::NetworkUnreachable.into());
     }
-    if n.inet6 && n.state == State::Bound && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
+    if n.inet6 && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
         // Bound to a v4-mapped address (::ffff:0.0.0.0 too), connecting to an
         // IPv6 peer: `ip6_dst_lookup_tail` answers EAFNOSUPPORT once a route
         // is found; without a route (any peer but ::1 here) routing fails
-        // first, which the table cannot know.
+        // first, which the table cannot know. Also where a disconnect took
+        // the port and left the address bind() named, and before the
+        // refusal of a socket that has listened (checked on the running
+        // kernel: bind ::ffff:0.0.0.0, listen, disconnect, connect [::1]:80
+        // is EAFNOSUPPORT).
         return Err(if rep.0.is_loopback() {
             Error::FamilyNotSupported.into()
         } else {
