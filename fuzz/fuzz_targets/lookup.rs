@@ -1,6 +1,7 @@
-//! A random table built through the API, then random packets (including
-//! unspecified, multicast, v4-mapped and port-0 addresses) looked up in the
-//! table and in the reference model.
+//! A random table built through the API (devices among it), then random
+//! packets (including unspecified, multicast, v4-mapped and port-0
+//! addresses) looked up, or delivered, on a random device in the table and
+//! in the reference model.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -28,6 +28,16 @@ pub const ADDRS: [&str; 14] = [
 /// and the whole ephemeral range.
 pub const PORTS: [u16; 8] = [0, 80, 7000, 7001, 40000, 40001, 40002, 40003];
 
+/// The devices: none (the packet's device unknown), two interfaces (FIBs
+/// 1 and 2 under FreeBSD), index 0 (refused by Linux, the default FIB under
+/// FreeBSD) and 256 (a device under Linux, past the FIBs FreeBSD keeps).
+pub const DEVICES: [Option<u32>; 5] = [None, Some(1), Some(2), Some(0), Some(256)];
+
+/// The device selected by `index`.
+pub fn device(index: u8) -> Option<pcbhash::Device> {
+    DEVICES[usize::from(index) % DEVICES.len()].map(pcbhash::Device)
+}
+
 /// The ephemeral range every table and model of the harness uses: four ports,
 /// so exhaustion is common.
 pub fn ephemeral_range() -> RangeInclusive<u16> {

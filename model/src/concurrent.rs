@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use pcbhash::{Family, Pcb, PcbTable, Policy, Protocol, State};
 
-use crate::addrs::{ephemeral_range, local_addr, remote_addr};
+use crate::addrs::{device, ephemeral_range, local_addr, remote_addr};
 use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
 
 /// A socket that counts its drops.
@@ -178,6 +178,48 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
                     .table
                     .lookup_local(local_addr(addr, port), wildcard, &guard);
             }
+            Op::BindDevice { pcb, device: d } => {
+                let Some(i) = pick(handles.len(), pcb) else {
+                    continue;
+                };
+                // Like the options: only before bind, so the final state
+                // can be judged without the history.
+                if handles[i].state() == State::Closed {
+                    let _ = handles[i].bind_device(device(d));
+                }
+            }
+            Op::LookupOn {
+                local,
+                lport,
+                remote,
+                rport,
+                device: d,
+            } => {
+                let guard = ctx.table.pin();
+                let (l, r) = (local_addr(local, lport), remote_addr(remote, rport));
+                let found = match device(d) {
+                    Some(dev) => ctx.table.lookup_on(dev, l, r, &guard),
+                    None => ctx.table.lookup(l, r, &guard),
+                };
+                if let Some(p) = found {
+                    let _ = (p.local_addr(), p.device(), p.socket().map(|s| s.id));
+                }
+            }
+            Op::Deliver {
+                local,
+                lport,
+                remote,
+                rport,
+                device: d,
+            } => {
+                let guard = ctx.table.pin();
+                let (l, r) = (local_addr(local, lport), remote_addr(remote, rport));
+                // Walking the receivers must be safe whatever the other
+                // thread does to them.
+                for p in ctx.table.deliver(device(d), l, r, &guard) {
+                    let _ = (p.local_addr(), p.peer_addr(), p.socket().map(|s| s.id));
+                }
+            }
         }
     }
     (handles, moved)
@@ -206,6 +248,7 @@ pub fn run(s: &Scenario) -> Result<(), String> {
             ProtoSel::Tcp => Protocol::Tcp,
             ProtoSel::Udp => Protocol::Udp,
         })
+        .bind_all_fibs(!s.scoped_fibs)
         .ephemeral_ports(range)
         .capacity(2)
         .build();
@@ -271,14 +314,34 @@ fn check(
         ));
     }
     let canon = |a: SocketAddr| (a.ip().to_canonical(), a.port());
-    let linux_udp = s.policy == PolicySel::Linux && s.protocol == ProtoSel::Udp;
-    let mut tuples = HashSet::new();
-    for h in handles.iter().filter(|h| h.state().is_connected()) {
-        let (Some(l), Some(p)) = (h.local_addr(), h.peer_addr()) else {
-            return Err(format!("a connected PCB without addresses: {h:?}"));
+    let linux = s.policy == PolicySel::Linux;
+    let linux_udp = linux && s.protocol == ProtoSel::Udp;
+    // Linux: PCBs bound to two different devices never contend for a port;
+    // FreeBSD with `bind_all_fibs` off: PCBs of two FIBs (FIB 0 shows as
+    // no device).
+    let apart = |x: &Pcb<Tracked>, y: &Pcb<Tracked>| {
+        let two = x.device() != y.device();
+        (linux && x.device().is_some() && y.device().is_some() && two) || (s.scoped_fibs && two)
+    };
+    let connected: Vec<&Pcb<Tracked>> = handles
+        .iter()
+        .filter(|h| h.state().is_connected())
+        .collect();
+    for (i, x) in connected.iter().enumerate() {
+        let (Some(l), Some(p)) = (x.local_addr(), x.peer_addr()) else {
+            return Err(format!("a connected PCB without addresses: {x:?}"));
         };
-        if !tuples.insert((canon(l), canon(p))) && !linux_udp {
-            return Err(format!("two connected PCBs share {l} <-> {p}"));
+        let twin = connected[i + 1..].iter().find(|y| {
+            y.local_addr().map(canon) == Some(canon(l))
+                && y.peer_addr().map(canon) == Some(canon(p))
+        });
+        if let Some(y) = twin {
+            // A connection bound to a device leaves the 4-tuple free for
+            // one bound to none (`inet_match` on the newcomer's device).
+            let on_two_devices = linux && x.device() != y.device();
+            if !linux_udp && !on_two_devices {
+                return Err(format!("two connected PCBs share {l} <-> {p}"));
+            }
         }
     }
     let bound: Vec<&Pcb<Tracked>> = handles
@@ -296,7 +359,7 @@ fn check(
                 let f = p.flags();
                 f.reuse_addr() || f.reuse_port() || f.reuse_port_lb()
             };
-            if same && !(shares(x) && shares(y)) {
+            if same && !(shares(x) && shares(y)) && !apart(x, y) {
                 return Err(format!("conflicting binds both succeeded: {x:?} and {y:?}"));
             }
         }
@@ -308,6 +371,7 @@ fn check(
 pub fn scenario(policy: PolicySel, protocol: ProtoSel, ops: Vec<Op>) -> Scenario {
     Scenario {
         policy,
+        scoped_fibs: false,
         protocol,
         ops,
     }

@@ -30,7 +30,8 @@ mod ops;
 pub mod seeded;
 mod state;
 
-pub use addrs::{ephemeral_range, local_addr, port, remote_addr, ADDRS, PORTS};
-pub use interp::{run, run_bytes, run_lookup_bytes, Divergence};
-pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User};
+pub use addrs::{device, ephemeral_range, local_addr, port, remote_addr, ADDRS, DEVICES, PORTS};
+pub use interp::{known_endings, run, run_bytes, run_lookup_bytes, tolerated_orders, Divergence};
+pub use model::{Receivers, KNOWN_DELIVERY_FIBS, KNOWN_DEVICE_TWINS};
+pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User, LEGACY};
 pub use state::{Expect, Model, ModelError};

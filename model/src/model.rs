@@ -6,11 +6,38 @@
 
 use std::net::SocketAddr;
 
-use pcbhash::{Cred, Error, State};
+use pcbhash::{Cred, Device, Error, State};
 
 use crate::addrs::{canonical, Ep, V4_ANY, V6_ANY};
 use crate::ops::{Opt, ProtoSel};
 use crate::state::{Expect, MResult, Model, Rec};
+
+/// The receivers `deliver` should hand out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receivers {
+    /// The kernel's: every receiver, in the kernel's order.
+    pub kernel: Vec<usize>,
+    /// FreeBSD: the receivers when the walk goes by when each PCB entered
+    /// its port, newest first, rather than by when it was created. The
+    /// table documents that order as its approximation of `ipi_listhead`
+    /// (the two agree while sockets are bound in the order they were
+    /// created); an answer that matches it and not the kernel's is counted
+    /// apart, not failed.
+    pub by_port_entry: Option<Vec<usize>>,
+    /// FreeBSD with `bind_all_fibs` off: the receivers if the walk looked
+    /// at no FIB, in either order. The table's walk does not; an answer
+    /// that matches one of these and neither of the above is a known
+    /// difference (see [`KNOWN_DELIVERY_FIBS`]).
+    pub any_fib: Vec<Vec<usize>>,
+}
+
+/// The known difference of [`Model::device_twins`].
+pub const KNOWN_DEVICE_TWINS: &str =
+    "Linux: connected twins on one 4-tuple, bound to the packet's device or to none: the table answers with an older one, the kernel with the newest";
+
+/// The known difference of FreeBSD delivery with `bind_all_fibs` off.
+pub const KNOWN_DELIVERY_FIBS: &str =
+    "FreeBSD delivery with bind_all_fibs off: the table hands datagrams to PCBs of every FIB";
 use crate::{freebsd, linux};
 
 impl Model {
@@ -44,6 +71,8 @@ impl Model {
             connected_once: false,
             last_peer: None,
             connected_at: 0,
+            device: 0,
+            ppos: 0,
         });
         self.recs.len() - 1
     }
@@ -80,6 +109,43 @@ impl Model {
         // only in `in_pcbremhash_locked`; Linux's `sk_setsockopt` only sets
         // `sk_reuseport`, and the group keeps the socket in `socks[]`.
         Ok(())
+    }
+
+    /// `SO_BINDTODEVICE` (Linux) or `SO_SETFIB` (FreeBSD, which keeps FIBs
+    /// 0 to 255; what they scope depends on `bind_all_fibs`).
+    pub fn bind_device(&mut self, id: usize, device: Option<Device>) -> MResult<()> {
+        let index = device.map_or(0, |d| d.0);
+        if self.freebsd() && index > 255 {
+            return Err(Error::InvalidInput.into());
+        }
+        if !self.freebsd() && device == Some(Device(0)) {
+            // `sock_bindtoindex`: index 0 is "no device" only as an unbind,
+            // which this API spells `None`.
+            return Err(Error::InvalidInput.into());
+        }
+        // `INP_BOUNDFIB`: bound while FIBs are scoped, the PCB keeps its FIB
+        // (`fibs_multibind_test.c`, `no_setfib_after_bind`), in TIME_WAIT
+        // too: the flag stays on the inpcb until it is freed.
+        let r = &self.recs[id];
+        if self.freebsd() && self.fibs_scoped && r.state != State::Closed && r.device != index {
+            return Err(Error::AlreadyConnected.into());
+        }
+        if matches!(r.state, State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput.into());
+        }
+        if self.freebsd() {
+            self.recs[id].device = index;
+            return Ok(());
+        }
+        linux::bind_device(self, id, index);
+        Ok(())
+    }
+
+    /// What `Pcb::device` should show: the Linux device, or the FreeBSD
+    /// FIB other than 0.
+    pub fn device(&self, id: usize) -> Option<Device> {
+        let d = self.recs[id].device;
+        (d != 0).then_some(Device(d))
     }
 
     /// `bind(2)`.
@@ -147,10 +213,16 @@ impl Model {
         if !fits_local || !fits_remote {
             return Err(Error::InvalidInput.into());
         }
-        let holder = self
-            .recs
-            .iter()
-            .position(|r| r.connected() && r.local == lep && r.remote == Some(rep));
+        // Linux `inet_ehash_insert` compares with `inet_match` on the
+        // child's device (the listener's): a twin bound to no device, or to
+        // that device, holds the 4-tuple. FreeBSD's FIBs scope nothing here.
+        let freebsd = self.freebsd();
+        let holder = self.recs.iter().position(|r| {
+            r.connected()
+                && r.local == lep
+                && r.remote == Some(rep)
+                && (freebsd || r.answers(l.device))
+        });
         if let Some(h) = holder {
             if self.recs[h].state != State::TimeWait {
                 return Err(Error::AddrInUse.into());
@@ -172,6 +244,9 @@ impl Model {
             c.connected_once = linux_tcp;
             // `sk_clone_lock` keeps SOCK_BINDADDR_LOCK, not SOCK_BINDPORT_LOCK.
             c.addr_locked = l.addr_locked;
+            // The SYN came in on the listener's device (Linux
+            // `inet_request_bound_dev_if`), or in its FIB.
+            c.device = l.device;
         }
         // A connected child joins no group (FreeBSD's child has no
         // SO_REUSEPORT_LB to join with).
@@ -230,8 +305,52 @@ impl Model {
         }
     }
 
-    /// Packet demultiplexing.
+    /// Packet demultiplexing, of a packet whose device is unknown.
     pub fn lookup(&self, local: SocketAddr, remote: SocketAddr) -> Expect {
+        self.lookup_on(None, local, remote)
+    }
+
+    /// Linux: whether several connected records on the packet's exact
+    /// 4-tuple answer it and one of them at least is bound to a device
+    /// (the older one bound to the packet's device when the newer one
+    /// connected unbound, or both after a later SO_BINDTODEVICE). The
+    /// kernel's established lookup returns the first of them in its hash
+    /// chain (`inet_ehash_insert` adds at the head: the newest); the table
+    /// answers with another (see [`KNOWN_DEVICE_TWINS`]).
+    pub fn device_twins(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        if self.freebsd() {
+            return false;
+        }
+        let dev = device.map_or(0, |d| d.0);
+        let (l, r) = (canonical(local), canonical(remote));
+        let devices: Vec<u32> = self
+            .live()
+            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r) && p.answers(dev))
+            .map(|(_, p)| p.device)
+            .collect();
+        devices.len() > 1 && devices.iter().any(|&d| d != 0)
+    }
+
+    /// Packet demultiplexing of a packet that arrived on `device` (`None`:
+    /// unknown). Under FreeBSD `device` is the packet's FIB (`None`: 0),
+    /// which takes part only while FIBs are scoped.
+    pub fn lookup_on(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Expect {
+        let dev = if self.freebsd() {
+            0
+        } else {
+            device.map_or(0, |d| d.0)
+        };
+        let freebsd = self.freebsd();
         let (l, r) = (canonical(local), canonical(remote));
         if l.0.is_ipv4() != r.0.is_ipv4() {
             return Expect::None;
@@ -239,7 +358,12 @@ impl Model {
         // Several connected over one 4-tuple (Linux UDP): the one that
         // connected last.
         let connected_to = |peer: Ep| {
-            let on = |p: &Rec| p.connected() && p.local == l && p.remote == Some(peer);
+            let on = |p: &Rec| {
+                p.connected()
+                    && p.local == l
+                    && p.remote == Some(peer)
+                    && (freebsd || p.answers(dev))
+            };
             let last = self
                 .live()
                 .filter(|(_, p)| on(p))
@@ -258,9 +382,48 @@ impl Model {
         // Linux UDP: a record connected to the address with port 0 takes any
         // port of it, ranked among the unconnected ones (`lookup_wild`).
         if self.freebsd() {
-            freebsd::lookup_wild(self, l, r)
+            // With FIBs scoped, `lookup` is a packet of FIB 0.
+            let fib = self.fibs_scoped.then(|| device.map_or(0, |d| d.0));
+            freebsd::lookup_wild(self, l, r, fib)
         } else {
-            linux::lookup_wild(self, l, r)
+            linux::lookup_wild(self, l, r, dev)
+        }
+    }
+
+    /// Multicast and broadcast delivery of a UDP datagram from `remote` to
+    /// `local` that arrived on `device`: the receivers, in the kernel's
+    /// order.
+    pub fn deliver(
+        &self,
+        device: Option<Device>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Receivers {
+        let (l, r) = (canonical(local), canonical(remote));
+        if self.tcp() || l.1 == 0 || l.0.is_ipv4() != r.0.is_ipv4() {
+            return Receivers::default();
+        }
+        if !self.freebsd() {
+            let kernel = linux::deliver(self, l, r, device.map_or(0, |d| d.0));
+            return Receivers {
+                kernel,
+                ..Receivers::default()
+            };
+        }
+        let fib = self.fibs_scoped.then(|| device.map_or(0, |d| d.0));
+        let kernel = freebsd::deliver(self, l, r, fib, |_, id| id as u64);
+        let by_port_entry = Some(freebsd::deliver(self, l, r, fib, |rec, _| rec.seq));
+        let any_fib = match fib {
+            Some(_) => vec![
+                freebsd::deliver(self, l, r, None, |_, id| id as u64),
+                freebsd::deliver(self, l, r, None, |rec, _| rec.seq),
+            ],
+            None => Vec::new(),
+        };
+        Receivers {
+            kernel,
+            by_port_entry,
+            any_fib,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The operations the fuzz targets and the replay test generate.
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 
 /// Which kernel's rules the table follows.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +56,14 @@ pub enum Opt {
 }
 
 /// One step. `pcb` picks one of the live handles (modulo their number);
-/// addresses and ports index [`crate::ADDRS`] and [`crate::PORTS`].
-#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+/// addresses and ports index [`crate::ADDRS`] and [`crate::PORTS`], devices
+/// [`crate::DEVICES`].
+///
+/// The byte format is `arbitrary`'s for an enum (a `u32` scaled to the
+/// number of kinds, then the fields in order), written out by hand so that
+/// inputs of the format before devices (eleven kinds, see [`LEGACY`]) still
+/// decode to the operations they always meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `socket(2)`: a new PCB.
     Attach {
@@ -145,6 +151,169 @@ pub enum Op {
         /// Best fit over wildcards rather than an exact unconnected match.
         wildcard: bool,
     },
+    /// `SO_BINDTODEVICE` (Linux) / `SO_SETFIB` (FreeBSD).
+    BindDevice {
+        /// Which handle.
+        pcb: u8,
+        /// Device index.
+        device: u8,
+    },
+    /// Packet demultiplexing of a packet that arrived on a device
+    /// (`lookup_on`; `lookup` where the device is unknown), aimed as
+    /// [`Op::Lookup`] aims.
+    LookupOn {
+        /// Local address index.
+        local: u8,
+        /// Local port index.
+        lport: u8,
+        /// Remote address index.
+        remote: u8,
+        /// Remote port index.
+        rport: u8,
+        /// Device index.
+        device: u8,
+    },
+    /// Multicast / broadcast delivery (`deliver`) of a UDP datagram, aimed
+    /// as [`Op::Lookup`] aims; the receivers in order.
+    Deliver {
+        /// Local (group or broadcast) address index.
+        local: u8,
+        /// Local port index.
+        lport: u8,
+        /// Remote address index.
+        remote: u8,
+        /// Remote port index.
+        rport: u8,
+        /// Device index.
+        device: u8,
+    },
+}
+
+/// The prefix that marks an input of the format before devices and
+/// delivery: eleven operation kinds, and packets of the `lookup` target
+/// without a device byte. Committed inputs of that time carry it.
+pub const LEGACY: &[u8] = b"pcbhash-fuzz-v0:";
+
+/// How many operation kinds each format has.
+const KINDS: u64 = 14;
+const LEGACY_KINDS: u64 = 11;
+
+/// Which byte format an input is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Legacy,
+    Current,
+}
+
+impl Format {
+    /// The format of `data`, and the bytes after its marker.
+    fn of(data: &[u8]) -> (Format, &[u8]) {
+        match data.strip_prefix(LEGACY) {
+            Some(rest) => (Format::Legacy, rest),
+            None => (Format::Current, data),
+        }
+    }
+
+    /// The policy, and whether FIBs are scoped: a tag scaled to three
+    /// choices (FreeBSD, Linux, FreeBSD with `bind_all_fibs` off), or to the
+    /// two policies in the legacy format.
+    fn policy(self, u: &mut Unstructured<'_>) -> arbitrary::Result<(PolicySel, bool)> {
+        if self == Format::Legacy {
+            return Ok((PolicySel::arbitrary(u)?, false));
+        }
+        Ok(match (u64::from(u32::arbitrary(u)?) * 3) >> 32 {
+            0 => (PolicySel::FreeBsd, false),
+            1 => (PolicySel::Linux, false),
+            _ => (PolicySel::FreeBsd, true),
+        })
+    }
+
+    fn kinds(self) -> u64 {
+        match self {
+            Format::Legacy => LEGACY_KINDS,
+            Format::Current => KINDS,
+        }
+    }
+}
+
+impl Op {
+    fn decode(u: &mut Unstructured<'_>, format: Format) -> arbitrary::Result<Op> {
+        let kind = (u64::from(u32::arbitrary(u)?) * format.kinds()) >> 32;
+        Ok(match kind {
+            0 => Op::Attach {
+                v6: bool::arbitrary(u)?,
+                user: User::arbitrary(u)?,
+            },
+            1 => Op::SetOpt {
+                pcb: u8::arbitrary(u)?,
+                opt: Opt::arbitrary(u)?,
+                on: bool::arbitrary(u)?,
+            },
+            2 => Op::Bind {
+                pcb: u8::arbitrary(u)?,
+                addr: u8::arbitrary(u)?,
+                port: u8::arbitrary(u)?,
+            },
+            3 => Op::Listen {
+                pcb: u8::arbitrary(u)?,
+            },
+            4 => Op::Connect {
+                pcb: u8::arbitrary(u)?,
+                addr: u8::arbitrary(u)?,
+                port: u8::arbitrary(u)?,
+            },
+            5 => Op::Accept {
+                pcb: u8::arbitrary(u)?,
+                local: u8::arbitrary(u)?,
+                remote: u8::arbitrary(u)?,
+                rport: u8::arbitrary(u)?,
+            },
+            6 => Op::Disconnect {
+                pcb: u8::arbitrary(u)?,
+            },
+            7 => Op::TimeWait {
+                pcb: u8::arbitrary(u)?,
+            },
+            8 => Op::Close {
+                pcb: u8::arbitrary(u)?,
+            },
+            9 => Op::Lookup {
+                local: u8::arbitrary(u)?,
+                lport: u8::arbitrary(u)?,
+                remote: u8::arbitrary(u)?,
+                rport: u8::arbitrary(u)?,
+            },
+            10 => Op::LookupLocal {
+                addr: u8::arbitrary(u)?,
+                port: u8::arbitrary(u)?,
+                wildcard: bool::arbitrary(u)?,
+            },
+            11 => Op::BindDevice {
+                pcb: u8::arbitrary(u)?,
+                device: u8::arbitrary(u)?,
+            },
+            12 => Op::LookupOn {
+                local: u8::arbitrary(u)?,
+                lport: u8::arbitrary(u)?,
+                remote: u8::arbitrary(u)?,
+                rport: u8::arbitrary(u)?,
+                device: u8::arbitrary(u)?,
+            },
+            _ => Op::Deliver {
+                local: u8::arbitrary(u)?,
+                lport: u8::arbitrary(u)?,
+                remote: u8::arbitrary(u)?,
+                rport: u8::arbitrary(u)?,
+                device: u8::arbitrary(u)?,
+            },
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Op::decode(u, Format::Current)
+    }
 }
 
 /// A whole test case: the table's configuration and the operations.
@@ -152,6 +321,9 @@ pub enum Op {
 pub struct Scenario {
     /// The policy.
     pub policy: PolicySel,
+    /// FreeBSD: `bind_all_fibs` off, so FIBs scope binds and lookups.
+    #[arbitrary(default)]
+    pub scoped_fibs: bool,
     /// The protocol.
     pub protocol: ProtoSel,
     /// The operations, in order.
@@ -171,6 +343,27 @@ pub struct Packet {
     pub rport: u8,
     /// Ask `lookup_local` instead, with this wildcard flag.
     pub local_query: Option<bool>,
+    /// The device the packet arrived on (an index of [`crate::DEVICES`]);
+    /// a byte of its own after the fields above, absent in [`LEGACY`]
+    /// inputs.
+    #[arbitrary(default)]
+    pub device: u8,
+    /// Hand the datagram to `deliver` rather than looking it up; from the
+    /// same byte as `device`.
+    #[arbitrary(default)]
+    pub deliver: bool,
+}
+
+impl Packet {
+    fn decode(u: &mut Unstructured<'_>, format: Format) -> arbitrary::Result<Packet> {
+        let mut p = Packet::arbitrary(u)?;
+        if format == Format::Current {
+            let extra = u8::arbitrary(u)?;
+            p.device = extra >> 1;
+            p.deliver = extra & 1 == 1;
+        }
+        Ok(p)
+    }
 }
 
 /// The `lookup` target's input: a table built through the API, then packets.
@@ -178,6 +371,9 @@ pub struct Packet {
 pub struct LookupCase {
     /// The policy.
     pub policy: PolicySel,
+    /// FreeBSD: `bind_all_fibs` off.
+    #[arbitrary(default)]
+    pub scoped_fibs: bool,
     /// The protocol.
     pub protocol: ProtoSel,
     /// Operations that build the table (lookups and closes among them are
@@ -193,7 +389,11 @@ impl LookupCase {
         let build = self.build.iter().copied().filter(|op| {
             !matches!(
                 op,
-                Op::Lookup { .. } | Op::LookupLocal { .. } | Op::Close { .. }
+                Op::Lookup { .. }
+                    | Op::LookupLocal { .. }
+                    | Op::LookupOn { .. }
+                    | Op::Deliver { .. }
+                    | Op::Close { .. }
             )
         });
         let packets = self.packets.iter().map(|p| match p.local_query {
@@ -202,15 +402,30 @@ impl LookupCase {
                 port: p.lport,
                 wildcard,
             },
-            None => Op::Lookup {
+            None if p.deliver => Op::Deliver {
+                local: p.local,
+                lport: p.lport,
+                remote: p.remote,
+                rport: p.rport,
+                device: p.device,
+            },
+            None if p.device == 0 => Op::Lookup {
                 local: p.local,
                 lport: p.lport,
                 remote: p.remote,
                 rport: p.rport,
             },
+            None => Op::LookupOn {
+                local: p.local,
+                lport: p.lport,
+                remote: p.remote,
+                rport: p.rport,
+                device: p.device,
+            },
         });
         Scenario {
             policy: self.policy,
+            scoped_fibs: self.scoped_fibs,
             protocol: self.protocol,
             ops: build.take(48).chain(packets.take(48)).collect(),
         }
@@ -219,20 +434,23 @@ impl LookupCase {
 
 impl Scenario {
     /// Decodes a scenario from fuzzer bytes: the policy, the protocol, then
-    /// operations until the bytes run out (at most `max`).
+    /// operations until the bytes run out (at most `max`). Bytes that start
+    /// with [`LEGACY`] decode in the format before devices.
     pub fn decode(data: &[u8], max: usize) -> Option<Scenario> {
+        let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let policy = PolicySel::arbitrary(&mut u).ok()?;
+        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < max {
-            match Op::arbitrary(&mut u) {
+            match Op::decode(&mut u, format) {
                 Ok(op) => ops.push(op),
                 Err(_) => break,
             }
         }
         Some(Scenario {
             policy,
+            scoped_fibs,
             protocol,
             ops,
         })
@@ -241,25 +459,28 @@ impl Scenario {
 
 impl LookupCase {
     /// Decodes a case: policy, protocol, a count of build operations, the
-    /// operations, then packets until the bytes run out.
+    /// operations, then packets until the bytes run out. Bytes that start
+    /// with [`LEGACY`] decode in the format before devices.
     pub fn decode(data: &[u8]) -> Option<LookupCase> {
+        let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let policy = PolicySel::arbitrary(&mut u).ok()?;
+        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let count = u8::arbitrary(&mut u).ok()? % 48;
         let mut build = Vec::new();
         while build.len() < usize::from(count) && !u.is_empty() {
-            build.push(Op::arbitrary(&mut u).ok()?);
+            build.push(Op::decode(&mut u, format).ok()?);
         }
         let mut packets = Vec::new();
         while !u.is_empty() && packets.len() < 48 {
-            match Packet::arbitrary(&mut u) {
+            match Packet::decode(&mut u, format) {
                 Ok(p) => packets.push(p),
                 Err(_) => break,
             }
         }
         Some(LookupCase {
             policy,
+            scoped_fibs,
             protocol,
             build,
             packets,

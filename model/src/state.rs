@@ -50,6 +50,16 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// Whether a lookup that found `got` answered as expected.
+    pub fn allows(&self, got: Option<usize>) -> bool {
+        match (self, got) {
+            (Expect::None, None) => true,
+            (Expect::One(w), Some(g)) => *w == g,
+            (Expect::AnyOf(ws), Some(g)) => ws.contains(&g),
+            _ => false,
+        }
+    }
+
     /// One of `ids`, `None` if there are none.
     pub(crate) fn of(ids: Vec<usize>) -> Option<Expect> {
         match ids.len() {
@@ -111,6 +121,12 @@ pub struct Rec {
     /// 4-tuple, Linux UDP delivers to the last (`udp_lib_hash4` adds at the
     /// head).
     pub(crate) connected_at: u64,
+    /// Linux: the device of SO_BINDTODEVICE (`sk_bound_dev_if`, 0 for
+    /// none); FreeBSD: the FIB of SO_SETFIB (`inc_fibnum`).
+    pub(crate) device: u32,
+    /// Linux UDP: position in the port's list (`hslot`), set when the
+    /// record takes its port and kept until it leaves it.
+    pub(crate) ppos: i64,
 }
 
 impl Rec {
@@ -124,6 +140,14 @@ impl Rec {
 
     pub(crate) fn unconnected_in_table(&self) -> bool {
         matches!(self.state, State::Bound | State::Listen)
+    }
+
+    /// Linux `inet_bound_dev_eq` (no VRF): whether the record answers a
+    /// packet that arrived on `device` (0: unknown). A record bound to no
+    /// device answers every packet; one bound to a device only that
+    /// device's.
+    pub(crate) fn answers(&self, device: u32) -> bool {
+        self.device == 0 || self.device == device
     }
 
     pub(crate) fn is_wild(&self) -> bool {
@@ -159,6 +183,8 @@ pub(crate) struct Group {
     pub(crate) inet6: bool,
     pub(crate) laddr: IpAddr,
     pub(crate) lport: u16,
+    /// `il_fibnum`: the members' FIB while FIBs are scoped, 0 otherwise.
+    pub(crate) fib: u32,
     /// Position in the group bucket: new and resized groups go to the head.
     pub(crate) pos: i64,
     pub(crate) size: usize,
@@ -176,6 +202,9 @@ pub struct Model {
     pub(crate) groups: Vec<Group>,
     pub(crate) next_group: u64,
     pub(crate) range: (u16, u16),
+    /// FreeBSD: `bind_all_fibs` off, so FIBs scope binds, groups and the
+    /// wildcard stage of lookups.
+    pub(crate) fibs_scoped: bool,
     /// Linux TCP: the ports whose bind bucket a bind() or listen() holds
     /// (`fastreuse`/`fastreuseport` not -1).
     pub(crate) bind_held: std::collections::BTreeSet<u16>,
@@ -196,6 +225,23 @@ impl Model {
             next_group: 1,
             range,
             bind_held: Default::default(),
+            fibs_scoped: false,
+        }
+    }
+
+    /// The same model with FreeBSD's `bind_all_fibs` off (`scoped`) or on.
+    pub fn with_scoped_fibs(mut self, scoped: bool) -> Self {
+        self.fibs_scoped = scoped;
+        self
+    }
+
+    /// The FIB a FreeBSD record's group and wildcard matches go by: its own
+    /// while FIBs are scoped, 0 (every FIB alike) otherwise.
+    pub(crate) fn fib_of(&self, r: &Rec) -> u32 {
+        if self.fibs_scoped {
+            r.device
+        } else {
+            0
         }
     }
 
@@ -307,7 +353,7 @@ impl Model {
             .enumerate()
             .map(|(i, r)| {
                 format!(
-                    "#{i} {}{} uid{} {:?} {:?} -> {:?} ra{} rp{} lb{} v6only{} seq{} grp{:?}{} lgrp{:?} lpos{}",
+                    "#{i} {}{} uid{} {:?} {:?} -> {:?} ra{} rp{} lb{} v6only{} seq{} grp{:?}{} lgrp{:?} lpos{} dev{}",
                     if r.inet6 { "inet6" } else { "inet" },
                     if r.connect_bind { " cbind" } else { "" },
                     r.cred.uid,
@@ -322,7 +368,8 @@ impl Model {
                     r.group,
                     if r.pending { " pending" } else { "" },
                     r.lgroup,
-                    r.lpos
+                    r.lpos,
+                    r.device
                 )
             })
             .collect()

@@ -41,14 +41,22 @@ fn uid_conflict(m: &Model, n: &Rec, t: Option<usize>) -> bool {
     })
 }
 
+/// The FIB the reuse check of `in_pcbbind_avail` / `in6_pcbbind_avail`
+/// searches: the PCB's own with `INPBIND_FIB` (`bind_all_fibs` off),
+/// `RT_ALL_FIBS` otherwise. The other-owner check, the IPv4 half of a
+/// dual-stack `::` and the ephemeral port search every FIB.
+fn own_fib(m: &Model, n: &Rec) -> Option<u32> {
+    m.fibs_scoped.then_some(n.device)
+}
+
 /// `in_pcbbind_avail()`, IPv4 (§4.4 of the notes).
 fn avail_v4(m: &Model, n: &Rec, laddr: IpAddr, lport: u16) -> MResult<()> {
     let mc = laddr.is_multicast();
-    if !mc && !n.cred.privileged && uid_conflict(m, n, local_v4(m, laddr, lport, true)) {
+    if !mc && !n.cred.privileged && uid_conflict(m, n, local_v4(m, laddr, lport, true, None)) {
         return Err(Error::AddrInUse.into());
     }
     let wild = so_options(n) == 0;
-    if let Some(t) = local_v4(m, laddr, lport, wild) {
+    if let Some(t) = local_v4(m, laddr, lport, wild, own_fib(m, n)) {
         let t = &m.recs[t];
         if reuse_mask(n, mc) & so_options(t) == 0 {
             let waived =
@@ -66,22 +74,22 @@ fn avail_v6(m: &Model, n: &Rec, laddr: IpAddr, lport: u16) -> MResult<()> {
     let mc = laddr.is_multicast();
     let dual = !n.v6only && laddr == V6_ANY;
     if !mc && !n.cred.privileged {
-        if uid_conflict(m, n, local_v6(m, laddr, lport, true)) {
+        if uid_conflict(m, n, local_v6(m, laddr, lport, true, None)) {
             return Err(Error::AddrInUse.into());
         }
-        if dual && uid_conflict(m, n, local_v4(m, V4_ANY, lport, true)) {
+        if dual && uid_conflict(m, n, local_v4(m, V4_ANY, lport, true, None)) {
             return Err(Error::AddrInUse.into());
         }
     }
     let wild = so_options(n) == 0;
     let mask = reuse_mask(n, mc);
-    if let Some(t) = local_v6(m, laddr, lport, wild) {
+    if let Some(t) = local_v6(m, laddr, lport, wild, own_fib(m, n)) {
         if mask & so_options(&m.recs[t]) == 0 {
             return Err(Error::AddrInUse.into());
         }
     }
     if dual {
-        if let Some(t) = local_v4(m, V4_ANY, lport, wild) {
+        if let Some(t) = local_v4(m, V4_ANY, lport, wild, None) {
             let t = &m.recs[t];
             if mask & so_options(t) == 0 && (!t.v4_laddr().is_unspecified() || t.inet6) {
                 return Err(Error::AddrInUse.into());
@@ -96,10 +104,10 @@ fn avail_v6(m: &Model, n: &Rec, laddr: IpAddr, lport: u16) -> MResult<()> {
 fn bind_port_busy(m: &Model, n: &Rec, laddr: IpAddr, port: u16) -> bool {
     let wild = so_options(n) == 0;
     if laddr.is_ipv4() {
-        local_v4(m, laddr, port, wild).is_some()
+        local_v4(m, laddr, port, wild, None).is_some()
     } else {
-        local_v6(m, laddr, port, wild).is_some()
-            || (laddr == V6_ANY && !n.v6only && local_v4(m, V4_ANY, port, wild).is_some())
+        local_v6(m, laddr, port, wild, None).is_some()
+            || (laddr == V6_ANY && !n.v6only && local_v4(m, V4_ANY, port, wild, None).is_some())
     }
 }
 

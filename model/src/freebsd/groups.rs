@@ -26,10 +26,12 @@ pub(super) fn join_group(m: &mut Model, id: usize) {
             .filter(|x| x.group == Some(gid) && x.in_table())
             .count()
     };
-    let found = m
-        .groups
-        .iter()
-        .position(|g| g.inet6 == r.inet6 && g.laddr == r.local.0 && g.lport == r.local.1);
+    // `in_pcbinslbgrouphash`: groups are per FIB (`il_fibnum`) while FIBs
+    // are scoped.
+    let fib = m.fib_of(&r);
+    let found = m.groups.iter().position(|g| {
+        g.inet6 == r.inet6 && g.laddr == r.local.0 && g.lport == r.local.1 && g.fib == fib
+    });
     let gid = match found {
         None => {
             let id_ = m.next_group;
@@ -40,6 +42,7 @@ pub(super) fn join_group(m: &mut Model, id: usize) {
                 inet6: r.inet6,
                 laddr: r.local.0,
                 lport: r.local.1,
+                fib,
                 pos,
                 size: 8,
             });

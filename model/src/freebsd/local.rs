@@ -32,12 +32,19 @@ fn fit_cost(r: &Rec, laddr: IpAddr, v4: bool) -> Option<u32> {
     Some(cost)
 }
 
-/// The PCBs on `lport` that `laddr`'s family can see (`INP_IPV4` or `INP_IPV6`).
-fn on_port(m: &Model, laddr: IpAddr, lport: u16) -> impl Iterator<Item = (usize, &Rec)> {
+/// The PCBs on `lport` that `laddr`'s family can see (`INP_IPV4` or
+/// `INP_IPV6`), of FIB `fib` (`None`: `RT_ALL_FIBS`, every FIB).
+fn on_port(
+    m: &Model,
+    laddr: IpAddr,
+    lport: u16,
+    fib: Option<u32>,
+) -> impl Iterator<Item = (usize, &Rec)> {
     let v4 = laddr.is_ipv4();
     let freebsd = m.freebsd();
     m.live().filter(move |(_, r)| {
         r.local.1 == lport
+            && fib.is_none_or(|f| r.device == f)
             && if v4 {
                 r.takes_v4_for(freebsd)
             } else {
@@ -53,9 +60,10 @@ fn local_candidates(
     laddr: IpAddr,
     lport: u16,
     wildcard: bool,
+    fib: Option<u32>,
 ) -> Vec<(u32, &Rec, usize)> {
     let v4 = laddr.is_ipv4();
-    let fits = on_port(m, laddr, lport).filter_map(|(i, r)| {
+    let fits = on_port(m, laddr, lport, fib).filter_map(|(i, r)| {
         if wildcard {
             fit_cost(r, laddr, v4).map(|cost| (cost, r, i))
         } else {
@@ -71,19 +79,38 @@ fn local_candidates(
 }
 
 /// `in_pcblookup_local()` (IPv4 when `laddr` is): ties go to the wild chain's
-/// order (exact mode) or to the newest PCB (best fit).
-pub(super) fn local_v4(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
-    local_pick(m, laddr, lport, wildcard)
+/// order (exact mode) or to the newest PCB (best fit). `fib` as in
+/// [`on_port`].
+pub(super) fn local_v4(
+    m: &Model,
+    laddr: IpAddr,
+    lport: u16,
+    wildcard: bool,
+    fib: Option<u32>,
+) -> Option<usize> {
+    local_pick(m, laddr, lport, wildcard, fib)
 }
 
 /// `in6_pcblookup_local()`: the same over PCBs with `INP_IPV6`, without the
 /// mapped cost.
-pub(super) fn local_v6(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
-    local_pick(m, laddr, lport, wildcard)
+pub(super) fn local_v6(
+    m: &Model,
+    laddr: IpAddr,
+    lport: u16,
+    wildcard: bool,
+    fib: Option<u32>,
+) -> Option<usize> {
+    local_pick(m, laddr, lport, wildcard, fib)
 }
 
-fn local_pick(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<usize> {
-    let ties = local_candidates(m, laddr, lport, wildcard);
+fn local_pick(
+    m: &Model,
+    laddr: IpAddr,
+    lport: u16,
+    wildcard: bool,
+    fib: Option<u32>,
+) -> Option<usize> {
+    let ties = local_candidates(m, laddr, lport, wildcard, fib);
     if wildcard {
         ties.into_iter()
             .max_by_key(|(_, r, _)| r.seq)
@@ -96,7 +123,7 @@ fn local_pick(m: &Model, laddr: IpAddr, lport: u16, wildcard: bool) -> Option<us
 /// Every PCB tied for `lookup_local`'s answer, for rule sets that do not fix
 /// the order of ties.
 pub(crate) fn lookup_local_ties(m: &Model, local: Ep, wildcard: bool) -> Vec<usize> {
-    local_candidates(m, local.0, local.1, wildcard)
+    local_candidates(m, local.0, local.1, wildcard, None)
         .into_iter()
         .map(|(_, _, i)| i)
         .collect()
@@ -104,9 +131,9 @@ pub(crate) fn lookup_local_ties(m: &Model, local: Ep, wildcard: bool) -> Vec<usi
 
 pub(crate) fn lookup_local(m: &Model, local: Ep, wildcard: bool) -> Expect {
     let found = if local.0.is_ipv4() {
-        local_v4(m, local.0, local.1, wildcard)
+        local_v4(m, local.0, local.1, wildcard, None)
     } else {
-        local_v6(m, local.0, local.1, wildcard)
+        local_v6(m, local.0, local.1, wildcard, None)
     };
     found.map_or(Expect::None, Expect::One)
 }

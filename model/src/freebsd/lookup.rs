@@ -33,14 +33,18 @@ pub(super) fn lookup_hit(m: &Model, l: Ep, r: Ep) -> Option<()> {
     let exact = m
         .live()
         .any(|(_, p)| p.connected() && p.local == l && p.remote == Some(r));
-    if exact || lookup_wild(m, l, r) != Expect::None {
+    if exact || lookup_wild(m, l, r, None) != Expect::None {
         Some(())
     } else {
         None
     }
 }
 
-pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
+/// The stage past the exact one for a packet of FIB `fib` (`None`:
+/// `RT_ALL_FIBS`, as while FIBs are not scoped): groups of that FIB only
+/// (`in_pcblookup_lb_match`), and PCBs of that FIB only
+/// (`in_pcblookup_wild_match`).
+pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep, fib: Option<u32>) -> Expect {
     let v4 = l.0.is_ipv4();
     // in_pcblookup_lbgroup(): an exact group before a wildcard one; among
     // equals the last in the bucket (every group "lb_match"es without NUMA
@@ -49,7 +53,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
     let pick_group = |laddr: IpAddr| {
         m.groups
             .iter()
-            .filter(|g| g.lport == l.1 && g.laddr == laddr)
+            .filter(|g| g.lport == l.1 && g.laddr == laddr && fib.is_none_or(|f| g.fib == f))
             .max_by_key(|g| g.pos)
     };
     if let Some(g) = pick_group(l.0).or_else(|| pick_group(any)) {
@@ -66,7 +70,7 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, _r: Ep) -> Expect {
     // wildcards, then IPv6 sockets' wildcards (for IPv4 packets). Among equals
     // the first in the chain, as the lock-free path returns it.
     let rank = |r: &Rec| -> Option<u8> {
-        if !r.unconnected_in_table() || r.local.1 != l.1 {
+        if !r.unconnected_in_table() || r.local.1 != l.1 || fib.is_some_and(|f| r.device != f) {
             return None;
         }
         if v4 {

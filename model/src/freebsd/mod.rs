@@ -10,12 +10,14 @@
 
 mod bind;
 mod connect;
+mod deliver;
 mod groups;
 mod local;
 mod lookup;
 
 pub(crate) use bind::{bind, listen};
 pub(crate) use connect::{connect, disconnect};
+pub(crate) use deliver::deliver;
 pub(crate) use groups::remove;
 pub(crate) use local::{lookup_local, lookup_local_ties};
 pub(crate) use lookup::lookup_wild;

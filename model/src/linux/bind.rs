@@ -9,9 +9,9 @@ use pcbhash::{Error, State};
 use super::buckets::bucket_bound;
 use super::get_port::{tcp_autobind, tcp_explicit_conflict, udp_autobind, udp_explicit_conflict};
 use super::lists::hash_in;
-use super::sock::{needs_scope, v6only};
+use super::sock::{needs_scope, v6only, LINK_LOCAL_ON_DEVICE};
 use crate::addrs::{shown, V4_ANY, V6_ANY};
-use crate::state::{MResult, Model};
+use crate::state::{MResult, Model, ModelError};
 
 pub(crate) fn bind(
     m: &mut Model,
@@ -36,9 +36,13 @@ pub(crate) fn bind(
     if mapped && v6only(&n) {
         return Err(Error::InvalidInput.into());
     }
-    // `__inet6_bind`: a link-local address needs a bound device.
-    if needs_scope(ep.0) {
+    // `__inet6_bind`: a link-local address needs a bound device (whether
+    // the device exists and has the address is the stack's to check).
+    if needs_scope(ep.0) && n.device == 0 {
         return Err(Error::InvalidInput.into());
+    }
+    if needs_scope(ep.0) {
+        return Err(ModelError::Known(LINK_LOCAL_ON_DEVICE));
     }
     n.local = (ep.0, 0);
     // __inet6_bind(): `sk->sk_ipv6only = 1` for a specific IPv6 address; the

@@ -9,7 +9,7 @@ use pcbhash::{Error, State};
 use super::buckets::{bucket_joined, bucket_left, remove};
 use super::get_port::{pick_from_classes, udp_autobind};
 use super::lists::{hash_in, rehashed};
-use super::sock::{needs_scope, v6only};
+use super::sock::{needs_scope, v6only, LINK_LOCAL_ON_DEVICE};
 use crate::addrs::{canonical, shown, V4_ANY, V6_ANY};
 use crate::state::{family_check, source_for, MResult, Model, ModelError};
 
@@ -72,11 +72,15 @@ pub(crate) fn connect(
     if mapped && v6only(&n) {
         return Err(Error::NetworkUnreachable.into());
     }
-    if n.inet6 && n.state == State::Bound && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
+    if n.inet6 && n.local.0.is_ipv4() && !rep.0.is_ipv4() {
         // Bound to a v4-mapped address (::ffff:0.0.0.0 too), connecting to an
         // IPv6 peer: `ip6_dst_lookup_tail` answers EAFNOSUPPORT once a route
         // is found; without a route (any peer but ::1 here) routing fails
-        // first, which the table cannot know.
+        // first, which the table cannot know. Also where a disconnect took
+        // the port and left the address bind() named, and before the
+        // refusal of a socket that has listened (checked on the running
+        // kernel: bind ::ffff:0.0.0.0, listen, disconnect, connect [::1]:80
+        // is EAFNOSUPPORT).
         return Err(if rep.0.is_loopback() {
             Error::FamilyNotSupported.into()
         } else {
@@ -118,8 +122,11 @@ pub(crate) fn connect(
     }
     // `tcp_v6_connect` / `ip6_datagram_connect`: a link-local peer needs a
     // bound device.
-    if needs_scope(rep.0) {
+    if needs_scope(rep.0) && n.device == 0 {
         return Err(Error::InvalidInput.into());
+    }
+    if needs_scope(rep.0) {
+        return Err(ModelError::Known(LINK_LOCAL_ON_DEVICE));
     }
     // Port 0 is a peer like any other (UDP: any port of the address).
     if rep.0.is_unspecified() {
@@ -150,9 +157,16 @@ pub(crate) fn connect(
         return Err(Error::InvalidInput.into());
     }
     if tcp {
+        // `__inet_check_established` compares the 4-tuple with `inet_match`
+        // on the new socket's device: an established twin bound to no
+        // device, or to that one, holds it (one bound to another device
+        // does not).
         let port = if bound {
             if m.live().any(|(_, r)| {
-                r.connected() && r.local == (laddr, n.local.1) && r.remote == Some(rep)
+                r.connected()
+                    && r.local == (laddr, n.local.1)
+                    && r.remote == Some(rep)
+                    && r.answers(n.device)
             }) {
                 return Err(Error::AddrNotAvailable.into());
             }
@@ -169,7 +183,10 @@ pub(crate) fn connect(
             let free = |p: u16| {
                 !m.bind_held.contains(&p)
                     && !m.live().any(|(_, r)| {
-                        r.connected() && r.local == (laddr, p) && r.remote == Some(rep)
+                        r.connected()
+                            && r.local == (laddr, p)
+                            && r.remote == Some(rep)
+                            && r.answers(n.device)
                     })
             };
             pick_from_classes(
@@ -201,10 +218,19 @@ pub(crate) fn connect(
         r.state = State::Connected;
     }
     let moved = m.recs[id].local.0 != n.local.0 && n.state != State::Closed;
+    // A UDP socket that connects again to the peer it has, from the same
+    // address, keeps its place among the sockets on that 4-tuple
+    // (`udp_lib_rehash` moves it only when its hash changes; checked on the
+    // running kernel: of two sockets connected to one peer, the later keeps
+    // the datagrams after the earlier connects again).
+    let same_tuple =
+        n.state == State::Connected && n.remote == Some(rep) && m.recs[id].local == n.local && !tcp;
     let now = m.tick();
     let r = &mut m.recs[id];
     r.remote = Some(rep);
-    r.connected_at = now;
+    if !same_tuple {
+        r.connected_at = now;
+    }
     // `sk_v6_daddr` outlives the connection (see the table's LAST_PEER).
     if !tcp && n.inet6 {
         r.last_peer = Some(rep.0);
@@ -262,7 +288,9 @@ pub(crate) fn disconnect_tcp(m: &mut Model, id: usize) -> MResult<()> {
 }
 
 pub(crate) fn disconnect(m: &mut Model, id: usize) -> MResult<()> {
-    // __udp_disconnect(): also on an unconnected socket.
+    // __udp_disconnect(): also on an unconnected socket, which it unbinds
+    // from its device too (`sk->sk_bound_dev_if = 0`).
+    m.recs[id].device = 0;
     let n = m.recs[id].clone();
     if !n.in_table() {
         return Ok(());

@@ -4,7 +4,7 @@
 
 use pcbhash::{Error, State};
 
-use super::sock::{overlap, owners, v6only};
+use super::sock::{contends, owners, v6only};
 use crate::state::{choose, MResult, Model, Rec};
 
 /// `inet_bind_conflict()` with relax and reuseport_ok (explicit bind and the
@@ -19,7 +19,7 @@ fn tcp_pair_conflict(n: &Rec, e: &Rec) -> bool {
 pub(super) fn tcp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
     owners(m, id, port).into_iter().any(|e| {
         let e = &m.recs[e];
-        overlap(n, e) && tcp_pair_conflict(n, e)
+        contends(n, e) && tcp_pair_conflict(n, e)
     })
 }
 
@@ -34,7 +34,7 @@ pub(super) fn udp_explicit_conflict(m: &Model, id: usize, n: &Rec, port: u16) ->
     list.sort_by_key(|&i| m.recs[i].lpos);
     for e in list {
         let e = &m.recs[e];
-        if (e.ra && n.ra) || !overlap(n, e) {
+        if (e.ra && n.ra) || !contends(n, e) {
             continue;
         }
         if !(e.rp && n.rp && e.cred.uid == n.cred.uid) {
@@ -55,7 +55,7 @@ fn udp_autobind_busy(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
         let e = &m.recs[e];
         let shares_port = e.rp && n.rp && e.cred.uid == n.cred.uid;
         let both_reuse = e.ra && n.ra;
-        !both_reuse && overlap(n, e) && !shares_port
+        !both_reuse && contends(n, e) && !shares_port
     })
 }
 
@@ -108,7 +108,7 @@ pub(super) fn tcp_autobind(m: &Model, id: usize, n: &Rec, pick: Option<u16>) -> 
         |p| {
             owners(m, id, p)
                 .into_iter()
-                .all(|e| !overlap(n, &m.recs[e]))
+                .all(|e| !contends(n, &m.recs[e]))
         },
         pick,
         "Linux inet_csk_find_open_port",

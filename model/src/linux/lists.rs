@@ -22,6 +22,9 @@ pub(super) fn hash_in(m: &mut Model, id: usize) {
         m.lhead -= 1;
         m.recs[id].lpos = m.lhead;
     }
+    // The port's list (`hslot`) takes the same end, once: a later rehash
+    // moves the record in the address lists only.
+    m.recs[id].ppos = m.recs[id].lpos;
     if !r.rp {
         return;
     }
@@ -35,6 +38,7 @@ pub(super) fn hash_in(m: &mut Model, id: usize) {
                 && v6only(e) == v6only(&r)
                 && e.rp
                 && e.cred.uid == r.cred.uid
+                && e.device == r.device
                 && e.local == r.local
         })
         .map(|(i, _)| i)
@@ -71,8 +75,11 @@ pub(super) fn rehashed(m: &mut Model, id: usize) {
 /// order) with the highest score, or its reuseport group. A UDP socket
 /// connected to the source's address with port 0 is in the specific
 /// address's list: for IPv4 it outscores every unconnected socket, for
-/// IPv6 it ties with one whose last peer is the source.
-pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
+/// IPv6 it ties with one whose last peer is the source. A socket bound to
+/// another device than the packet's (`device`, 0 when unknown) does not
+/// match; one bound to the packet's device scores more (`compute_score`:
+/// 4 points for IPv4 UDP, 1 otherwise).
+pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep, device: u32) -> Expect {
     let tcp = m.tcp();
     let v4 = l.0.is_ipv4();
     let source = r.0;
@@ -89,7 +96,8 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
         .map(|(i, _)| i)
         .collect();
     cands.sort_by_key(|&i| m.recs[i].lpos);
-    let score = |r: &Rec, pass_addr: IpAddr| -> i32 {
+    let device_points = if !tcp && v4 { 4 } else { 1 };
+    let address_score = |r: &Rec, pass_addr: IpAddr| -> i32 {
         if v4 {
             let IpAddr::V4(want) = pass_addr else {
                 return -1;
@@ -119,6 +127,13 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep) -> Expect {
         } else {
             -1
         }
+    };
+    let score = |r: &Rec, pass_addr: IpAddr| -> i32 {
+        let points = address_score(r, pass_addr);
+        if points < 0 || !r.answers(device) {
+            return -1;
+        }
+        points + if r.device != 0 { device_points } else { 0 }
     };
     let any = if v4 { V4_ANY } else { V6_ANY };
     for pass in [l.0, any] {

@@ -13,6 +13,7 @@
 mod bind;
 mod buckets;
 mod connect;
+mod device;
 mod get_port;
 mod lists;
 mod sock;
@@ -20,4 +21,5 @@ mod sock;
 pub(crate) use bind::{bind, listen};
 pub(crate) use buckets::{bucket_joined, bucket_left, port_left, remove};
 pub(crate) use connect::{connect, disconnect, disconnect_tcp};
+pub(crate) use device::{bind_device, deliver};
 pub(crate) use lists::lookup_wild;

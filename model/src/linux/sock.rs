@@ -67,6 +67,14 @@ pub(super) fn overlap(sk: &Rec, sk2: &Rec) -> bool {
     sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk.local.0 == sk2.local.0
 }
 
+/// Whether two records contend for a port: their devices overlap (one of
+/// them is bound to no device, or both to the same one: the test
+/// `inet_bind_conflict` and `udp_lib_lport_inuse` make before anything
+/// else) and so do their addresses.
+pub(super) fn contends(sk: &Rec, sk2: &Rec) -> bool {
+    (sk.device == 0 || sk2.device == 0 || sk.device == sk2.device) && overlap(sk, sk2)
+}
+
 /// The other PCBs holding `port`, newest first.
 pub(super) fn owners(m: &Model, me: usize, port: u16) -> Vec<usize> {
     let mut v: Vec<usize> = m
@@ -77,6 +85,13 @@ pub(super) fn owners(m: &Model, me: usize, port: u16) -> Vec<usize> {
     v.sort_by_key(|&i| std::cmp::Reverse(m.recs[i].seq));
     v
 }
+
+/// A link-local address (`ff02::1` here) given to `bind()` or `connect()`
+/// of a socket bound to a device: the kernel goes on (a UDP bind succeeds
+/// on `lo`; a connect fails on routing, ENETUNREACH in a namespace with only
+/// `lo`), the table still refuses it (EINVAL) as if no device were bound.
+pub(super) const LINK_LOCAL_ON_DEVICE: &str =
+    "Linux: a link-local address on a socket bound to a device (the table still asks for a scope)";
 
 /// `__ipv6_addr_needs_scope_id`: link-local unicast (`fe80::/10`), or
 /// multicast of interface-local or link-local scope.
