@@ -9,9 +9,9 @@ use pcbhash::{Error, State};
 use super::buckets::bucket_bound;
 use super::get_port::{tcp_autobind, tcp_explicit_conflict, udp_autobind, udp_explicit_conflict};
 use super::lists::hash_in;
-use super::sock::{needs_scope, v6only, LINK_LOCAL_ON_DEVICE};
+use super::sock::{needs_scope, v6only};
 use crate::addrs::{shown, V4_ANY, V6_ANY};
-use crate::state::{MResult, Model, ModelError};
+use crate::state::{MResult, Model};
 
 pub(crate) fn bind(
     m: &mut Model,
@@ -40,9 +40,6 @@ pub(crate) fn bind(
     // the device exists and has the address is the stack's to check).
     if needs_scope(ep.0) && n.device == 0 {
         return Err(Error::InvalidInput.into());
-    }
-    if needs_scope(ep.0) {
-        return Err(ModelError::Known(LINK_LOCAL_ON_DEVICE));
     }
     n.local = (ep.0, 0);
     // __inet6_bind(): `sk->sk_ipv6only = 1` for a specific IPv6 address; the

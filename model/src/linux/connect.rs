@@ -9,7 +9,7 @@ use pcbhash::{Error, State};
 use super::buckets::{bucket_joined, bucket_left, remove};
 use super::get_port::{pick_from_classes, udp_autobind};
 use super::lists::{hash_in, rehashed};
-use super::sock::{needs_scope, v6only, LINK_LOCAL_ON_DEVICE};
+use super::sock::{needs_scope, v6only};
 use crate::addrs::{canonical, shown, V4_ANY, V6_ANY};
 use crate::state::{family_check, source_for, MResult, Model, ModelError};
 
@@ -124,9 +124,6 @@ pub(crate) fn connect(
     // bound device.
     if needs_scope(rep.0) && n.device == 0 {
         return Err(Error::InvalidInput.into());
-    }
-    if needs_scope(rep.0) {
-        return Err(ModelError::Known(LINK_LOCAL_ON_DEVICE));
     }
     // Port 0 is a peer like any other (UDP: any port of the address).
     if rep.0.is_unspecified() {

@@ -86,13 +86,6 @@ pub(super) fn owners(m: &Model, me: usize, port: u16) -> Vec<usize> {
     v
 }
 
-/// A link-local address (`ff02::1` here) given to `bind()` or `connect()`
-/// of a socket bound to a device: the kernel goes on (a UDP bind succeeds
-/// on `lo`; a connect fails on routing, ENETUNREACH in a namespace with only
-/// `lo`), the table still refuses it (EINVAL) as if no device were bound.
-pub(super) const LINK_LOCAL_ON_DEVICE: &str =
-    "Linux: a link-local address on a socket bound to a device (the table still asks for a scope)";
-
 /// `__ipv6_addr_needs_scope_id`: link-local unicast (`fe80::/10`), or
 /// multicast of interface-local or link-local scope.
 pub(super) fn needs_scope(ip: IpAddr) -> bool {

@@ -99,9 +99,10 @@ pub(crate) fn check_bind(
     if me.family == Family::Inet6 && endpoint.is_v4() && me.flags.v6only() {
         return Err(Error::InvalidInput);
     }
-    if needs_scope(&endpoint) {
+    if needs_scope(&endpoint) && me.device == 0 {
         // `__inet6_bind`: "binding to link-local address requires an
-        // interface", and the table binds no PCB to a device.
+        // interface" (SO_BINDTODEVICE gives it one). Whether the address is
+        // on that device is the stack's to check, as for any address.
         return Err(Error::InvalidInput);
     }
     Ok(endpoint)
@@ -297,9 +298,10 @@ pub(crate) fn check_connect(
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::NetworkUnreachable);
     }
-    if needs_scope(&peer) {
+    if needs_scope(&peer) && me.device == 0 {
         // `tcp_v6_connect` / `ip6_datagram_connect`: "connect to link-local
-        // address requires an interface".
+        // address requires an interface"; with one, the route decides (the
+        // source-address selector here).
         return Err(Error::InvalidInput);
     }
     if me.family == Family::Inet6 {
