@@ -8,7 +8,6 @@
 mod linux_kernel;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use linux_kernel::dual::{expect, listener, Pair, Scene, OK};
 use pcbhash::policy::TwReuse;
@@ -29,24 +28,7 @@ const IP_LOCAL_PORT_RANGE: libc::c_int = 51;
 
 /// `setsockopt(IPPROTO_IP, name, value)` on a kernel socket: its errno.
 fn ip_option(pair: &Pair, name: libc::c_int, value: u32) -> i32 {
-    // SAFETY: the socket is open, and `value` is a live `u32` of the length
-    // passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            pair.kernel.as_raw_fd(),
-            libc::IPPROTO_IP,
-            name,
-            (&value as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        OK
-    } else {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .expect("errno")
-    }
+    linux_kernel::errno(&linux_kernel::set_ip_option(&pair.kernel, name, value))
 }
 
 /// `IP_BIND_ADDRESS_NO_PORT` in both worlds.

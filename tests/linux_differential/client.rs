@@ -16,7 +16,7 @@
 
 use pcbhash::policy::TwReuse;
 
-use super::linux_kernel::{errno, table_errno, Netns};
+use super::linux_kernel::{errno, set_ip_option, table_errno, Netns};
 use super::world::{Rng, Step, World};
 
 /// How often a step is one of these calls, where they are on.
@@ -102,21 +102,5 @@ impl World {
 /// `setsockopt(IPPROTO_IP, name, value)` on entry's kernel socket: its
 /// errno.
 fn ip_option(entry: &super::world::Entry, name: libc::c_int, value: u32) -> i32 {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the socket is open, and `value` is a live `u32` of the length
-    // passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            entry.kernel.as_raw_fd(),
-            libc::IPPROTO_IP,
-            name,
-            (&value as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    errno(&if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    })
+    errno(&set_ip_option(&entry.kernel, name, value))
 }

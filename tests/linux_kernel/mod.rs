@@ -250,6 +250,28 @@ pub fn peer_addr(socket: &Socket) -> Option<SocketAddr> {
     socket.peer_addr().ok().and_then(|a| a.as_socket())
 }
 
+/// `setsockopt(IPPROTO_IP, name, value)` with a 32-bit value, for the
+/// options socket2 has no call for (`IP_BIND_ADDRESS_NO_PORT`,
+/// `IP_LOCAL_PORT_RANGE`).
+pub fn set_ip_option(socket: &Socket, name: libc::c_int, value: u32) -> io::Result<()> {
+    // SAFETY: the socket is open, and `value` is a live `u32` of the length
+    // passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            libc::IPPROTO_IP,
+            name,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Closes with SO_LINGER 0: a connected socket resets instead of entering
 /// TIME_WAIT.
 pub fn close_now(socket: Socket) {
