@@ -14,9 +14,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::addr::Endpoint;
+use crate::builder::Builder;
 use crate::cred::Device;
 use crate::policy::{canonical, Protocol};
-use crate::table::Builder;
 
 /// An ephemeral-port candidate, as the [port filter](Builder::port_filter)
 /// sees it: the local endpoint the socket would get, the peer when the port

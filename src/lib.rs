@@ -122,6 +122,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod addr;
+mod builder;
 mod busy;
 mod core;
 mod counter;
@@ -141,6 +142,7 @@ mod table;
 mod tests;
 
 pub use addr::Family;
+pub use builder::Builder;
 pub use cred::{Cred, Device};
 pub use crossbeam_epoch::Guard;
 pub use error::Error;
@@ -148,7 +150,7 @@ pub use flags::{Flags, State};
 pub use hooks::{GroupPacket, PortCandidate};
 pub use pcb::{Pcb, PcbRef};
 pub use policy::{Policy, Protocol};
-pub use table::{Builder, IndexStats, PcbTable, Stats};
+pub use table::{IndexStats, PcbTable, Stats};
 
 /// The socket type the static checks below use: any `Send + Sync` type works.
 #[cfg(not(pcbhash_loom))]

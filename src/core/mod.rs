@@ -32,6 +32,7 @@ mod buckets;
 mod connect;
 mod deliver;
 mod exact;
+mod lookup;
 mod membership;
 mod moves;
 mod pcb;
