@@ -310,8 +310,7 @@ impl Builder {
     /// [`Policy::FreeBsd`].
     ///
     /// ```
-    /// use pcbhash::policy::TwReuse;
-    /// use pcbhash::{Cred, Family, PcbTable, Policy};
+    /// use pcbhash::{Cred, Family, PcbTable, Policy, TwReuse};
     ///
     /// let table = PcbTable::<()>::builder()
     ///     .policy(Policy::Linux)

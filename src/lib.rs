@@ -149,7 +149,7 @@ pub use error::Error;
 pub use flags::{Flags, State};
 pub use hooks::{GroupPacket, PortCandidate};
 pub use pcb::{Pcb, PcbRef};
-pub use policy::{Policy, Protocol};
+pub use policy::{Policy, Protocol, TwReuse};
 pub use table::{IndexStats, PcbTable, Stats};
 
 /// The socket type the static checks below use: any `Send + Sync` type works.
