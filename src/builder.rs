@@ -88,7 +88,7 @@ impl Builder {
     }
 
     /// A policy of your own in place of the kernel's: `rules` answers every
-    /// decision (see [`policy::Rules`], and its stability note). It serves
+    /// decision (see [`policy::Rules`](crate::policy::Rules), and its stability note). It serves
     /// the protocol that [`protocol`](Self::protocol) names; the FreeBSD
     /// settings ([`connect_inaddr_wild`](Self::connect_inaddr_wild),
     /// [`connect_in6addr_wild`](Self::connect_in6addr_wild)) do not apply to
@@ -258,7 +258,7 @@ impl Builder {
 
     /// FreeBSD `net.inet.tcp.bind_all_fibs` (or `net.inet.udp.bind_all_fibs`
     /// for a UDP table): whether a PCB's FIB
-    /// ([`Pcb::bind_device`] under `Policy::FreeBsd`, `SO_SETFIB`) leaves
+    /// ([`Pcb::bind_device`](crate::Pcb::bind_device) under `Policy::FreeBsd`, `SO_SETFIB`) leaves
     /// binds and lookups unscoped. On (FreeBSD 15's default): FIBs change
     /// nothing here. Off: `bind()` conflicts only with PCBs of its own FIB
     /// (`in6_pcbbind_avail` passes the PCB's `inc_fibnum` to
@@ -303,7 +303,7 @@ impl Builder {
     /// Linux `net.ipv4.tcp_tw_reuse` ([`TwReuse`], default
     /// [`TwReuse::Off`]): whether an unbound `connect()` may take over the
     /// 4-tuple of a TIME_WAIT PCB that the stack marked reusable with
-    /// [`Pcb::allow_tw_reuse`]. The kernel's own default is
+    /// [`Pcb::allow_tw_reuse`](crate::Pcb::allow_tw_reuse). The kernel's own default is
     /// [`TwReuse::Loopback`]; a table changes nothing until the stack
     /// marks PCBs, since only the stack knows whether the connection used
     /// timestamps and when `tcp_tw_reuse_delay` has passed. Ignored by
