@@ -62,8 +62,9 @@ fn udp_autobind_busy(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
 /// `inet_csk_find_open_port()`: the classes of ports in the order they are
 /// tried. Without SO_REUSEADDR: the ports at an odd offset from the range
 /// start, then the even ones. With it: the lower half first, then the upper.
-fn bind_classes(m: &Model, ra: bool) -> Vec<Vec<u16>> {
-    let (low, high) = (u32::from(m.range.0), u32::from(m.range.1) + 1);
+fn bind_classes(m: &Model, n: &Rec) -> MResult<Vec<Vec<u16>>> {
+    let (low, high, _) = m.scan_range(n)?;
+    let (low, high) = (u32::from(low), u32::from(high) + 1);
     let parity = |lo: u32, hi: u32| -> Vec<Vec<u16>> {
         let odd = (lo..hi)
             .filter(|p| (p - lo) % 2 == 1)
@@ -75,14 +76,14 @@ fn bind_classes(m: &Model, ra: bool) -> Vec<Vec<u16>> {
             .collect();
         vec![odd, even]
     };
-    if ra && high - low >= 4 {
+    Ok(if n.ra && high - low >= 4 {
         let half = low + (((high - low) >> 2) << 1);
         let mut v = parity(low, half);
         v.extend(parity(half, high));
         v
     } else {
         parity(low, high)
-    }
+    })
 }
 
 /// The first class with a free port.
@@ -104,7 +105,7 @@ pub(super) fn pick_from_classes(
 
 pub(super) fn tcp_autobind(m: &Model, id: usize, n: &Rec, pick: Option<u16>) -> MResult<u16> {
     pick_from_classes(
-        bind_classes(m, n.ra),
+        bind_classes(m, n)?,
         |p| {
             owners(m, id, p)
                 .into_iter()
@@ -124,7 +125,7 @@ pub(super) fn udp_autobind(
     exhausted: Error,
 ) -> MResult<u16> {
     let free: Vec<u16> = m
-        .range_ports()
+        .range_ports(n)?
         .filter(|&p| !udp_autobind_busy(m, id, n, p))
         .collect();
     if free.is_empty() {
