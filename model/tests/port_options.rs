@@ -130,3 +130,20 @@ fn a_port_less_bind_records_the_source_for_connect() {
         Ok(at("127.0.0.2:40000"))
     );
 }
+
+/// `inet_csk_find_open_port` rounds a pass down to an even number of
+/// ports: of an own range of three, the last is never tried.
+#[test]
+fn linux_bind_scan_of_three_ports_skips_the_last() {
+    let mut m = Model::new(PolicySel::Linux, ProtoSel::Tcp, (40000, 40003));
+    let pcb = m.attach(false, Cred::user(1000));
+    m.set_port_range(pcb, Some((7000, 40002))).expect("a range");
+    assert!(matches!(
+        m.clone().bind(pcb, at("127.0.0.1:0"), Some(40002)),
+        Err(ModelError::Diverged(_))
+    ));
+    assert_eq!(
+        m.bind(pcb, at("127.0.0.1:0"), Some(40001)),
+        Ok(at("127.0.0.1:40001"))
+    );
+}
