@@ -38,6 +38,17 @@ pub fn device(index: u8) -> Option<pcbhash::Device> {
     DEVICES[usize::from(index) % DEVICES.len()].map(pcbhash::Device)
 }
 
+/// The ends of the per-PCB port ranges: 0 (the table's end under Linux,
+/// refused by FreeBSD), a privileged port, ports outside the table's range
+/// on both sides, and the ends and middle of the table's range.
+pub const RANGE_ENDS: [u16; 8] = [0, 80, 7000, 40000, 40001, 40002, 40003, 50000];
+
+/// The range selected by two indices of [`RANGE_ENDS`], or `None` to unset.
+pub fn port_range(first: u8, last: u8, unset: bool) -> Option<RangeInclusive<u16>> {
+    let end = |i: u8| RANGE_ENDS[usize::from(i) % RANGE_ENDS.len()];
+    (!unset).then(|| end(first)..=end(last))
+}
+
 /// The ephemeral range every table and model of the harness uses: four ports,
 /// so exhaustion is common.
 pub fn ephemeral_range() -> RangeInclusive<u16> {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use pcbhash::{Family, Pcb, PcbTable, Policy, Protocol, State};
 
-use crate::addrs::{device, ephemeral_range, local_addr, remote_addr};
+use crate::addrs::{device, ephemeral_range, local_addr, port_range, remote_addr};
 use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
 
 /// A socket that counts its drops.
@@ -205,6 +205,19 @@ fn worker(ctx: &Ctx, ops: &[Op]) -> Outcome {
                     let _ = (p.local_addr(), p.device(), p.socket().map(|s| s.id));
                 }
             }
+            Op::SetPortRange {
+                pcb,
+                first,
+                last,
+                unset,
+            } => {
+                if let Some(i) = pick(handles.len(), pcb) {
+                    let _ = handles[i].set_local_port_range(port_range(first, last, unset));
+                }
+            }
+            // A PCB that binds no port, and TIME_WAIT reuse (off in these
+            // tables), are the interpreter's to check.
+            Op::SetBindNoPort { .. } | Op::AllowTwReuse { .. } => {}
             Op::Deliver {
                 local,
                 lport,
@@ -372,6 +385,7 @@ pub fn scenario(policy: PolicySel, protocol: ProtoSel, ops: Vec<Op>) -> Scenario
     Scenario {
         policy,
         scoped_fibs: false,
+        tw_reuse: Default::default(),
         protocol,
         ops,
     }

@@ -4,14 +4,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use pcbhash::policy::TwReuse;
 use pcbhash::{Error, Family, Pcb, PcbTable, Policy, Protocol};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::addrs::{device, ephemeral_range, local_addr, remote_addr};
-use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario};
+use crate::addrs::{device, ephemeral_range, local_addr, port_range, remote_addr};
+use crate::ops::{Op, Opt, PolicySel, ProtoSel, Scenario, TwReuseSel};
 use crate::state::{Expect, MResult, Model, ModelError};
 
 /// FreeBSD deliveries whose receivers came in the order of port entry
@@ -110,6 +111,11 @@ pub fn run(s: &Scenario) -> Result<(), Divergence> {
             ProtoSel::Udp => Protocol::Udp,
         })
         .bind_all_fibs(!s.scoped_fibs)
+        .tcp_tw_reuse(match s.tw_reuse {
+            TwReuseSel::Off => TwReuse::Off,
+            TwReuseSel::On => TwReuse::On,
+            TwReuseSel::Loopback => TwReuse::Loopback,
+        })
         .ephemeral_ports(range.clone())
         .seed(0x5EED)
         .capacity(2)
@@ -117,7 +123,8 @@ pub fn run(s: &Scenario) -> Result<(), Divergence> {
     let mut h = Harness {
         table,
         model: Model::new(s.policy, s.protocol, (*range.start(), *range.end()))
-            .with_scoped_fibs(s.scoped_fibs),
+            .with_scoped_fibs(s.scoped_fibs)
+            .with_tw_reuse(s.tw_reuse),
         handles: Vec::new(),
     };
     for (step, op) in s.ops.iter().take(MAX_OPS).enumerate() {
@@ -205,6 +212,43 @@ impl Harness {
                 };
                 let m = self.model.set_opt(h.id, opt, on);
                 compare("setsockopt", t, m)?;
+            }
+            Op::SetBindNoPort { pcb, on } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                let t = h.pcb.set_bind_address_no_port(on);
+                let m = self.model.set_bind_no_port(h.id, on);
+                compare("set_bind_address_no_port", t, m)?;
+            }
+            Op::SetPortRange {
+                pcb,
+                first,
+                last,
+                unset,
+            } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                let range = port_range(first, last, unset);
+                let t = h.pcb.set_local_port_range(range.clone());
+                let m = self
+                    .model
+                    .set_port_range(h.id, range.clone().map(|r| r.into_inner()));
+                compare(&format!("set_local_port_range({range:?})"), t, m)?;
+            }
+            Op::AllowTwReuse { pcb } => {
+                let Some(i) = self.pick(pcb) else {
+                    return Ok(());
+                };
+                let h = &self.handles[i];
+                compare(
+                    "allow_tw_reuse",
+                    h.pcb.allow_tw_reuse(),
+                    self.model.allow_tw_reuse(h.id),
+                )?;
             }
             Op::Bind { pcb, addr, port } => {
                 let Some(i) = self.pick(pcb) else {

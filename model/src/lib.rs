@@ -30,8 +30,14 @@ mod ops;
 pub mod seeded;
 mod state;
 
-pub use addrs::{device, ephemeral_range, local_addr, port, remote_addr, ADDRS, DEVICES, PORTS};
+pub use addrs::{
+    device, ephemeral_range, local_addr, port, port_range, remote_addr, ADDRS, DEVICES, PORTS,
+    RANGE_ENDS,
+};
 pub use interp::{known_endings, run, run_bytes, run_lookup_bytes, tolerated_orders, Divergence};
 pub use model::{Receivers, KNOWN_DELIVERY_FIBS, KNOWN_DEVICE_TWINS};
-pub use ops::{LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, User, LEGACY};
+pub use ops::{
+    LookupCase, Op, Opt, Packet, PolicySel, ProtoSel, Scenario, TwReuseSel, User,
+    BEFORE_PORT_OPTIONS, LEGACY,
+};
 pub use state::{Expect, Model, ModelError};

@@ -73,6 +73,9 @@ impl Model {
             connected_at: 0,
             device: 0,
             ppos: 0,
+            no_port: false,
+            own_range: None,
+            tw_reusable: false,
         });
         self.recs.len() - 1
     }
@@ -108,6 +111,52 @@ impl Model {
         // cleared: FreeBSD decides membership in `in_pcbinshash` and drops it
         // only in `in_pcbremhash_locked`; Linux's `sk_setsockopt` only sets
         // `sk_reuseport`, and the group keeps the socket in `socks[]`.
+        Ok(())
+    }
+
+    /// `IP_BIND_ADDRESS_NO_PORT`: Linux only.
+    pub fn set_bind_no_port(&mut self, id: usize, on: bool) -> MResult<()> {
+        if self.freebsd() {
+            return Err(Error::OptionNotAvailable.into());
+        }
+        let r = &mut self.recs[id];
+        if matches!(r.state, State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput.into());
+        }
+        r.no_port = on;
+        Ok(())
+    }
+
+    /// `IP_LOCAL_PORT_RANGE` (Linux: two non-zero ends backwards are
+    /// EINVAL, `(0, 0)` unsets) or `IP_PORTRANGE` as a range (FreeBSD: an
+    /// end of 0 is no real port). A PCB holding a port keeps it.
+    pub fn set_port_range(&mut self, id: usize, range: Option<(u16, u16)>) -> MResult<()> {
+        let freebsd = self.freebsd();
+        let r = &mut self.recs[id];
+        if matches!(r.state, State::TimeWait | State::Dropped) {
+            return Err(Error::InvalidInput.into());
+        }
+        if let Some((first, last)) = range {
+            let refused = if freebsd {
+                first == 0 || last == 0
+            } else {
+                first != 0 && last != 0 && first > last
+            };
+            if refused {
+                return Err(Error::InvalidInput.into());
+            }
+        }
+        r.own_range = range.filter(|&own| own != (0, 0));
+        Ok(())
+    }
+
+    /// The stack marks a TIME_WAIT PCB reusable.
+    pub fn allow_tw_reuse(&mut self, id: usize) -> MResult<()> {
+        let r = &mut self.recs[id];
+        if r.state != State::TimeWait {
+            return Err(Error::InvalidInput.into());
+        }
+        r.tw_reusable = true;
         Ok(())
     }
 
@@ -247,6 +296,9 @@ impl Model {
             // The SYN came in on the listener's device (Linux
             // `inet_request_bound_dev_if`), or in its FIB.
             c.device = l.device;
+            // The port options are copied with the socket.
+            c.no_port = l.no_port;
+            c.own_range = l.own_range;
         }
         // A connected child joins no group (FreeBSD's child has no
         // SO_REUSEPORT_LB to join with).

@@ -11,6 +11,18 @@ pub enum PolicySel {
     Linux,
 }
 
+/// Linux `net.ipv4.tcp_tw_reuse`, the table's `Builder::tcp_tw_reuse`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TwReuseSel {
+    /// `TwReuse::Off`.
+    #[default]
+    Off,
+    /// `TwReuse::On`.
+    On,
+    /// `TwReuse::Loopback`.
+    Loopback,
+}
+
 /// Which protocol the table holds.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtoSel {
@@ -187,6 +199,29 @@ pub enum Op {
         /// Device index.
         device: u8,
     },
+    /// `IP_BIND_ADDRESS_NO_PORT` (Linux; FreeBSD refuses it).
+    SetBindNoPort {
+        /// Which handle.
+        pcb: u8,
+        /// On or off.
+        on: bool,
+    },
+    /// `IP_LOCAL_PORT_RANGE` (Linux) / `IP_PORTRANGE` (FreeBSD).
+    SetPortRange {
+        /// Which handle.
+        pcb: u8,
+        /// First port, an index of [`crate::RANGE_ENDS`].
+        first: u8,
+        /// Last port, an index of [`crate::RANGE_ENDS`].
+        last: u8,
+        /// Unset the option (`None`) rather than set the range.
+        unset: bool,
+    },
+    /// The stack marks a TIME_WAIT PCB reusable (`allow_tw_reuse`).
+    AllowTwReuse {
+        /// Which handle.
+        pcb: u8,
+    },
 }
 
 /// The prefix that marks an input of the format before devices and
@@ -194,44 +229,73 @@ pub enum Op {
 /// without a device byte. Committed inputs of that time carry it.
 pub const LEGACY: &[u8] = b"pcbhash-fuzz-v0:";
 
-/// How many operation kinds each format has.
-const KINDS: u64 = 14;
-const LEGACY_KINDS: u64 = 11;
+/// The prefix that marks an input of the format before the client port
+/// options: fourteen operation kinds, and a policy tag of three choices.
+/// Committed inputs of that time carry it.
+pub const BEFORE_PORT_OPTIONS: &[u8] = b"pcbhash-fuzz-v1:";
 
 /// Which byte format an input is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     Legacy,
+    Devices,
     Current,
+}
+
+/// The table's configuration an input picks.
+struct Config {
+    policy: PolicySel,
+    scoped_fibs: bool,
+    tw_reuse: TwReuseSel,
 }
 
 impl Format {
     /// The format of `data`, and the bytes after its marker.
     fn of(data: &[u8]) -> (Format, &[u8]) {
-        match data.strip_prefix(LEGACY) {
-            Some(rest) => (Format::Legacy, rest),
+        if let Some(rest) = data.strip_prefix(LEGACY) {
+            return (Format::Legacy, rest);
+        }
+        match data.strip_prefix(BEFORE_PORT_OPTIONS) {
+            Some(rest) => (Format::Devices, rest),
             None => (Format::Current, data),
         }
     }
 
-    /// The policy, and whether FIBs are scoped: a tag scaled to three
-    /// choices (FreeBSD, Linux, FreeBSD with `bind_all_fibs` off), or to the
-    /// two policies in the legacy format.
-    fn policy(self, u: &mut Unstructured<'_>) -> arbitrary::Result<(PolicySel, bool)> {
-        if self == Format::Legacy {
-            return Ok((PolicySel::arbitrary(u)?, false));
-        }
-        Ok(match (u64::from(u32::arbitrary(u)?) * 3) >> 32 {
-            0 => (PolicySel::FreeBsd, false),
-            1 => (PolicySel::Linux, false),
-            _ => (PolicySel::FreeBsd, true),
+    /// The table's configuration: a tag scaled to five choices (FreeBSD,
+    /// Linux, FreeBSD with `bind_all_fibs` off, Linux with `tcp_tw_reuse`
+    /// on, Linux with it on loopback), to the first three before the port
+    /// options, or to the two policies in the legacy format.
+    fn config(self, u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
+        let (policy, scoped_fibs, tw_reuse) = match self {
+            Format::Legacy => (PolicySel::arbitrary(u)?, false, TwReuseSel::Off),
+            _ => match (u64::from(u32::arbitrary(u)?) * self.configs()) >> 32 {
+                0 => (PolicySel::FreeBsd, false, TwReuseSel::Off),
+                1 => (PolicySel::Linux, false, TwReuseSel::Off),
+                2 => (PolicySel::FreeBsd, true, TwReuseSel::Off),
+                3 => (PolicySel::Linux, false, TwReuseSel::On),
+                _ => (PolicySel::Linux, false, TwReuseSel::Loopback),
+            },
+        };
+        Ok(Config {
+            policy,
+            scoped_fibs,
+            tw_reuse,
         })
     }
 
+    fn configs(self) -> u64 {
+        match self {
+            Format::Current => 5,
+            _ => 3,
+        }
+    }
+
+    /// How many operation kinds the format has.
     fn kinds(self) -> u64 {
         match self {
-            Format::Legacy => LEGACY_KINDS,
-            Format::Current => KINDS,
+            Format::Legacy => 11,
+            Format::Devices => 14,
+            Format::Current => 17,
         }
     }
 }
@@ -299,12 +363,25 @@ impl Op {
                 rport: u8::arbitrary(u)?,
                 device: u8::arbitrary(u)?,
             },
-            _ => Op::Deliver {
+            13 => Op::Deliver {
                 local: u8::arbitrary(u)?,
                 lport: u8::arbitrary(u)?,
                 remote: u8::arbitrary(u)?,
                 rport: u8::arbitrary(u)?,
                 device: u8::arbitrary(u)?,
+            },
+            14 => Op::SetBindNoPort {
+                pcb: u8::arbitrary(u)?,
+                on: bool::arbitrary(u)?,
+            },
+            15 => Op::SetPortRange {
+                pcb: u8::arbitrary(u)?,
+                first: u8::arbitrary(u)?,
+                last: u8::arbitrary(u)?,
+                unset: bool::arbitrary(u)?,
+            },
+            _ => Op::AllowTwReuse {
+                pcb: u8::arbitrary(u)?,
             },
         })
     }
@@ -324,6 +401,9 @@ pub struct Scenario {
     /// FreeBSD: `bind_all_fibs` off, so FIBs scope binds and lookups.
     #[arbitrary(default)]
     pub scoped_fibs: bool,
+    /// Linux: `tcp_tw_reuse`.
+    #[arbitrary(default)]
+    pub tw_reuse: TwReuseSel,
     /// The protocol.
     pub protocol: ProtoSel,
     /// The operations, in order.
@@ -357,7 +437,7 @@ pub struct Packet {
 impl Packet {
     fn decode(u: &mut Unstructured<'_>, format: Format) -> arbitrary::Result<Packet> {
         let mut p = Packet::arbitrary(u)?;
-        if format == Format::Current {
+        if format != Format::Legacy {
             let extra = u8::arbitrary(u)?;
             p.device = extra >> 1;
             p.deliver = extra & 1 == 1;
@@ -374,6 +454,9 @@ pub struct LookupCase {
     /// FreeBSD: `bind_all_fibs` off.
     #[arbitrary(default)]
     pub scoped_fibs: bool,
+    /// Linux: `tcp_tw_reuse`.
+    #[arbitrary(default)]
+    pub tw_reuse: TwReuseSel,
     /// The protocol.
     pub protocol: ProtoSel,
     /// Operations that build the table (lookups and closes among them are
@@ -426,6 +509,7 @@ impl LookupCase {
         Scenario {
             policy: self.policy,
             scoped_fibs: self.scoped_fibs,
+            tw_reuse: self.tw_reuse,
             protocol: self.protocol,
             ops: build.take(48).chain(packets.take(48)).collect(),
         }
@@ -435,11 +519,16 @@ impl LookupCase {
 impl Scenario {
     /// Decodes a scenario from fuzzer bytes: the policy, the protocol, then
     /// operations until the bytes run out (at most `max`). Bytes that start
-    /// with [`LEGACY`] decode in the format before devices.
+    /// with [`LEGACY`] decode in the format before devices, those that start
+    /// with [`BEFORE_PORT_OPTIONS`] in the format before the port options.
     pub fn decode(data: &[u8], max: usize) -> Option<Scenario> {
         let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
+        let Config {
+            policy,
+            scoped_fibs,
+            tw_reuse,
+        } = format.config(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < max {
@@ -451,6 +540,7 @@ impl Scenario {
         Some(Scenario {
             policy,
             scoped_fibs,
+            tw_reuse,
             protocol,
             ops,
         })
@@ -460,11 +550,16 @@ impl Scenario {
 impl LookupCase {
     /// Decodes a case: policy, protocol, a count of build operations, the
     /// operations, then packets until the bytes run out. Bytes that start
-    /// with [`LEGACY`] decode in the format before devices.
+    /// with [`LEGACY`] decode in the format before devices, those that start
+    /// with [`BEFORE_PORT_OPTIONS`] in the format before the port options.
     pub fn decode(data: &[u8]) -> Option<LookupCase> {
         let (format, data) = Format::of(data);
         let mut u = arbitrary::Unstructured::new(data);
-        let (policy, scoped_fibs) = format.policy(&mut u).ok()?;
+        let Config {
+            policy,
+            scoped_fibs,
+            tw_reuse,
+        } = format.config(&mut u).ok()?;
         let protocol = ProtoSel::arbitrary(&mut u).ok()?;
         let count = u8::arbitrary(&mut u).ok()? % 48;
         let mut build = Vec::new();
@@ -481,6 +576,7 @@ impl LookupCase {
         Some(LookupCase {
             policy,
             scoped_fibs,
+            tw_reuse,
             protocol,
             build,
             packets,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use pcbhash::{Cred, Error, State};
 
 use crate::addrs::{canonical, shown, Ep, V4_ANY, V6_ANY};
-use crate::ops::{PolicySel, ProtoSel};
+use crate::ops::{PolicySel, ProtoSel, TwReuseSel};
 
 /// Why the model could not give one answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +127,12 @@ pub struct Rec {
     /// Linux UDP: position in the port's list (`hslot`), set when the
     /// record takes its port and kept until it leaves it.
     pub(crate) ppos: i64,
+    /// Linux `IP_BIND_ADDRESS_NO_PORT`.
+    pub(crate) no_port: bool,
+    /// `IP_LOCAL_PORT_RANGE` (Linux) / `IP_PORTRANGE` (FreeBSD) as given.
+    pub(crate) own_range: Option<(u16, u16)>,
+    /// Linux: in TIME_WAIT, marked reusable by the stack.
+    pub(crate) tw_reusable: bool,
 }
 
 impl Rec {
@@ -208,6 +214,8 @@ pub struct Model {
     /// Linux TCP: the ports whose bind bucket a bind() or listen() holds
     /// (`fastreuse`/`fastreuseport` not -1).
     pub(crate) bind_held: std::collections::BTreeSet<u16>,
+    /// Linux `tcp_tw_reuse`.
+    pub(crate) tw_reuse: TwReuseSel,
 }
 
 impl Model {
@@ -226,7 +234,14 @@ impl Model {
             range,
             bind_held: Default::default(),
             fibs_scoped: false,
+            tw_reuse: TwReuseSel::Off,
         }
+    }
+
+    /// The same model with Linux `tcp_tw_reuse` in `mode`.
+    pub fn with_tw_reuse(mut self, mode: TwReuseSel) -> Self {
+        self.tw_reuse = mode;
+        self
     }
 
     /// The same model with FreeBSD's `bind_all_fibs` off (`scoped`) or on.
@@ -308,9 +323,37 @@ impl Model {
         self.recs.iter().enumerate().filter(|(_, r)| r.in_table())
     }
 
-    /// Ports of the ephemeral range.
-    pub(crate) fn range_ports(&self) -> impl Iterator<Item = u16> {
-        self.range.0..=self.range.1
+    /// The ephemeral range the scans of `r` take, and whether its own
+    /// option is in force. Linux (`inet_sk_get_local_port_range`): each end
+    /// of the option replaces the table's if it lies within the table's
+    /// range (the low end first). FreeBSD (`in_pcb_lport_dest`): the option
+    /// replaces the table's range, and one reaching below 1024 needs
+    /// privilege (EPERM).
+    pub(crate) fn scan_range(&self, r: &Rec) -> MResult<(u16, u16, bool)> {
+        let Some((first, last)) = r.own_range else {
+            return Ok((self.range.0, self.range.1, false));
+        };
+        if self.freebsd() {
+            let (low, high) = (first.min(last), first.max(last));
+            if low < 1024 && !r.cred.privileged {
+                return Err(Error::NotPermitted.into());
+            }
+            return Ok((low, high, true));
+        }
+        let (mut low, mut high) = self.range;
+        if (low..=high).contains(&first) {
+            low = first;
+        }
+        if (low..=high).contains(&last) {
+            high = last;
+        }
+        Ok((low, high, true))
+    }
+
+    /// Ports of the ephemeral range the scans of `r` take.
+    pub(crate) fn range_ports(&self, r: &Rec) -> MResult<std::ops::RangeInclusive<u16>> {
+        let (low, high, _) = self.scan_range(r)?;
+        Ok(low..=high)
     }
 }
 

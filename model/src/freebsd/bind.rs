@@ -113,7 +113,7 @@ fn bind_port_busy(m: &Model, n: &Rec, laddr: IpAddr, port: u16) -> bool {
 
 fn ephemeral_for_bind(m: &Model, n: &Rec, laddr: IpAddr, pick: Option<u16>) -> MResult<u16> {
     let free: Vec<u16> = m
-        .range_ports()
+        .range_ports(n)?
         .filter(|&p| !bind_port_busy(m, n, laddr, p))
         .collect();
     if free.is_empty() {

@@ -87,7 +87,7 @@ pub(crate) fn connect(
         // in_pcb_lport_dest(..., INPLOOKUP_WILDCARD): a port is taken when a
         // packet from the peer to (laddr, port) would find any PCB.
         let free: Vec<u16> = m
-            .range_ports()
+            .range_ports(&n)?
             .filter(|&p| lookup_hit(m, (laddr, p), rep).is_none())
             .collect();
         if free.is_empty() {

@@ -46,6 +46,15 @@ pub(crate) fn bind(
     // flag is the IPV6_V6ONLY option itself, so only setsockopt clears it (a
     // failed get_port() restores the value it had before).
     n.forced_v6only |= n.inet6 && ep.0.is_ipv6() && !ep.0.is_unspecified();
+    if ep.1 == 0 && n.no_port {
+        // IP_BIND_ADDRESS_NO_PORT: `__inet_bind` stores the address and
+        // skips get_port(); the socket stays unhashed with `inet_num` 0, so
+        // bind() may come again, and connect() / listen() pick the port.
+        n.addr_locked |= !ep.0.is_unspecified() || mapped;
+        n.source_bound = !ep.0.is_unspecified();
+        m.recs[id] = n;
+        return Ok(shown((ep.0, 0), m.recs[id].inet6));
+    }
     let port = if ep.1 != 0 {
         let conflict = if m.tcp() {
             tcp_explicit_conflict(m, id, &n, ep.1)

@@ -11,6 +11,7 @@ use super::get_port::{pick_from_classes, udp_autobind};
 use super::lists::{hash_in, rehashed};
 use super::sock::{needs_scope, v6only};
 use crate::addrs::{canonical, shown, V4_ANY, V6_ANY};
+use crate::ops::TwReuseSel;
 use crate::state::{family_check, source_for, MResult, Model, ModelError};
 
 pub(crate) fn connect(
@@ -172,27 +173,43 @@ pub(crate) fn connect(
             // __inet_hash_connect(): a port is usable when every PCB on it got
             // its port from connect() and the 4-tuple is free; ports of the
             // range start's parity first.
-            let low = m.range.0;
-            let classes: Vec<Vec<u16>> = vec![
-                m.range_ports().filter(|p| (p - low) % 2 == 0).collect(),
-                m.range_ports().filter(|p| (p - low) % 2 == 1).collect(),
-            ];
-            let free = |p: u16| {
-                !m.bind_held.contains(&p)
-                    && !m.live().any(|(_, r)| {
+            // With IP_LOCAL_PORT_RANGE set, every port in turn (step 1).
+            let (low, high, own) = m.scan_range(&n)?;
+            let classes: Vec<Vec<u16>> = if own {
+                vec![(low..=high).collect()]
+            } else {
+                vec![
+                    (low..=high).filter(|p| (p - low) % 2 == 0).collect(),
+                    (low..=high).filter(|p| (p - low) % 2 == 1).collect(),
+                ]
+            };
+            let twins = |m: &Model, p: u16| -> Vec<usize> {
+                m.live()
+                    .filter(|(_, r)| {
                         r.connected()
                             && r.local == (laddr, p)
                             && r.remote == Some(rep)
                             && r.answers(n.device)
                     })
+                    .map(|(i, _)| i)
+                    .collect()
             };
-            pick_from_classes(
+            let free = |p: u16| {
+                !m.bind_held.contains(&p) && twins(m, p).into_iter().all(|t| reusable_twin(m, t))
+            };
+            let port = pick_from_classes(
                 classes,
                 free,
                 pick,
                 "Linux __inet_hash_connect",
                 Error::AddrNotAvailable,
-            )?
+            )?;
+            // `tcp_twsk_unique` accepted the twin: the new socket takes its
+            // 4-tuple and the twin goes.
+            for t in twins(m, port) {
+                m.remove(t, State::Dropped);
+            }
+            port
         };
         if bound {
             let r = &mut m.recs[id];
@@ -243,6 +260,23 @@ pub(crate) fn connect(
         }
     }
     Ok(shown(m.recs[id].local, n.inet6))
+}
+
+/// `tcp_twsk_unique`, as far as the table decides it: a TIME_WAIT twin
+/// the stack marked reusable, under `tcp_tw_reuse` 1, or 2 with a loopback
+/// address at either end (`::ffff:127.0.0.0/104` too) or bound to the
+/// loopback device (index 1 here).
+fn reusable_twin(m: &Model, id: usize) -> bool {
+    let r = &m.recs[id];
+    let loopback =
+        || r.local.0.is_loopback() || r.remote.is_some_and(|p| p.0.is_loopback()) || r.device == 1;
+    r.state == State::TimeWait
+        && r.tw_reusable
+        && match m.tw_reuse {
+            TwReuseSel::Off => false,
+            TwReuseSel::On => true,
+            TwReuseSel::Loopback => loopback(),
+        }
 }
 
 /// `tcp_disconnect`: a connection is aborted and a listener stops; a port

@@ -62,9 +62,16 @@ fn udp_autobind_busy(m: &Model, id: usize, n: &Rec, port: u16) -> bool {
 /// `inet_csk_find_open_port()`: the classes of ports in the order they are
 /// tried. Without SO_REUSEADDR: the ports at an odd offset from the range
 /// start, then the even ones. With it: the lower half first, then the upper.
-fn bind_classes(m: &Model, ra: bool) -> Vec<Vec<u16>> {
-    let (low, high) = (u32::from(m.range.0), u32::from(m.range.1) + 1);
+/// A pass takes `remaining` ports, the range's size rounded down to even
+/// (`remaining &= ~1U`), so the last port of a range of three (a PCB's own
+/// range) is never tried; larger odd ranges, where the random offset
+/// decides whether the last port is reached, do not occur here.
+fn bind_classes(m: &Model, n: &Rec) -> MResult<Vec<Vec<u16>>> {
+    let (low, high, _) = m.scan_range(n)?;
+    let (low, high) = (u32::from(low), u32::from(high) + 1);
     let parity = |lo: u32, hi: u32| -> Vec<Vec<u16>> {
+        let size = hi - lo;
+        let hi = lo + if size > 1 { size & !1 } else { size };
         let odd = (lo..hi)
             .filter(|p| (p - lo) % 2 == 1)
             .map(|p| p as u16)
@@ -75,14 +82,14 @@ fn bind_classes(m: &Model, ra: bool) -> Vec<Vec<u16>> {
             .collect();
         vec![odd, even]
     };
-    if ra && high - low >= 4 {
+    Ok(if n.ra && high - low >= 4 {
         let half = low + (((high - low) >> 2) << 1);
         let mut v = parity(low, half);
         v.extend(parity(half, high));
         v
     } else {
         parity(low, high)
-    }
+    })
 }
 
 /// The first class with a free port.
@@ -104,7 +111,7 @@ pub(super) fn pick_from_classes(
 
 pub(super) fn tcp_autobind(m: &Model, id: usize, n: &Rec, pick: Option<u16>) -> MResult<u16> {
     pick_from_classes(
-        bind_classes(m, n.ra),
+        bind_classes(m, n)?,
         |p| {
             owners(m, id, p)
                 .into_iter()
@@ -124,7 +131,7 @@ pub(super) fn udp_autobind(
     exhausted: Error,
 ) -> MResult<u16> {
     let free: Vec<u16> = m
-        .range_ports()
+        .range_ports(n)?
         .filter(|&p| !udp_autobind_busy(m, id, n, p))
         .collect();
     if free.is_empty() {
