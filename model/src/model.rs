@@ -33,7 +33,7 @@ pub struct Receivers {
 
 /// The known difference of [`Model::device_twins`].
 pub const KNOWN_DEVICE_TWINS: &str =
-    "Linux: connected twins on one 4-tuple, bound to the packet's device or to none: the table answers with an older one, the kernel with the newest";
+    "Linux: connected twins on one 4-tuple, bound to devices: the kernel answers with the newest twin that takes the packet's device, the table may answer with another twin or with none";
 
 /// The known difference of FreeBSD delivery with `bind_all_fibs` off.
 pub const KNOWN_DELIVERY_FIBS: &str =
@@ -362,10 +362,11 @@ impl Model {
         self.lookup_on(None, local, remote)
     }
 
-    /// Linux: whether several connected records on the packet's exact
-    /// 4-tuple answer it and one of them at least is bound to a device
-    /// (the older one bound to the packet's device when the newer one
-    /// connected unbound, or both after a later SO_BINDTODEVICE). The
+    /// Linux: whether several connected records share the packet's exact
+    /// 4-tuple, one of them at least bound to a device and one at least
+    /// answering the packet (the older one bound to the packet's device when
+    /// the newer one connected unbound or on another device, or both after
+    /// a later SO_BINDTODEVICE). The
     /// kernel's established lookup returns the first of them in its hash
     /// chain (`inet_ehash_insert` adds at the head: the newest); the table
     /// answers with another (see [`KNOWN_DEVICE_TWINS`]).
@@ -380,12 +381,14 @@ impl Model {
         }
         let dev = device.map_or(0, |d| d.0);
         let (l, r) = (canonical(local), canonical(remote));
-        let devices: Vec<u32> = self
+        let twins: Vec<(u32, bool)> = self
             .live()
-            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r) && p.answers(dev))
-            .map(|(_, p)| p.device)
+            .filter(|(_, p)| p.connected() && p.local == l && p.remote == Some(r))
+            .map(|(_, p)| (p.device, p.answers(dev)))
             .collect();
-        devices.len() > 1 && devices.iter().any(|&d| d != 0)
+        twins.len() > 1
+            && twins.iter().any(|&(d, _)| d != 0)
+            && twins.iter().any(|&(_, answers)| answers)
     }
 
     /// Packet demultiplexing of a packet that arrived on `device` (`None`:
