@@ -60,6 +60,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         Some((best.0, best.2))
     }
+
     /// Whether an unconnected PCB on the packet's own address (the first
     /// pass) ranks above `rank` for a packet from `source` to `local`.
     fn outranked<D: Arrival>(
@@ -79,6 +80,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                     .is_some_and(|(other, _)| other > rank && self.rules.lookup.same_pass(other))
             })
     }
+
     /// The wildcard-stage rank of `pcb`, connected to a packet's remote
     /// address with any port, for a packet to `packet` (canonical) that
     /// arrived on `device`: the policy's rank and the PCB's device points.
@@ -97,6 +99,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         rank.saturating_add(points)
     }
+
     /// Linux (`udp4_lib_lookup2`, `inet_lhash2_lookup`): the kernel walks
     /// the address's list and keeps the first socket that outranks every
     /// one before it, but stops at such a socket that asks a reuseport
@@ -160,6 +163,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         Before::Last(last)
     }
+
     /// The wildcard stage of a lookup: the best-ranked unconnected PCB on the
     /// packet's local port. Lock-free; allocation-free.
     ///
@@ -219,6 +223,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             })),
         }
     }
+
     /// The wildcard-stage rank of `pcb`, seen as `view`, for a packet from
     /// `source` (v4-mapped if IPv4) to `packet` (canonical): the policy's
     /// rank, then the PCB's last peer for an IPv6 packet (see
@@ -260,6 +265,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             .last_peer_rank(rank, last, source)
             .map(|rank| (rank, seq))
     }
+
     /// Whether `view`, a PCB met in the wildcard list with a connected tuple,
     /// is connecting to exactly `flow`, or to its remote address with any
     /// port (see [`Lookup::any_port`](policy::Lookup::any_port)).
@@ -282,6 +288,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             Connecting::No
         }
     }
+
     /// The lookup of a packet that arrived on `device` (0: unknown): the
     /// exact stage, where a PCB bound to another device is passed over once
     /// its tuple matched, then [`lookup_slow_on`](Self::lookup_slow_on).
@@ -300,6 +307,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             None => self.lookup_slow_on(local, key, hash, device, guard),
         }
     }
+
     /// The lookup after an exact miss: the wildcard and group stages, then
     /// the exact index once more. It never waits: a writer
     /// preempted in the middle of a move holds no lookup up.
@@ -390,6 +398,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     ) -> Option<&'g PcbInner<S>> {
         self.lookup_slow_on(local, key, hash, Unknown, guard)
     }
+
     /// [`lookup_slow`](Self::lookup_slow) for a packet that arrived on
     /// `device` (0: unknown): a PCB bound to another device does not
     /// answer, and one bound to `device` ranks as the policy says.
@@ -418,6 +427,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         self.lookup_again(local, key, hash, device, guard)
     }
+
     /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
     /// it ran, or was under way before its first probe: every read again,
     /// the move count first, until a pass sees it unchanged. Out of line, so
@@ -445,6 +455,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
         }
     }
+
     /// One pass of [`lookup_slow`](Self::lookup_slow): the stages after the
     /// first probe, the second probe included.
     fn slow_pass<'g, D: Arrival>(
