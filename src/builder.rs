@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use crate::addr::loopback_source;
 use crate::busy::{self, BusyHints};
 use crate::core::{ExactPcbs, Shared, SourceAddress};
-use crate::hooks::Hooks;
+use crate::hooks::{GroupPacket, Hooks, PortCandidate};
 use crate::policy::{ConnectWild, KernelOptions, Policy, Protocol, RuleSet, Rules, TwReuse};
 use crate::ports::Ephemeral;
 use crate::sync::Arc;
@@ -403,6 +403,155 @@ impl Builder {
             shared: Arc::new(shared),
         }
     }
+
+    /// A filter over ephemeral-port candidates: `filter` returns `false` to
+    /// refuse a port. A per-core stack keeps only the ports whose replies
+    /// its NIC hashes to the connecting core's receive queue, as Seastar's
+    /// `tcp::connect` (with `hash2cpu`) and F-Stack's `ff_rss_check` (in
+    /// `in_pcb_lport_dest`) do. Default: none, every port is a candidate.
+    ///
+    /// **Where it runs.** For every candidate of every ephemeral-port scan:
+    /// `connect()` from an unbound or wildcard-bound socket (the candidate
+    /// carries the peer), and the implicit binds that take a port without
+    /// one: `bind(port 0)`, `listen()` on an unbound socket, and Linux UDP
+    /// `connect()`, which binds first (`remote` is `None` for those). A
+    /// port named explicitly (`bind` with a port, `accept`) is never
+    /// filtered, nor is the port `connect()` keeps from an earlier bind.
+    ///
+    /// **Refused is busy.** A refused candidate is passed over as a port in
+    /// use is: the scan goes on in the kernel's order, and when every
+    /// candidate is refused or busy the call fails as on a full range, with
+    /// the kernel's error for it (`connect`: [`Error::AddrNotAvailable`];
+    /// `bind`, `listen` and the UDP implicit bind: the policy's error for
+    /// an exhausted range).
+    ///
+    /// **Contract.** The filter runs on the calling thread, inside the
+    /// call, with the socket's own lock held and possibly the lock of a
+    /// port: it must be cheap, must not block, and must not call into the
+    /// table. Its answer must depend only on the candidate (a pure
+    /// function): toward a crowded destination, the table remembers refused
+    /// ports in its busy-port bitmaps and scans past them a word of 64 at a
+    /// time, so that a filter accepting one port in sixteen keeps connect's
+    /// cost flat as the range fills.
+    ///
+    /// Costs one call of `filter` per candidate that the busy-port bitmaps
+    /// do not skip; no allocation.
+    ///
+    /// [`Error::AddrNotAvailable`]: crate::Error::AddrNotAvailable
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use pcbhash::{Builder, Cred, Family, PortCandidate, Policy};
+    ///
+    /// // The receive queue of a reply, 4 queues (a stand-in for the NIC's
+    /// // Toeplitz hash); this core serves queue 2.
+    /// fn queue(local: SocketAddr, peer: SocketAddr) -> u16 {
+    ///     (local.port() ^ peer.port()) % 4
+    /// }
+    /// const MINE: u16 = 2;
+    ///
+    /// let table = Builder::new()
+    ///     .policy(Policy::Linux)
+    ///     .port_filter(|c: &PortCandidate| c.remote.is_none_or(|peer| queue(c.local, peer) == MINE))
+    ///     .build::<()>();
+    /// let peer = "127.0.0.1:80".parse()?;
+    /// let mut conns = Vec::new();
+    /// for _ in 0..8 {
+    ///     let pcb = table.attach(Family::Inet, Cred::ROOT, ());
+    ///     let local = pcb.connect(peer)?;
+    ///     assert_eq!(queue(local, peer), MINE);
+    ///     conns.push(pcb);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn port_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&PortCandidate) -> bool + Send + Sync + 'static,
+    {
+        self.hooks.port_filter = Some(Box::new(filter));
+        self
+    }
+
+    /// A chooser of the reuseport / load-balance group member that takes a
+    /// packet (what a Linux `SO_ATTACH_REUSEPORT_CBPF` / `_EBPF` program
+    /// does): `select` returns the member's index, or `None` to let the
+    /// table pick by its keyed hash of the 4-tuple, as without a selector.
+    /// Default: none.
+    ///
+    /// **Where it runs.** In [`PcbTable::lookup`], [`PcbTable::lookup_on`]
+    /// and [`PcbTable::lookup_batch`], each time the lookup reaches a group
+    /// that has a member taking packets (after the exact stage missed); not
+    /// for connected flows, and not in [`PcbTable::deliver`], which hands
+    /// out every receiver. The selector's choice stands, as Linux's
+    /// `run_bpf_filter` takes `socks[index]` without a second look.
+    ///
+    /// **Out of range.** An index at or past
+    /// [`members()`](GroupPacket::members) is no choice: the table falls
+    /// back to its keyed hash (Linux `reuseport_select_sock`: "invalid bpf
+    /// result: fall back to hash usage"). It never panics.
+    ///
+    /// **Contract.** The selector runs on the looking-up thread, inside a
+    /// lock-free lookup: it must be cheap, must not block, and must not
+    /// call into the table. A lookup with no selector set pays nothing for
+    /// the option but one test of it, in the group stage only.
+    ///
+    /// **SO_INCOMING_CPU.** Linux prefers, among the members the hash walk
+    /// visits, the first whose `SO_INCOMING_CPU` is the receiving CPU
+    /// (`reuseport_select_sock_by_hash`). A stack says the same with a
+    /// selector that reads its own socket type through
+    /// [`GroupPacket::socket`] and returns the member whose recorded CPU is
+    /// the current one, or `None` for the keyed hash: see the example.
+    ///
+    /// [`PcbTable::lookup`]: crate::PcbTable::lookup
+    /// [`PcbTable::lookup_on`]: crate::PcbTable::lookup_on
+    /// [`PcbTable::lookup_batch`]: crate::PcbTable::lookup_batch
+    /// [`PcbTable::deliver`]: crate::PcbTable::deliver
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use pcbhash::{Builder, Cred, Family, Policy};
+    ///
+    /// // The stack's socket: the CPU its owner runs on (SO_INCOMING_CPU).
+    /// struct Socket { cpu: usize }
+    /// thread_local!(static CPU: Cell<usize> = const { Cell::new(0) });
+    ///
+    /// let table = Builder::new()
+    ///     .policy(Policy::Linux)
+    ///     .group_selector(|packet| {
+    ///         let here = CPU.with(Cell::get);
+    ///         (0..packet.members()).find(|&i| {
+    ///             packet.socket::<Socket>(i).is_some_and(|s| s.cpu == here)
+    ///         })
+    ///     })
+    ///     .build::<Socket>();
+    /// let listeners: Vec<_> = (0..4)
+    ///     .map(|cpu| {
+    ///         let pcb = table.attach(Family::Inet, Cred::ROOT, Socket { cpu });
+    ///         pcb.set_reuse_port(true)?;
+    ///         pcb.bind("127.0.0.1:8080".parse()?)?;
+    ///         pcb.listen()?;
+    ///         Ok(pcb)
+    ///     })
+    ///     .collect::<Result<_, Box<dyn std::error::Error>>>()?;
+    ///
+    /// let guard = table.pin();
+    /// let local = "127.0.0.1:8080".parse()?;
+    /// for cpu in 0..4 {
+    ///     CPU.with(|c| c.set(cpu));
+    ///     let remote = format!("127.0.0.1:{}", 40000 + cpu).parse()?;
+    ///     let found = table.lookup(local, remote, &guard).and_then(|pcb| pcb.socket());
+    ///     assert_eq!(found.map(|s| s.cpu), Some(cpu));
+    /// }
+    /// # drop(listeners);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn group_selector<F>(mut self, select: F) -> Self
+    where
+        F: Fn(&GroupPacket<'_>) -> Option<usize> + Send + Sync + 'static,
+    {
+        self.hooks.group_selector = Some(Box::new(select));
+        self
+    }
 }
 
 impl fmt::Debug for Builder {
@@ -424,5 +573,25 @@ impl fmt::Debug for Builder {
                 &self.source_address.as_ref().map(|_| "custom"),
             )
             .finish()
+    }
+}
+
+// The table's constructors live beside the builder they call, so that
+// the table's module depends on nothing that builds it.
+impl<S: Send + Sync + 'static> Default for PcbTable<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Send + Sync + 'static> PcbTable<S> {
+    /// A TCP table with the FreeBSD policy and a random hash seed.
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A builder for other policies, protocols, ranges and seeds.
+    pub fn builder() -> Builder {
+        Builder::default()
     }
 }

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use crossbeam_epoch::Guard;
 
 use crate::addr::{Endpoint, Family, FlowKey};
-use crate::builder::Builder;
 use crate::core::{PcbInner, Shared};
 use crate::cred::Cred;
 use crate::flags::{Flags, State};
@@ -36,25 +35,9 @@ pub struct PcbTable<S: Send + Sync + 'static> {
     pub(crate) shared: Arc<Shared<S>>,
 }
 
-impl<S: Send + Sync + 'static> Default for PcbTable<S> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<S: Send + Sync + 'static> PcbTable<S> {
-    /// A TCP table with the FreeBSD policy and a random hash seed.
-    pub fn new() -> Self {
-        Builder::default().build()
-    }
-
-    /// A builder for other policies, protocols, ranges and seeds.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     /// The policy the table follows. For a table built with
-    /// [`Builder::custom_policy`], the one [`Builder::policy`] named (which
+    /// [`Builder::custom_policy`](crate::Builder::custom_policy), the one [`Builder::policy`](crate::Builder::policy) named (which
     /// the custom policy replaces).
     pub fn policy(&self) -> Policy {
         self.shared.rules().named

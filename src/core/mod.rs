@@ -34,6 +34,7 @@ mod deliver;
 mod exact;
 mod lookup;
 mod membership;
+mod memos;
 mod moves;
 mod pcb;
 mod select;

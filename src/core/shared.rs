@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use crossbeam_epoch::{Collector, Guard};
 
-use super::buckets::PortMemos;
 use super::exact::ExactPcbs;
+use super::memos::PortMemos;
 use super::pcb::PcbInner;
 use crate::addr::{FlowKey, Tuple};
 use crate::busy::BusyHints;
@@ -17,7 +17,7 @@ use crate::ports::Ephemeral;
 use crate::raw::{default_guard_collector, List, PortLock, PortTable};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
-/// The stack's source-address selector; see [`Builder::source_address`].
+/// The stack's source-address selector; see [`Builder::source_address`](crate::Builder::source_address).
 pub(crate) type SourceAddress = dyn Fn(IpAddr) -> Option<IpAddr> + Send + Sync;
 
 /// Everything a table and its PCB handles share.

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::linux::FastOwner;
+use super::linux::saddr::FastOwner;
 use super::view::PcbView;
 use crate::addr::{Endpoint, Family};
 use crate::cred::Device;

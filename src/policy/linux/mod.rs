@@ -49,7 +49,7 @@
 
 mod mcast;
 mod rules;
-mod saddr;
+pub(super) mod saddr;
 #[cfg(test)]
 mod tests;
 mod udp;
@@ -65,10 +65,9 @@ use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{Protocol, TwReuse};
-use saddr::{inet_rcv_saddr_equal, ipv6_only_sock, Sk};
+use saddr::{inet_rcv_saddr_equal, ipv6_only_sock, FastOwner, Sk};
 
 pub(crate) use rules::Linux;
-pub(crate) use saddr::FastOwner;
 
 /// `__inet_bind` / `__inet6_bind` checks before `get_port`, in the kernel's
 /// order: family, multicast (TCP over IPv6), privilege, double bind, then a
