@@ -94,6 +94,44 @@ impl TupleLatch {
         }
     }
 
+    /// Whether the current value is `value`: [`load`](Self::load)`() ==
+    /// value`, with the words compared where they lie instead of copied
+    /// out (an exact hit's test, which then keeps fewer registers).
+    /// Validated by the counter as `load` is: an answer from words that a
+    /// store overlapped is thrown away, so a torn copy never matches.
+    #[inline(always)]
+    pub(crate) fn holds(&self, value: &TupleWords) -> bool {
+        loop {
+            let seq = self.seq.load(Ordering::Acquire);
+            let differ = self.differs(seq, value);
+            // As in `load`: the words before the re-check.
+            fence(Ordering::Acquire);
+            let moved = self.seq.load(Ordering::Relaxed) ^ seq;
+            // One test for the common answer, a match read whole: the
+            // difference and the counter's change folded into one word.
+            if differ | u64::from(moved) == 0 {
+                return true;
+            }
+            if moved == 0 {
+                return false;
+            }
+            // A store overlapped the reading: read again.
+        }
+    }
+
+    /// The words of copy `seq & 1` exclusive-or `value`'s, folded into one
+    /// word: zero exactly when they are equal.
+    #[inline(always)]
+    fn differs(&self, seq: u32, value: &TupleWords) -> u64 {
+        let copy = (seq & 1) as usize;
+        let addrs = &self.addrs[copy];
+        (addrs[0].load(Ordering::Relaxed) ^ value.addrs[0])
+            | (addrs[1].load(Ordering::Relaxed) ^ value.addrs[1])
+            | (addrs[2].load(Ordering::Relaxed) ^ value.addrs[2])
+            | (addrs[3].load(Ordering::Relaxed) ^ value.addrs[3])
+            | u64::from(self.ports[copy].load(Ordering::Relaxed) ^ value.ports)
+    }
+
     /// Replaces the value. Callers serialise their stores (see the type).
     pub(crate) fn store(&self, value: TupleWords) {
         self.store_stepping(value, || {});
@@ -155,6 +193,11 @@ impl LockedTuple {
 
     pub(crate) fn store(&self, value: TupleWords) {
         *crate::sync::lock(&self.0) = value;
+    }
+
+    /// As [`TupleLatch::holds`].
+    pub(crate) fn holds(&self, value: &TupleWords) -> bool {
+        *crate::sync::lock(&self.0) == *value
     }
 
     /// As [`TupleLatch::word`].
