@@ -252,6 +252,39 @@ mod tests {
     }
 
     #[test]
+    fn holds_compares_every_word_with_the_current_value() {
+        let latch = TupleLatch::new(words(1));
+        assert!(latch.holds(&words(1)));
+        assert!(!latch.holds(&words(2)));
+        for i in 0..4 {
+            let mut other = words(1);
+            other.addrs[i] ^= 1 << 40;
+            assert!(!latch.holds(&other), "address word {i}");
+        }
+        let mut other = words(1);
+        other.ports ^= 1 << 20;
+        assert!(!latch.holds(&other), "ports");
+        latch.store(words(2));
+        assert!(latch.holds(&words(2)));
+        assert!(!latch.holds(&words(1)));
+    }
+
+    /// Halfway through a store, `holds` answers for one whole value: the
+    /// old one or the new one, never both nor neither.
+    #[test]
+    fn holds_during_a_store_answers_for_a_whole_value() {
+        let latch = TupleLatch::new(words(10));
+        let mut seen = Vec::new();
+        latch.store_stepping(words(20), || {
+            seen.push((latch.holds(&words(10)), latch.holds(&words(20))));
+        });
+        assert_eq!(seen.len(), 12);
+        assert!(seen.iter().all(|&(old, new)| old != new), "{seen:?}");
+        let switch = seen.iter().position(|&(_, new)| new).unwrap();
+        assert!(seen[switch..].iter().all(|&(_, new)| new));
+    }
+
+    #[test]
     fn concurrent_loads_are_never_torn() {
         let latch = std::sync::Arc::new(TupleLatch::new(words(0)));
         let writer = {
@@ -338,6 +371,9 @@ mod loom_tests {
                 }
                 let value = latch.load();
                 assert!(value == words(1) || value == words(2), "torn: {value:?}");
+                // The in-place compare answers for one whole value too.
+                let (old, new) = (latch.holds(&words(1)), latch.holds(&words(2)));
+                assert!(old != new, "holds: old {old}, new {new}");
                 released.store(true, Ordering::Release);
                 writer.join().unwrap();
                 assert_eq!(latch.load(), words(2));
