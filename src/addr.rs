@@ -127,6 +127,67 @@ fn hash_v4(hasher: &ahash::RandomState, ports: u32, local: u64, remote: u64) -> 
     hasher.hash_one((ports, local << 32 | remote))
 }
 
+/// What a lookup builds a packet's [`FlowKey`] from: the key itself, or
+/// the two words of an IPv4 flow, which travel in registers where a key
+/// would have to be stored for a call.
+pub(crate) trait PacketFlow: Copy {
+    /// The flow's key.
+    fn key(self) -> FlowKey;
+}
+
+impl PacketFlow for &FlowKey {
+    #[inline(always)]
+    fn key(self) -> FlowKey {
+        *self
+    }
+}
+
+/// A packet of two IPv4 addresses: its addresses (local in the high half)
+/// and its ports (local in the high half), the words its key and its hash
+/// are made of.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ipv4Flow {
+    addrs: u64,
+    ports: u32,
+}
+
+impl Ipv4Flow {
+    /// The flow of a packet from `remote` to `local`, if both are IPv4
+    /// (not v4-mapped IPv6: those take [`FlowKey::of_packet`]).
+    #[inline(always)]
+    pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
+        let (SocketAddr::V4(l), SocketAddr::V4(r)) = (local, remote) else {
+            return None;
+        };
+        Some(Self {
+            addrs: u64::from(l.ip().to_bits()) << 32 | u64::from(r.ip().to_bits()),
+            ports: u32::from(l.port()) << 16 | u32::from(r.port()),
+        })
+    }
+
+    /// The hash of its key ([`FlowKey::hash`]).
+    #[inline(always)]
+    pub(crate) fn hash(self, hasher: &ahash::RandomState) -> u64 {
+        hash_v4(
+            hasher,
+            self.ports,
+            self.addrs >> 32,
+            self.addrs & 0xffff_ffff,
+        )
+    }
+}
+
+impl PacketFlow for Ipv4Flow {
+    #[inline(always)]
+    fn key(self) -> FlowKey {
+        FlowKey {
+            local: [0, MAPPED_LOW | self.addrs >> 32],
+            remote: [0, MAPPED_LOW | self.addrs & 0xffff_ffff],
+            ports: self.ports,
+        }
+    }
+}
+
 impl FlowKey {
     /// The key of a packet from `remote` to `local`, or `None` when the two
     /// addresses are of different families after canonicalisation (no PCB
@@ -146,17 +207,32 @@ impl FlowKey {
         remote: &SocketAddr,
         hasher: &ahash::RandomState,
     ) -> Option<(Self, u64)> {
-        if let (SocketAddr::V4(l), SocketAddr::V4(r)) = (local, remote) {
-            let (l, r) = (u64::from(l.ip().to_bits()), u64::from(r.ip().to_bits()));
-            let key = Self {
-                local: [0, MAPPED_LOW | l],
-                remote: [0, MAPPED_LOW | r],
-                ports: u32::from(local.port()) << 16 | u32::from(remote.port()),
-            };
-            return Some((key, hash_v4(hasher, key.ports, l, r)));
+        if let Some(flow) = Ipv4Flow::of_packet(local, remote) {
+            return Some((flow.key(), flow.hash(hasher)));
         }
         let key = Self::of_packet(local, remote)?;
         Some((key, key.hash(hasher)))
+    }
+
+    /// The local endpoint, canonical (an IPv4 address as IPv4).
+    #[inline]
+    pub(crate) fn local(&self) -> Endpoint {
+        let bits = u128::from(self.local[0]) << 64 | u128::from(self.local[1]);
+        let ip = if is_mapped(bits) {
+            IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from_bits(bits))
+        };
+        Endpoint {
+            ip,
+            port: self.local_port(),
+        }
+    }
+
+    /// The local port.
+    #[inline]
+    pub(crate) fn local_port(&self) -> u16 {
+        (self.ports >> 16) as u16
     }
 
     /// The key of a canonical tuple.
@@ -170,14 +246,12 @@ impl FlowKey {
         )
     }
 
-    /// The key of a tuple as a PCB stores it: the same words, no conversion.
+    /// The key as a PCB stores a tuple: the same words, no conversion.
     #[inline(always)]
-    pub(crate) fn of_words(words: TupleWords) -> Self {
-        let [lh, ll, rh, rl] = words.addrs;
-        Self {
-            local: [lh, ll],
-            remote: [rh, rl],
-            ports: words.ports,
+    pub(crate) fn to_words(self) -> TupleWords {
+        TupleWords {
+            addrs: [self.local[0], self.local[1], self.remote[0], self.remote[1]],
+            ports: self.ports,
         }
     }
 

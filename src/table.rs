@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 
 use crossbeam_epoch::Guard;
 
-use crate::addr::{Endpoint, Family, FlowKey};
-use crate::core::{PcbInner, Shared};
+use crate::addr::{Endpoint, Family, FlowKey, Ipv4Flow, PacketFlow};
+use crate::core::{PcbInner, Shared, Unknown};
 use crate::cred::Cred;
 use crate::flags::{Flags, State};
 use crate::pcb::{Pcb, PcbRef};
@@ -100,15 +100,40 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///
     /// If `guard` was pinned on another crossbeam-epoch collector than the
     /// default one (use [`PcbTable::pin`]).
+    #[inline]
     pub fn lookup<'g>(
         &self,
         local: SocketAddr,
         remote: SocketAddr,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
+        // Two lookups compiled apart, so that each carries only its own
+        // family's code: an IPv4 key's high words are zero, and the IPv4
+        // lookup keeps its key in two registers.
+        match Ipv4Flow::of_packet(&local, &remote) {
+            Some(flow) => self.lookup_ipv4(flow, guard),
+            None => self.lookup_not_ipv4(&local, &remote, guard),
+        }
+    }
+
+    /// [`lookup`](Self::lookup) of a packet that is IPv4 on both sides.
+    #[inline(never)]
+    fn lookup_ipv4<'g>(&self, flow: Ipv4Flow, guard: &'g Guard) -> Option<PcbRef<'g, S>> {
         check_guard(guard, self.shared.collector);
-        let (key, hash) = FlowKey::of_packet_hashed(&local, &remote, &self.shared.hasher)?;
-        self.lookup_flow(&local, &key, hash, guard)
+        self.lookup_flow(flow, flow.hash(&self.shared.hasher), guard)
+    }
+
+    /// [`lookup`](Self::lookup) of any other packet.
+    #[inline(never)]
+    fn lookup_not_ipv4<'g>(
+        &self,
+        local: &SocketAddr,
+        remote: &SocketAddr,
+        guard: &'g Guard,
+    ) -> Option<PcbRef<'g, S>> {
+        check_guard(guard, self.shared.collector);
+        let key = FlowKey::of_packet(local, remote)?;
+        self.lookup_flow(&key, key.hash(&self.shared.hasher), guard)
     }
 
     /// [`lookup`](Self::lookup) for a packet that arrived on `device`.
@@ -166,7 +191,7 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         check_guard(guard, self.shared.collector);
         let (key, hash) = FlowKey::of_packet_hashed(&local, &remote, &self.shared.hasher)?;
         self.shared
-            .lookup_on(&local, &key, hash, device.0, guard)
+            .lookup_on(&key, hash, device.0, guard)
             .map(|pcb| PcbRef::new(pcb, guard))
     }
 
@@ -269,42 +294,26 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
                     shared.exact.prefetch_candidates(*hash, guard);
                 }
             }
-            for ((slot, (flow, hash)), (local, _)) in out.iter_mut().zip(keys).zip(packets) {
-                *slot = flow.and_then(|flow| self.lookup_flow(local, &flow, hash, guard));
+            for (slot, (flow, hash)) in out.iter_mut().zip(keys) {
+                *slot = flow.and_then(|flow| self.lookup_flow(&flow, hash, guard));
             }
         }
         count
     }
 
-    /// The lookup proper, for a packet's destination, its flow key and the
-    /// key's hash: the exact stage inline (the common case, an established
-    /// flow), the rest out of line so that it does not weigh on the exact
-    /// hit's code.
+    /// The lookup proper, for a packet's flow and its key's hash:
+    /// `Shared::lookup_on` for a packet whose device is unknown, the exact
+    /// hit inline (the common case, an established flow), the rest out of
+    /// line so that it does not weigh on the exact hit's code.
     #[inline(always)]
     fn lookup_flow<'g>(
         &self,
-        local: &SocketAddr,
-        key: &FlowKey,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Option<PcbRef<'g, S>> {
-        if let Some(pcb) = self.shared.exact.find(hash, key, guard) {
-            return Some(PcbRef::new(pcb, guard));
-        }
-        self.lookup_slow(local, key, hash, guard)
-    }
-
-    /// The lookup after an exact miss: [`Shared::lookup_slow`].
-    #[inline(always)]
-    fn lookup_slow<'g>(
-        &self,
-        local: &SocketAddr,
-        key: &FlowKey,
+        flow: impl PacketFlow,
         hash: u64,
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         self.shared
-            .lookup_slow(local, key, hash, guard)
+            .lookup_on(flow, hash, Unknown, guard)
             .map(|pcb| PcbRef::new(pcb, guard))
     }
 

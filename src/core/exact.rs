@@ -36,9 +36,10 @@
 
 use crossbeam_epoch::Guard;
 
+use super::lookup::Arrival;
 use super::pcb::PcbInner;
 use crate::addr::FlowKey;
-use crate::raw::{ExactEntry, ExactIndex, ExactStats, PortLock, SpillList};
+use crate::raw::{ExactEntry, ExactIndex, ExactStats, PastHome, PortLock, SpillList};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> ExactEntry for PcbInner<S> {
@@ -85,38 +86,80 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
     }
 
     /// The PCB whose tuple is `key` (filed under `hash`, the key's hash)
-    /// and that answers a packet whose device is unknown: one bound to no
-    /// device. Lock-free, never waits: the home bucket, and the PCB lines
-    /// of its candidates; on a miss, one load more.
+    /// and that answers a packet that arrived on `device` ([`Unknown`](super::Unknown)
+    /// or an index, 0 for unknown): a PCB bound to another device is passed
+    /// over, after its tuple matched. Generic over the arrival so that for
+    /// an unknown device the test is one comparison with a constant.
+    /// Lock-free, never waits: the home bucket, and the PCB lines of its
+    /// candidates; on a miss, one load more.
     #[inline(always)]
-    pub(crate) fn find<'g>(
+    pub(crate) fn find_on<'g, D: Arrival>(
         &self,
         hash: u64,
         key: &FlowKey,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        self.find_on(hash, key, 0, guard)
+        match self.find_home(hash, key, device, guard) {
+            Ok(pcb) => Some(pcb),
+            Err(past) => self.find_past_home(hash, key, device, past, guard),
+        }
     }
 
-    /// [`find`](Self::find) for a packet that arrived on `device` (0:
-    /// unknown): a PCB bound to another device is passed over, after its
-    /// tuple matched.
+    /// The common case of [`find_on`](Self::find_on): the home bucket
+    /// alone, with no call. On a miss, where the probe left off, for
+    /// [`find_past_home`](Self::find_past_home).
     #[inline(always)]
-    pub(crate) fn find_on<'g>(
+    pub(crate) fn find_home<'g, D: Arrival>(
         &self,
         hash: u64,
         key: &FlowKey,
-        device: u32,
+        device: D,
+        guard: &'g Guard,
+    ) -> Result<&'g PcbInner<S>, PastHome<'g>> {
+        self.index.find_home(hash, guard, &mut |pcb: &PcbInner<S>| {
+            pcb.is_flow(key, guard) && pcb.answers(device.index())
+        })
+    }
+
+    /// The rest of [`find_on`](Self::find_on) after
+    /// [`find_home`](Self::find_home) missed: the displaced entries, then
+    /// the spill.
+    #[inline(always)]
+    pub(crate) fn find_past_home<'g, D: Arrival>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        device: D,
+        past: PastHome<'g>,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        match self.index.find(hash, guard, |pcb| {
-            pcb.is_flow(key, guard) && pcb.answers(device)
-        }) {
+        // The common miss in one test: nothing past the home, and the
+        // spill empty.
+        if self.index.past_home(hash, past) | self.spill.len() as u64 == 0 {
+            return None;
+        }
+        self.find_past_home_slow(hash, key, device, past, guard)
+    }
+
+    /// [`find_past_home`](Self::find_past_home) when the home's entries
+    /// spilled over or moved, or the spill holds PCBs.
+    #[inline(never)]
+    fn find_past_home_slow<'g, D: Arrival>(
+        &self,
+        hash: u64,
+        key: &FlowKey,
+        device: D,
+        past: PastHome<'g>,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let found = self.index.find_past_home(hash, past, guard, |pcb| {
+            pcb.is_flow(key, guard) && pcb.answers(device.index())
+        });
+        match found {
             Some(pcb) => Some(pcb),
-            // The spill list's own first test, inline: a miss makes no
-            // call while the list is empty, the common case.
             None if self.spill.len() == 0 => None,
-            None => self.find_spilled(hash, key, Some(device), guard),
+            None => self.find_spilled(hash, key, Some(device.index()), guard),
         }
     }
 

@@ -9,11 +9,11 @@ use crossbeam_epoch::Guard;
 
 use super::pcb::PcbInner;
 use super::shared::Shared;
-use crate::addr::{Endpoint, FlowKey, Tuple};
+use crate::addr::{Endpoint, FlowKey, PacketFlow, Tuple};
 use crate::cred::Device;
 use crate::flags::Flags;
 use crate::policy::{canonical, PcbView};
-use crate::raw::List;
+use crate::raw::{List, PastHome};
 use crate::sync::Ordering;
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -23,7 +23,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// where `compute_score` ranks them), the best-ranked, then the first
     /// listed. Lock-free: one load while there are none, one more exact
     /// probe otherwise, and a walk of the port's connected PCBs if that
-    /// one has others waiting behind it.
+    /// one has others waiting behind it. The load is inline, the rest out
+    /// of line: a lookup after an exact miss asks twice, and almost every
+    /// table has no such PCB.
+    #[inline(always)]
     fn any_port_peer<'g, D: Arrival>(
         &self,
         key: &FlowKey,
@@ -34,10 +37,23 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if self.any_port_peers.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        self.find_any_port_peer(key, local, device, guard)
+    }
+
+    /// [`any_port_peer`](Self::any_port_peer) when the table has PCBs
+    /// connected to an address with any port.
+    #[inline(never)]
+    fn find_any_port_peer<'g, D: Arrival>(
+        &self,
+        key: &FlowKey,
+        local: &Endpoint,
+        device: D,
+        guard: &'g Guard,
+    ) -> Option<(u32, &'g PcbInner<S>)> {
         let key = key.any_remote_port();
         let holder = self
             .exact
-            .find_on(key.hash(&self.hasher), &key, device.index(), guard)?;
+            .find_on(key.hash(&self.hasher), &key, device, guard)?;
         let packet = canonical(*local);
         let rank = |pcb: &PcbInner<S>| self.any_port_rank(pcb, &packet, device, guard);
         if !holder.flags.load().contains(Flags::SHADOWING) {
@@ -289,22 +305,50 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
     }
 
-    /// The lookup of a packet that arrived on `device` (0: unknown): the
+    /// The lookup of a packet with `flow` (its key hashed to `hash`) that
+    /// arrived on `device` ([`Unknown`], or an index, 0 for unknown): the
     /// exact stage, where a PCB bound to another device is passed over once
-    /// its tuple matched, then [`lookup_slow_on`](Self::lookup_slow_on).
+    /// its tuple matched, then [`lookup_slow`](Self::lookup_slow).
     /// Lock-free; allocation-free.
-    pub(crate) fn lookup_on<'g>(
+    ///
+    /// Inline, and without a call on an exact hit in the home bucket: every
+    /// rarer case (displaced and spilled entries, a home that moved, an
+    /// exact miss) goes through one out-of-line call, which builds the key
+    /// again from `flow`, so that the hit path stores no key for the call
+    /// (an IPv4 flow is two registers).
+    #[inline(always)]
+    pub(crate) fn lookup_on<'g, F: PacketFlow, D: Arrival>(
         &self,
-        local: &SocketAddr,
-        key: &FlowKey,
+        flow: F,
         hash: u64,
-        device: u32,
+        device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
-        match self.exact.find_on(hash, key, device, guard) {
-            Some(pcb) => Some(pcb),
-            None if device == 0 => self.lookup_slow_on(local, key, hash, Unknown, guard),
-            None => self.lookup_slow_on(local, key, hash, device, guard),
+        match self.exact.find_home(hash, &flow.key(), device, guard) {
+            Ok(pcb) => Some(pcb),
+            Err(past) => self.lookup_past_home(flow, hash, device, past, guard),
+        }
+    }
+
+    /// [`lookup_on`](Self::lookup_on) after the home bucket held no match:
+    /// the rest of the exact stage, then the stages after an exact miss.
+    #[cold]
+    #[inline(never)]
+    fn lookup_past_home<'g, F: PacketFlow, D: Arrival>(
+        &self,
+        flow: F,
+        hash: u64,
+        device: D,
+        past: PastHome<'g>,
+        guard: &'g Guard,
+    ) -> Option<&'g PcbInner<S>> {
+        let key = &flow.key();
+        if let Some(pcb) = self.exact.find_past_home(hash, key, device, past, guard) {
+            return Some(pcb);
+        }
+        match device.index() {
+            0 => self.lookup_slow(key, hash, Unknown, guard),
+            _ => self.lookup_slow(key, hash, device, guard),
         }
     }
 
@@ -388,34 +432,28 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// cover. A lookup reads again only after a writer began or finished a
     /// move, so a writer preempted mid-move holds no lookup up (the count
     /// stays as it is), and lookups stay lock-free.
+    ///
+    /// # Devices
+    ///
+    /// For a packet that arrived on `device` (0: unknown), a PCB bound to
+    /// another device does not answer, and one bound to `device` ranks as
+    /// the policy says.
+    ///
+    /// Inline: its one caller, [`lookup_past_home`](Self::lookup_past_home),
+    /// is out of line already.
     #[inline(always)]
-    pub(crate) fn lookup_slow<'g>(
+    fn lookup_slow<'g, D: Arrival>(
         &self,
-        local: &SocketAddr,
-        key: &FlowKey,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Option<&'g PcbInner<S>> {
-        self.lookup_slow_on(local, key, hash, Unknown, guard)
-    }
-
-    /// [`lookup_slow`](Self::lookup_slow) for a packet that arrived on
-    /// `device` (0: unknown): a PCB bound to another device does not
-    /// answer, and one bound to `device` ranks as the policy says.
-    #[inline(never)]
-    pub(crate) fn lookup_slow_on<'g, D: Arrival>(
-        &self,
-        local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
         device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
-        let port = local.port();
+        let port = key.local_port();
         let seen = ports.moves(port);
         self.move_step("lookup: first probe missed");
-        let answer = self.slow_pass(local, key, hash, device, guard);
+        let answer = self.slow_pass(key, hash, device, guard);
         #[cfg(pcbhash_broken)]
         if self.broken.ignore_moves {
             return answer;
@@ -425,7 +463,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if seen % 2 == 0 && !ports.moved_since(port, seen) {
             return answer;
         }
-        self.lookup_again(local, key, hash, device, guard)
+        self.lookup_again(key, hash, device, guard)
     }
 
     /// [`lookup_slow`](Self::lookup_slow) when a move began or ended while
@@ -436,20 +474,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
     #[inline(never)]
     fn lookup_again<'g, D: Arrival>(
         &self,
-        local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
         device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let ports = &self.ports;
-        let port = local.port();
+        let port = key.local_port();
         loop {
             let seen = ports.moves(port);
-            if let Some(pcb) = self.exact.find_on(hash, key, device.index(), guard) {
+            if let Some(pcb) = self.exact.find_on(hash, key, device, guard) {
                 return Some(pcb);
             }
-            let answer = self.slow_pass(local, key, hash, device, guard);
+            let answer = self.slow_pass(key, hash, device, guard);
             if !ports.moved_since(port, seen) {
                 return answer;
             }
@@ -460,14 +497,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// first probe, the second probe included.
     fn slow_pass<'g, D: Arrival>(
         &self,
-        local: &SocketAddr,
         key: &FlowKey,
         hash: u64,
         device: D,
         guard: &'g Guard,
     ) -> Option<&'g PcbInner<S>> {
         let shared = self;
-        let local = Endpoint::new(*local);
+        let local = key.local();
         let source = key.remote_ip();
         let arrived = Arrived {
             local: &local,
@@ -515,7 +551,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if shared.broken.one_exact_probe {
             return connecting.and_then(peer).or(pcb);
         }
-        if let Some(exact) = shared.exact.find_on(hash, key, device.index(), guard) {
+        if let Some(exact) = shared.exact.find_on(hash, key, device, guard) {
             return Some(exact);
         }
         connecting

@@ -44,5 +44,6 @@ mod teardown;
 
 pub(crate) use deliver::Deliveries;
 pub(crate) use exact::ExactPcbs;
+pub(crate) use lookup::Unknown;
 pub(crate) use pcb::PcbInner;
 pub(crate) use shared::{Shared, SourceAddress};

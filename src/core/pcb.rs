@@ -209,11 +209,11 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     }
 
     /// Whether the PCB's tuple is the 4-tuple `key`: the exact index's
-    /// predicate, which reads the tuple the PCB exposes.
+    /// predicate, which compares the tuple the PCB exposes where it lies.
     #[inline(always)]
     pub(crate) fn is_flow(&self, key: &FlowKey, guard: &Guard) -> bool {
         let _ = guard;
-        FlowKey::of_words(self.tuple.load()) == *key
+        self.tuple.holds(&key.to_words())
     }
 
     /// Whether the PCB answers a packet that arrived on `device` (0: the

@@ -255,6 +255,14 @@ pub(crate) struct ExactStats {
     pub(crate) resizing: bool,
 }
 
+/// Where [`ExactIndex::find_home`] left off: the array whose home bucket
+/// held no match (or had moved), which [`ExactIndex::find_past_home`]
+/// takes up. Valid for the guard of the probe.
+#[derive(Clone, Copy)]
+pub(crate) struct PastHome<'g> {
+    buckets: &'g Buckets,
+}
+
 /// A concurrent hash multimap from precomputed hashes to `Arc<T>`, matched by
 /// a predicate on `T` (see the module docs).
 ///
@@ -353,29 +361,124 @@ impl<T: ExactEntry> ExactIndex<T> {
         guard: &'g Guard,
         mut pred: impl FnMut(&T) -> bool,
     ) -> Option<&'g T> {
+        match self.find_home(hash, guard, &mut pred) {
+            Ok(value) => Some(value),
+            Err(past) if self.past_home(hash, past) == 0 => None,
+            Err(past) => self.find_past_home(hash, past, guard, pred),
+        }
+    }
+
+    /// The first half of [`find`](Self::find), the common case: the home
+    /// bucket of the current array. A value found there, or where the probe
+    /// left off, for [`find_past_home`](Self::find_past_home) to finish.
+    /// Branch-free apart from the candidate loop, and with no call, so that
+    /// a caller that keeps the second half out of line makes no call on a
+    /// hit.
+    #[inline(always)]
+    pub(crate) fn find_home<'g>(
+        &self,
+        hash: u64,
+        guard: &'g Guard,
+        pred: &mut impl FnMut(&T) -> bool,
+    ) -> Result<&'g T, PastHome<'g>> {
         let sig = signature(hash);
-        let mut array = self.array.load(Ordering::Acquire, guard);
-        loop {
+        let array = self.array.load(Ordering::Acquire, guard);
+        // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
+        // index's pointer is never null.
+        let buckets = unsafe { array.deref() };
+        let bucket = buckets.bucket(buckets.home(hash));
+        let meta = bucket.meta.load(Ordering::Acquire);
+        let past = PastHome { buckets };
+        if meta & MOVED != 0 {
+            // The slots of a moved home are stale copies: the second half
+            // follows the home to the next array.
+            return Err(past);
+        }
+        let mask = home_candidates(meta, filter(sig));
+        match Self::probe(bucket, mask, slot_of, tag(sig, 0), guard, pred) {
+            Some(value) => Ok(value),
+            None => Err(past),
+        }
+    }
+
+    /// Zero when the home bucket where `past` left off says nothing lies
+    /// beyond it (no entry of the home displaced, the home not moved): then
+    /// [`find_past_home`](Self::find_past_home) would find nothing, and a
+    /// caller folds this word with its own tests into one branch. One load
+    /// from the home's line, which the probe read.
+    #[inline(always)]
+    pub(crate) fn past_home(&self, hash: u64, past: PastHome<'_>) -> u64 {
+        let buckets = past.buckets;
+        buckets
+            .bucket(buckets.home(hash))
+            .meta
+            .load(Ordering::Acquire)
+            & (MOVED | REACH_MASK)
+    }
+
+    /// The second half of [`find`](Self::find), after the home bucket of
+    /// `past` held no match: the buckets its entries spilled into, or, if
+    /// the home has moved, the whole probe in the next array.
+    ///
+    /// The home's meta word is read again here. That is as good as the
+    /// first read: an entry displaced from this home keeps the home's reach
+    /// at or above its distance for as long as it is there (an insert
+    /// extends the reach before it claims the slot, a removal lowers it
+    /// after it cleared the slot), and a home marked moved in between has
+    /// every entry it had in the next array, which this then probes whole.
+    /// [`past_home`](Self::past_home) tells, with one load, whether this
+    /// has anything to read.
+    #[inline]
+    pub(crate) fn find_past_home<'g>(
+        &self,
+        hash: u64,
+        past: PastHome<'g>,
+        guard: &'g Guard,
+        pred: impl FnMut(&T) -> bool,
+    ) -> Option<&'g T> {
+        let buckets = past.buckets;
+        let home = buckets.home(hash);
+        let meta = buckets.bucket(home).meta.load(Ordering::Acquire);
+        if meta & MOVED != 0 {
             // SAFETY: epoch retirement and links outlive the unlink (see
-            // `raw`): every array here was loaded under `guard`, from the
-            // index or from the `next` of an array loaded under it. The
-            // index's pointer is never null, nor is `next` of a moved home.
-            let buckets = unsafe { array.deref() };
+            // `raw`): `buckets` was reached under `guard`, and `next` of a
+            // moved home is never null.
+            let next = unsafe { buckets.next.load(Ordering::Acquire, guard).deref() };
+            return Self::find_in(next, hash, guard, pred);
+        }
+        // The home itself was probed already.
+        if meta & REACH_MASK == 0 {
+            return None;
+        }
+        Self::find_displaced(buckets, home, reach(meta), signature(hash), guard, pred)
+    }
+
+    /// The whole probe in `buckets` (a next array reached from a moved
+    /// home), following the home further while it has moved there too.
+    #[cold]
+    #[inline(never)]
+    fn find_in<'g>(
+        mut buckets: &'g Buckets,
+        hash: u64,
+        guard: &'g Guard,
+        mut pred: impl FnMut(&T) -> bool,
+    ) -> Option<&'g T> {
+        let sig = signature(hash);
+        loop {
             let home = buckets.home(hash);
             let bucket = buckets.bucket(home);
             let meta = bucket.meta.load(Ordering::Acquire);
             if meta & MOVED != 0 {
-                array = buckets.next.load(Ordering::Acquire, guard);
+                // SAFETY: epoch retirement and links outlive the unlink (see
+                // `raw`): reached under `guard`; `next` of a moved home is
+                // never null.
+                buckets = unsafe { buckets.next.load(Ordering::Acquire, guard).deref() };
                 continue;
             }
-            // The home bucket, then (rarely) the buckets its entries spilled
-            // into, out of line.
             let mask = home_candidates(meta, filter(sig));
-            if let Some(value) = Self::probe(bucket, mask, slot_of, tag(sig, 0), guard, &mut pred) {
-                return Some(value);
-            }
-            if meta & REACH_MASK == 0 {
-                return None;
+            let value = Self::probe(bucket, mask, slot_of, tag(sig, 0), guard, &mut pred);
+            if value.is_some() || meta & REACH_MASK == 0 {
+                return value;
             }
             return Self::find_displaced(buckets, home, reach(meta), sig, guard, pred);
         }
@@ -440,6 +543,7 @@ impl<T: ExactEntry> ExactIndex<T> {
     }
 
     /// [`find`](Self::find), handing out a strong reference.
+    #[inline]
     pub(crate) fn find_arc(
         &self,
         hash: u64,
@@ -496,6 +600,7 @@ impl<T: ExactEntry> ExactIndex<T> {
     ///
     /// Hands `value` back if its address does not fit a slot, or if the
     /// home's window is full (see [`InsertError`]); the index is unchanged.
+    #[inline]
     pub(crate) fn insert(
         &self,
         hash: u64,
@@ -526,6 +631,7 @@ impl<T: ExactEntry> ExactIndex<T> {
     /// Removes the first entry under `hash` whose value satisfies `pred`, and
     /// drops its strong count through the epoch. Takes the home bucket's lock.
     /// Returns whether an entry was removed.
+    #[inline]
     pub(crate) fn remove(&self, hash: u64, guard: &Guard, pred: impl FnMut(&T) -> bool) -> bool {
         let (buckets, home, meta) = self.lock_home(hash, guard);
         let Some((meta, word)) = buckets.take(home, meta, signature(hash), pred) else {

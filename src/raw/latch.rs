@@ -94,6 +94,44 @@ impl TupleLatch {
         }
     }
 
+    /// Whether the current value is `value`: [`load`](Self::load)`() ==
+    /// value`, with the words compared where they lie instead of copied
+    /// out (an exact hit's test, which then keeps fewer registers).
+    /// Validated by the counter as `load` is: an answer from words that a
+    /// store overlapped is thrown away, so a torn copy never matches.
+    #[inline(always)]
+    pub(crate) fn holds(&self, value: &TupleWords) -> bool {
+        loop {
+            let seq = self.seq.load(Ordering::Acquire);
+            let differ = self.differs(seq, value);
+            // As in `load`: the words before the re-check.
+            fence(Ordering::Acquire);
+            let moved = self.seq.load(Ordering::Relaxed) ^ seq;
+            // One test for the common answer, a match read whole: the
+            // difference and the counter's change folded into one word.
+            if differ | u64::from(moved) == 0 {
+                return true;
+            }
+            if moved == 0 {
+                return false;
+            }
+            // A store overlapped the reading: read again.
+        }
+    }
+
+    /// The words of copy `seq & 1` exclusive-or `value`'s, folded into one
+    /// word: zero exactly when they are equal.
+    #[inline(always)]
+    fn differs(&self, seq: u32, value: &TupleWords) -> u64 {
+        let copy = (seq & 1) as usize;
+        let addrs = &self.addrs[copy];
+        (addrs[0].load(Ordering::Relaxed) ^ value.addrs[0])
+            | (addrs[1].load(Ordering::Relaxed) ^ value.addrs[1])
+            | (addrs[2].load(Ordering::Relaxed) ^ value.addrs[2])
+            | (addrs[3].load(Ordering::Relaxed) ^ value.addrs[3])
+            | u64::from(self.ports[copy].load(Ordering::Relaxed) ^ value.ports)
+    }
+
     /// Replaces the value. Callers serialise their stores (see the type).
     pub(crate) fn store(&self, value: TupleWords) {
         self.store_stepping(value, || {});
@@ -157,6 +195,11 @@ impl LockedTuple {
         *crate::sync::lock(&self.0) = value;
     }
 
+    /// As [`TupleLatch::holds`].
+    pub(crate) fn holds(&self, value: &TupleWords) -> bool {
+        *crate::sync::lock(&self.0) == *value
+    }
+
     /// As [`TupleLatch::word`].
     pub(crate) fn word(&self) -> &AtomicU32 {
         &self.1
@@ -206,6 +249,39 @@ mod tests {
         assert!(seen[switch..].iter().all(|&v| v == words(20)));
         assert!(switch > 0);
         assert_eq!(latch.load(), words(20));
+    }
+
+    #[test]
+    fn holds_compares_every_word_with_the_current_value() {
+        let latch = TupleLatch::new(words(1));
+        assert!(latch.holds(&words(1)));
+        assert!(!latch.holds(&words(2)));
+        for i in 0..4 {
+            let mut other = words(1);
+            other.addrs[i] ^= 1 << 40;
+            assert!(!latch.holds(&other), "address word {i}");
+        }
+        let mut other = words(1);
+        other.ports ^= 1 << 20;
+        assert!(!latch.holds(&other), "ports");
+        latch.store(words(2));
+        assert!(latch.holds(&words(2)));
+        assert!(!latch.holds(&words(1)));
+    }
+
+    /// Halfway through a store, `holds` answers for one whole value: the
+    /// old one or the new one, never both nor neither.
+    #[test]
+    fn holds_during_a_store_answers_for_a_whole_value() {
+        let latch = TupleLatch::new(words(10));
+        let mut seen = Vec::new();
+        latch.store_stepping(words(20), || {
+            seen.push((latch.holds(&words(10)), latch.holds(&words(20))));
+        });
+        assert_eq!(seen.len(), 12);
+        assert!(seen.iter().all(|&(old, new)| old != new), "{seen:?}");
+        let switch = seen.iter().position(|&(_, new)| new).unwrap();
+        assert!(seen[switch..].iter().all(|&(_, new)| new));
     }
 
     #[test]
@@ -295,6 +371,9 @@ mod loom_tests {
                 }
                 let value = latch.load();
                 assert!(value == words(1) || value == words(2), "torn: {value:?}");
+                // The in-place compare answers for one whole value too.
+                let (old, new) = (latch.holds(&words(1)), latch.holds(&words(2)));
+                assert!(old != new, "holds: old {old}, new {new}");
                 released.store(true, Ordering::Release);
                 writer.join().unwrap();
                 assert_eq!(latch.load(), words(2));

@@ -43,7 +43,7 @@ mod socket;
 mod spill;
 
 pub(crate) use cell::{EpochCell, EpochOption};
-pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats};
+pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats, PastHome};
 pub(crate) use latch::TupleCell;
 pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
 pub(crate) use socket::SocketCell;
