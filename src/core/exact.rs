@@ -36,7 +36,7 @@
 
 use crossbeam_epoch::Guard;
 
-use super::lookup::Arrival;
+use super::arrival::Arrival;
 use super::pcb::PcbInner;
 use crate::addr::FlowKey;
 use crate::raw::{ExactEntry, ExactIndex, ExactStats, PastHome, PortLock, SpillList};

@@ -7,6 +7,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 
 use crossbeam_epoch::Guard;
 
+use super::arrival::{Arrival, Unknown};
 use super::pcb::PcbInner;
 use super::shared::Shared;
 use crate::addr::{Endpoint, FlowKey, PacketFlow, Tuple};
@@ -644,32 +645,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // wildcard stage follows.
             None => self.best_wildcard(local, source, None, device, guard).pcb(),
         }
-    }
-}
-
-/// The device a packet arrived on, as the lookup's stages take it: a
-/// device index, or [`Unknown`], for which the stages are compiled apart
-/// so that [`PcbTable::lookup`](crate::PcbTable::lookup) carries no device.
-pub(crate) trait Arrival: Copy {
-    /// The device's index, 0 for unknown.
-    fn index(self) -> u32;
-}
-
-/// A packet whose device is unknown.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Unknown;
-
-impl Arrival for Unknown {
-    #[inline(always)]
-    fn index(self) -> u32 {
-        0
-    }
-}
-
-impl Arrival for u32 {
-    #[inline(always)]
-    fn index(self) -> u32 {
-        self
     }
 }
 

@@ -27,6 +27,7 @@
 //! does every state change that another PCB's conflict check reads.
 
 mod accept;
+mod arrival;
 mod bind;
 mod buckets;
 mod connect;
@@ -42,8 +43,8 @@ mod shadow;
 mod shared;
 mod teardown;
 
+pub(crate) use arrival::Unknown;
 pub(crate) use deliver::Deliveries;
 pub(crate) use exact::ExactPcbs;
-pub(crate) use lookup::Unknown;
 pub(crate) use pcb::PcbInner;
 pub(crate) use shared::{Shared, SourceAddress};
