@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-limit="${PCBHASH_LOOM_TIMEOUT:-600}"
+limit="${PCBHASH_LOOM_TIMEOUT:-900}"
 
 echo "loom: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, time limit ${limit}s per run"
 

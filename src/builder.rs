@@ -417,6 +417,11 @@ impl Builder {
     /// `connect()`, which binds first (`remote` is `None` for those). A
     /// port named explicitly (`bind` with a port, `accept`) is never
     /// filtered, nor is the port `connect()` keeps from an earlier bind.
+    /// Toward a crowded destination (one that already holds many of the
+    /// range's ports), `connect()` also checks a few ports ahead of its
+    /// scan, in port order, before the scan starts: the filter then sees
+    /// candidates out of the kernel's order, and some the scan never
+    /// reaches. The port chosen is the same.
     ///
     /// **Refused is busy.** A refused candidate is passed over as a port in
     /// use is: the scan goes on in the kernel's order, and when every
@@ -435,7 +440,9 @@ impl Builder {
     /// cost flat as the range fills.
     ///
     /// Costs one call of `filter` per candidate that the busy-port bitmaps
-    /// do not skip; no allocation.
+    /// do not skip, and toward a crowded destination at most 64 more per
+    /// `connect()` (each port of the range is checked ahead once, until a
+    /// port is freed and checked again); no allocation.
     ///
     /// [`Error::AddrNotAvailable`]: crate::Error::AddrNotAvailable
     ///

@@ -25,12 +25,17 @@
 //!   [`Rules::connect_holder_busy`](crate::policy::Rules::connect_holder_busy);
 //!   Linux UDP chooses the port as `bind()` would and ignores the holder, so
 //!   it never sets a bit);
-//! - a refusal is marked without the port's lock, by the scan that met it:
-//!   a removal that clears the bit at the same time only costs the next
-//!   scan one more call of the filter;
+//! - a refusal is marked without the port's lock, by the scan that met it
+//!   or the sweep ahead of it: a removal that clears the bit at the same
+//!   time only costs the next scan one more call of the filter;
 //! - every removal of an exact-index entry clears the bit of its port, under
 //!   the same lock and before the entry goes, so that a set bit never
 //!   outlives its holder in the hint the destination's slot holds.
+//!
+//! With a port filter, each `connect()` that finds a hint first sweeps a
+//! few ports ahead of its scan ([`DestBitmap::sweep`]), with the scan's
+//! own check, so that a hint learns the whole range at the pace the
+//! connects fill it, not only the ports the scans happen to reach.
 //!
 //! A wrongly clear bit costs only the full check; a wrongly set one would
 //! skip a free port. Replacing or dropping a hint is always safe: the new
@@ -49,14 +54,16 @@
 //! hint. No global lock: slots are swapped atomically, bits are atomic. A
 //! count of installed hints lets the removal path, in a table that never
 //! had one, pay a single relaxed load. A hint is installed only by a scan
-//! that met [`INSTALL_AFTER`] ports taken by the destination, so an ordinary
+//! that met [`INSTALL_AFTER`] ports taken by the destination, or whose
+//! slot's scans met 16 times that many unavailable ports, taken or refused,
+//! since the slot's last install ([`BusyHints::met`]), so an ordinary
 //! server never pays its 8 KiB; at most one hint per slot ever lives.
 
 use std::net::IpAddr;
 
 use crate::addr::Endpoint;
 use crate::ports::PortBits;
-use crate::sync::{Arc, ArcSlot, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, ArcSlot, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Hint slots per table. Under loom, fewer: each slot is a loom mutex there.
 const SLOTS: usize = if cfg!(pcbhash_loom) { 2 } else { 64 };
@@ -65,8 +72,19 @@ const SLOTS: usize = if cfg!(pcbhash_loom) { 2 } else { 64 };
 /// installs a hint.
 pub(crate) const INSTALL_AFTER: usize = 16;
 
+/// Over many scans: a scan also installs its destination's hint when the
+/// scans toward its slot's destinations have met this many times
+/// `install_after` unavailable ports since the slot's last install.
+const INSTALL_AFTER_SCANS: usize = 16;
+
 /// Words of a bitmap over the 65536 ports.
 const WORDS: usize = 65536 / 64;
+
+/// Ports one call of the sweep checks, at most.
+pub(crate) const SWEEP_MAX: u32 = 64;
+
+/// Free ports after which one call of the sweep stops.
+pub(crate) const SWEEP_FREE: u32 = 1;
 
 /// The busy-port bitmap of one destination: bit `p` set means the exact
 /// index holds (`source`:`p`, `peer`). 8 KiB.
@@ -74,6 +92,9 @@ pub(crate) struct DestBitmap {
     source: IpAddr,
     peer: Endpoint,
     words: Box<[AtomicU64]>,
+    /// The next port the sweep checks (see [`Self::sweep`]);
+    /// past the range's last port when the sweep is done.
+    swept: AtomicU32,
 }
 
 impl DestBitmap {
@@ -82,6 +103,7 @@ impl DestBitmap {
             source,
             peer,
             words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+            swept: AtomicU32::new(0),
         }
     }
 
@@ -100,6 +122,50 @@ impl DestBitmap {
     /// Clears `port`'s bit. Caller holds the port's lock. One atomic AND.
     fn unmark(&self, port: u16) {
         self.words[usize::from(port) / 64].fetch_and(!(1 << (port % 64)), Ordering::Relaxed);
+    }
+
+    /// The sweep: checks the unmarked ports of `first..=last` with
+    /// `free`, in port order from where the last call stopped, until
+    /// [`SWEEP_FREE`] of them were free or [`SWEEP_MAX`] were checked.
+    /// Returns how many it checked. `free` is the scan's own check of a
+    /// candidate: it marks the port when the invariant allows (a refusal of
+    /// the port filter; a holder seen under the port's lock) and says
+    /// whether the connect could take it.
+    ///
+    /// A scan checks a port the first time it reaches it, and a hint only
+    /// learns what scans met after it was installed. Where the scan's order
+    /// reaches some ports late (Linux's second parity pass; a hint
+    /// installed once most of the first pass is connected; the gaps random
+    /// starts leave), those first checks gather in the last connects
+    /// toward the destination. The sweep spreads them over every connect.
+    /// Stopping at the first free port paces it: a connect takes one free
+    /// port, so the sweep reaches the range's end about when the connects
+    /// fill the range, at a cost per connect of about one port filter
+    /// call per port it refuses, and one locked check.
+    ///
+    /// Two concurrent sweeps may check the same ports; that only costs
+    /// time. A cursor outside `first..=last` (a call with another range)
+    /// starts at `first` if below it, and is done if past `last`.
+    pub(crate) fn sweep(&self, first: u16, last: u16, mut free: impl FnMut(u16) -> bool) -> u32 {
+        let from = self.swept.load(Ordering::Relaxed).max(u32::from(first));
+        let mut port = from;
+        let (mut checked, mut found) = (0, 0);
+        while port <= u32::from(last) && checked < SWEEP_MAX && found < SWEEP_FREE {
+            // Every value here is at most `last`, a port.
+            let p = port as u16;
+            port += 1;
+            if self.word(usize::from(p) / 64) & (1 << (p % 64)) != 0 {
+                continue;
+            }
+            checked += 1;
+            if free(p) {
+                found += 1;
+            }
+        }
+        if port != from {
+            self.swept.fetch_max(port, Ordering::Relaxed);
+        }
+        checked
     }
 
     /// Whether `port` is marked.
@@ -122,6 +188,9 @@ pub(crate) struct BusyHints {
     /// Slots that hold a hint (they never empty again).
     installed: AtomicUsize,
     install_after: usize,
+    /// Per slot, the unavailable ports that scans toward its destinations
+    /// met without a hint, since its last install (see [`Self::met`]).
+    met: Box<[AtomicUsize]>,
 }
 
 impl BusyHints {
@@ -138,7 +207,33 @@ impl BusyHints {
             slots: (0..SLOTS).map(|_| ArcSlot::new(None)).collect(),
             installed: AtomicUsize::new(0),
             install_after,
+            met: (0..SLOTS).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+
+    /// A scan toward the destination whose hash is `hash` met `ports`
+    /// unavailable ports (4-tuples taken, candidates refused) and had no
+    /// hint. Whether the scans toward the slot's destinations have now met
+    /// enough of them, since the slot's last install, for this scan to
+    /// install its hint (the count then starts again).
+    ///
+    /// One scan seldom meets many: Linux's scan starts past the port the
+    /// last connect took, and a filter accepting one port in four refuses
+    /// about one candidate per scan. Summed, they show a crowded
+    /// destination long before a single scan would, and the hint then
+    /// learns its ports while they are taken, not all at once near the end.
+    /// One relaxed read-modify-write per such scan; none once the
+    /// destination has its hint.
+    pub(crate) fn met(&self, hash: u64, ports: usize) -> bool {
+        let count = &self.met[Self::index(hash)];
+        let sum = count
+            .fetch_add(ports, Ordering::Relaxed)
+            .saturating_add(ports);
+        let enough = sum >= self.install_after.saturating_mul(INSTALL_AFTER_SCANS);
+        if enough {
+            count.store(0, Ordering::Relaxed);
+        }
+        enough
     }
 
     /// How many ports taken by the destination a scan meets before it
@@ -149,7 +244,12 @@ impl BusyHints {
 
     /// The slot of the destination whose hash is `hash`.
     fn slot(&self, hash: u64) -> &ArcSlot<DestBitmap> {
-        &self.slots[(hash >> 40) as usize % SLOTS]
+        &self.slots[Self::index(hash)]
+    }
+
+    /// The slot index of the destination whose hash is `hash`.
+    fn index(hash: u64) -> usize {
+        (hash >> 40) as usize % SLOTS
     }
 
     /// The hint of (`source`, `peer`), whose hash is `hash`, if any. One
@@ -236,6 +336,71 @@ mod tests {
         assert!(!theirs.is_marked(40000));
         assert!(hints.get(7, source, &peer).is_none());
         assert_eq!(hints.installed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_sweep_goes_on_where_it_stopped_and_paces_itself() {
+        let hints = BusyHints::new(INSTALL_AFTER);
+        let (source, peer) = dest(80);
+        let hint = hints.install(1, source, &peer);
+        assert_eq!(SWEEP_FREE, 1, "the expected runs below stop at one");
+        // One port in four is free; the others are refused, and marked by
+        // the check as the scan's would. 40000 and 40001 are already
+        // marked (taken).
+        let check = |p: u16, seen: &mut Vec<u16>| {
+            seen.push(p);
+            if p % 4 != 0 {
+                hint.mark(p);
+            }
+            p % 4 == 0
+        };
+        hint.mark(40000);
+        hint.mark(40001);
+        let mut seen = Vec::new();
+        let n = hint.sweep(40000, 40999, |p| check(p, &mut seen));
+        // The marked ports are not checked; the call stops at the free
+        // 40004.
+        assert_eq!(seen, [40002, 40003, 40004]);
+        assert_eq!(n, 3);
+        let mut next = Vec::new();
+        hint.sweep(40000, 40999, |p| check(p, &mut next));
+        assert_eq!(next, [40005, 40006, 40007, 40008]);
+        // Nothing free: at most SWEEP_MAX checks per call, and never past
+        // the range's end.
+        let mut calls = 0;
+        while hint.sweep(40000, 40999, |_| false) > 0 {
+            calls += 1;
+            assert!(calls <= 1000 / SWEEP_MAX as usize + 1);
+        }
+        assert!(calls >= (1000 - 9) / SWEEP_MAX as usize);
+        // Done: no more checks in this range, nor in a narrower one.
+        assert_eq!(hint.sweep(40500, 40999, |_| unreachable!()), 0);
+        // A range that starts past the cursor is swept from its start.
+        let other = hints.install(2, source, &dest(81).1);
+        other.sweep(40000, 40003, |_| true);
+        let mut later = Vec::new();
+        other.sweep(50000, 50010, |p| {
+            later.push(p);
+            true
+        });
+        assert_eq!(later, [50000]);
+    }
+
+    #[test]
+    fn scans_met_ports_add_up_per_slot_to_an_install() {
+        let hints = BusyHints::new(2);
+        let threshold = 2 * INSTALL_AFTER_SCANS;
+        let (a, b) = (5u64 << 40, 6u64 << 40);
+        assert!(!hints.met(a, threshold - 1));
+        // Another slot counts apart.
+        assert!(!hints.met(b, threshold - 1));
+        assert!(hints.met(a, 1));
+        // The count starts again after the install it allowed.
+        assert!(!hints.met(a, threshold - 1));
+        assert!(hints.met(b, 1));
+        // A table that never installs hints never gets there.
+        let never = BusyHints::new(usize::MAX);
+        assert!(!never.met(a, usize::MAX / 2));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `connect(2)`: the active open, the implicit bind, and what a failed
 //! connect leaves (as the policy says).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crossbeam_epoch::Guard;
 
 use super::pcb::PcbInner;
-use super::shared::Shared;
+use super::shared::{Flow, Shared};
 use crate::addr::{Endpoint, Tuple};
+use crate::busy::DestBitmap;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{canonical, AfterFailedConnect, PcbView, TupleTaken};
@@ -100,11 +101,29 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             return Ok(tuple.local.to_socket(inner.family));
         }
+        self.connect_ephemeral(inner, &me, source, peer, &guard)
+    }
+
+    /// The unbound `connect()` of `inner` (view `me`) from `source` to
+    /// `peer`: the scan for an ephemeral port whose 4-tuple is free, in the
+    /// policy's order. Caller holds the owner lock.
+    fn connect_ephemeral(
+        &self,
+        inner: &Arc<PcbInner<S>>,
+        me: &PcbView,
+        source: IpAddr,
+        peer: Endpoint,
+        guard: &Guard,
+    ) -> Result<SocketAddr, Error> {
         let flow = self.destination_hash(source, &peer);
         let scan = self.rules.connect_scan();
-        let range = self.scan_range(inner, &me, &guard)?;
+        let range = self.scan_range(inner, me, guard)?;
         let mut candidates = self.ephemeral.scan(scan, range, flow);
         let flags = me.flags | Flags::CONNECT_BIND;
+        let tuple_at = |port| Tuple {
+            local: Endpoint { ip: source, port },
+            remote: peer,
+        };
         // Ports whose 4-tuple the destination already holds (see `busy`):
         // the scan passes over them without the full check, which would
         // reject them anyway.
@@ -114,6 +133,28 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else {
             None
         };
+        if let Some(hint) = hint.as_deref().filter(|_| self.hooks.port_filter.is_some()) {
+            // Ahead of the scan, a few more ports checked as it would check
+            // them, so that the ports its order reaches last are not all
+            // first met by the last connects (see `DestBitmap::sweep`).
+            let (first, last) = (range.first.min(range.last), range.first.max(range.last));
+            hint.sweep(first, last, |port| {
+                let tuple = tuple_at(port);
+                if self.refuses_port(&tuple, Some(hint)) {
+                    return false;
+                }
+                let held = self.ports.lock(port);
+                match self.check_connect_port(&held, inner, me, flags, &self.flow(&tuple), guard) {
+                    PortCheck::Busy { for_all } => {
+                        if for_all {
+                            hint.mark(port);
+                        }
+                        false
+                    }
+                    PortCheck::Free { .. } => true,
+                }
+            });
+        }
         let mut taken = 0;
         loop {
             if let Some(hint) = &hint {
@@ -122,54 +163,48 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let Some((attempt, port)) = candidates.next() else {
                 break;
             };
-            let tuple = Tuple {
-                local: Endpoint { ip: source, port },
-                remote: peer,
+            let tuple = tuple_at(port);
+            // A port the destination cannot have, for every connecting PCB:
+            // refused by the filter, or its 4-tuple taken. Met often, the
+            // destination is crowded and gets a hint.
+            let mut unavailable = |hint: &mut Option<Arc<DestBitmap>>| {
+                taken += 1;
+                if hinted && hint.is_none() && taken >= self.busy.install_after() {
+                    *hint = Some(self.busy.install(flow, source, &peer));
+                }
             };
             if self.refuses_port(&tuple, hint.as_deref()) {
+                unavailable(&mut hint);
                 continue;
             }
-            let new = PcbView {
-                local: tuple.local,
-                remote: peer,
-                flags: flags.with_state(State::Connected),
-                ..me
-            };
             let held = self.ports.lock(port);
-            let owners = self.owners(port, inner, &guard);
             let exact = self.flow(&tuple);
-            let holder_pcb = self.exact_holder_on(&exact, me.device, &guard);
-            let holder = holder_pcb.as_ref().map(|pcb| pcb.view(&guard));
-            let memo = self.memos.get(&held, port);
-            if self
-                .rules
-                .connect_port_busy(&new, &owners, holder.as_ref(), memo)
-            {
-                // A hint stands for every connecting PCB: only a holder
-                // bound to no device holds the 4-tuple for all devices.
-                if hinted && holder.as_ref().is_some_and(|h| h.device == 0) {
-                    taken += 1;
-                    if hint.is_none() && taken >= self.busy.install_after() {
-                        hint = Some(self.busy.install(flow, source, &peer));
+            let twin = match self.check_connect_port(&held, inner, me, flags, &exact, guard) {
+                PortCheck::Busy { for_all } => {
+                    if hinted && for_all {
+                        unavailable(&mut hint);
+                        if let Some(hint) = &hint {
+                            hint.mark(port);
+                        }
                     }
-                    if let Some(hint) = &hint {
-                        hint.mark(port);
-                    }
+                    continue;
                 }
-                continue;
-            }
-            let twin = holder_pcb.filter(|pcb| pcb.state() == State::TimeWait);
+                PortCheck::Free { twin } => twin,
+            };
             if let Some(twin) = twin {
                 // The policy let a reusable TIME_WAIT twin give way
                 // (`tcp_twsk_unique`); its hint bit went when it was marked
                 // reusable.
-                self.unlink(&held, &twin, &guard);
-                twin.detach_socket(&guard);
+                self.unlink(&held, &twin, guard);
+                twin.detach_socket(guard);
                 twin.flags.set_state(State::Dropped);
             }
             self.ephemeral.found(scan, range, flow, port, attempt);
-            self.link_connected(&held, inner, &exact, flags, true, &guard);
-            self.join_bucket(&held, inner, &tuple.local, true, &guard);
+            self.link_connected(&held, inner, &exact, flags, true, guard);
+            self.join_bucket(&held, inner, &tuple.local, true, guard);
+            if hinted && hint.is_none() && taken > 0 && self.busy.met(flow, taken) {
+                hint = Some(self.busy.install(flow, source, &peer));
+            }
             if let Some(hint) = &hint {
                 // `inner` now holds the 4-tuple, under the port's lock.
                 hint.mark(port);
@@ -177,13 +212,51 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Ok(tuple.local.to_socket(inner.family));
         }
         // No port: the same failure path as a refused 4-tuple.
-        self.refuse_connect(inner, &me, source, &guard);
+        self.refuse_connect(inner, me, source, guard);
         Err(Error::AddrNotAvailable)
+    }
+
+    /// The policy's check of the 4-tuple `exact` for an unbound `connect()`
+    /// of `inner` (view `me`, taking `flags`), under the lock `held` of its
+    /// local port.
+    fn check_connect_port(
+        &self,
+        held: &PortLock<'_>,
+        inner: &PcbInner<S>,
+        me: &PcbView,
+        flags: Flags,
+        exact: &Flow,
+        guard: &Guard,
+    ) -> PortCheck<S> {
+        let port = exact.tuple.local.port;
+        let new = PcbView {
+            local: exact.tuple.local,
+            remote: exact.tuple.remote,
+            flags: flags.with_state(State::Connected),
+            ..*me
+        };
+        let owners = self.owners(port, inner, guard);
+        let holder_pcb = self.exact_holder_on(exact, me.device, guard);
+        let holder = holder_pcb.as_ref().map(|pcb| pcb.view(guard));
+        let memo = self.memos.get(held, port);
+        if self
+            .rules
+            .connect_port_busy(&new, &owners, holder.as_ref(), memo)
+        {
+            // A hint stands for every connecting PCB: only a holder bound
+            // to no device holds the 4-tuple for all devices.
+            return PortCheck::Busy {
+                for_all: holder.is_some_and(|h| h.device == 0),
+            };
+        }
+        PortCheck::Free {
+            twin: holder_pcb.filter(|pcb| pcb.state() == State::TimeWait),
+        }
     }
 
     /// The keyed hash of a destination (source address, peer): the RFC 6056
     /// flow hash of Linux `connect()`, and the busy-port hints' key.
-    pub(super) fn destination_hash(&self, source: std::net::IpAddr, peer: &Endpoint) -> u64 {
+    pub(super) fn destination_hash(&self, source: IpAddr, peer: &Endpoint) -> u64 {
         self.tuple_hash(&Tuple {
             local: Endpoint {
                 ip: source,
@@ -237,7 +310,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         me: &PcbView,
-        source: std::net::IpAddr,
+        source: IpAddr,
         guard: &Guard,
     ) {
         match self.rules.after_failed_connect(me, source) {
@@ -267,7 +340,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         &self,
         inner: &Arc<PcbInner<S>>,
         me: &PcbView,
-        source: std::net::IpAddr,
+        source: IpAddr,
         guard: &Guard,
     ) {
         if me.state() == State::Bound {
@@ -282,4 +355,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
         }
     }
+}
+
+/// What the 4-tuple check found at a candidate port of a `connect()` scan.
+enum PortCheck<S: Send + Sync + 'static> {
+    /// The port is busy; `for_all` when a holder bound to no device has
+    /// the 4-tuple, which makes it busy for every connecting PCB (what a
+    /// busy-port hint may record).
+    Busy { for_all: bool },
+    /// The port is free; a TIME_WAIT twin that gives way, if any.
+    Free { twin: Option<Arc<PcbInner<S>>> },
 }

@@ -4,17 +4,33 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::policy::{Policy, Protocol};
-use crate::{Cred, Family, PcbTable};
+use crate::{Cred, Family, PcbTable, PortCandidate};
 
 /// Runs the same random operations on two tables built alike, one that
 /// installs a hint at the first taken port and one that never does, and
 /// checks that every call answers the same. Many peers share a small
 /// range, so hints also replace each other in their slots; accepts, bound
 /// connects and TIME_WAIT replacements add and remove exact-index entries
-/// that no scan marked.
-fn same_answers_with_and_without_hints(policy: Policy, protocol: Protocol, randomized: bool) {
+/// that no scan marked. With `filtered`, a port filter refuses one
+/// candidate in three, so the hints also hold refusals and the sweep
+/// (`DestBitmap::sweep`) checks ports ahead of the scans.
+fn same_answers_with_and_without_hints(
+    policy: Policy,
+    protocol: Protocol,
+    randomized: bool,
+    filtered: bool,
+) {
     let build = |after: usize| -> PcbTable<()> {
-        PcbTable::<()>::builder()
+        let builder = PcbTable::<()>::builder();
+        let builder = if filtered {
+            builder.port_filter(|c: &PortCandidate| {
+                let remote = c.remote.map_or(0, |r| r.port());
+                (c.local.port() ^ remote) % 3 != 1
+            })
+        } else {
+            builder
+        };
+        builder
             .policy(policy)
             .protocol(protocol)
             .ephemeral_ports(40000..=40047)
@@ -135,17 +151,22 @@ fn random_index(step: usize, len: usize) -> usize {
 
 #[test]
 fn hints_change_no_answer_freebsd_tcp() {
-    same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Tcp, true);
-    same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Tcp, false);
+    for filtered in [false, true] {
+        same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Tcp, true, filtered);
+        same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Tcp, false, filtered);
+    }
 }
 
 #[test]
 fn hints_change_no_answer_freebsd_udp() {
-    same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Udp, true);
+    same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Udp, true, false);
+    same_answers_with_and_without_hints(Policy::FreeBsd, Protocol::Udp, true, true);
 }
 
 #[test]
 fn hints_change_no_answer_linux() {
-    same_answers_with_and_without_hints(Policy::Linux, Protocol::Tcp, true);
-    same_answers_with_and_without_hints(Policy::Linux, Protocol::Udp, true);
+    for filtered in [false, true] {
+        same_answers_with_and_without_hints(Policy::Linux, Protocol::Tcp, true, filtered);
+        same_answers_with_and_without_hints(Policy::Linux, Protocol::Udp, true, filtered);
+    }
 }
