@@ -4,7 +4,7 @@
 #
 # Both runs need crossbeam's cfg as well as ours: without --cfg crossbeam_loom
 # crossbeam-epoch keeps std atomics and loom explores one interleaving of it.
-# Bounded by LOOM_MAX_PREEMPTIONS (default 3, about two minutes of models on 2 cores) and by a wall-clock limit.
+# Bounded by LOOM_MAX_PREEMPTIONS (default 3, about eight minutes of models on 2 cores) and by a wall-clock limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
