@@ -192,7 +192,11 @@ impl FlowKey {
     /// The key of a packet from `remote` to `local`, or `None` when the two
     /// addresses are of different families after canonicalisation (no PCB
     /// can own such a packet).
-    #[inline]
+    ///
+    /// Always inline: returned through memory, the key's words are stored
+    /// eight bytes at a time, and a caller that reloads them sixteen at a
+    /// time waits for the stores to retire (see [`ipv6_bits`]).
+    #[inline(always)]
     pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
         let (l, r) = (socket_bits(local), socket_bits(remote));
         (is_mapped(l) == is_mapped(r)).then(|| Self::from_bits(l, r, local.port(), remote.port()))
@@ -277,7 +281,7 @@ impl FlowKey {
         self.ports as u16
     }
 
-    #[inline]
+    #[inline(always)]
     fn from_bits(local: u128, remote: u128, local_port: u16, remote_port: u16) -> Self {
         let split = |bits: u128| [(bits >> 64) as u64, bits as u64];
         Self {
@@ -318,12 +322,39 @@ fn ip_bits(ip: IpAddr) -> u128 {
 }
 
 /// A socket address's address as 128 bits, IPv4 in v4-mapped form.
-#[inline]
+#[inline(always)]
 fn socket_bits(addr: &SocketAddr) -> u128 {
     match addr {
         SocketAddr::V4(v4) => MAPPED | u128::from(v4.ip().to_bits()),
-        SocketAddr::V6(v6) => v6.ip().to_bits(),
+        SocketAddr::V6(v6) => ipv6_bits(v6.ip()),
     }
+}
+
+/// An IPv6 address as 128 bits, read four bytes at a time.
+///
+/// A caller that passes a `SocketAddr` by value often has its compiler copy
+/// it to the stack in 16-byte pieces first. An IPv6 address does not start
+/// on such a piece, so a load of eight of its bytes may span two of those
+/// stores, and a load that spans two stores cannot take its bytes from
+/// them: it waits until they, and every instruction before them, retire.
+/// A lookup that waits so cannot start before the previous lookup's cache
+/// misses are over, and a run of IPv6 lookups then costs the sum of their
+/// misses where IPv4 ones overlap (measured: 475 ns per lookup in a table
+/// of 1M flows, against 225 ns with the reads below). Each four-byte piece
+/// lies within one aligned store of any such copy; the [`black_box`]es keep
+/// the compiler from merging them back into wider loads. Only the speed
+/// depends on it.
+///
+/// [`black_box`]: std::hint::black_box
+#[inline(always)]
+fn ipv6_bits(ip: &Ipv6Addr) -> u128 {
+    let segments = ip.segments();
+    let word =
+        |i: usize| std::hint::black_box(u32::from(segments[i]) << 16 | u32::from(segments[i + 1]));
+    u128::from(word(0)) << 96
+        | u128::from(word(2)) << 64
+        | u128::from(word(4)) << 32
+        | u128::from(word(6))
 }
 
 /// Whether 128 address bits are a v4-mapped address.
@@ -420,6 +451,25 @@ pub(crate) fn loopback_source(peer: IpAddr) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_read_in_pieces_keep_their_bits() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let fixed = [0, u128::MAX, 1, 1 << 127, MAPPED | 0x7f00_0001];
+        let random = (0..1000).map(|_| u128::from(next()) << 64 | u128::from(next()));
+        for bits in fixed.into_iter().chain(random) {
+            let ip = Ipv6Addr::from_bits(bits);
+            assert_eq!(ipv6_bits(&ip), bits, "{ip}");
+            let addr = SocketAddr::V6(SocketAddrV6::new(ip, 443, 0, 0));
+            assert_eq!(socket_bits(&addr), bits);
+        }
+    }
 
     #[test]
     fn tuples_survive_their_stored_words() {
