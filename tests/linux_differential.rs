@@ -85,7 +85,11 @@
 //! takes IPv4 datagrams sent to `127.0.0.6`, which the table does not
 //! reproduce; and the calls whose answer depends on the addresses and
 //! routes of a device (`connect()` from the second device, IPv6 addresses
-//! looked for on a socket's device) are left out in both worlds.
+//! looked for on a socket's device) are left out in both worlds. A TCP
+//! `connect()` onto the 4-tuple of a connection whose end is bound to
+//! another device (both worlds allow it, as `inet_match` does) may fail in
+//! the kernel, whose old connection answers the new SYN: the sequence stops
+//! there as a known gap.
 
 #[path = "linux_differential/client.rs"]
 mod client;
@@ -115,6 +119,26 @@ use world::{Rng, World};
 
 /// Seeds that always run, so that CI is reproducible.
 const FIXED_SEEDS: std::ops::Range<u64> = 1..301;
+
+/// Seeds that found a divergence with the client-side port calls on, with
+/// what they found; they run first, with those calls.
+const FOUND_CLIENT_SEEDS: &[(Protocol, u64, &str)] = &[
+    (
+        Protocol::Tcp,
+        6598077311035145706,
+        "a connection closed beside its live twin on another device: the harness expected no twin",
+    ),
+    (
+        Protocol::Tcp,
+        988962954487659513,
+        "the same, the other end of the twin closing first",
+    ),
+    (
+        Protocol::Tcp,
+        4695484570044741646,
+        "a connect() onto the 4-tuple of a connection bound to another device: the kernel's handshake fails",
+    ),
+];
 
 /// Seeds that once found a divergence, with what they found; they run
 /// first.
@@ -400,10 +424,15 @@ fn differential(protocol: Protocol) {
         .filter(|(p, _, _)| *p == protocol)
         .map(|(_, seed, _)| *seed)
         .collect();
+    let found_client = FOUND_CLIENT_SEEDS
+        .iter()
+        .filter(|(p, _, _)| *p == protocol)
+        .map(|&(_, seed, _)| (seed, true, true));
     let fixed = FIXED_SEEDS.filter(|seed| !found.contains(seed));
     for (seed, devices, client) in found
         .iter()
         .map(|&seed| (seed, true, false))
+        .chain(found_client)
         .chain(fixed.map(|seed| (seed, devices_env, client_env)))
     {
         let calls = Calls {

@@ -144,8 +144,10 @@
 //! on in the next array. The old slots are left as they are: a reader that
 //! read the home's meta before the mark still finds every entry it could
 //! have. When every home has moved, the index's pointer swings to the next
-//! array and the old one is retired through the epoch; no entry is allocated
-//! or freed by a migration. A lookup visits at most the old and the new
+//! array and the old one is retired through the epoch, which hands it to the
+//! index's graveyard once no reader holds it; the next write frees it, so
+//! that a lookup never pays for unmapping an array (see `graveyard`). No
+//! entry is allocated or freed by a migration. A lookup visits at most the old and the new
 //! bucket, and never waits.
 //!
 //! An insert whose home has not moved yet migrates that home first and
@@ -185,6 +187,7 @@ use super::prefetch_read;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 mod bucket;
+mod graveyard;
 mod resize;
 
 use bucket::*;
@@ -274,6 +277,8 @@ pub(crate) struct ExactIndex<T: ExactEntry> {
     stripes: Box<[CachePadded<AtomicUsize>]>,
     min_buckets: usize,
     resizes: AtomicU64,
+    /// Retired arrays, freed by the next write (see `graveyard`).
+    graveyard: Arc<graveyard::Graveyard>,
     /// Deliberately broken synchronisation, for the loom models' own test.
     #[cfg(pcbhash_broken)]
     broken: crate::sync::Broken,
@@ -305,6 +310,7 @@ impl<T: ExactEntry> ExactIndex<T> {
                 .collect(),
             min_buckets: len,
             resizes: AtomicU64::new(0),
+            graveyard: Arc::new(graveyard::Graveyard::new()),
             #[cfg(pcbhash_broken)]
             broken: crate::sync::Broken::default(),
             _values: PhantomData,

@@ -52,6 +52,19 @@ impl World {
             self.time_waits.iter().filter(same).count()
         };
         let (here, there) = (known(local, remote) + 1, known(remote, local));
+        // Live connections on the same 4-tuple, either way round, stay as
+        // they are: twins the kernel allowed because one end of each is
+        // bound to another device (`inet_match`).
+        let live = |from: SocketAddr, to: SocketAddr| {
+            let (from, to) = (tcp_states::canonical(from), tcp_states::canonical(to));
+            let on = |e: &usize| {
+                let kernel = &self.entry(*e).kernel;
+                linux_kernel::local_addr(kernel).map(tcp_states::canonical) == Some(from)
+                    && linux_kernel::peer_addr(kernel).map(tcp_states::canonical) == Some(to)
+            };
+            self.live().into_iter().filter(on).count()
+        };
+        let (here_live, there_live) = (live(local, remote), live(remote, local));
         let settled = || {
             let (local, remote) = (tcp_states::canonical(local), tcp_states::canonical(remote));
             let sockets = tcp_states::tcp_sockets();
@@ -62,9 +75,9 @@ impl World {
                 sockets.iter().filter(matches).count()
             };
             count(local, remote, true) == here
-                && count(local, remote, false) == 0
+                && count(local, remote, false) == here_live
                 && count(remote, local, true) == there
-                && count(remote, local, false) == 0
+                && count(remote, local, false) == there_live
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !settled() {

@@ -1,7 +1,8 @@
 //! Resizing the exact index: a write that crosses the load threshold
 //! allocates the next array (zeroed, holding no lock), and every write then
 //! migrates a chunk of homes into it until none is left; the old array is
-//! retired by the writer that finished the migration. See the parent
+//! retired by the writer that finished the migration, and freed by a later
+//! write once no reader holds it (`graveyard`). See the parent
 //! module's docs ("Resize") for the protocol and why lookups stay correct
 //! during it.
 
@@ -15,6 +16,7 @@ impl<T: ExactEntry> ExactIndex<T> {
     /// Starts a resize when the load calls for one, and helps a running one.
     /// `count` is this write's stripe after the write.
     pub(super) fn after_write(&self, count: usize, guard: &Guard) {
+        self.graveyard.free();
         let array = self.array.load(Ordering::Acquire, guard);
         // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
         // index's pointer is never null.
@@ -162,11 +164,20 @@ impl<T: ExactEntry> ExactIndex<T> {
                 drop(unsafe { array.into_owned() });
                 return;
             }
+            // The epoch hands the array to the graveyard once no reader
+            // holds it; the next write frees it (see `graveyard`).
+            let graveyard = self.graveyard.clone();
+            let retired = array.as_raw() as usize;
             // SAFETY: the index no longer points at the old array and every
             // home in it is `MOVED` (it owns no entries); readers that still
-            // hold it are protected by the deferral. Dropping `Buckets` frees
-            // the bucket array alone: no value, never the `next` array.
-            unsafe { guard.defer_destroy(array) };
+            // hold it are protected by the deferral, after which this is the
+            // only pointer to it. Dropping `Buckets` frees the bucket array
+            // alone: no value, never the `next` array.
+            unsafe {
+                guard.defer_unchecked(move || {
+                    graveyard.bury(*Owned::from_raw(retired as *mut Buckets).into_box());
+                });
+            }
         }
     }
 

@@ -102,6 +102,31 @@ fn insert_find_remove_through_resizes() {
 }
 
 #[test]
+fn retired_arrays_wait_for_a_write_to_free_them() {
+    let index = ExactIndex::<Item>::with_buckets(1);
+    {
+        let guard = crossbeam_epoch::pin();
+        for k in 0..200 {
+            insert(&index, k, spread(k), &guard);
+        }
+    }
+    let resizes = index.resizes();
+    assert!(resizes >= 3, "{resizes} resizes");
+    // The epoch runs the deferred hand-overs on whichever thread collects;
+    // none of them frees an array, they only keep it.
+    collect_until(|| index.graveyard.kept() as u64 == resizes);
+    assert_eq!(index.graveyard.kept() as u64, resizes);
+    let guard = crossbeam_epoch::pin();
+    for k in 0..200 {
+        assert!(found(&index, k, spread(k), &guard), "{k}");
+    }
+    // A write frees them.
+    insert(&index, 1000, spread(1000), &guard);
+    assert_eq!(index.graveyard.kept(), 0);
+    assert!(found(&index, 1000, spread(1000), &guard));
+}
+
+#[test]
 fn with_capacity_holds_that_many_without_resizing() {
     let index = ExactIndex::<Item>::with_capacity(10_000);
     let guard = crossbeam_epoch::pin();
