@@ -86,10 +86,13 @@
 //! reproduce; and the calls whose answer depends on the addresses and
 //! routes of a device (`connect()` from the second device, IPv6 addresses
 //! looked for on a socket's device) are left out in both worlds. A TCP
-//! `connect()` onto the 4-tuple of a connection whose end is bound to
-//! another device (both worlds allow it, as `inet_match` does) may fail in
-//! the kernel, whose old connection answers the new SYN: the sequence stops
-//! there as a known gap.
+//! `connect()` whose handshake does not finish in the kernel (its SYN met a
+//! connection on the same 4-tuple whose end is bound to another device,
+//! which both worlds allow as `inet_match` does, or a group member bound to
+//! another device answered it there) has its port compared, then stops the
+//! sequence as a known gap; so does an orderly close that does not settle
+//! in the kernel beside a twin on its 4-tuple (a TIME_WAIT socket, or a
+//! live end bound to another device), which takes some of its segments.
 
 #[path = "linux_differential/client.rs"]
 mod client;
@@ -137,6 +140,16 @@ const FOUND_CLIENT_SEEDS: &[(Protocol, u64, &str)] = &[
         Protocol::Tcp,
         4695484570044741646,
         "a connect() onto the 4-tuple of a connection bound to another device: the kernel's handshake fails",
+    ),
+    (
+        Protocol::Tcp,
+        4243358614796940032,
+        "a close beside a TIME_WAIT twin, which takes the peer's FIN: the kernel's close does not finish",
+    ),
+    (
+        Protocol::Tcp,
+        4678275017622680914,
+        "a SYN to a group member that SO_BINDTODEVICE moved to the second device: the kernel's handshake fails",
     ),
 ];
 

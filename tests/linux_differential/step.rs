@@ -216,10 +216,9 @@ impl World {
                         && rng.chance(50)
                         && !self.pair_off_lo(i)
                     {
-                        self.close_orderly(i)?;
-                    } else {
-                        self.close(i);
+                        return self.close_orderly(i);
                     }
+                    self.close(i);
                     return Ok(true);
                 }
                 _ if open == 0 => {

@@ -24,8 +24,8 @@ pub(super) struct TimeWait {
 impl World {
     /// The orderly close of a connection: `first` closes, then its peer, so
     /// `first` ends in TIME_WAIT (in the kernel once `/proc` shows it) and
-    /// the peer closes for good.
-    pub(super) fn close_orderly(&mut self, first: usize) -> Step {
+    /// the peer closes for good. `Ok(false)`: the sequence must stop.
+    pub(super) fn close_orderly(&mut self, first: usize) -> Result<bool, String> {
         let one = self.entries[first].take().expect("live");
         let other = one.peer.expect("connected");
         let two = self.entries[other].take().expect("the peer is live");
@@ -82,6 +82,18 @@ impl World {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !settled() {
             if Instant::now() > deadline {
+                if here > 1 || there > 0 || here_live > 0 || there_live > 0 {
+                    // A twin on the 4-tuple (a TIME_WAIT socket, or a live
+                    // end bound to another device) took a segment of this
+                    // close, and the kernel's ends wait for an answer that
+                    // went to it. TCP's state machine is not the table's.
+                    self.known_gap += 1;
+                    self.note(format!(
+                        "{local} -> {remote}: the close met a twin on its 4-tuple and \
+                         did not finish in the kernel (known gap)"
+                    ));
+                    return Ok(false);
+                }
                 return Err(format!(
                     "{local} -> {remote} did not reach TIME_WAIT in the kernel: {:?}",
                     tcp_states::tcp_sockets()
@@ -110,7 +122,7 @@ impl World {
             server,
             client_v6,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// The kernel and the table must agree on which TIME_WAIT sockets are
