@@ -8,7 +8,6 @@ use crossbeam_epoch::Guard;
 use super::pcb::PcbInner;
 use super::shared::{Flow, Shared};
 use crate::addr::{Endpoint, Tuple};
-use crate::busy::DestBitmap;
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{canonical, AfterFailedConnect, PcbView, TupleTaken};
@@ -155,7 +154,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 }
             });
         }
-        let mut taken = 0;
+        // Ports this scan met that the destination cannot have, for every
+        // connecting PCB: 4-tuples taken, and those plus the candidates the
+        // filter refused. Many taken in one scan, or many unavailable over
+        // the scans toward a hint slot, and the destination gets a hint. A
+        // refusal alone says nothing of one scan's destination (a filter
+        // refuses as often toward an idle one), so only the sum counts it.
+        let (mut taken, mut unavailable) = (0, 0);
         loop {
             if let Some(hint) = &hint {
                 candidates.skip_marked(&**hint);
@@ -164,17 +169,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 break;
             };
             let tuple = tuple_at(port);
-            // A port the destination cannot have, for every connecting PCB:
-            // refused by the filter, or its 4-tuple taken. Met often, the
-            // destination is crowded and gets a hint.
-            let mut unavailable = |hint: &mut Option<Arc<DestBitmap>>| {
-                taken += 1;
-                if hinted && hint.is_none() && taken >= self.busy.install_after() {
-                    *hint = Some(self.busy.install(flow, source, &peer));
-                }
-            };
             if self.refuses_port(&tuple, hint.as_deref()) {
-                unavailable(&mut hint);
+                unavailable += 1;
                 continue;
             }
             let held = self.ports.lock(port);
@@ -182,7 +178,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let twin = match self.check_connect_port(&held, inner, me, flags, &exact, guard) {
                 PortCheck::Busy { for_all } => {
                     if hinted && for_all {
-                        unavailable(&mut hint);
+                        taken += 1;
+                        unavailable += 1;
+                        if hint.is_none() && taken >= self.busy.install_after() {
+                            hint = Some(self.busy.install(flow, source, &peer));
+                        }
                         if let Some(hint) = &hint {
                             hint.mark(port);
                         }
@@ -202,7 +202,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             self.ephemeral.found(scan, range, flow, port, attempt);
             self.link_connected(&held, inner, &exact, flags, true, guard);
             self.join_bucket(&held, inner, &tuple.local, true, guard);
-            if hinted && hint.is_none() && taken > 0 && self.busy.met(flow, taken) {
+            if hinted && hint.is_none() && unavailable > 0 && self.busy.met(flow, unavailable) {
                 hint = Some(self.busy.install(flow, source, &peer));
             }
             if let Some(hint) = &hint {

@@ -170,3 +170,32 @@ fn hints_change_no_answer_linux() {
         same_answers_with_and_without_hints(Policy::Linux, Protocol::Udp, true, filtered);
     }
 }
+
+/// A filter that refuses most candidates makes no destination crowded by
+/// itself: one connect to each of many peers, through a filter accepting
+/// one port in 32 (about 31 refusals a scan), installs a hint only when a
+/// slot's scans have added up many refusals, not at every connect (each
+/// install is an 8 KiB allocation).
+#[test]
+fn refusals_toward_many_idle_peers_install_few_hints() {
+    let table: PcbTable<()> = PcbTable::<()>::builder()
+        .policy(Policy::FreeBsd)
+        .seed(7)
+        .port_filter(|c: &PortCandidate| {
+            let remote = c.remote.map_or(0, |r| r.port());
+            (c.local.port() ^ remote) % 32 == 0
+        })
+        .build();
+    let mut conns = Vec::new();
+    for n in 0..100u8 {
+        let pcb = table.attach(Family::Inet, Cred::ROOT, ());
+        let peer = SocketAddr::from(([127, 1, 0, n], 80));
+        pcb.connect(peer).expect("a port for every peer");
+        conns.push(pcb);
+    }
+    // About 31 refusals a connect, spread over 64 slots: about 50 a slot,
+    // where an install takes 256 (none is expected). One install per
+    // connect would fill about 30 of the 64 slots.
+    let installed = table.shared.busy().installed();
+    assert!(installed <= 25, "{installed} hint slots for 100 idle peers");
+}
