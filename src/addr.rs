@@ -454,13 +454,7 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_read_in_pieces_keep_their_bits() {
-        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
         let fixed = [0, u128::MAX, 1, 1 << 127, MAPPED | 0x7f00_0001];
         let random = (0..1000).map(|_| u128::from(next()) << 64 | u128::from(next()));
         for bits in fixed.into_iter().chain(random) {

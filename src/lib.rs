@@ -138,6 +138,8 @@ mod ports;
 mod raw;
 mod sync;
 mod table;
+#[cfg(test)]
+mod test_rng;
 #[cfg(all(test, not(pcbhash_loom)))]
 mod tests;
 

@@ -676,13 +676,7 @@ mod tests {
 
     #[test]
     fn skipping_marked_ports_keeps_the_order_and_the_loop_index() {
-        let mut rng = 0x1234_5678_9ABC_DEF0_u64;
-        let mut random = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut random = crate::test_rng::xorshift(0x1234_5678_9ABC_DEF0);
         let ranges: [RangeInclusive<u16>; 8] = [
             40000..=40000,
             40000..=40002,

@@ -57,13 +57,8 @@ fn same_answers_with_and_without_hints(
         })
         .collect();
     let mut conns: [Vec<crate::Pcb<()>>; 2] = [Vec::new(), Vec::new()];
-    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut random = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n as u64) as usize
-    };
+    let mut draw = crate::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
+    let mut random = move |n: usize| (draw() % n as u64) as usize;
     let peer_of = |n: usize| -> SocketAddr {
         let net = if n % 3 == 0 { 10 } else { 127 };
         SocketAddr::from(([net, 9, (n / 8) as u8, 2], 80 + (n % 8) as u16))
