@@ -95,10 +95,10 @@
 //! |---|---|
 //! | `lookup` | lock-free, never waits on a writer; one hash and one exact probe (an exact hit: the home bucket's line and the tuple of the PCB it points at, which is the key; about 2% of hits also the next bucket; most misses: the home bucket alone), then, on a miss, one walk of the port's unconnected PCBs and a second exact probe |
 //! | `lookup_local` | lock-free; one walk of the port's PCBs |
-//! | `bind` (explicit port) | port lock; scans the port's PCBs; allocates |
+//! | `bind` (explicit port) | port lock; scans the port's PCBs; the PCB is linked through its own list node, without allocating |
 //! | `bind` (port 0) | one port lock per candidate port |
 //! | `connect` (unbound) | one port lock per candidate port; toward a peer that already holds many of the source's ports, those ports are passed over without a lock, 64 per word read of a busy-port bitmap (8 KiB per such peer, at most 64 per table) |
-//! | `connect` (bound), `accept`, `close`, `time_wait` | port lock and one exact bucket lock; O(1) list updates |
+//! | `connect` (bound), `accept`, `close`, `time_wait` | port lock and one exact bucket lock; O(1) list updates. A PCB's first place in a port list is a node inside the PCB, so `accept` and an unbound `connect` allocate the PCB and nothing else; a PCB that moves between a port's lists (a bound `connect`, a disconnect) allocates a list node |
 //! | `len` | sums a few cache-padded counter stripes |
 //! | `stats`, `iter` | O(n), lock-free |
 //!

@@ -599,7 +599,9 @@ impl<S: Send + Sync + 'static> fmt::Debug for PcbRef<'_, S> {
 
 // The PCB is one allocation, and its size must not grow unnoticed. With a
 // socket of `()`: 176 bytes (192 with the `Arc`'s counts): the tuple's two
-// copies take 80, the port-list entry behind its mutex 32, the exact index's
-// hash and the last IPv6 peer 8 each. Before the socket and the tuple moved
+// copies take 80, the port-list link 32 (the PCB's own list node, 24, and
+// where it is linked, 8), the exact index's hash and the last IPv6 peer 8
+// each. (The link was a 32-byte entry behind a mutex, and the node a
+// 24-byte allocation of its own.) Before the socket and the tuple moved
 // inline, 104 bytes plus a 40-byte boxed tuple, and the socket in an
 // allocation of its own.

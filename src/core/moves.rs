@@ -14,7 +14,7 @@ use super::shared::{Flow, Shared};
 use crate::addr::{Endpoint, Tuple};
 use crate::flags::{Flags, State};
 use crate::raw::{List, PortLock};
-use crate::sync::{lock, Arc, Ordering};
+use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// Publishes `inner`, new on its port, as unconnected on `local`: tuple,
@@ -39,10 +39,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner: &Arc<PcbInner<S>>,
         guard: &Guard,
     ) {
-        let entry = self
-            .ports
-            .insert(held, List::Unconnected, inner.clone(), guard);
-        *lock(&inner.port_entry) = Some(entry);
+        self.ports.insert(held, List::Unconnected, inner, guard);
     }
 
     /// Moves the connected `inner` out of the exact index to the wildcard
@@ -81,12 +78,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         inner: &Arc<PcbInner<S>>,
         guard: &Guard,
     ) {
-        let old = lock(&inner.port_entry).take();
-        self.link_wildcard(held, inner, guard);
-        self.move_step("disconnect: wildcard linked");
-        if let Some(old) = old {
-            self.ports.remove(held, old, guard);
-        }
+        self.ports.relist(
+            held,
+            List::Unconnected,
+            inner,
+            || self.move_step("disconnect: wildcard linked"),
+            guard,
+        );
     }
 
     /// Keeps `peer` as the last peer of `inner` where the policy remembers
@@ -186,14 +184,9 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if !fresh {
             self.move_step("connect: exact linked");
         }
-        let entry = self
-            .ports
-            .insert(held, List::Connected, inner.clone(), guard);
-        let old = lock(&inner.port_entry).replace(entry);
-        if let Some(old) = old {
-            // A move from the wildcard list: the new place is linked first.
-            self.ports.remove(held, old, guard);
-        }
+        // From the wildcard list, a move: the new place is linked first.
+        self.ports
+            .relist(held, List::Connected, inner, || {}, guard);
     }
 
     /// Removes `inner` from every index and its group. Caller holds the
@@ -215,10 +208,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) -> bool {
         self.leave_group(held, inner, guard);
-        let entry = lock(&inner.port_entry).take();
-        if let Some(entry) = entry {
-            let list = entry.list();
-            self.ports.remove(held, entry, guard);
+        if let Some(list) = self.ports.remove(held, inner, guard) {
             if list == List::Connected {
                 self.unlink_exact(held, inner, &inner.tuple(guard), guard);
             }

@@ -12,8 +12,8 @@ use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
-use crate::raw::{EpochOption, PortEntry, SocketCell, TupleCell};
-use crate::sync::{Arc, AtomicU64, AtomicU8, Mutex, Ordering};
+use crate::raw::{EpochOption, Listed, PortLink, SocketCell, TupleCell};
+use crate::sync::{Arc, AtomicU64, AtomicU8, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
 /// fields are hash-safe.
@@ -70,8 +70,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// What few PCBs need ([`Rare`]), out of line so that the others do not
     /// pay for it. Written under the owner lock, as a whole.
     rare: EpochOption<Rare>,
-    /// Where the PCB sits in the port table. Locked only under the port's lock.
-    pub(super) port_entry: Mutex<Option<PortEntry<Arc<PcbInner<S>>>>>,
+    /// The PCB's place in its port's lists, and the list node its first
+    /// link uses (so that linking a PCB new on its port allocates nothing).
+    /// Written only under the port's lock.
+    port_link: PortLink<PcbInner<S>>,
 }
 
 /// The fields few PCBs need.
@@ -112,7 +114,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             socket: SocketCell::new(socket),
             group: EpochOption::none(),
             rare: EpochOption::none(),
-            port_entry: Mutex::new(None),
+            port_link: PortLink::new(),
         }
     }
 
@@ -269,6 +271,16 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             uid: self.uid,
             privileged: self.privileged,
         }
+    }
+}
+
+impl<S: Send + Sync + 'static> Listed for PcbInner<S> {
+    fn port_link(&self) -> &PortLink<Self> {
+        &self.port_link
+    }
+
+    fn listed_port(&self) -> u16 {
+        (self.tuple.load().ports >> 16) as u16
     }
 }
 

@@ -28,7 +28,7 @@ pub(crate) struct Shared<S: Send + Sync + 'static> {
     /// The collector of the guards lookups take (crossbeam-epoch's default).
     pub(crate) collector: &'static Collector,
     pub(crate) exact: ExactPcbs<S>,
-    pub(super) ports: PortTable<Arc<PcbInner<S>>>,
+    pub(super) ports: PortTable<PcbInner<S>>,
     pub(super) ephemeral: Ephemeral,
     /// What the policy remembers about each port (see `buckets.rs`).
     pub(super) memos: PortMemos,
@@ -100,7 +100,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// Both lists of every port (read-only: the lists change only through
     /// the core's moves).
-    pub(crate) fn ports(&self) -> &PortTable<Arc<PcbInner<S>>> {
+    pub(crate) fn ports(&self) -> &PortTable<PcbInner<S>> {
         &self.ports
     }
 

@@ -13,7 +13,8 @@
 //! - [`SpillList`]: a short list read lock-free, for the values the exact
 //!   index hands back.
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
-//!   lock stripes.
+//!   lock stripes; intrusive, so a value's first link uses a node inside it
+//!   ([`PortLink`]) and allocates nothing.
 //! - [`SocketCell`]: the socket inside the PCB, readable without a reference
 //!   count under a guard, dropped in place through the epoch.
 //! - [`TupleLatch`](latch::TupleLatch): the tuple inside the PCB, two copies and a sequence
@@ -30,7 +31,8 @@
 //!   loaded under a guard stays valid until that guard is dropped. (A table
 //!   being dropped has no readers left to start, so its `Drop` retires
 //!   what it still links.)
-//! - **Links outlive the unlink.** An unlinked node keeps its `next`, and a
+//! - **Links outlive the unlink.** An unlinked node keeps its `next` (and a
+//!   port list never links a node twice, not even one inside a value), and a
 //!   bucket array that a resize retired keeps its `next` array, which is
 //!   retired only after it. So a reader standing on either can always go on
 //!   from it.
@@ -45,7 +47,7 @@ mod spill;
 pub(crate) use cell::{EpochCell, EpochOption};
 pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats, PastHome};
 pub(crate) use latch::TupleCell;
-pub(crate) use ports::{List, PortEntry, PortLock, PortTable};
+pub(crate) use ports::{List, Listed, PortLink, PortLock, PortTable};
 pub(crate) use socket::SocketCell;
 pub(crate) use spill::SpillList;
 
@@ -101,6 +103,22 @@ pub(crate) fn check_guard(guard: &Guard, expected: &Collector) {
             "pcbhash: the guard was pinned on a different crossbeam-epoch collector; use PcbTable::pin()"
         );
     }
+}
+
+/// Tests: collects the epoch's garbage until `done` holds, and says whether
+/// it did within twenty seconds (other tests of the binary may keep the
+/// epoch back while they are pinned).
+#[cfg(all(test, not(pcbhash_loom)))]
+pub(crate) fn collect_until(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        crossbeam_epoch::pin().flush();
+        std::thread::yield_now();
+    }
+    true
 }
 
 /// The collector every guard given to the table must come from.

@@ -6,9 +6,18 @@
 //! first use and never freed before the table, so a slot never moves and the
 //! table never resizes.
 //!
-//! Lists are singly linked for readers, who take no lock. Writers also keep a
-//! back pointer in each node, so that unlinking is O(1) even when a port has a
-//! hundred thousand connections. All writers of one port hold that port's lock
+//! Lists are singly linked for readers, who take no lock. Writers also keep,
+//! in each node, the address of the link that points to it (the slot's head or
+//! the previous node's `next`), so that unlinking is O(1) even when a port has
+//! a hundred thousand connections, and needs neither the port nor the list.
+//!
+//! The links are intrusive: a value carries one node of its own
+//! ([`PortLink`]), which its first link uses, so linking a PCB that is new on
+//! its port allocates nothing. A node, once unlinked, is never linked again:
+//! a reader may still stand on it and go on through its `next`, which must
+//! keep leading through the list it was in. So a value linked a second time
+//! (a bound PCB that connects, a connected one that disconnects) gets a node
+//! of its own allocation. All writers of one port hold that port's lock
 //! (a stripe of mutexes shared by ports that are equal modulo the stripe count),
 //! which is also the lock that makes a bind-conflict check atomic with its
 //! insert.
@@ -22,13 +31,16 @@
 //! `PcbTable::lookup`); it reads the count only after an exact miss, to
 //! notice a PCB that moved *twice* while it ran, and then reads again.
 
+use std::cell::{Cell, UnsafeCell};
+use std::mem::MaybeUninit;
+
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
 use crate::counter::Counter;
-use std::cell::Cell;
-
-use crate::sync::{fence, lock, unique_id, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    fence, lock, unique_id, Arc, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
+};
 
 const PAGE_BITS: u32 = 8;
 const PAGE_LEN: usize = 1 << PAGE_BITS;
@@ -49,23 +61,108 @@ pub(crate) enum List {
     Connected = 1,
 }
 
-struct PortNode<V> {
-    value: V,
-    next: Atomic<PortNode<V>>,
-    /// The previous node, or null for the first. Written and read only by
-    /// writers holding the port's lock.
-    prev: Atomic<PortNode<V>>,
+/// A value that carries its own port-list node: what a [`PortTable`] lists.
+pub(crate) trait Listed: Send + Sync + Sized + 'static {
+    /// The value's link. Always the same field of the value.
+    fn port_link(&self) -> &PortLink<Self>;
+
+    /// The port the value is on: the one whose lock guards its link. The
+    /// table checks it on every link and unlink.
+    fn listed_port(&self) -> u16;
 }
 
-struct Slot<V> {
-    heads: [Atomic<PortNode<V>>; 2],
+/// One node of a port list: the value and the links.
+struct PortNode<T> {
+    /// The value, one strong count of which the list holds while the node is
+    /// linked. Written before the node is first published and never again;
+    /// uninitialised in a value's own node until its first link.
+    value: UnsafeCell<MaybeUninit<Arc<T>>>,
+    next: Atomic<PortNode<T>>,
+    /// The address of the link that points to this node: its slot's head or
+    /// the previous node's `next`. Written and read only by writers holding
+    /// the port's lock.
+    pprev: AtomicUsize,
 }
 
-struct Page<V> {
-    slots: Box<[Slot<V>]>,
+impl<T> PortNode<T> {
+    fn empty() -> Self {
+        Self {
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            next: Atomic::null(),
+            pprev: AtomicUsize::new(0),
+        }
+    }
+
+    /// The value. Sound for a node read from a list (or linked by the
+    /// caller): its value was written before the node was published.
+    ///
+    /// # Safety
+    ///
+    /// The node has been linked, and its value not yet dropped: the list's
+    /// count is released only through the epoch, after the unlink.
+    unsafe fn value(&self) -> &Arc<T> {
+        // SAFETY: by the caller's contract the value is initialised and not
+        // dropped; it is never written after its node's publication.
+        unsafe { (*self.value.get()).assume_init_ref() }
+    }
 }
 
-impl<V> Page<V> {
+/// The tag bits of [`PortLink::at`].
+const LISTED_CONNECTED: usize = 1;
+const OWN_NODE_SPENT: usize = 2;
+
+/// The part of a value that a [`PortTable`] keeps: the node its first link
+/// uses, and where it is linked now. 32 bytes, written only under the lock
+/// of the port the value is linked on.
+///
+/// This type maintains the invariant that `own` is linked at most once in
+/// the value's life: from the first link on, `at` carries the
+/// `OWN_NODE_SPENT` tag.
+pub(crate) struct PortLink<T> {
+    own: PortNode<T>,
+    /// The node that links the value now (null when it is not linked),
+    /// tagged with the list (`LISTED_CONNECTED`) and `OWN_NODE_SPENT`.
+    at: Atomic<PortNode<T>>,
+}
+
+// SAFETY: the only non-atomic field is the value cell, an `Arc<T>` written
+// once before its node is published (release) and read after (acquire);
+// `T: Send + Sync` makes sharing and dropping that `Arc` anywhere sound.
+unsafe impl<T: Send + Sync> Sync for PortNode<T> {}
+// SAFETY: as above; the list releases the count it holds through the epoch,
+// on any thread.
+unsafe impl<T: Send + Sync> Send for PortNode<T> {}
+
+impl<T> PortLink<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            own: PortNode::empty(),
+            at: Atomic::null(),
+        }
+    }
+}
+
+impl<T> Default for PortLink<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for PortLink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortLink").finish_non_exhaustive()
+    }
+}
+
+struct Slot<T> {
+    heads: [Atomic<PortNode<T>>; 2],
+}
+
+struct Page<T> {
+    slots: Box<[Slot<T>]>,
+}
+
+impl<T> Page<T> {
     fn new() -> Self {
         Self {
             slots: (0..PAGE_LEN)
@@ -104,12 +201,13 @@ impl Drop for PortLock<'_> {
 
 /// Per-port owner lists. See the module docs.
 ///
-/// This type maintains the invariant that every node reachable from a slot is
-/// owned by exactly one live [`PortEntry`] and is freed only through the epoch,
-/// after being unlinked by `remove` or when the table is dropped.
-pub(crate) struct PortTable<V: Send + 'static> {
+/// This type maintains the invariants that every node reachable from a slot
+/// holds one strong count of its value and is that value's current node
+/// (`PortLink::at`), and that an unlinked node and its count are released
+/// only through the epoch (a boxed node is freed then as well).
+pub(crate) struct PortTable<T: Listed> {
     id: u64,
-    pages: Box<[Atomic<Page<V>>]>,
+    pages: Box<[Atomic<Page<T>>]>,
     stripes: Box<[CachePadded<Stripe>]>,
     len: Counter,
     /// Deliberately broken synchronisation, for the loom models' own test.
@@ -173,39 +271,7 @@ impl std::fmt::Debug for Stripe {
     }
 }
 
-/// The place of one value in a port list; needed to unlink it in O(1).
-///
-/// Not `Clone`: `PortTable::remove` consumes it, so a node is unlinked once.
-pub(crate) struct PortEntry<V> {
-    node: *const PortNode<V>,
-    table: u64,
-    port: u16,
-    list: List,
-}
-
-// SAFETY: the pointer is only dereferenced by `PortTable::remove`, under the
-// port's lock, on the table that created it; the node's value is `Send`.
-unsafe impl<V: Send> Send for PortEntry<V> {}
-// SAFETY: a shared `&PortEntry` exposes only the port and the list, plain data.
-unsafe impl<V: Send> Sync for PortEntry<V> {}
-
-impl<V> PortEntry<V> {
-    /// The list the value sits in.
-    pub(crate) fn list(&self) -> List {
-        self.list
-    }
-}
-
-impl<V> std::fmt::Debug for PortEntry<V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortEntry")
-            .field("port", &self.port)
-            .field("list", &self.list)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<V: Send + 'static> PortTable<V> {
+impl<T: Listed> PortTable<T> {
     pub(crate) fn new() -> Self {
         Self {
             // Distinguishes tables, so that an entry is never unlinked from the
@@ -287,11 +353,12 @@ impl<V: Send + 'static> PortTable<V> {
         }
     }
 
-    fn check(&self, held: &PortLock<'_>) {
+    fn check(&self, held: &PortLock<'_>, value: &T) {
         assert_eq!(held.table, self.id, "port lock of another table");
+        assert_eq!(value.listed_port(), held.port, "value of another port");
     }
 
-    fn slot<'g>(&self, port: u16, guard: &'g Guard) -> Option<&'g Slot<V>> {
+    fn slot<'g>(&self, port: u16, guard: &'g Guard) -> Option<&'g Slot<T>> {
         let page = self.pages[port as usize >> PAGE_BITS].load(Ordering::Acquire, guard);
         // SAFETY: pages are installed once and freed only when the table is
         // dropped, through the epoch; a page loaded under `guard` is valid for
@@ -299,7 +366,7 @@ impl<V: Send + 'static> PortTable<V> {
         unsafe { page.as_ref() }.map(|page| &page.slots[port as usize & (PAGE_LEN - 1)])
     }
 
-    fn slot_or_alloc<'g>(&self, port: u16, guard: &'g Guard) -> &'g Slot<V> {
+    fn slot_or_alloc<'g>(&self, port: u16, guard: &'g Guard) -> &'g Slot<T> {
         let cell = &self.pages[port as usize >> PAGE_BITS];
         let mut page = cell.load(Ordering::Acquire, guard);
         if page.is_null() {
@@ -320,74 +387,169 @@ impl<V: Send + 'static> PortTable<V> {
         &page.slots[port as usize & (PAGE_LEN - 1)]
     }
 
-    /// Links `value` at the front of `port`'s `list`. Allocates one node (and on
+    /// Links `value` at the front of the held port's `list`. Its first
+    /// link uses the value's own node; a later one allocates a node (and
     /// the port's page's first use, the page).
-    pub(crate) fn insert(
+    ///
+    /// # Panics
+    ///
+    /// If `value` is linked already, or is on another port than `held`'s.
+    pub(crate) fn insert(&self, held: &PortLock<'_>, list: List, value: &Arc<T>, guard: &Guard) {
+        self.check(held, value);
+        let at = value.port_link().at.load(Ordering::Relaxed, guard);
+        assert!(
+            at.is_null(),
+            "pcbhash: a value linked twice in the port table"
+        );
+        self.link(held, list, value, guard);
+    }
+
+    /// Unlinks `value` from its list, in O(1), and releases its node and
+    /// the list's count of it through the epoch. Returns the list it was
+    /// in, or `None` if it was not linked.
+    ///
+    /// # Panics
+    ///
+    /// If `value` is on another port than `held`'s.
+    pub(crate) fn remove(&self, held: &PortLock<'_>, value: &T, guard: &Guard) -> Option<List> {
+        self.check(held, value);
+        let link = value.port_link();
+        let at = link.at.load(Ordering::Relaxed, guard);
+        if at.is_null() {
+            return None;
+        }
+        link.at
+            .store(Shared::null().with_tag(OWN_NODE_SPENT), Ordering::Relaxed);
+        self.len.add(-1);
+        // SAFETY: `at` was the value's current node: linked by this table
+        // (type invariant) under the lock we hold.
+        Some(unsafe { self.unlink(link, at, guard) })
+    }
+
+    /// Moves `value` to the front of the held port's `list` (it need not be
+    /// linked): links it there first, then calls `between`, then unlinks
+    /// its old node, so that a reader walking either list while the value
+    /// stays on the port meets it. Returns the list it was in.
+    ///
+    /// # Panics
+    ///
+    /// If `value` is on another port than `held`'s.
+    pub(crate) fn relist(
         &self,
         held: &PortLock<'_>,
         list: List,
-        value: V,
+        value: &Arc<T>,
+        between: impl FnOnce(),
         guard: &Guard,
-    ) -> PortEntry<V> {
-        self.check(held);
+    ) -> Option<List> {
+        self.check(held, value);
+        let link = value.port_link();
+        let old = link.at.load(Ordering::Relaxed, guard);
+        if old.is_null() {
+            self.link(held, list, value, guard);
+            between();
+            return None;
+        }
+        // Linked, so its own node is spent: `link` allocates a node.
+        link.at
+            .store(Shared::null().with_tag(OWN_NODE_SPENT), Ordering::Relaxed);
+        self.len.add(-1);
+        self.link(held, list, value, guard);
+        between();
+        // SAFETY: `old` was the value's current node until just now: linked
+        // by this table (type invariant) under the lock we hold.
+        Some(unsafe { self.unlink(link, old, guard) })
+    }
+
+    /// Links `value`, which is not linked, at the front of the held port's
+    /// `list`, through its own node if that was never linked, and makes the
+    /// node its current one.
+    fn link(&self, held: &PortLock<'_>, list: List, value: &Arc<T>, guard: &Guard) {
+        let link = value.port_link();
+        let spent = link.at.load(Ordering::Relaxed, guard).tag() & OWN_NODE_SPENT != 0;
+        let node = if spent {
+            Owned::new(PortNode {
+                value: UnsafeCell::new(MaybeUninit::new(Arc::clone(value))),
+                ..PortNode::empty()
+            })
+            .into_shared(guard)
+        } else {
+            let own = &link.own;
+            // SAFETY: the own node was never linked (no `OWN_NODE_SPENT`),
+            // so no reader can reach it, and we hold the port's lock, which
+            // every writer of the value's link holds: nobody else reads or
+            // writes its value cell.
+            unsafe { (*own.value.get()).write(Arc::clone(value)) };
+            Shared::from(own as *const PortNode<T>)
+        };
         let slot = self.slot_or_alloc(held.port, guard);
         let head_cell = &slot.heads[list as usize];
         let head = head_cell.load(Ordering::Relaxed, guard);
-        let node = Owned::new(PortNode {
-            value,
-            next: Atomic::from(head),
-            prev: Atomic::null(),
-        })
-        .into_shared(guard);
+        // SAFETY: `node` is ours until the store to the head publishes it.
+        let node_ref = unsafe { node.deref() };
+        node_ref.next.store(head, Ordering::Relaxed);
+        node_ref
+            .pprev
+            .store(head_cell as *const _ as usize, Ordering::Relaxed);
         // SAFETY: `head`, if non-null, is a linked node of this list; we hold the
         // port's lock, so no other writer touches it.
         if let Some(first) = unsafe { head.as_ref() } {
-            first.prev.store(node, Ordering::Relaxed);
+            first
+                .pprev
+                .store(&node_ref.next as *const _ as usize, Ordering::Relaxed);
         }
         head_cell.store(node, Ordering::Release);
+        let connected = if list == List::Connected {
+            LISTED_CONNECTED
+        } else {
+            0
+        };
+        link.at
+            .store(node.with_tag(OWN_NODE_SPENT | connected), Ordering::Relaxed);
         self.len.add(1);
-        PortEntry {
-            node: node.as_raw(),
-            table: self.id,
-            port: held.port,
-            list,
-        }
     }
 
-    /// Unlinks the value of `entry` and retires its node. O(1).
-    pub(crate) fn remove(&self, held: &PortLock<'_>, entry: PortEntry<V>, guard: &Guard) {
-        self.check(held);
-        assert_eq!(entry.table, self.id, "entry of another port table");
-        assert_eq!(entry.port, held.port, "entry of another port");
-        let slot = self
-            .slot(entry.port, guard)
-            .expect("a linked entry's page exists");
-        let node_ptr = Shared::from(entry.node);
-        // SAFETY: the entry was created by `insert` on this table for this port
-        // and has not been removed (it is consumed here); its node is linked and
-        // therefore alive, and we hold the port's lock.
-        let node = unsafe { node_ptr.deref() };
+    /// Unlinks `at` (tagged with its list), a node of `link`'s value, and
+    /// releases it through the epoch; returns its list.
+    ///
+    /// # Safety
+    ///
+    /// `at` is linked, by this table, and the caller holds its port's lock.
+    unsafe fn unlink(
+        &self,
+        link: &PortLink<T>,
+        at: Shared<'_, PortNode<T>>,
+        guard: &Guard,
+    ) -> List {
+        // SAFETY: by the caller's contract the node is linked, so alive.
+        let node = unsafe { at.deref() };
         let next = node.next.load(Ordering::Relaxed, guard);
-        let prev = node.prev.load(Ordering::Relaxed, guard);
-        // SAFETY: neighbours of a linked node are linked nodes of the same list,
-        // alive and only written under the lock we hold.
-        match unsafe { prev.as_ref() } {
-            None => slot.heads[entry.list as usize].store(next, Ordering::Release),
-            Some(before) => before.next.store(next, Ordering::Release),
-        }
-        // SAFETY: a linked node's neighbours are linked nodes of its list,
+        let pprev = node.pprev.load(Ordering::Relaxed) as *const Atomic<PortNode<T>>;
+        // SAFETY: `pprev` is the link that points to this linked node: a
+        // slot's head (slots are freed only with the table) or the `next` of
+        // a linked node of the same list, alive and written only under the
+        // lock we hold.
+        unsafe { &*pprev }.store(next, Ordering::Release);
+        // SAFETY: a linked node's successor is a linked node of its list,
         // alive and written only under the lock we hold.
         if let Some(after) = unsafe { next.as_ref() } {
-            after.prev.store(prev, Ordering::Relaxed);
+            after.pprev.store(pprev as usize, Ordering::Relaxed);
         }
-        self.len.add(-1);
-        // SAFETY: the node is unreachable from the list now; its `next` stays
-        // intact for readers standing on it, and the deferral protects them.
-        unsafe { guard.defer_destroy(node_ptr) };
+        let own = std::ptr::eq(node, &link.own);
+        // SAFETY: the node is unreachable from the list now; its `next`
+        // stays intact for readers standing on it (it is never linked
+        // again), and the deferral runs after every guard that could hold
+        // it or its value.
+        unsafe { retire(at.with_tag(0), own, guard) };
+        if at.tag() & LISTED_CONNECTED != 0 {
+            List::Connected
+        } else {
+            List::Unconnected
+        }
     }
 
     /// The values in `port`'s `list`, newest first. Lock-free.
-    pub(crate) fn iter<'g>(&self, port: u16, list: List, guard: &'g Guard) -> ListIter<'g, V> {
+    pub(crate) fn iter<'g>(&self, port: u16, list: List, guard: &'g Guard) -> ListIter<'g, T> {
         let cursor = match self.slot(port, guard) {
             Some(slot) => slot.heads[list as usize].load(Ordering::Acquire, guard),
             None => Shared::null(),
@@ -397,7 +559,10 @@ impl<V: Send + 'static> PortTable<V> {
 
     /// Every value of every port, port by port. Lock-free and weakly
     /// consistent: a value present for the whole walk is visited exactly once.
-    pub(crate) fn iter_all<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = &'g V> + 'g {
+    pub(crate) fn iter_all<'g>(
+        &'g self,
+        guard: &'g Guard,
+    ) -> impl Iterator<Item = &'g Arc<T>> + 'g {
         (0..=u16::MAX)
             .step_by(PAGE_LEN)
             .filter(move |&first| self.slot(first, guard).is_some())
@@ -413,27 +578,58 @@ impl<V: Send + 'static> PortTable<V> {
     }
 }
 
+/// Releases the unlinked `node` through the epoch: the list's count of its
+/// value and, unless it is the value's `own` node, the node's memory.
+///
+/// # Safety
+///
+/// `node` was linked by a `PortTable`, with its value initialised, and is
+/// unreachable for readers that start from now; it is retired once.
+unsafe fn retire<T: Listed>(node: Shared<'_, PortNode<T>>, own: bool, guard: &Guard) {
+    let node = node.as_raw() as usize;
+    let release = move || {
+        let node = node as *mut PortNode<T>;
+        // SAFETY: the caller's contract keeps the node alive until now: the
+        // list's count keeps the value (and its own node) alive, and a boxed
+        // node is freed only here. Its value was initialised before it was
+        // published, and this is its only release.
+        let value = unsafe { (*(*node).value.get()).assume_init_read() };
+        if !own {
+            // SAFETY: a node that is not a value's own came from
+            // `Owned::new` in `link`, and nothing reaches it any more.
+            drop(unsafe { Owned::from_raw(node) });
+        }
+        drop(value);
+    };
+    // SAFETY: `release` touches only the node and its value, which stay
+    // valid until it runs (above); `T: Send + Sync` lets any thread run it.
+    unsafe { guard.defer_unchecked(release) };
+}
+
 /// Iterator over one port list.
-pub(crate) struct ListIter<'g, V> {
-    cursor: Shared<'g, PortNode<V>>,
+pub(crate) struct ListIter<'g, T> {
+    cursor: Shared<'g, PortNode<T>>,
     guard: &'g Guard,
 }
 
-impl<'g, V> Iterator for ListIter<'g, V> {
-    type Item = &'g V;
+impl<'g, T> Iterator for ListIter<'g, T> {
+    type Item = &'g Arc<T>;
 
     #[inline]
-    fn next(&mut self) -> Option<&'g V> {
-        // SAFETY: nodes are retired through the epoch after being unlinked, so a
-        // node loaded under `guard` stays valid while it lives; an unlinked node
-        // keeps its `next`, so the walk can continue from it.
+    fn next(&mut self) -> Option<&'g Arc<T>> {
+        // SAFETY: epoch retirement (see `raw`): a node and its value are
+        // released through the epoch after being unlinked, so a node loaded
+        // under `guard` stays valid while it lives; an unlinked node is never
+        // linked again and keeps its `next`, so the walk goes on through the
+        // list it was in.
         let node = unsafe { self.cursor.as_ref() }?;
         self.cursor = node.next.load(Ordering::Acquire, self.guard);
-        Some(&node.value)
+        // SAFETY: as above; its value was written before it was published.
+        Some(unsafe { node.value() })
     }
 }
 
-impl<V: Send + 'static> Drop for PortTable<V> {
+impl<T: Listed> Drop for PortTable<T> {
     fn drop(&mut self) {
         let guard = crossbeam_epoch::pin();
         for cell in self.pages.iter() {
@@ -450,8 +646,13 @@ impl<V: Send + 'static> Drop for PortTable<V> {
                     // linked in exactly one list, so it is retired once.
                     while let Some(node) = unsafe { cursor.as_ref() } {
                         let next = node.next.load(Ordering::Relaxed, &guard);
+                        // SAFETY: a linked node's value is initialised.
+                        let link = unsafe { node.value() }.port_link();
+                        link.at
+                            .store(Shared::null().with_tag(OWN_NODE_SPENT), Ordering::Relaxed);
+                        let own = std::ptr::eq(node, &link.own);
                         // SAFETY: unreachable once the table is gone.
-                        unsafe { guard.defer_destroy(cursor) };
+                        unsafe { retire(cursor, own, &guard) };
                         cursor = next;
                     }
                 }
@@ -464,7 +665,7 @@ impl<V: Send + 'static> Drop for PortTable<V> {
     }
 }
 
-impl<V: Send + 'static> std::fmt::Debug for PortTable<V> {
+impl<T: Listed> std::fmt::Debug for PortTable<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortTable")
             .field("len", &self.len())
@@ -476,48 +677,141 @@ impl<V: Send + 'static> std::fmt::Debug for PortTable<V> {
 mod tests {
     use super::*;
 
+    /// A listed value: a number and the port it is on.
+    struct Item {
+        n: u32,
+        port: u16,
+        link: PortLink<Item>,
+    }
+
+    impl Listed for Item {
+        fn port_link(&self) -> &PortLink<Self> {
+            &self.link
+        }
+
+        fn listed_port(&self) -> u16 {
+            self.port
+        }
+    }
+
+    fn item(n: u32, port: u16) -> Arc<Item> {
+        Arc::new(Item {
+            n,
+            port,
+            link: PortLink::new(),
+        })
+    }
+
+    fn numbers(table: &PortTable<Item>, port: u16, list: List, guard: &Guard) -> Vec<u32> {
+        table.iter(port, list, guard).map(|item| item.n).collect()
+    }
+
     #[test]
     fn insert_iterate_remove_in_any_order() {
-        let table = PortTable::<u32>::new();
+        let table = PortTable::<Item>::new();
         let guard = crossbeam_epoch::pin();
         let held = table.lock(443);
-        let mut entries: Vec<_> = (0..10)
-            .map(|v| table.insert(&held, List::Connected, v, &guard))
-            .collect();
-        let other = table.insert(&held, List::Unconnected, 99, &guard);
+        let mut items: Vec<_> = (0..10).map(|n| item(n, 443)).collect();
+        for value in &items {
+            table.insert(&held, List::Connected, value, &guard);
+        }
+        let other = item(99, 443);
+        table.insert(&held, List::Unconnected, &other, &guard);
         assert_eq!(table.iter(443, List::Connected, &guard).count(), 10);
         // Remove the middle (5), the head (9, now at index 8) and the tail (0).
         for index in [5, 8, 0] {
-            let entry = entries.remove(index);
-            table.remove(&held, entry, &guard);
+            let value = items.remove(index);
+            assert_eq!(table.remove(&held, &value, &guard), Some(List::Connected));
+            assert_eq!(table.remove(&held, &value, &guard), None);
         }
-        let left: Vec<u32> = table.iter(443, List::Connected, &guard).copied().collect();
-        assert_eq!(left, vec![8, 7, 6, 4, 3, 2, 1]);
         assert_eq!(
-            table
-                .iter(443, List::Unconnected, &guard)
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![99]
+            numbers(&table, 443, List::Connected, &guard),
+            vec![8, 7, 6, 4, 3, 2, 1]
         );
+        assert_eq!(numbers(&table, 443, List::Unconnected, &guard), vec![99]);
         assert_eq!(table.len(), 8);
-        table.remove(&held, other, &guard);
+        assert_eq!(table.remove(&held, &other, &guard), Some(List::Unconnected));
         drop(held);
-        let all: Vec<u32> = table.iter_all(&guard).copied().collect();
-        assert_eq!(all.len(), 7);
+        assert_eq!(table.iter_all(&guard).count(), 7);
         assert_eq!(table.iter(444, List::Connected, &guard).count(), 0);
     }
 
     #[test]
-    #[should_panic(expected = "entry of another port")]
-    fn an_entry_cannot_be_removed_under_another_ports_lock() {
-        let table = PortTable::<u32>::new();
+    fn a_relinked_value_gets_a_new_node_and_the_old_one_keeps_its_next() {
+        let table = PortTable::<Item>::new();
         let guard = crossbeam_epoch::pin();
-        let entry = {
+        let held = table.lock(80);
+        let (a, b, c) = (item(1, 80), item(2, 80), item(3, 80));
+        for value in [&a, &b, &c] {
+            table.insert(&held, List::Unconnected, value, &guard);
+        }
+        // A reader stands on `b`, which then moves to the other list.
+        let mut walk = table.iter(80, List::Unconnected, &guard);
+        assert_eq!(walk.next().map(|v| v.n), Some(3));
+        assert_eq!(walk.next().map(|v| v.n), Some(2));
+        table.insert(&held, List::Connected, &item(4, 80), &guard);
+        assert_eq!(table.remove(&held, &b, &guard), Some(List::Unconnected));
+        table.insert(&held, List::Connected, &b, &guard);
+        assert!(!std::ptr::eq(
+            b.link.at.load(Ordering::Relaxed, &guard).as_raw(),
+            &b.link.own
+        ));
+        // The reader goes on through the list `b` was in.
+        assert_eq!(walk.next().map(|v| v.n), Some(1));
+        assert_eq!(walk.next().map(|v| v.n), None);
+        assert_eq!(numbers(&table, 80, List::Unconnected, &guard), vec![3, 1]);
+        assert_eq!(numbers(&table, 80, List::Connected, &guard), vec![2, 4]);
+        assert_eq!(table.remove(&held, &b, &guard), Some(List::Connected));
+        assert_eq!(numbers(&table, 80, List::Connected, &guard), vec![4]);
+    }
+
+    #[test]
+    fn the_list_holds_one_count_and_releases_it_through_the_epoch() {
+        let table = PortTable::<Item>::new();
+        let value = item(7, 9);
+        {
+            let guard = crossbeam_epoch::pin();
+            let held = table.lock(9);
+            table.insert(&held, List::Connected, &value, &guard);
+            assert_eq!(Arc::strong_count(&value), 2);
+            table.remove(&held, &value, &guard);
+            table.insert(&held, List::Connected, &value, &guard);
+            table.remove(&held, &value, &guard);
+        }
+        // Both releases are deferred.
+        assert!(crate::raw::collect_until(|| Arc::strong_count(&value) == 1));
+        let guard = crossbeam_epoch::pin();
+        let held = table.lock(9);
+        table.insert(&held, List::Unconnected, &value, &guard);
+        drop(held);
+        drop(guard);
+        drop(table);
+        // The table's drop releases it.
+        assert!(crate::raw::collect_until(|| Arc::strong_count(&value) == 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "value of another port")]
+    fn a_value_cannot_be_removed_under_another_ports_lock() {
+        let table = PortTable::<Item>::new();
+        let guard = crossbeam_epoch::pin();
+        let value = item(1, 1);
+        {
             let held = table.lock(1);
-            table.insert(&held, List::Connected, 1, &guard)
-        };
+            table.insert(&held, List::Connected, &value, &guard);
+        }
         let held = table.lock(2);
-        table.remove(&held, entry, &guard);
+        table.remove(&held, &value, &guard);
+    }
+
+    #[test]
+    #[should_panic(expected = "linked twice")]
+    fn a_value_cannot_be_linked_twice() {
+        let table = PortTable::<Item>::new();
+        let guard = crossbeam_epoch::pin();
+        let value = item(1, 1);
+        let held = table.lock(1);
+        table.insert(&held, List::Connected, &value, &guard);
+        table.insert(&held, List::Unconnected, &value, &guard);
     }
 }

@@ -155,20 +155,6 @@ mod tests {
         }
     }
 
-    /// Collects until `done` holds (other tests' guards can hold the epoch
-    /// back for a while); false if it never does within ten seconds.
-    fn settle_until(done: impl Fn() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !done() {
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            settle();
-            std::thread::yield_now();
-        }
-        true
-    }
-
     #[test]
     fn detach_hides_at_once_and_drops_after_the_guard() {
         let drops = Arc::new(AtomicUsize::new(0));
@@ -190,7 +176,9 @@ mod tests {
         assert_eq!(drops.load(Ordering::Relaxed), 0);
         assert_eq!(Arc::strong_count(&seen.0), 2);
         drop(reader);
-        assert!(settle_until(|| drops.load(Ordering::Relaxed) == 1));
+        assert!(crate::raw::collect_until(
+            || drops.load(Ordering::Relaxed) == 1
+        ));
         assert_eq!(Arc::strong_count(&drops), 1, "dropped once, owner and all");
     }
 

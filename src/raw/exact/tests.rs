@@ -2,6 +2,7 @@
 
 use super::item::Item;
 use super::*;
+use crate::raw::collect_until;
 
 fn spread(k: u64) -> u64 {
     k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -25,16 +26,6 @@ fn found(index: &ExactIndex<Item>, key: u64, hash: u64, guard: &Guard) -> bool {
         .find(hash, guard, |item| item.key == key)
         .map(|item| item.key)
         == Some(key)
-}
-
-/// Waits until the deferred drops of the epoch have run, within a bound:
-/// other tests of this binary may stay pinned for a while.
-fn collect_until(done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !done() && std::time::Instant::now() < deadline {
-        crossbeam_epoch::pin().flush();
-        std::thread::yield_now();
-    }
 }
 
 #[test]
@@ -114,7 +105,7 @@ fn retired_arrays_wait_for_a_write_to_free_them() {
     assert!(resizes >= 3, "{resizes} resizes");
     // The epoch runs the deferred hand-overs on whichever thread collects;
     // none of them frees an array, they only keep it.
-    collect_until(|| index.graveyard.kept() as u64 == resizes);
+    assert!(collect_until(|| index.graveyard.kept() as u64 == resizes));
     assert_eq!(index.graveyard.kept() as u64, resizes);
     let guard = crossbeam_epoch::pin();
     for k in 0..200 {
@@ -162,7 +153,9 @@ fn every_value_is_released_once() {
         assert!(Arc::ptr_eq(&held, &values[1]));
         assert!(index.resizes() > 0);
     }
-    collect_until(|| values.iter().all(|value| Arc::strong_count(value) == 1));
+    assert!(collect_until(|| values
+        .iter()
+        .all(|value| Arc::strong_count(value) == 1)));
     for (k, value) in values.iter().enumerate() {
         assert_eq!(Arc::strong_count(value), 1, "value {k}");
     }
