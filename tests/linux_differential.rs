@@ -138,6 +138,12 @@ const FOUND_CLIENT_SEEDS: &[(Protocol, u64, &str)] = &[
     ),
     (
         Protocol::Tcp,
+        4695484570044741646,
+        "a connect() onto the 4-tuple of a connection bound to another device: the old connection's resets \
+         break the kernel's handshake, or (timing-dependent) the connection the listener accepted",
+    ),
+    (
+        Protocol::Tcp,
         4243358614796940032,
         "a close beside a TIME_WAIT twin, which takes the peer's FIN: the kernel's close does not finish",
     ),
