@@ -14,37 +14,56 @@ use crate::sync::Ordering;
 
 impl<T: ExactEntry> ExactIndex<T> {
     /// Starts a resize when the load calls for one, and helps a running one.
-    /// `count` is this write's stripe after the write.
+    /// `count` is this write's stripe after the write. Inline: most writes
+    /// leave here after three loads and a comparison.
+    #[inline]
     pub(super) fn after_write(&self, count: usize, guard: &Guard) {
         self.graveyard.free();
         let array = self.array.load(Ordering::Acquire, guard);
         // SAFETY: epoch retirement (see `raw`): loaded under `guard`; the
         // index's pointer is never null.
         let buckets = unsafe { array.deref() };
-        let mut next = buckets.next.load(Ordering::Acquire, guard);
-        if next.is_null() {
-            let size = buckets.buckets.len();
-            let grow_at = size * MAX_LOAD.max(1);
-            let shrink_at = grow_at / 8;
-            let estimate = (count as isize).max(0) as usize * STRIPES;
-            let wanted = if estimate > grow_at && size < 1 << 32 && self.len() > grow_at {
-                size * 2
-            } else if estimate < shrink_at && size > self.min_buckets && self.len() < shrink_at {
-                size / 2
-            } else {
-                return;
-            };
-            if buckets
-                .resize
-                .allocating
-                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                // Another writer is allocating: go on without waiting for it.
-                return;
-            }
-            next = Self::install_next(buckets, wanted, guard);
+        let next = buckets.next.load(Ordering::Acquire, guard);
+        if !next.is_null() {
+            self.migrate_chunk(array, next, guard);
+            return;
         }
+        let size = buckets.buckets.len();
+        let grow_at = size * MAX_LOAD.max(1);
+        let estimate = (count as isize).max(0) as usize * STRIPES;
+        if estimate > grow_at || (estimate < grow_at / 8 && size > self.min_buckets) {
+            self.resize_if_loaded(array, estimate, guard);
+        }
+    }
+
+    /// [`after_write`](Self::after_write) past a threshold by the
+    /// estimate: starts a resize if the whole count agrees, then migrates
+    /// the first chunk.
+    #[cold]
+    #[inline(never)]
+    fn resize_if_loaded<'g>(&self, array: Shared<'g, Buckets>, estimate: usize, guard: &'g Guard) {
+        // SAFETY: as in `after_write`, which loaded it under `guard`.
+        let buckets = unsafe { array.deref() };
+        let size = buckets.buckets.len();
+        let grow_at = size * MAX_LOAD.max(1);
+        let shrink_at = grow_at / 8;
+        let wanted = if estimate > grow_at && size < 1 << 32 && self.len() > grow_at {
+            size * 2
+        } else if estimate < shrink_at && size > self.min_buckets && self.len() < shrink_at {
+            size / 2
+        } else {
+            return;
+        };
+        if buckets
+            .resize
+            .allocating
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            // Another writer is allocating: go on without waiting for it.
+            return;
+        }
+        let next = Self::install_next(buckets, wanted, guard);
         self.migrate_chunk(array, next, guard);
     }
 
