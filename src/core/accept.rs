@@ -10,7 +10,7 @@ use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::State;
 use crate::policy::check_accept;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// The passive open on `parent`, a listener: the child PCB, for the
@@ -49,9 +49,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         ));
         // FreeBSD: an accepted socket takes its listener's FIB (tcp(4), "FIB
         // support"). Not yet linked: nothing else sees the child.
-        child
-            .fib
-            .store(parent.fib.load(Ordering::Relaxed), Ordering::Relaxed);
+        child.set_fib(parent.fib_index());
         // The child is on its listener's device: Linux `sk_clone_lock`
         // copies `sk_bound_dev_if` (IPv4), and `tcp_v6_syn_recv_sock` sets
         // it from the request's `ir_iif`, the listener's device

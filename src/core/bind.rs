@@ -14,7 +14,7 @@ use crate::flags::{Flags, State};
 use crate::hooks::PortCandidate;
 use crate::policy::{canonical, DeviceBinding, PcbView, PortRange, Protocol};
 use crate::raw::PortLock;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 impl<S: Send + Sync + 'static> Shared<S> {
     /// `setsockopt` of one of the cached bits.
@@ -30,7 +30,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         let state = inner.state();
         if bit == Flags::V6ONLY {
-            if inner.family != Family::Inet6 {
+            if inner.family() != Family::Inet6 {
                 return Err(Error::OptionNotAvailable);
             }
             if state != State::Closed {
@@ -75,9 +75,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 }
                 self.write_option(inner, || inner.set_device(device))
             }
-            DeviceBinding::Fib(fib) => {
-                self.write_option(inner, || inner.fib.store(fib, Ordering::Relaxed))
-            }
+            DeviceBinding::Fib(fib) => self.write_option(inner, || inner.set_fib(fib)),
         }
     }
 
@@ -167,18 +165,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // `inet_num` is 0).
             inner.set_tuple(Tuple {
                 local,
-                ..Tuple::unbound(inner.family)
+                ..Tuple::unbound(inner.family())
             });
             inner
                 .flags
                 .update(|flags| flags.without(Flags::SOURCE_BOUND) | pinned);
-            return Ok(local.to_socket(inner.family));
+            return Ok(local.to_socket(inner.family()));
         }
         let (bound, held) = match self.bind_locked(inner, &me, local, pinned, State::Bound, &guard)
         {
             Ok(bound) => bound,
             Err(error) => {
-                let unbound = Tuple::unbound(inner.family);
+                let unbound = Tuple::unbound(inner.family());
                 if self.rules.failed_bind_forgets_address() && me.local != unbound.local {
                     // The PCB is not in the table: nothing else sees it.
                     inner.set_tuple(unbound);
@@ -194,7 +192,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         } else if self.rules.group_key(&inner.view(&guard)).is_some() {
             inner.flags.update(|flags| flags | Flags::GROUP_PENDING);
         }
-        Ok(bound.to_socket(inner.family))
+        Ok(bound.to_socket(inner.family()))
     }
 
     /// Binds `inner` to `local` (port 0: an ephemeral port) in `state`, and

@@ -51,7 +51,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         };
         let source = match bound {
             Some(source) => source,
-            None => (self.source_address)(peer.to_socket(inner.family).ip())
+            None => (self.source_address)(peer.to_socket(inner.family()).ip())
                 .map(|ip| ip.to_canonical())
                 .filter(|ip| ip.is_ipv4() == peer.is_v4())
                 .ok_or(Error::NetworkUnreachable)?,
@@ -98,7 +98,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 old.detach_socket(&guard);
                 old.flags.set_state(State::Dropped);
             }
-            return Ok(tuple.local.to_socket(inner.family));
+            return Ok(tuple.local.to_socket(inner.family()));
         }
         self.connect_ephemeral(inner, &me, source, peer, &guard)
     }
@@ -209,7 +209,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // `inner` now holds the 4-tuple, under the port's lock.
                 hint.mark(port);
             }
-            return Ok(tuple.local.to_socket(inner.family));
+            return Ok(tuple.local.to_socket(inner.family()));
         }
         // No port: the same failure path as a refused 4-tuple.
         self.refuse_connect(inner, me, source, guard);
@@ -299,7 +299,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
             let flags = inner.flags.load();
             self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);
         }
-        tuple.local.to_socket(inner.family)
+        tuple.local.to_socket(inner.family())
     }
 
     /// What a `connect()` refused by the 4-tuple check leaves of the bound

@@ -108,7 +108,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         device: D,
         guard: &Guard,
     ) -> u32 {
-        let rank = self.rules.any_port_peer_rank(*packet, pcb.family);
+        let rank = self.rules.any_port_peer_rank(*packet, pcb.family());
         let view = pcb.view(guard);
         let points = match (view.device, self.rules.lookup.device) {
             (0, _) | (_, None) => 0,

@@ -97,7 +97,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         peer: &Endpoint,
         guard: &Guard,
     ) -> Flags {
-        if !self.rules.remembers_peer(inner.family) {
+        if !self.rules.remembers_peer(inner.family()) {
             return Flags::EMPTY;
         }
         let last = match peer.ip {
@@ -134,7 +134,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     pub(super) fn stamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>, flags: Flags) {
         let counter = held.next_seq();
         inner.seq.store(
-            self.rules.insertion_seq(inner.family, flags, counter),
+            self.rules.insertion_seq(inner.family(), flags, counter),
             Ordering::Relaxed,
         );
         inner.bound_seq.store(counter, Ordering::Relaxed);

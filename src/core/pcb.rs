@@ -28,9 +28,10 @@ use crate::sync::{Arc, AtomicU64, AtomicU8, Ordering};
 /// `repr(C)`, the tuple first: an exact hit reads the tuple latch's first
 /// 48 bytes (its counter, the ports, the device word beside them and the
 /// first copy's addresses) and nothing else of the PCB, so they sit
-/// together at the start. The socket follows, which a stack reads next,
-/// then the small fields and the words; with `S = ()` this leaves no
-/// padding.
+/// together at the start. The socket follows inside the latch, before its
+/// second copy ([`Near`]): a stack reads it next, and with a small `S` it
+/// shares the tuple's line whenever the PCB's first 64 bytes do. Then the
+/// flags and the words; with `S = ()` this leaves no padding.
 #[repr(C, align(16))]
 pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// Read through [`PcbInner::tuple`]; written under the owner lock. Its
@@ -38,20 +39,10 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// index, 0 for none: [`PcbInner::device`]), hash-safe: read with a
     /// relaxed load like the flags, written under the owner lock and, while
     /// the PCB holds a port, its port's lock.
-    tuple: TupleCell,
-    /// The socket, right after the tuple: a stack reads it next.
-    socket: SocketCell<S>,
-    /// The credential, stored as its two fields (so that the small fields
-    /// pack without padding): see [`PcbInner::cred`].
-    uid: u32,
+    tuple: TupleCell<Near<S>>,
     /// The `flags2` word, whose top bit is the owner lock
     /// ([`PcbInner::lock_owner`]).
     pub(super) flags: AtomicFlags,
-    pub(super) family: Family,
-    privileged: bool,
-    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
-    /// keep the PCB in its size class. Hash-safe, written like the device.
-    pub(super) fib: AtomicU8,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
     /// The order of the PCB's `bind()` (or first link) among its port's
@@ -74,6 +65,22 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     /// link uses (so that linking a PCB new on its port allocates nothing).
     /// Written only under the port's lock.
     port_link: PortLink<PcbInner<S>>,
+}
+
+/// What the PCB keeps between its tuple's two copies: the socket, which a
+/// stack reads right after an exact hit, then the small fields, which with
+/// `S = ()` fill what would be the padding before the second copy.
+#[repr(C)]
+struct Near<S> {
+    socket: SocketCell<S>,
+    family: Family,
+    privileged: bool,
+    /// The FIB of SO_SETFIB (FreeBSD), 0 for the default FIB; 8 bits, which
+    /// keep the PCB in its size class. Hash-safe, written like the device.
+    fib: AtomicU8,
+    /// The credential, stored as its two fields (so that the small fields
+    /// pack without padding): see [`PcbInner::cred`].
+    uid: u32,
 }
 
 /// The fields few PCBs need.
@@ -100,18 +107,20 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
         socket: S,
         tuple: Tuple,
     ) -> Self {
-        Self {
+        let near = Near {
+            socket: SocketCell::new(socket),
             family,
-            uid: cred.uid,
             privileged: cred.privileged,
-            flags: AtomicFlags::new(flags),
             fib: AtomicU8::new(0),
+            uid: cred.uid,
+        };
+        Self {
+            flags: AtomicFlags::new(flags),
             seq: AtomicU64::new(0),
             bound_seq: AtomicU64::new(0),
             connect_seq: AtomicU64::new(0),
-            tuple: TupleCell::new(tuple.to_words()),
+            tuple: TupleCell::new(tuple.to_words(), near),
             exact_hash: AtomicU64::new(0),
-            socket: SocketCell::new(socket),
             group: EpochOption::none(),
             rare: EpochOption::none(),
             port_link: PortLink::new(),
@@ -171,14 +180,14 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
     /// The socket, or `None` once detached. No reference count.
     #[inline]
     pub(crate) fn socket<'g>(&self, guard: &'g Guard) -> Option<&'g S> {
-        self.socket.get(guard)
+        self.near().socket.get(guard)
     }
 
     /// Detaches the socket (TIME_WAIT, close, a TIME_WAIT twin replaced):
     /// `None` to every later read; the value is dropped once no guard that
     /// could have read it remains. Detaching twice does nothing.
     pub(crate) fn detach_socket(self: &Arc<Self>, guard: &Guard) {
-        SocketCell::detach(self, |pcb| &pcb.socket, guard);
+        SocketCell::detach(self, |pcb| &pcb.near().socket, guard);
     }
 
     /// Takes the owner lock, which serialises the owner's calls on this
@@ -198,7 +207,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             0
         };
         PcbView {
-            family: self.family,
+            family: self.family(),
             cred: self.cred(),
             flags,
             local: tuple.local,
@@ -206,7 +215,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
             seq: self.seq.load(Ordering::Relaxed),
             group_seq,
             device: self.tuple.word().load(Ordering::Relaxed),
-            fib: u32::from(self.fib.load(Ordering::Relaxed)),
+            fib: u32::from(self.fib_index()),
         }
     }
 
@@ -230,10 +239,27 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     /// The FIB the PCB is in (FreeBSD SO_SETFIB), `None` for FIB 0.
     pub(crate) fn fib(&self) -> Option<Device> {
-        match self.fib.load(Ordering::Relaxed) {
+        match self.fib_index() {
             0 => None,
             fib => Some(Device(u32::from(fib))),
         }
+    }
+
+    /// The FIB's number, 0 for the default FIB.
+    pub(super) fn fib_index(&self) -> u8 {
+        self.near().fib.load(Ordering::Relaxed)
+    }
+
+    /// Puts the PCB in FIB `fib`. Caller holds the owner lock, and the
+    /// port's lock while the PCB holds a port.
+    pub(super) fn set_fib(&self, fib: u8) {
+        self.near().fib.store(fib, Ordering::Relaxed);
+    }
+
+    /// The fields kept between the tuple's copies.
+    #[inline(always)]
+    fn near(&self) -> &Near<S> {
+        self.tuple.middle()
     }
 
     /// Binds the PCB to `device` (`None`: to none). Caller holds the owner
@@ -262,14 +288,15 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     /// The address family the PCB was created with.
     pub(crate) fn family(&self) -> Family {
-        self.family
+        self.near().family
     }
 
     /// The credential the PCB was created with.
     pub(crate) fn cred(&self) -> Cred {
+        let near = self.near();
         Cred {
-            uid: self.uid,
-            privileged: self.privileged,
+            uid: near.uid,
+            privileged: near.privileged,
         }
     }
 }

@@ -55,7 +55,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let local = if keep.keep_addr {
             me.local
         } else {
-            self.disconnected_local(inner.family, &me.local)
+            self.disconnected_local(inner.family(), &me.local)
         };
         if !connected && local == me.local {
             if me.flags.in_group() && self.rules.wildcard_disconnect_leaves_group(&me) {
@@ -119,7 +119,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let ip = if keep_addr {
             me.local.ip
         } else {
-            Endpoint::unspecified(inner.family).ip
+            Endpoint::unspecified(inner.family()).ip
         };
         inner.set_tuple(Tuple::bound(Endpoint { ip, port: 0 }));
         inner.flags.update(|flags| {
@@ -212,7 +212,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let local = if keep.keep_addr {
             me.local
         } else {
-            self.disconnected_local(inner.family, &me.local)
+            self.disconnected_local(inner.family(), &me.local)
         };
         let flags = me
             .flags

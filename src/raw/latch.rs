@@ -17,6 +17,8 @@
 //! mixed words, never undefined ones, and throws them away. No allocation,
 //! no epoch: a change costs two counter stores and ten word stores.
 
+use std::mem::offset_of;
+
 use crate::addr::TupleWords;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
@@ -32,28 +34,63 @@ use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 /// `repr(C)`, in this order, so that what a reader of the first copy reads
 /// (the counter, the ports, the owner's word and the first copy's
 /// addresses) is the first 48 bytes: one cache line when the latch starts
-/// on one, and the copy readers use while no store runs.
+/// on one, and the copy readers use while no store runs. The owner's
+/// `middle` value comes next, before the second copy (see
+/// [`middle`](Self::middle)).
 // Under loom the table uses `LockedTuple`; the latch serves its own models.
 #[cfg_attr(pcbhash_loom, allow(dead_code))]
 #[repr(C)]
-pub(crate) struct TupleLatch {
+pub(crate) struct TupleLatch<M> {
     seq: AtomicU32,
     ports: [AtomicU32; 2],
     /// The owner's word: see [`TupleLatch::word`].
     word: AtomicU32,
-    addrs: [[AtomicU64; 4]; 2],
+    first: [AtomicU64; 4],
+    middle: M,
+    second: [AtomicU64; 4],
 }
 
 #[cfg_attr(pcbhash_loom, allow(dead_code))]
-impl TupleLatch {
-    pub(crate) fn new(value: TupleWords) -> Self {
-        let copy = || (AtomicU32::new(value.ports), value.addrs.map(AtomicU64::new));
-        let ((p0, a0), (p1, a1)) = (copy(), copy());
+impl<M> TupleLatch<M> {
+    pub(crate) fn new(value: TupleWords, middle: M) -> Self {
+        let copy = || value.addrs.map(AtomicU64::new);
         Self {
             seq: AtomicU32::new(0),
-            ports: [p0, p1],
+            ports: [AtomicU32::new(value.ports), AtomicU32::new(value.ports)],
             word: AtomicU32::new(0),
-            addrs: [a0, a1],
+            first: copy(),
+            middle,
+            second: copy(),
+        }
+    }
+
+    /// The owner's value stored between the two copies. Readers read the
+    /// first copy except while a store runs, so what the owner reads right
+    /// after the tuple (a PCB's socket) sits right after it, on the same
+    /// cache line as often as the line allows, and the second copy after
+    /// that. The latch never touches it.
+    #[inline]
+    pub(crate) fn middle(&self) -> &M {
+        &self.middle
+    }
+
+    /// The addresses of copy `copy` (0 or 1): one address computation, as
+    /// indexing an array of the two would be, not a select.
+    #[inline(always)]
+    fn addrs(&self, copy: usize) -> &[AtomicU64; 4] {
+        const { assert!(offset_of!(Self, second) > offset_of!(Self, first)) };
+        let apart = offset_of!(Self, second) - offset_of!(Self, first);
+        debug_assert!(copy < 2);
+        let offset = offset_of!(Self, first) + (copy & 1) * apart;
+        // SAFETY: `copy & 1` is 0 or 1, so this is the address of `first`
+        // or of `second`, both fields of `self` (the pointer is derived from
+        // all of `self`), of the same type, valid for as long as `self` is
+        // borrowed.
+        unsafe {
+            &*std::ptr::from_ref(self)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<[AtomicU64; 4]>()
         }
     }
 
@@ -75,7 +112,7 @@ impl TupleLatch {
         loop {
             let seq = self.seq.load(Ordering::Acquire);
             let copy = (seq & 1) as usize;
-            let addrs = &self.addrs[copy];
+            let addrs = self.addrs(copy);
             let value = TupleWords {
                 addrs: [
                     addrs[0].load(Ordering::Relaxed),
@@ -124,7 +161,7 @@ impl TupleLatch {
     #[inline(always)]
     fn differs(&self, seq: u32, value: &TupleWords) -> u64 {
         let copy = (seq & 1) as usize;
-        let addrs = &self.addrs[copy];
+        let addrs = self.addrs(copy);
         (addrs[0].load(Ordering::Relaxed) ^ value.addrs[0])
             | (addrs[1].load(Ordering::Relaxed) ^ value.addrs[1])
             | (addrs[2].load(Ordering::Relaxed) ^ value.addrs[2])
@@ -150,7 +187,7 @@ impl TupleLatch {
             fence(Ordering::Release);
             step();
             let left = (seq.wrapping_add(half) & 1) as usize;
-            for (word, new) in self.addrs[left].iter().zip(value.addrs) {
+            for (word, new) in self.addrs(left).iter().zip(value.addrs) {
                 word.store(new, Ordering::Relaxed);
                 step();
             }
@@ -163,11 +200,11 @@ impl TupleLatch {
 /// What a PCB stores its tuple in: the [`TupleLatch`]; under loom, a
 /// [`LockedTuple`] instead.
 #[cfg(not(pcbhash_loom))]
-pub(crate) type TupleCell = TupleLatch;
+pub(crate) type TupleCell<M> = TupleLatch<M>;
 /// What a PCB stores its tuple in: the [`TupleLatch`]; under loom, a
 /// [`LockedTuple`] instead.
 #[cfg(pcbhash_loom)]
-pub(crate) type TupleCell = LockedTuple;
+pub(crate) type TupleCell<M> = LockedTuple<M>;
 
 /// The tuple behind a loom mutex: what the table-level models use in place
 /// of the [`TupleLatch`], as they use a mutex in place of arc-swap. Both are
@@ -179,12 +216,17 @@ pub(crate) type TupleCell = LockedTuple;
 /// may return any of several values, and those choices multiply with every
 /// other step of the model beyond what a run can explore.
 #[cfg(pcbhash_loom)]
-pub(crate) struct LockedTuple(crate::sync::Mutex<TupleWords>, AtomicU32);
+pub(crate) struct LockedTuple<M>(crate::sync::Mutex<TupleWords>, AtomicU32, M);
 
 #[cfg(pcbhash_loom)]
-impl LockedTuple {
-    pub(crate) fn new(value: TupleWords) -> Self {
-        Self(crate::sync::Mutex::new(value), AtomicU32::new(0))
+impl<M> LockedTuple<M> {
+    pub(crate) fn new(value: TupleWords, middle: M) -> Self {
+        Self(crate::sync::Mutex::new(value), AtomicU32::new(0), middle)
+    }
+
+    /// As [`TupleLatch::middle`].
+    pub(crate) fn middle(&self) -> &M {
+        &self.2
     }
 
     pub(crate) fn load(&self) -> TupleWords {
@@ -206,7 +248,7 @@ impl LockedTuple {
     }
 }
 
-impl std::fmt::Debug for TupleLatch {
+impl<M> std::fmt::Debug for TupleLatch<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("TupleLatch").field(&self.load()).finish()
     }
@@ -225,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_store_is_seen_by_the_next_load() {
-        let latch = TupleLatch::new(words(1));
+        let latch = TupleLatch::new(words(1), ());
         assert_eq!(latch.load(), words(1));
         for n in 2..6 {
             latch.store(words(n));
@@ -237,7 +279,7 @@ mod tests {
     /// value until the first copy is rewritten, then the new one.
     #[test]
     fn a_load_during_a_store_sees_a_whole_value() {
-        let latch = TupleLatch::new(words(10));
+        let latch = TupleLatch::new(words(10), ());
         let mut seen = Vec::new();
         // A reader on the writer's own thread: had it to wait for the
         // writer, it would never return.
@@ -253,7 +295,7 @@ mod tests {
 
     #[test]
     fn holds_compares_every_word_with_the_current_value() {
-        let latch = TupleLatch::new(words(1));
+        let latch = TupleLatch::new(words(1), ());
         assert!(latch.holds(&words(1)));
         assert!(!latch.holds(&words(2)));
         for i in 0..4 {
@@ -273,7 +315,7 @@ mod tests {
     /// old one or the new one, never both nor neither.
     #[test]
     fn holds_during_a_store_answers_for_a_whole_value() {
-        let latch = TupleLatch::new(words(10));
+        let latch = TupleLatch::new(words(10), ());
         let mut seen = Vec::new();
         latch.store_stepping(words(20), || {
             seen.push((latch.holds(&words(10)), latch.holds(&words(20))));
@@ -286,7 +328,7 @@ mod tests {
 
     #[test]
     fn concurrent_loads_are_never_torn() {
-        let latch = std::sync::Arc::new(TupleLatch::new(words(0)));
+        let latch = std::sync::Arc::new(TupleLatch::new(words(0), ()));
         let writer = {
             let latch = latch.clone();
             std::thread::spawn(move || {
@@ -324,7 +366,7 @@ mod loom_tests {
     #[test]
     fn loads_are_whole_and_ordered() {
         loom::model(|| {
-            let latch = Arc::new(TupleLatch::new(words(1)));
+            let latch = Arc::new(TupleLatch::new(words(1), ()));
             let writer = {
                 let latch = latch.clone();
                 loom::thread::spawn(move || latch.store(words(2)))
@@ -347,7 +389,7 @@ mod loom_tests {
     fn a_load_completes_while_the_writer_is_parked() {
         for park_at in 0..12 {
             loom::model(move || {
-                let latch = Arc::new(TupleLatch::new(words(1)));
+                let latch = Arc::new(TupleLatch::new(words(1), ()));
                 let parked = Arc::new(AtomicBool::new(false));
                 let released = Arc::new(AtomicBool::new(false));
                 let writer = {
