@@ -142,6 +142,9 @@ impl<T> PortLink<T> {
     }
 }
 
+#[cfg(not(pcbhash_loom))]
+static_assertions::const_assert_eq!(std::mem::size_of::<PortLink<()>>(), 32);
+
 impl<T> Default for PortLink<T> {
     fn default() -> Self {
         Self::new()
