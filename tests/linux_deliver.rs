@@ -438,3 +438,52 @@ fn linux_deliver_last_peer() {
     let v4 = table.deliver(None, to_v4, SENDER.parse().expect("sender"), &guard);
     assert_eq!(v4.count(), 1, "IPv4 ignores the IPv6 peer");
 }
+
+/// An AF_INET6 socket on `::ffff:127.255.255.255` whose port a disconnect
+/// gave back (it was bound to port 0, so only the address was locked), set
+/// V6ONLY then (allowed: it holds no port), and given a port again by the
+/// autobind of a failing `connect()`: V6ONLY on a v4-mapped address. The
+/// kernel hands it no broadcast (`__udp_is_mcast_sock` tests
+/// `ipv6_only_sock` on its own). Without V6ONLY, bound again the same way,
+/// it receives. Found by the fuzzer against the reference model.
+#[test]
+fn linux_broadcast_skips_v6only_on_a_mapped_address() {
+    let Some(scene) = Scene::with(Protocol::Udp, (32768, 60999)) else {
+        return;
+    };
+    let broadcast = SocketAddr::new(BROADCAST.to_ipv6_mapped().into(), 0);
+    for v6only in [false, true] {
+        let step = format!("V6ONLY {v6only}");
+        let pair = scene.socket_with(true, 0, false, false);
+        let bind = |what: &str| {
+            let kernel = errno(&pair.kernel.bind(&broadcast.into()));
+            let table = table_errno(&pair.table.bind(broadcast));
+            assert_eq!((kernel, table), (0, 0), "{step}: {what} {broadcast}");
+        };
+        bind("bind");
+        // Not connected: the disconnect gives the port back all the same.
+        pair.disconnect(&step, 0);
+        assert!(pair.table.local_addr().is_none(), "{step}: the port went");
+        pair.set_v6only(v6only);
+        if v6only {
+            // `connect()` to `::` autobinds, then fails: the destination
+            // becomes `::ffff:127.0.0.1`, the bound address being v4-mapped.
+            let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 9);
+            pair.connect(&format!("{step}, connect to {any}"), any, libc::ENETUNREACH);
+        } else {
+            bind("bind again");
+        }
+        let kernel_port = linux_kernel::local_addr(&pair.kernel)
+            .expect("kernel local address")
+            .port();
+        let table_port = pair.table.local_addr().expect("a port again").port();
+        assert_ne!(kernel_port, 0, "{step}: the kernel took a port");
+        let to = |port| SocketAddr::new(BROADCAST.into(), port);
+        let kernel = kernel_receivers(&[&pair.kernel], to(kernel_port));
+        let table: BTreeSet<usize> = table_receivers(&scene, &[&pair], to(table_port))
+            .into_iter()
+            .collect();
+        assert_eq!(kernel, table, "{step}: kernel and table receivers");
+        assert_eq!(kernel.is_empty(), v6only, "{step}: who receives");
+    }
+}

@@ -30,6 +30,7 @@
 use std::net::{Ipv6Addr, SocketAddr};
 
 use super::insertion_seq;
+use super::saddr::ipv6_only_sock;
 use crate::addr::Endpoint;
 use crate::policy::{delivery_match, PcbView};
 
@@ -45,6 +46,13 @@ pub(crate) fn delivers_to(
     remote: SocketAddr,
 ) -> bool {
     let (local, remote) = (Endpoint::new(local), Endpoint::new(remote));
+    // `ipv6_only_sock` on its own, not only through the bound address: an
+    // AF_INET6 socket can be V6ONLY on a v4-mapped address (a disconnect
+    // that kept the address gave the port back, V6ONLY was set then, and
+    // an autobind took a port again), and it takes no IPv4 datagram.
+    if local.is_v4() && ipv6_only_sock(view) {
+        return false;
+    }
     if !delivery_match(view, &local, &remote) {
         return false;
     }
