@@ -29,16 +29,6 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         self.readdress(held, inner, local, flags, true);
-        self.link_wildcard(held, inner, guard);
-    }
-
-    /// Links `inner` into its port's wildcard list, as it is now.
-    pub(super) fn link_wildcard(
-        &self,
-        held: &PortLock<'_>,
-        inner: &Arc<PcbInner<S>>,
-        guard: &Guard,
-    ) {
         self.ports.insert(held, List::Unconnected, inner, guard);
     }
 
