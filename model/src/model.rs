@@ -33,7 +33,7 @@ pub struct Receivers {
 
 /// The known difference of [`Model::device_twins`].
 pub const KNOWN_DEVICE_TWINS: &str =
-    "Linux: connected twins on one 4-tuple, bound to devices: the kernel answers with the newest twin that takes the packet's device, the table may answer with another twin or with none";
+    "Linux: connected twins on one 4-tuple, made by devices: the kernel answers with the newest twin that takes the packet's device, the table may answer with another twin or with none";
 
 /// The known difference of FreeBSD delivery with `bind_all_fibs` off.
 pub const KNOWN_DELIVERY_FIBS: &str =
@@ -363,10 +363,14 @@ impl Model {
     }
 
     /// Linux: whether several connected records share the packet's exact
-    /// 4-tuple, one of them at least bound to a device and one at least
-    /// answering the packet (the older one bound to the packet's device when
-    /// the newer one connected unbound or on another device, or both after
-    /// a later SO_BINDTODEVICE). The
+    /// 4-tuple, one of them at least answering the packet, and devices
+    /// made them twins: one of them at least is bound to a device (the
+    /// older one bound to the packet's device when the newer one connected
+    /// unbound or on another device, or both after a later
+    /// SO_BINDTODEVICE), or they are TCP. TCP twins exist only because
+    /// `__inet_check_established` passed over a holder on another device,
+    /// and a later SO_BINDTODEVICE may unbind them both; UDP twins are the
+    /// table's shadowed holders, which it answers as the kernel does. The
     /// kernel's established lookup returns the first of them in its hash
     /// chain (`inet_ehash_insert` adds at the head: the newest); the table
     /// answers with another (see [`KNOWN_DEVICE_TWINS`]).
@@ -387,7 +391,7 @@ impl Model {
             .map(|(_, p)| (p.device, p.answers(dev)))
             .collect();
         twins.len() > 1
-            && twins.iter().any(|&(d, _)| d != 0)
+            && (self.protocol == ProtoSel::Tcp || twins.iter().any(|&(d, _)| d != 0))
             && twins.iter().any(|&(_, answers)| answers)
     }
 
