@@ -67,6 +67,38 @@ fn linux_fast_reuseport_record_outlives_the_option() {
     same.bind("SO_REUSEPORT on 127.0.0.1 again", "127.0.0.1", 20000, OK);
 }
 
+/// `listen()` without `bind()` takes its port through the same `get_port`,
+/// so its autobind sets the fast-path record too: a wildcard listener with
+/// SO_REUSEADDR and SO_REUSEPORT that clears SO_REUSEPORT still lets a
+/// SO_REUSEPORT socket of its owner bind a specific address on its port,
+/// which the conflict scan alone would refuse (the listener no longer
+/// shares by SO_REUSEPORT, and SO_REUSEADDR never shares with a listener).
+/// Found by the fuzz model, which lacked the record.
+#[test]
+fn linux_fast_reuseport_record_of_a_listen_autobind() {
+    let Some(scene) = Scene::new((40000, 40001)) else {
+        return;
+    };
+    let listener = scene.socket_with(false, 0, true, true);
+    listener.listen("listen() without bind(), both options on", OK);
+    let port = listener.local("the listener's port").expect("bound").port();
+    listener.set_reuse_port(false);
+    let plain = scene.socket_with(false, 0, true, false);
+    plain.bind(
+        "SO_REUSEADDR only on 127.0.0.1",
+        "127.0.0.1",
+        port,
+        EADDRINUSE,
+    );
+    let fast = scene.socket_with(false, 0, true, true);
+    fast.bind(
+        "both options on 127.0.0.1 (covered by the record)",
+        "127.0.0.1",
+        port,
+        OK,
+    );
+}
+
 /// `listen()` runs the conflict check again: two SO_REUSEADDR sockets share
 /// an address, but only one of them may listen.
 #[test]

@@ -214,6 +214,10 @@ pub struct Model {
     /// Linux TCP: the ports whose bind bucket a bind() or listen() holds
     /// (`fastreuse`/`fastreuseport` not -1).
     pub(crate) bind_held: std::collections::BTreeSet<u16>,
+    /// Linux TCP: each bind-held port's fast-path record, a snapshot of the
+    /// SO_REUSEPORT socket `inet_csk_update_fastreuse` recorded
+    /// (`FASTREUSEPORT_STRICT`); it goes with `bind_held`.
+    pub(crate) fast: std::collections::BTreeMap<u16, Rec>,
     /// Linux `tcp_tw_reuse`.
     pub(crate) tw_reuse: TwReuseSel,
 }
@@ -233,6 +237,7 @@ impl Model {
             next_group: 1,
             range,
             bind_held: Default::default(),
+            fast: Default::default(),
             fibs_scoped: false,
             tw_reuse: TwReuseSel::Off,
         }

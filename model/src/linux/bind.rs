@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use pcbhash::{Error, State};
 
-use super::buckets::bucket_bound;
+use super::buckets::{bucket_bound, fast_match, fast_update};
 use super::get_port::{tcp_autobind, tcp_explicit_conflict, udp_autobind, udp_explicit_conflict};
 use super::lists::hash_in;
 use super::sock::{needs_scope, v6only};
@@ -57,7 +57,7 @@ pub(crate) fn bind(
     }
     let port = if ep.1 != 0 {
         let conflict = if m.tcp() {
-            tcp_explicit_conflict(m, id, &n, ep.1)
+            !fast_match(m, &n, ep.1) && tcp_explicit_conflict(m, id, &n, ep.1)
         } else {
             udp_explicit_conflict(m, id, &n, ep.1)
         };
@@ -82,6 +82,7 @@ pub(crate) fn bind(
     m.enter(id, (ep.0, port), State::Bound);
     if m.tcp() {
         bucket_bound(m, id);
+        fast_update(m, id);
     } else {
         hash_in(m, id);
     }
@@ -108,13 +109,15 @@ pub(crate) fn listen(m: &mut Model, id: usize, pick: Option<u16>) -> MResult<()>
             let local = (n.local.0, port);
             m.enter(id, local, State::Listen);
             bucket_bound(m, id);
+            fast_update(m, id);
         }
         State::Bound => {
             n.state = State::Listen;
-            if tcp_explicit_conflict(m, id, &n, n.local.1) {
+            if !fast_match(m, &n, n.local.1) && tcp_explicit_conflict(m, id, &n, n.local.1) {
                 return Err(Error::AddrInUse.into());
             }
             m.recs[id].state = State::Listen;
+            fast_update(m, id);
         }
         _ => return Err(Error::InvalidInput.into()),
     }

@@ -2,12 +2,15 @@
 //! bind() or listen() (`fastreuse` not -1), and whether each address's bind2
 //! bucket was made by an unbound connect() and never joined by a bind().
 //! `__inet_hash_connect` may only take a port whose buckets all came from
-//! connect().
+//! connect(). And the bucket's fast path: the SO_REUSEPORT socket recorded
+//! by `inet_csk_update_fastreuse` (`FASTREUSEPORT_STRICT`), which lets a
+//! later socket of the same owner skip the conflict scan.
 
 use pcbhash::State;
 
+use super::sock::rcv_saddr_equal;
 use crate::addrs::Ep;
-use crate::state::Model;
+use crate::state::{Model, Rec};
 
 /// The live records at `local`: one Linux bind2 bucket.
 fn bucket_mates(m: &Model, local: Ep) -> Vec<usize> {
@@ -60,6 +63,36 @@ pub(crate) fn port_left(m: &mut Model, port: u16) {
         .all(|(_, r)| r.connect_bucket)
     {
         m.bind_held.remove(&port);
+        m.fast.remove(&port);
+    }
+}
+
+/// `sk_reuseport_match()`: the port's fast-path record (a snapshot of the
+/// socket that set it) lets `n` through without the conflict scan: `n` has
+/// SO_REUSEPORT, is in no reuseport group, has the record's owner, and the
+/// record's address covers `n`'s (`ipv4_rcv_saddr_equal` /
+/// `ipv6_rcv_saddr_equal` with only the record's wildcard matching).
+/// `FASTREUSEPORT_ANY` is never set in 6.18: the port's bucket already
+/// holds the new socket's bind2 bucket when `inet_csk_update_fastreuse`
+/// tests it for emptiness.
+pub(super) fn fast_match(m: &Model, n: &Rec, port: u16) -> bool {
+    m.fast.get(&port).is_some_and(|fast| {
+        n.rp && n.lgroup.is_none() && fast.cred.uid == n.cred.uid && rcv_saddr_equal(fast, n, false)
+    })
+}
+
+/// `inet_csk_update_fastreuse()` after `get_port()` gave `id` its port (by
+/// bind() or listen()): a SO_REUSEPORT socket the record does not cover
+/// becomes the record (`FASTREUSEPORT_STRICT`); a socket without
+/// SO_REUSEPORT clears it.
+pub(super) fn fast_update(m: &mut Model, id: usize) {
+    let n = &m.recs[id];
+    let port = n.local.1;
+    if !n.rp {
+        m.fast.remove(&port);
+    } else if !fast_match(m, n, port) {
+        let record = n.clone();
+        m.fast.insert(port, record);
     }
 }
 

@@ -39,32 +39,38 @@ fn kind6(r: &Rec) -> Kind {
 
 /// `inet_rcv_saddr_equal(sk, sk2, match_wildcard = true)`.
 pub(super) fn overlap(sk: &Rec, sk2: &Rec) -> bool {
-    if !sk.inet6 {
+    rcv_saddr_equal(sk, sk2, true)
+}
+
+/// `ipv4_rcv_saddr_equal()` / `ipv6_rcv_saddr_equal()` of `sk1`'s and
+/// `sk2`'s addresses, `sk1`'s wildcard matching always and `sk2`'s only
+/// with `match_sk2_wildcard`.
+pub(super) fn rcv_saddr_equal(sk1: &Rec, sk2: &Rec, match_sk2_wildcard: bool) -> bool {
+    let v4_equal = |sk1: &Rec, sk2: &Rec| {
         if v6only(sk2) {
             return false;
         }
-        let (a, b) = (v4_view(sk), v4_view(sk2));
-        return a == b || a.is_unspecified() || b.is_unspecified();
+        let (a, b) = (v4_view(sk1), v4_view(sk2));
+        a == b || a.is_unspecified() || (match_sk2_wildcard && b.is_unspecified())
+    };
+    if !sk1.inet6 {
+        return v4_equal(sk1, sk2);
     }
-    let t1 = kind6(sk);
+    let t1 = kind6(sk1);
     let t2 = if sk2.inet6 { kind6(sk2) } else { Kind::Mapped };
     if t1 == Kind::Mapped && t2 == Kind::Mapped {
-        if v6only(sk2) {
-            return false;
-        }
-        let (a, b) = (v4_view(sk), v4_view(sk2));
-        return a == b || a.is_unspecified() || b.is_unspecified();
+        return v4_equal(sk1, sk2);
     }
     if t1 == Kind::Any && t2 == Kind::Any {
         return true;
     }
-    if t2 == Kind::Any && !(v6only(sk2) && t1 == Kind::Mapped) {
+    if t2 == Kind::Any && match_sk2_wildcard && !(v6only(sk2) && t1 == Kind::Mapped) {
         return true;
     }
-    if t1 == Kind::Any && !(v6only(sk) && t2 == Kind::Mapped) {
+    if t1 == Kind::Any && !(v6only(sk1) && t2 == Kind::Mapped) {
         return true;
     }
-    sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk.local.0 == sk2.local.0
+    sk2.inet6 && t1 == Kind::Specific && t2 == Kind::Specific && sk1.local.0 == sk2.local.0
 }
 
 /// Whether two records contend for a port: their devices overlap (one of
