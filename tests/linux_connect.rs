@@ -1,7 +1,9 @@
 //! `connect()` answers that the live differential test once missed, checked
 //! step by step on the running kernel and on a `PcbTable` with
-//! `Policy::Linux`: the EAGAIN of a UDP autobind that finds no port, and a
-//! connect() to an unspecified address, which reaches the local host. Every
+//! `Policy::Linux`: the EAGAIN of a UDP autobind that finds no port, a
+//! connect() to an unspecified address, which reaches the local host, and
+//! the EINVAL of an AF_INET6 socket bound to a v4-mapped multicast or
+//! broadcast address. Every
 //! expected value is the one the kernel (6.18) gave when this was written.
 //! Each test runs in its own network namespace; without one, it is skipped.
 //! FreeBSD's answer to the first case sits beside them, with the kernel
@@ -16,6 +18,7 @@ use pcbhash::{Cred, Error, Family, PcbTable, Policy, Protocol, State};
 
 const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
 const EAGAIN: i32 = libc::EAGAIN;
+const EINVAL: i32 = libc::EINVAL;
 const ENETUNREACH: i32 = libc::ENETUNREACH;
 
 fn at(s: &str) -> SocketAddr {
@@ -353,4 +356,47 @@ fn linux_tcp_mapped_connect_from_a_kept_connect_chosen_address() {
         "[::ffff:127.0.0.1]:40000",
         "[::ffff:127.0.0.2]:30013",
     );
+}
+
+/// An AF_INET6 socket bound to a v4-mapped multicast or limited-broadcast
+/// address has it as its IPv4 source too (`__inet6_bind`; `__inet_bind`
+/// leaves such a source out), and the route lookup refuses that source:
+/// `connect()` to an IPv4 peer is EINVAL, for TCP and UDP, and the socket
+/// keeps its address and port. An AF_INET socket on the same address
+/// connects. (The broadcast address of `lo` fails as well, with
+/// ENETUNREACH, because it is no local address; the table leaves that to
+/// the stack.)
+#[test]
+fn linux_mapped_multicast_or_broadcast_source_cannot_connect() {
+    for protocol in [Protocol::Udp, Protocol::Tcp] {
+        for address in [
+            "::ffff:239.1.1.1",
+            "::ffff:224.0.0.1",
+            "::ffff:255.255.255.255",
+        ] {
+            let Some(scene) = Scene::with(protocol, (40000, 40000)) else {
+                return;
+            };
+            let step = |what: &str| format!("{protocol:?} on {address}: {what}");
+            let pair = scene.socket(true, 0);
+            pair.bind(&step("bind"), address, 0, OK);
+            let bound = pair.local(&step("bound")).expect("a port");
+            pair.connect(&step("connect"), at("[::ffff:127.0.0.1]:7"), EINVAL);
+            assert_eq!(
+                pair.local(&step("after connect")),
+                Some(bound),
+                "{}",
+                step("address kept")
+            );
+            assert_eq!(pair.table.state(), State::Bound, "{}", step("state"));
+        }
+    }
+    // UDP, where the table and the kernel can both say it: an AF_INET socket
+    // on the same address connects from it.
+    let Some(scene) = Scene::with(Protocol::Udp, (40000, 40001)) else {
+        return;
+    };
+    let inet = scene.socket(false, 0);
+    inet.bind("AF_INET on 239.1.1.1", "239.1.1.1", 0, OK);
+    inet.connect("AF_INET from 239.1.1.1", at("127.0.0.1:7"), OK);
 }

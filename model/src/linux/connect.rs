@@ -88,6 +88,16 @@ pub(crate) fn connect(
             ModelError::AnyError
         });
     }
+    // `__inet6_bind` makes a v4-mapped address the IPv4 source whatever its
+    // type (`__inet_bind` leaves multicast and broadcast out); the route
+    // lookup refuses a multicast or limited-broadcast source with EINVAL,
+    // before the peer (checked on the running kernel, TCP and UDP).
+    if n.inet6
+        && rep.0.is_ipv4()
+        && matches!(n.local.0, IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast())
+    {
+        return Err(Error::InvalidInput.into());
+    }
     let has_addr = !n.local.0.is_unspecified();
     // A UDP AF_INET6 socket on an IPv6 address that is not V6ONLY (the
     // address came from connect(), or V6ONLY was cleared after a disconnect

@@ -294,6 +294,14 @@ pub(crate) fn check_connect(
         _ => {}
     }
     let peer = local_host_for_unspecified(me, Endpoint::new(remote));
+    if me.family == Family::Inet6 && peer.is_v4() && is_refused_source(&me.local.ip) {
+        // `__inet6_bind` makes a v4-mapped address the IPv4 source
+        // (`inet_saddr`) whatever its type, where `__inet_bind` leaves a
+        // multicast or broadcast one out ("use device"); the route lookup
+        // of `ip4_datagram_connect` / `tcp_v4_connect` then refuses a
+        // multicast or limited-broadcast source before it looks at the peer.
+        return Err(Error::InvalidInput);
+    }
     if protocol == Protocol::Tcp && peer.ip.is_multicast() {
         return Err(Error::NetworkUnreachable);
     }
@@ -316,6 +324,17 @@ pub(crate) fn check_connect(
     // address, any port" (`compute_score` checks `inet_dport` only when it
     // is set), and a TCP SYN goes out (the refusal is the peer's).
     Ok(peer)
+}
+
+/// A source address `ip_route_output_key_hash_rcu` refuses with EINVAL:
+/// multicast, or the limited broadcast. (A source that is no local address,
+/// such as the broadcast address of `lo`, fails there too, with
+/// ENETUNREACH; which addresses are local is the stack's to know.)
+fn is_refused_source(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(_) => false,
+    }
 }
 
 /// The source address of a `connect()` to `peer` from a socket bound to a
