@@ -50,10 +50,12 @@ fn an_accept_and_close_pair_allocates_only_the_pcb() {
             conn.close();
         }
     });
-    // One per pair, and the epoch's bags of deferred functions (one per 64
-    // deferrals, three deferrals per close): under 1.1 per pair.
+    // One per pair, and the epoch's bags of deferred functions: one per 64
+    // deferrals, and a close makes one deferral (the exact index's and the
+    // port list's counts of the PCB go with its socket), so under 1.03 per
+    // pair. Three deferrals per close, as before, made 1.05.
     assert!(
-        counted >= u64::from(pairs) && counted * 10 < u64::from(pairs) * 11,
+        counted >= u64::from(pairs) && counted * 100 < u64::from(pairs) * 103,
         "{counted} allocations for {pairs} accept + close pairs"
     );
 

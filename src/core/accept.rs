@@ -10,6 +10,7 @@ use crate::cred::Device;
 use crate::error::Error;
 use crate::flags::State;
 use crate::policy::check_accept;
+use crate::raw::{arc_in_place, Retired};
 use crate::sync::Arc;
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -40,13 +41,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             return Err((Error::AddrInUse, socket));
         }
         let inherited = view.flags & self.rules.accept_inherits();
-        let child = Arc::new(PcbInner::with_tuple(
-            view.family,
-            view.cred,
-            inherited,
-            socket,
-            tuple,
-        ));
+        let child =
+            arc_in_place(|| PcbInner::with_tuple(view.family, view.cred, inherited, socket, tuple));
         // FreeBSD: an accepted socket takes its listener's FIB (tcp(4), "FIB
         // support"). Not yet linked: nothing else sees the child.
         child.set_fib(parent.fib_index());
@@ -63,10 +59,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         if let Some(old) = holder {
             // The kernel kills the TIME_WAIT twin when the SYN arrives, before
             // the child exists.
-            self.detach(&held, &old, &guard);
+            let retired = self.detach(&held, &old, &guard);
             self.left_bucket(&held, &local, Some(&child), &guard);
             self.left_port(&held, local.port, Some(&child), &guard);
-            old.detach_socket(&guard);
+            old.detach_socket(retired.unwrap_or_else(Retired::empty), &guard);
             old.flags.set_state(State::Dropped);
         }
         self.join_bucket(&held, &child, &tuple.local, false, &guard);

@@ -94,8 +94,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             }
             if let (TupleTaken::Replace, Some(old)) = (replace, holder) {
                 // A TIME_WAIT twin gives way to the new connection.
-                self.unlink(&held, &old, &guard);
-                old.detach_socket(&guard);
+                let retired = self.unlink(&held, &old, &guard);
+                old.detach_socket(retired, &guard);
                 old.flags.set_state(State::Dropped);
             }
             return Ok(tuple.local.to_socket(inner.family()));
@@ -195,8 +195,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
                 // The policy let a reusable TIME_WAIT twin give way
                 // (`tcp_twsk_unique`); its hint bit went when it was marked
                 // reusable.
-                self.unlink(&held, &twin, guard);
-                twin.detach_socket(guard);
+                let retired = self.unlink(&held, &twin, guard);
+                twin.detach_socket(retired, guard);
                 twin.flags.set_state(State::Dropped);
             }
             self.ephemeral.found(scan, range, flow, port, attempt);
@@ -294,7 +294,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
             // where a lookup's walk takes it for the tuple it shows (see
             // `Shared::lookup_slow`), as a connect from bound does.
             self.relist_unconnected(&held, inner, guard);
-            self.unlink_exact_was(&held, inner, &before, was, guard);
+            self.unlink_exact_was(&held, inner, &before, was, guard)
+                .defer(guard);
             self.move_step("reconnect: old exact unlinked");
             let flags = inner.flags.load();
             self.link_connected(&held, inner, &self.flow(&tuple), flags, false, guard);

@@ -39,7 +39,7 @@ use crossbeam_epoch::Guard;
 use super::arrival::Arrival;
 use super::pcb::PcbInner;
 use crate::addr::FlowKey;
-use crate::raw::{ExactEntry, ExactIndex, ExactStats, PastHome, PortLock, SpillList};
+use crate::raw::{ExactEntry, ExactIndex, ExactStats, PastHome, PortLock, Retired, SpillList};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> ExactEntry for PcbInner<S> {
@@ -255,11 +255,20 @@ impl<S: Send + Sync + 'static> ExactPcbs<S> {
         }
     }
 
-    /// Removes `pcb`'s entry under `hash`. Takes one bucket lock. Whether
-    /// there was one.
-    pub(crate) fn remove(&self, hash: u64, pcb: &PcbInner<S>, guard: &Guard) -> bool {
+    /// Removes `pcb`'s entry under `hash`. Takes one bucket lock. Returns
+    /// the index's count of it, for the caller to release through the epoch
+    /// (empty for an entry of the spill, which releases its own), or `None`
+    /// if there was no entry.
+    pub(crate) fn remove(
+        &self,
+        hash: u64,
+        pcb: &PcbInner<S>,
+        guard: &Guard,
+    ) -> Option<Retired<PcbInner<S>>> {
         let is_pcb = |held: &PcbInner<S>| std::ptr::eq(held, pcb);
-        self.index.remove(hash, guard, is_pcb) || self.spill.remove(guard, is_pcb)
+        self.index
+            .remove(hash, guard, is_pcb)
+            .or_else(|| self.spill.remove(guard, is_pcb).then(Retired::empty))
     }
 
     /// Figures about the index; `entries` counts the spill too.

@@ -13,7 +13,7 @@ use super::pcb::PcbInner;
 use super::shared::{Flow, Shared};
 use crate::addr::{Endpoint, Tuple};
 use crate::flags::{Flags, State};
-use crate::raw::{List, PortLock};
+use crate::raw::{List, PortLock, Retired};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -55,7 +55,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.relist_unconnected(held, inner, guard);
         self.readdress(held, inner, local, flags, fresh);
         self.move_step("disconnect: tuple published");
-        self.unlink_exact_was(held, inner, before, was, guard);
+        self.unlink_exact_was(held, inner, before, was, guard)
+            .defer(guard);
     }
 
     /// Moves `inner`, still connected and in the exact index, from its
@@ -180,44 +181,52 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Removes `inner` from every index and its group. Caller holds the
-    /// port's lock.
-    pub(super) fn unlink(&self, held: &PortLock<'_>, inner: &Arc<PcbInner<S>>, guard: &Guard) {
-        if self.detach(held, inner, guard) {
-            let local = inner.tuple(guard).local;
-            self.left_bucket(held, &local, None, guard);
-            self.left_port(held, local.port, None, guard);
-        }
+    /// port's lock. Returns the indexes' counts of `inner`, joined into one
+    /// for the caller to release through the epoch.
+    pub(super) fn unlink(
+        &self,
+        held: &PortLock<'_>,
+        inner: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) -> Retired<PcbInner<S>> {
+        let Some(retired) = self.detach(held, inner, guard) else {
+            return Retired::empty();
+        };
+        let local = inner.tuple(guard).local;
+        self.left_bucket(held, &local, None, guard);
+        self.left_port(held, local.port, None, guard);
+        retired
     }
 
-    /// [`unlink`](Self::unlink) without telling the port's memory; whether
-    /// `inner` was on the port.
+    /// [`unlink`](Self::unlink) without telling the port's memory; `None`
+    /// if `inner` was not on the port.
     pub(super) fn detach(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         guard: &Guard,
-    ) -> bool {
+    ) -> Option<Retired<PcbInner<S>>> {
         self.leave_group(held, inner, guard);
-        if let Some(list) = self.ports.remove(held, inner, guard) {
-            if list == List::Connected {
-                self.unlink_exact(held, inner, &inner.tuple(guard), guard);
-            }
-            return true;
+        let (list, mut retired) = self.ports.remove(held, inner, guard)?;
+        if list == List::Connected {
+            let exact = self.unlink_exact(held, inner, &inner.tuple(guard), guard);
+            retired.join(exact, guard);
         }
-        false
+        Some(retired)
     }
 
     /// Removes `inner`'s entry for `tuple` from the exact index, and first
     /// the port's bit from the destination's busy-port hint. Caller holds the
-    /// port's lock.
+    /// port's lock. Returns the index's count of `inner`, to release through
+    /// the epoch.
     pub(super) fn unlink_exact(
         &self,
         held: &PortLock<'_>,
         inner: &Arc<PcbInner<S>>,
         tuple: &Tuple,
         guard: &Guard,
-    ) {
-        self.unlink_exact_was(held, inner, tuple, inner.flags.load(), guard);
+    ) -> Retired<PcbInner<S>> {
+        self.unlink_exact_was(held, inner, tuple, inner.flags.load(), guard)
     }
 
     /// [`unlink_exact`](Self::unlink_exact), with `was` the flags that tell
@@ -229,13 +238,13 @@ impl<S: Send + Sync + 'static> Shared<S> {
         tuple: &Tuple,
         was: Flags,
         guard: &Guard,
-    ) {
+    ) -> Retired<PcbInner<S>> {
         self.busy.unmark(
             || self.destination_hash(tuple.local.ip, &tuple.remote),
             tuple.local.ip,
             tuple.local.port,
             &tuple.remote,
         );
-        self.exact_unlink(held, inner, &self.flow(tuple), was, guard);
+        self.exact_unlink(held, inner, &self.flow(tuple), was, guard)
     }
 }

@@ -12,7 +12,7 @@ use crate::flags::OwnerGuard;
 use crate::flags::{AtomicFlags, Flags, State};
 use crate::lbgroup::{Group, Member};
 use crate::policy::PcbView;
-use crate::raw::{EpochOption, Listed, PortLink, SocketCell, TupleCell};
+use crate::raw::{EpochOption, Listed, PortLink, Retired, SocketCell, TupleCell};
 use crate::sync::{Arc, AtomicU64, AtomicU8, Ordering};
 
 /// The shared part of a PCB, and the socket. See the module docs for which
@@ -100,6 +100,7 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     /// A PCB that starts out with `tuple` (a passive open's connection),
     /// so that linking it does not have to replace the tuple.
+    #[inline]
     pub(crate) fn with_tuple(
         family: Family,
         cred: Cred,
@@ -185,9 +186,11 @@ impl<S: Send + Sync + 'static> PcbInner<S> {
 
     /// Detaches the socket (TIME_WAIT, close, a TIME_WAIT twin replaced):
     /// `None` to every later read; the value is dropped once no guard that
-    /// could have read it remains. Detaching twice does nothing.
-    pub(crate) fn detach_socket(self: &Arc<Self>, guard: &Guard) {
-        SocketCell::detach(self, |pcb| &pcb.near().socket, guard);
+    /// could have read it remains. Detaching twice does nothing. `retired`:
+    /// the indexes' counts of this PCB that an unlink just gave up, released
+    /// with the socket by one deferred function.
+    pub(crate) fn detach_socket(self: &Arc<Self>, retired: Retired<Self>, guard: &Guard) {
+        SocketCell::detach(self, retired, |pcb| &pcb.near().socket, guard);
     }
 
     /// Takes the owner lock, which serialises the owner's calls on this

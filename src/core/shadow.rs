@@ -9,7 +9,7 @@ use crossbeam_epoch::Guard;
 use super::pcb::PcbInner;
 use super::shared::{Flow, Shared};
 use crate::flags::Flags;
-use crate::raw::{List, PortLock};
+use crate::raw::{List, PortLock, Retired};
 use crate::sync::{Arc, Ordering};
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -38,7 +38,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
         }
         self.exact_insert(held, flow, inner, guard);
         if let Some(old) = before {
-            self.exact_remove(flow, &old, guard);
+            if let Some(retired) = self.exact_remove(flow, &old, guard) {
+                // `old` stays listed: the list's count covers nothing here.
+                retired.defer(guard);
+            }
             old.flags.update(|flags| flags | Flags::SHADOWED);
             inner.flags.update(|flags| flags | Flags::SHADOWING);
         }
@@ -48,7 +51,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// one (`was`: its flags then), and lets the newest PCB waiting behind
     /// it in. The successor is filed before `inner`'s entry goes, so a
     /// lookup of the 4-tuple always finds one of them. Caller holds the
-    /// port's lock.
+    /// port's lock. Returns the index's count of `inner`, to release through
+    /// the epoch (empty when it had no entry).
     pub(crate) fn exact_unlink(
         &self,
         held: &PortLock<'_>,
@@ -56,18 +60,19 @@ impl<S: Send + Sync + 'static> Shared<S> {
         flow: &Flow,
         was: Flags,
         guard: &Guard,
-    ) {
+    ) -> Retired<PcbInner<S>> {
         inner
             .flags
             .update(|flags| flags.without(Flags::SHADOWED | Flags::SHADOWING));
         if was.contains(Flags::SHADOWED) {
-            return;
+            return Retired::empty();
         }
         if was.contains(Flags::SHADOWING) {
             self.file_successor(held, inner, flow, guard);
         }
         let removed = self.exact_remove(flow, inner, guard);
-        debug_assert!(removed, "a connected PCB is in the exact index");
+        debug_assert!(removed.is_some(), "a connected PCB is in the exact index");
+        removed.unwrap_or_else(Retired::empty)
     }
 
     /// Files the newest PCB waiting behind `inner` on `flow` in the exact

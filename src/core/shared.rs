@@ -14,7 +14,7 @@ use crate::counter::Counter;
 use crate::hooks::Hooks;
 use crate::policy::{PcbView, RuleSet};
 use crate::ports::Ephemeral;
-use crate::raw::{default_guard_collector, List, PortLock, PortTable};
+use crate::raw::{default_guard_collector, List, PortLock, PortTable, Retired};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 /// The stack's source-address selector; see [`Builder::source_address`](crate::Builder::source_address).
@@ -177,10 +177,16 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Removes `pcb`'s entry for `flow` from the exact index. Takes one
-    /// bucket lock. Whether there was one.
-    pub(crate) fn exact_remove(&self, flow: &Flow, pcb: &Arc<PcbInner<S>>, guard: &Guard) -> bool {
+    /// bucket lock. Returns the index's count of `pcb`, to release through
+    /// the epoch, or `None` if there was no entry.
+    pub(crate) fn exact_remove(
+        &self,
+        flow: &Flow,
+        pcb: &Arc<PcbInner<S>>,
+        guard: &Guard,
+    ) -> Option<Retired<PcbInner<S>>> {
         let removed = self.exact.remove(flow.hash, pcb, guard);
-        if removed && self.rules.lookup.matches_any_port(&flow.tuple) {
+        if removed.is_some() && self.rules.lookup.matches_any_port(&flow.tuple) {
             self.any_port_peers.fetch_sub(1, Ordering::Relaxed);
         }
         removed

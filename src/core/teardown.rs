@@ -11,7 +11,7 @@ use crate::addr::{Endpoint, Family, Tuple};
 use crate::error::Error;
 use crate::flags::{Flags, State};
 use crate::policy::{canonical, Disconnect, PcbView, Protocol};
-use crate::raw::PortLock;
+use crate::raw::{PortLock, Retired};
 use crate::sync::Arc;
 
 impl<S: Send + Sync + 'static> Shared<S> {
@@ -115,7 +115,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         keep_addr: bool,
         guard: &Guard,
     ) {
-        self.unlink(held, inner, guard);
+        // The PCB stays; only its places go.
+        self.unlink(held, inner, guard).defer(guard);
         let ip = if keep_addr {
             me.local.ip
         } else {
@@ -143,7 +144,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let local = inner.tuple(&guard).local;
         let held = self.ports.lock(local.port);
         // The socket goes first: whoever sees the new state sees no socket.
-        inner.detach_socket(&guard);
+        inner.detach_socket(Retired::empty(), &guard);
         inner.flags.set_state(State::TimeWait);
         // The full socket leaves its port; the TIME_WAIT one stays.
         self.left_bucket(&held, &local, None, &guard);
@@ -178,15 +179,18 @@ impl<S: Send + Sync + 'static> Shared<S> {
         let _owner = inner.lock_owner();
         self.attached.add(-1);
         let guard = crossbeam_epoch::pin();
+        let mut retired = Retired::empty();
         if inner.state().is_in_table() {
             let held = self.ports.lock(inner.tuple(&guard).local.port);
             // Re-read under the lock: an accept may have replaced this PCB
             // (TIME_WAIT) in the meantime.
             if inner.state().is_in_table() {
-                self.unlink(&held, inner, &guard);
+                retired = self.unlink(&held, inner, &guard);
             }
         }
-        inner.detach_socket(&guard);
+        // One deferred function releases the indexes' counts and drops the
+        // socket.
+        inner.detach_socket(retired, &guard);
         inner.flags.set_state(State::Dropped);
     }
 

@@ -183,7 +183,7 @@ use std::marker::PhantomData;
 use crossbeam_epoch::{Atomic, Guard};
 use crossbeam_utils::CachePadded;
 
-use super::prefetch_read;
+use super::{prefetch_read, Retired};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 mod bucket;
@@ -634,33 +634,51 @@ impl<T: ExactEntry> ExactIndex<T> {
         Ok(())
     }
 
-    /// Removes the first entry under `hash` whose value satisfies `pred`, and
-    /// drops its strong count through the epoch. Takes the home bucket's lock.
-    /// Returns whether an entry was removed.
+    /// Removes the first entry under `hash` whose value satisfies `pred`.
+    /// Takes the home bucket's lock. Returns the index's count of the
+    /// removed value, for the caller to release through the epoch, or
+    /// `None` if no entry matched.
     #[inline]
-    pub(crate) fn remove(&self, hash: u64, guard: &Guard, pred: impl FnMut(&T) -> bool) -> bool {
+    pub(crate) fn remove(
+        &self,
+        hash: u64,
+        guard: &Guard,
+        pred: impl FnMut(&T) -> bool,
+    ) -> Option<Retired<T>> {
         let (buckets, home, meta) = self.lock_home(hash, guard);
         let Some((meta, word)) = buckets.take(home, meta, signature(hash), pred) else {
             buckets.bucket(home).unlock(meta);
-            return false;
+            return None;
         };
         buckets.bucket(home).unlock(meta);
         let value = address::<T>(word);
-        if self.frees_at_once() {
-            // SAFETY: none: this deliberately unsound branch runs only in
-            // `--cfg pcbhash_broken` builds, switched on per table for the
-            // sanitizer's self-test.
-            drop(unsafe { Arc::from_raw(value) });
+        // SAFETY: the slot was cleared, so the index no longer holds `value`,
+        // and only this call took it; the count is the index's, and the
+        // caller releases it through the epoch (`Retired`).
+        let count = unsafe { Arc::from_raw(value) };
+        let retired = if self.frees_at_once() {
+            // Deliberately unsound, only in `--cfg pcbhash_broken` builds,
+            // switched on per table for the sanitizer's self-test: the count
+            // goes at once.
+            drop(count);
+            Retired::empty()
         } else {
-            // SAFETY: the slot was cleared, so the index no longer holds
-            // `value`, and only this call took it; the count is the index's.
-            unsafe { guard.defer_unchecked(move || drop(Arc::from_raw(value))) };
-        }
+            Retired::new(count)
+        };
         let count = self.stripes[stripe(hash)]
             .fetch_sub(1, Ordering::Relaxed)
             .wrapping_sub(1);
         self.after_write(count, guard);
-        true
+        Some(retired)
+    }
+
+    /// For the tests: [`remove`](Self::remove), with the count released
+    /// through the epoch. Whether an entry was removed.
+    #[cfg(test)]
+    fn remove_deferred(&self, hash: u64, guard: &Guard, pred: impl FnMut(&T) -> bool) -> bool {
+        self.remove(hash, guard, pred)
+            .map(|retired| retired.defer(guard))
+            .is_some()
     }
 
     /// Figures about the index (walks the current array; exact when no write

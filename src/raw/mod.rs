@@ -15,6 +15,9 @@
 //! - [`PortTable`]: per-port owner lists with O(1) unlink, serialised by per-port
 //!   lock stripes; intrusive, so a value's first link uses a node inside it
 //!   ([`PortLink`]) and allocates nothing.
+//! - [`Retired`]: a strong count an index gave up, released through the
+//!   epoch; a writer that unlinks one value from several indexes joins their
+//!   counts and releases them with one deferred function.
 //! - [`SocketCell`]: the socket inside the PCB, readable without a reference
 //!   count under a guard, dropped in place through the epoch.
 //! - [`TupleLatch`](latch::TupleLatch): the tuple inside the PCB, two copies and a sequence
@@ -41,6 +44,7 @@ mod cell;
 mod exact;
 mod latch;
 mod ports;
+mod retired;
 mod socket;
 mod spill;
 
@@ -48,6 +52,7 @@ pub(crate) use cell::{EpochCell, EpochOption};
 pub(crate) use exact::{ExactEntry, ExactIndex, ExactStats, PastHome};
 pub(crate) use latch::TupleCell;
 pub(crate) use ports::{List, Listed, PortLink, PortLock, PortTable};
+pub(crate) use retired::Retired;
 pub(crate) use socket::SocketCell;
 pub(crate) use spill::SpillList;
 
@@ -71,6 +76,19 @@ unsafe fn clone_arc<T>(value: *const T) -> Arc<T> {
         Arc::increment_strong_count(value);
         Arc::from_raw(value)
     }
+}
+
+/// `Arc::new(make())`, with the value written straight into the
+/// allocation: `Arc::new` of a large value builds it on the stack and
+/// copies it over (a PCB: 176 bytes, a `memcpy` per accept).
+#[inline(always)]
+pub(crate) fn arc_in_place<T>(make: impl FnOnce() -> T) -> Arc<T> {
+    let mut arc = Arc::<T>::new_uninit();
+    Arc::get_mut(&mut arc)
+        .expect("a new Arc is unique")
+        .write(make());
+    // SAFETY: the value was written just above.
+    unsafe { arc.assume_init() }
 }
 
 /// A software prefetch of the cache line at `ptr` (a no-op off x86_64).

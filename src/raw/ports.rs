@@ -37,6 +37,7 @@ use std::mem::MaybeUninit;
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
+use super::Retired;
 use crate::counter::Counter;
 use crate::sync::{
     fence, lock, unique_id, Arc, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
@@ -407,14 +408,21 @@ impl<T: Listed> PortTable<T> {
         self.link(held, list, value, guard);
     }
 
-    /// Unlinks `value` from its list, in O(1), and releases its node and
-    /// the list's count of it through the epoch. Returns the list it was
-    /// in, or `None` if it was not linked.
+    /// Unlinks `value` from its list, in O(1). Returns the list it was in
+    /// and the list's count of it, which the caller releases through the
+    /// epoch ([`Retired`]; empty when the node was not the value's own and
+    /// its release, with the node's memory, is deferred here), or `None` if
+    /// it was not linked.
     ///
     /// # Panics
     ///
     /// If `value` is on another port than `held`'s.
-    pub(crate) fn remove(&self, held: &PortLock<'_>, value: &T, guard: &Guard) -> Option<List> {
+    pub(crate) fn remove(
+        &self,
+        held: &PortLock<'_>,
+        value: &T,
+        guard: &Guard,
+    ) -> Option<(List, Retired<T>)> {
         self.check(held, value);
         let link = value.port_link();
         let at = link.at.load(Ordering::Relaxed, guard);
@@ -461,7 +469,10 @@ impl<T: Listed> PortTable<T> {
         between();
         // SAFETY: `old` was the value's current node until just now: linked
         // by this table (type invariant) under the lock we hold.
-        Some(unsafe { self.unlink(link, old, guard) })
+        let (was, retired) = unsafe { self.unlink(link, old, guard) };
+        // The value stays listed: the new node holds a count of its own.
+        retired.defer(guard);
+        Some(was)
     }
 
     /// Links `value`, which is not linked, at the front of the held port's
@@ -512,8 +523,11 @@ impl<T: Listed> PortTable<T> {
         self.len.add(1);
     }
 
-    /// Unlinks `at` (tagged with its list), a node of `link`'s value, and
-    /// releases it through the epoch; returns its list.
+    /// Unlinks `at` (tagged with its list), a node of `link`'s value.
+    /// Returns its list and the list's count of the value: read out of the
+    /// value's own node at once, or, for a node of its own allocation,
+    /// released with the node through the epoch here (the count returned
+    /// is then empty).
     ///
     /// # Safety
     ///
@@ -523,7 +537,7 @@ impl<T: Listed> PortTable<T> {
         link: &PortLink<T>,
         at: Shared<'_, PortNode<T>>,
         guard: &Guard,
-    ) -> List {
+    ) -> (List, Retired<T>) {
         // SAFETY: by the caller's contract the node is linked, so alive.
         let node = unsafe { at.deref() };
         let next = node.next.load(Ordering::Relaxed, guard);
@@ -538,17 +552,16 @@ impl<T: Listed> PortTable<T> {
         if let Some(after) = unsafe { next.as_ref() } {
             after.pprev.store(pprev as usize, Ordering::Relaxed);
         }
-        let own = std::ptr::eq(node, &link.own);
         // SAFETY: the node is unreachable from the list now; its `next`
         // stays intact for readers standing on it (it is never linked
-        // again), and the deferral runs after every guard that could hold
-        // it or its value.
-        unsafe { retire(at.with_tag(0), own, guard) };
-        if at.tag() & LISTED_CONNECTED != 0 {
+        // again).
+        let retired = unsafe { give_up(link, at.with_tag(0), guard) };
+        let list = if at.tag() & LISTED_CONNECTED != 0 {
             List::Connected
         } else {
             List::Unconnected
-        }
+        };
+        (list, retired)
     }
 
     /// The values in `port`'s `list`, newest first. Lock-free.
@@ -581,27 +594,56 @@ impl<T: Listed> PortTable<T> {
     }
 }
 
-/// Releases the unlinked `node` through the epoch: the list's count of its
-/// value and, unless it is the value's `own` node, the node's memory.
+/// The list's count of the value of `node`, which was just unlinked: read
+/// out of the value's own node, or, for a node of its own allocation,
+/// released with the node through the epoch here (the count returned is
+/// then empty).
 ///
 /// # Safety
 ///
-/// `node` was linked by a `PortTable`, with its value initialised, and is
-/// unreachable for readers that start from now; it is retired once.
-unsafe fn retire<T: Listed>(node: Shared<'_, PortNode<T>>, own: bool, guard: &Guard) {
+/// `node` is a node of `link`'s value, was linked by a `PortTable` with its
+/// value initialised, and is unreachable for readers that start from now;
+/// it is given up once.
+unsafe fn give_up<T: Listed>(
+    link: &PortLink<T>,
+    node: Shared<'_, PortNode<T>>,
+    guard: &Guard,
+) -> Retired<T> {
+    if std::ptr::eq(node.as_raw(), &link.own) {
+        // SAFETY: the value was initialised before the node was first
+        // published, and this is its only read: an own node is linked once.
+        // The read copies the bits and leaves them in place, so a reader
+        // standing on the node still finds the value there; the count read
+        // out keeps the value (and the node inside it) alive until the
+        // epoch releases it, after every such reader.
+        Retired::new(unsafe { (*link.own.value.get()).assume_init_read() })
+    } else {
+        // SAFETY: the caller's contract; the deferral runs after every guard
+        // that could hold the node or its value.
+        unsafe { retire(node, guard) };
+        Retired::empty()
+    }
+}
+
+/// Releases the unlinked `node`, one of its own allocation, through the
+/// epoch: the list's count of its value, and the node's memory.
+///
+/// # Safety
+///
+/// `node` was linked by a `PortTable`, with its value initialised, is not
+/// its value's own node, and is unreachable for readers that start from now;
+/// it is retired once.
+unsafe fn retire<T: Listed>(node: Shared<'_, PortNode<T>>, guard: &Guard) {
     let node = node.as_raw() as usize;
     let release = move || {
         let node = node as *mut PortNode<T>;
-        // SAFETY: the caller's contract keeps the node alive until now: the
-        // list's count keeps the value (and its own node) alive, and a boxed
-        // node is freed only here. Its value was initialised before it was
+        // SAFETY: the caller's contract keeps the node alive until now: it is
+        // freed only here. Its value was initialised before it was
         // published, and this is its only release.
         let value = unsafe { (*(*node).value.get()).assume_init_read() };
-        if !own {
-            // SAFETY: a node that is not a value's own came from
-            // `Owned::new` in `link`, and nothing reaches it any more.
-            drop(unsafe { Owned::from_raw(node) });
-        }
+        // SAFETY: a node that is not a value's own came from `Owned::new`
+        // in `link`, and nothing reaches it any more.
+        drop(unsafe { Owned::from_raw(node) });
         drop(value);
     };
     // SAFETY: `release` touches only the node and its value, which stay
@@ -653,9 +695,8 @@ impl<T: Listed> Drop for PortTable<T> {
                         let link = unsafe { node.value() }.port_link();
                         link.at
                             .store(Shared::null().with_tag(OWN_NODE_SPENT), Ordering::Relaxed);
-                        let own = std::ptr::eq(node, &link.own);
                         // SAFETY: unreachable once the table is gone.
-                        unsafe { retire(cursor, own, &guard) };
+                        unsafe { give_up(link, cursor, &guard) }.defer(&guard);
                         cursor = next;
                     }
                 }
@@ -679,6 +720,19 @@ impl<T: Listed> std::fmt::Debug for PortTable<T> {
 #[cfg(all(test, not(pcbhash_loom)))]
 mod tests {
     use super::*;
+
+    /// [`PortTable::remove`], with the list's count released through the
+    /// epoch.
+    fn unlist(
+        table: &PortTable<Item>,
+        held: &PortLock<'_>,
+        value: &Item,
+        guard: &Guard,
+    ) -> Option<List> {
+        let (list, retired) = table.remove(held, value, guard)?;
+        retired.defer(guard);
+        Some(list)
+    }
 
     /// A listed value: a number and the port it is on.
     struct Item {
@@ -724,8 +778,8 @@ mod tests {
         // Remove the middle (5), the head (9, now at index 8) and the tail (0).
         for index in [5, 8, 0] {
             let value = items.remove(index);
-            assert_eq!(table.remove(&held, &value, &guard), Some(List::Connected));
-            assert_eq!(table.remove(&held, &value, &guard), None);
+            assert_eq!(unlist(&table, &held, &value, &guard), Some(List::Connected));
+            assert_eq!(unlist(&table, &held, &value, &guard), None);
         }
         assert_eq!(
             numbers(&table, 443, List::Connected, &guard),
@@ -733,7 +787,10 @@ mod tests {
         );
         assert_eq!(numbers(&table, 443, List::Unconnected, &guard), vec![99]);
         assert_eq!(table.len(), 8);
-        assert_eq!(table.remove(&held, &other, &guard), Some(List::Unconnected));
+        assert_eq!(
+            unlist(&table, &held, &other, &guard),
+            Some(List::Unconnected)
+        );
         drop(held);
         assert_eq!(table.iter_all(&guard).count(), 7);
         assert_eq!(table.iter(444, List::Connected, &guard).count(), 0);
@@ -753,7 +810,7 @@ mod tests {
         assert_eq!(walk.next().map(|v| v.n), Some(3));
         assert_eq!(walk.next().map(|v| v.n), Some(2));
         table.insert(&held, List::Connected, &item(4, 80), &guard);
-        assert_eq!(table.remove(&held, &b, &guard), Some(List::Unconnected));
+        assert_eq!(unlist(&table, &held, &b, &guard), Some(List::Unconnected));
         table.insert(&held, List::Connected, &b, &guard);
         assert!(!std::ptr::eq(
             b.link.at.load(Ordering::Relaxed, &guard).as_raw(),
@@ -764,7 +821,7 @@ mod tests {
         assert_eq!(walk.next().map(|v| v.n), None);
         assert_eq!(numbers(&table, 80, List::Unconnected, &guard), vec![3, 1]);
         assert_eq!(numbers(&table, 80, List::Connected, &guard), vec![2, 4]);
-        assert_eq!(table.remove(&held, &b, &guard), Some(List::Connected));
+        assert_eq!(unlist(&table, &held, &b, &guard), Some(List::Connected));
         assert_eq!(numbers(&table, 80, List::Connected, &guard), vec![4]);
     }
 
@@ -777,9 +834,9 @@ mod tests {
             let held = table.lock(9);
             table.insert(&held, List::Connected, &value, &guard);
             assert_eq!(Arc::strong_count(&value), 2);
-            table.remove(&held, &value, &guard);
+            unlist(&table, &held, &value, &guard);
             table.insert(&held, List::Connected, &value, &guard);
-            table.remove(&held, &value, &guard);
+            unlist(&table, &held, &value, &guard);
         }
         // Both releases are deferred.
         assert!(crate::raw::collect_until(|| Arc::strong_count(&value) == 1));
@@ -804,7 +861,7 @@ mod tests {
             table.insert(&held, List::Connected, &value, &guard);
         }
         let held = table.lock(2);
-        table.remove(&held, &value, &guard);
+        unlist(&table, &held, &value, &guard);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::mem::{size_of, ManuallyDrop};
 
 use crossbeam_epoch::Guard;
 
+use super::Retired;
 use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// See the module docs.
@@ -76,13 +77,16 @@ impl<S: Send + Sync + 'static> SocketCell<S> {
     /// Detaches the socket of the cell `cell` picks in `owner`: from now on
     /// [`get`](Self::get) gives `None` to every caller, and the value is
     /// dropped in place once no guard pinned before now remains. A second
-    /// call does nothing.
+    /// call does nothing. `retired` holds counts of `owner` that indexes
+    /// gave up just before (or nothing): they are released by the same
+    /// deferred function, which needs a count of `owner` anyway.
     ///
     /// # Panics
     ///
     /// If the cell does not lie inside `owner`'s value (a wrong `cell`).
     pub(crate) fn detach<O: Send + Sync + 'static>(
         owner: &Arc<O>,
+        mut retired: Retired<O>,
         cell: fn(&O) -> &SocketCell<S>,
         guard: &Guard,
     ) {
@@ -94,10 +98,12 @@ impl<S: Send + Sync + 'static> SocketCell<S> {
             "pcbhash: the socket cell is not a field of its owner"
         );
         if !this.present.swap(false, Ordering::AcqRel) {
+            retired.defer(guard);
             return;
         }
         let offset = at - base;
-        let owner = Arc::clone(owner);
+        let owner = retired.take_of(owner).unwrap_or_else(|| Arc::clone(owner));
+        retired.defer(guard);
         guard.defer(move || {
             let cell = (Arc::as_ptr(&owner) as *const u8).wrapping_add(offset) as *const Self;
             // SAFETY: `cell` lies inside the owner's value (checked above),
@@ -166,9 +172,9 @@ mod tests {
         let seen = owner.socket.get(&reader).expect("attached");
         {
             let guard = crossbeam_epoch::pin();
-            SocketCell::detach(&owner, |o| &o.socket, &guard);
+            SocketCell::detach(&owner, Retired::empty(), |o| &o.socket, &guard);
             assert!(owner.socket.get(&guard).is_none());
-            SocketCell::detach(&owner, |o| &o.socket, &guard);
+            SocketCell::detach(&owner, Retired::empty(), |o| &o.socket, &guard);
         }
         drop(owner);
         settle();
@@ -202,6 +208,6 @@ mod tests {
         }
         let owner = Arc::new(0u64);
         let guard = crossbeam_epoch::pin();
-        SocketCell::detach(&owner, outside, &guard);
+        SocketCell::detach(&owner, Retired::empty(), outside, &guard);
     }
 }

@@ -16,7 +16,7 @@ fn insert(index: &ExactIndex<Item>, key: u64, home: u64, guard: &Guard) {
 }
 
 fn remove(index: &ExactIndex<Item>, key: u64, home: u64, guard: &Guard) {
-    assert!(index.remove(hash(key, home), guard, |item| item.key == key));
+    assert!(index.remove_deferred(hash(key, home), guard, |item| item.key == key));
 }
 
 /// An index of `buckets` buckets holding `(key, home)` pairs `before`; a

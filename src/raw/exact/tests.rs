@@ -61,12 +61,12 @@ fn insert_find_remove_through_resizes() {
     assert!(!found(&index, 20_000, spread(20_000), &guard));
     for k in (0..20_000u64).step_by(2) {
         assert!(
-            index.remove(spread(k), &guard, |item| item.key == k),
+            index.remove_deferred(spread(k), &guard, |item| item.key == k),
             "key {k}"
         );
     }
     assert!(
-        !index.remove(spread(0), &guard, |item| item.key == 0),
+        !index.remove_deferred(spread(0), &guard, |item| item.key == 0),
         "removed twice"
     );
     for k in 0..20_000u64 {
@@ -76,13 +76,13 @@ fn insert_find_remove_through_resizes() {
     // Down to a few entries: the index shrinks, migrating as it goes.
     for k in (1..19_990u64).step_by(2) {
         assert!(
-            index.remove(spread(k), &guard, |item| item.key == k),
+            index.remove_deferred(spread(k), &guard, |item| item.key == k),
             "key {k}"
         );
     }
     for k in 30_000..30_500u64 {
         insert(&index, k, spread(k), &guard);
-        assert!(index.remove(spread(k), &guard, |item| item.key == k));
+        assert!(index.remove_deferred(spread(k), &guard, |item| item.key == k));
     }
     let shrunk = index.stats(&guard);
     assert!(shrunk.buckets < grown.buckets, "{shrunk:?} after {grown:?}");
@@ -145,7 +145,7 @@ fn every_value_is_released_once() {
             assert!(index.insert(value.hash, value.clone(), &guard).is_ok());
         }
         for k in (0..3000u64).step_by(3) {
-            assert!(index.remove(spread(k), &guard, |item| item.key == k));
+            assert!(index.remove_deferred(spread(k), &guard, |item| item.key == k));
         }
         let held = index
             .find_arc(spread(1), &guard, |item| item.key == 1)
@@ -200,18 +200,18 @@ fn full_home_displaces_into_the_next_buckets() {
     assert_eq!((stats.displaced, stats.reach), (3, 2));
     assert!(found(&index, 102, at_home_3(102), &guard));
     // A home slot freed is reused before any neighbour.
-    assert!(index.remove(at_home_3(0), &guard, |item| item.key == 0));
+    assert!(index.remove_deferred(at_home_3(0), &guard, |item| item.key == 0));
     insert(&index, 103, at_home_3(103), &guard);
     assert_eq!(index.stats(&guard).displaced, 3);
     // Removing the displaced entries brings the count, then the reach, down.
     for k in [100, 101] {
-        assert!(index.remove(at_home_3(k), &guard, |item| item.key == k));
+        assert!(index.remove_deferred(at_home_3(k), &guard, |item| item.key == k));
     }
     assert_eq!(
         (index.stats(&guard).displaced, index.stats(&guard).reach),
         (1, 2)
     );
-    assert!(index.remove(at_home_3(102), &guard, |item| item.key == 102));
+    assert!(index.remove_deferred(at_home_3(102), &guard, |item| item.key == 102));
     assert_eq!(
         (index.stats(&guard).displaced, index.stats(&guard).reach),
         (0, 0)
@@ -238,7 +238,7 @@ fn equal_signatures_are_told_apart_by_the_predicate() {
     assert!(!found(&index, 99, hash, &guard));
     // Another signature at the same home is no candidate.
     assert!(index.find(hash ^ 1 << 60, &guard, |_| true).is_none());
-    assert!(index.remove(hash, &guard, |item| item.key == 4));
+    assert!(index.remove_deferred(hash, &guard, |item| item.key == 4));
     assert!(!found(&index, 4, hash, &guard));
     for k in keys.filter(|&k| k != 4) {
         assert!(found(&index, k, hash, &guard), "key {k}");
@@ -263,7 +263,7 @@ fn a_full_window_hands_the_value_back() {
     assert_eq!(index.len(), window);
     assert_eq!(index.stats(&guard).reach, MAX_REACH);
     // After a removal the window has room again.
-    assert!(index.remove(hash, &guard, |item| item.key == 3));
+    assert!(index.remove_deferred(hash, &guard, |item| item.key == 3));
     assert!(index.insert(hash, extra, &guard).is_ok());
     assert!(found(&index, 999, hash, &guard));
 }
@@ -336,7 +336,7 @@ fn lookups_never_miss_entries_present_throughout_writes_and_resizes() {
                     }
                     for k in keys {
                         let guard = crossbeam_epoch::pin();
-                        assert!(index.remove(spread(k), &guard, |item| item.key == k));
+                        assert!(index.remove_deferred(spread(k), &guard, |item| item.key == k));
                     }
                 }
             })
