@@ -35,6 +35,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// `by_connect`): it joins the bucket of the PCBs already there, or
     /// starts one, connect-only or not as the policy decides. Caller holds
     /// the port's lock.
+    #[inline]
     pub(crate) fn join_bucket(
         &self,
         held: &PortLock<'_>,
@@ -44,7 +45,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         debug_assert_eq!(held.port(), local.port);
-        if !self.rules.keeps_bucket_history() {
+        if !self.rules.bucket_history {
             return;
         }
         let mate = self
@@ -62,9 +63,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
 
     /// A `bind()` (or the autobind of `listen()`) took `local`: its bucket is
     /// held by `bind()` now, for every PCB in it. Caller holds the port's lock.
+    #[inline]
     pub(crate) fn bind_bucket(&self, held: &PortLock<'_>, local: &Endpoint, guard: &Guard) {
         debug_assert_eq!(held.port(), local.port);
-        if !self.rules.keeps_bucket_history() {
+        if !self.rules.bucket_history {
             return;
         }
         for pcb in self.bucket_mates(local, guard) {
@@ -76,6 +78,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// A PCB left the bucket of `local` (it closed, went to TIME_WAIT or
     /// moved to another address): the PCBs still in it but `except` become
     /// connect-only if the policy says so. Caller holds the port's lock.
+    #[inline]
     pub(crate) fn left_bucket(
         &self,
         held: &PortLock<'_>,
@@ -84,7 +87,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         debug_assert_eq!(held.port(), local.port);
-        if !self.rules.keeps_bucket_history() {
+        if !self.rules.bucket_history {
             return;
         }
         let others = || {
@@ -103,6 +106,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// TIME_WAIT one: the port's memo becomes what the policy says, given the
     /// PCBs still on it but `except` (one that the kernel has not put there
     /// yet). Caller holds the port's lock.
+    #[inline]
     pub(crate) fn left_port(
         &self,
         held: &PortLock<'_>,
@@ -111,7 +115,7 @@ impl<S: Send + Sync + 'static> Shared<S> {
         guard: &Guard,
     ) {
         debug_assert_eq!(held.port(), port);
-        if !self.rules.keeps_bucket_history() {
+        if !self.rules.bucket_history {
             return;
         }
         let memo = self.memos.get(held, port);

@@ -375,7 +375,7 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
     // [`Flags::CONNECT_BUCKET`] bit of each PCB.
 
     /// Whether the policy keeps that history; without, the table never asks
-    /// the three methods below.
+    /// the three methods below. Asked once, when the table is built.
     fn keeps_bucket_history(&self) -> bool;
 
     /// Whether a PCB that arrived at an address without `bind()` (by

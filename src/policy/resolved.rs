@@ -19,6 +19,8 @@ pub(crate) struct RuleSet {
     pub(crate) lookup: Lookup,
     /// The policy's [`Rules::fib_scopes_lookups`].
     pub(crate) fib_scoped: bool,
+    /// The policy's [`Rules::keeps_bucket_history`].
+    pub(crate) bucket_history: bool,
     /// The built-in policy named at build (with a custom policy, the one
     /// [`Builder::policy`](crate::Builder::policy) named, unused).
     pub(crate) named: Policy,
@@ -36,6 +38,7 @@ impl RuleSet {
         Self {
             lookup: rules.lookup(),
             fib_scoped: rules.fib_scopes_lookups(),
+            bucket_history: rules.keeps_bucket_history(),
             rules,
             protocol,
             named,
