@@ -127,6 +127,12 @@ const FIXED_SEEDS: std::ops::Range<u64> = 1..301;
 /// what they found; they run first, with those calls.
 const FOUND_CLIENT_SEEDS: &[(Protocol, u64, &str)] = &[
     (
+        Protocol::Udp,
+        10303693074238225255,
+        "a connected member that a later bind() pulled into a group connects again: the group has \
+         connections from then on (`reuseport_has_conns_set`), also after that member left it",
+    ),
+    (
         Protocol::Tcp,
         6598077311035145706,
         "a connection closed beside its live twin on another device: the harness expected no twin",

@@ -279,6 +279,14 @@ impl<S: Send + Sync + 'static> Shared<S> {
             local: me.local,
             remote: peer,
         };
+        if let Some(group) = inner.group.load(guard) {
+            // `__ip4_datagram_connect` marks the group of every socket that
+            // connects (`reuseport_has_conns_set`), one connected already
+            // too. A connected PCB is in a group when a later bind() founded
+            // the group with it (`udp_reuseport_add_sock` takes any mate on
+            // the address, connected or not).
+            group.set_has_conns();
+        }
         if peer != me.remote {
             let held = self.ports.lock(me.local.port);
             held.moving();
