@@ -176,6 +176,7 @@ pub(crate) fn connect(
                     && r.remote == Some(rep)
                     && r.answers(n.device)
             }) {
+                failed_after_source(m, id, laddr);
                 return Err(Error::AddrNotAvailable.into());
             }
             n.local.1
@@ -270,6 +271,24 @@ pub(crate) fn connect(
         }
     }
     Ok(shown(m.recs[id].local, n.inet6))
+}
+
+/// `tcp_v4_connect`'s failure path after the source address was set
+/// (`inet_bhash2_update_saddr`), for a bound record that found its 4-tuple
+/// taken: `tcp_set_state(sk, TCP_CLOSE)` gives back a port bind() did not
+/// name (`inet_put_port`), and `inet_bhash2_reset_saddr` an address it did
+/// not name; a wildcard it named keeps the source `laddr`.
+fn failed_after_source(m: &mut Model, id: usize, laddr: IpAddr) {
+    let n = m.recs[id].clone();
+    let ip = if n.addr_locked { laddr } else { n.local.0 };
+    if !n.port_locked {
+        remove(m, id, State::Closed);
+        m.recs[id].local = (ip, 0);
+    } else if ip != n.local.0 {
+        m.recs[id].local.0 = ip;
+        bucket_joined(m, id, false);
+        bucket_left(m, n.local);
+    }
 }
 
 /// `tcp_twsk_unique`, as far as the table decides it: a TIME_WAIT twin
