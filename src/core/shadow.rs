@@ -39,7 +39,8 @@ impl<S: Send + Sync + 'static> Shared<S> {
         self.exact_insert(held, flow, inner, guard);
         if let Some(old) = before {
             if let Some(retired) = self.exact_remove(flow, &old, guard) {
-                // `old` stays listed: the list's count covers nothing here.
+                // `old` stays on its port's list, which keeps its own count:
+                // this one is released alone.
                 retired.defer(guard);
             }
             old.flags.update(|flags| flags | Flags::SHADOWED);
