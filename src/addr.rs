@@ -127,6 +127,14 @@ fn hash_v4(hasher: &ahash::RandomState, ports: u32, local: u64, remote: u64) -> 
     hasher.hash_one((ports, local << 32 | remote))
 }
 
+/// The hash of any other flow: its ports and its two 128-bit addresses,
+/// each one round of the hasher (an array of words would cost a length and
+/// a byte-slice round each).
+#[inline(always)]
+fn hash_v6(hasher: &ahash::RandomState, ports: u32, local: u128, remote: u128) -> u64 {
+    hasher.hash_one((ports, local, remote))
+}
+
 /// What a lookup builds a packet's [`FlowKey`] from: the key itself, or
 /// the two words of an IPv4 flow, which travel in registers where a key
 /// would have to be stored for a call.
@@ -153,7 +161,7 @@ pub(crate) struct Ipv4Flow {
 
 impl Ipv4Flow {
     /// The flow of a packet from `remote` to `local`, if both are IPv4
-    /// (not v4-mapped IPv6: those take [`FlowKey::of_packet`]).
+    /// (not v4-mapped IPv6: those take [`FlowKey::of_other_packet_hashed`]).
     #[inline(always)]
     pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
         let (SocketAddr::V4(l), SocketAddr::V4(r)) = (local, remote) else {
@@ -189,22 +197,11 @@ impl PacketFlow for Ipv4Flow {
 }
 
 impl FlowKey {
-    /// The key of a packet from `remote` to `local`, or `None` when the two
-    /// addresses are of different families after canonicalisation (no PCB
-    /// can own such a packet).
-    ///
-    /// Always inline: returned through memory, the key's words are stored
-    /// eight bytes at a time, and a caller that reloads them sixteen at a
-    /// time waits for the stores to retire (see [`ipv6_bits`]).
-    #[inline(always)]
-    pub(crate) fn of_packet(local: &SocketAddr, remote: &SocketAddr) -> Option<Self> {
-        let (l, r) = (socket_bits(local), socket_bits(remote));
-        (is_mapped(l) == is_mapped(r)).then(|| Self::from_bits(l, r, local.port(), remote.port()))
-    }
-
-    /// The key of a packet and its hash ([`FlowKey::hash`]). A packet of
-    /// two IPv4 addresses, the common case, skips the family tests: its
-    /// key is mapped by construction.
+    /// The key of a packet from `remote` to `local` and its hash
+    /// ([`FlowKey::hash`]), or `None` when the two addresses are of
+    /// different families after canonicalisation (no PCB can own such a
+    /// packet). A packet of two IPv4 addresses, the common case, skips the
+    /// family tests: its key is mapped by construction.
     #[inline(always)]
     pub(crate) fn of_packet_hashed(
         local: &SocketAddr,
@@ -214,8 +211,34 @@ impl FlowKey {
         if let Some(flow) = Ipv4Flow::of_packet(local, remote) {
             return Some((flow.key(), flow.hash(hasher)));
         }
-        let key = Self::of_packet(local, remote)?;
-        Some((key, key.hash(hasher)))
+        Self::of_other_packet_hashed(local, remote, hasher)
+    }
+
+    /// [`of_packet_hashed`](Self::of_packet_hashed) of a packet that is not
+    /// IPv4 on both sides: whether its addresses are v4-mapped is tested
+    /// once, for the key and for the hash.
+    ///
+    /// Always inline: returned through memory, the key's words are stored
+    /// eight bytes at a time, and a caller that reloads them sixteen at a
+    /// time waits for the stores to retire (see [`ipv6_bits`]).
+    #[inline(always)]
+    pub(crate) fn of_other_packet_hashed(
+        local: &SocketAddr,
+        remote: &SocketAddr,
+        hasher: &ahash::RandomState,
+    ) -> Option<(Self, u64)> {
+        let (l, r) = (socket_bits(local), socket_bits(remote));
+        let mapped = is_mapped(l);
+        if mapped != is_mapped(r) {
+            return None;
+        }
+        let key = Self::from_bits(l, r, local.port(), remote.port());
+        let hash = if mapped {
+            hash_v4(hasher, key.ports, l as u32 as u64, r as u32 as u64)
+        } else {
+            hash_v6(hasher, key.ports, l, r)
+        };
+        Some((key, hash))
     }
 
     /// The local endpoint, canonical (an IPv4 address as IPv4).
@@ -307,7 +330,8 @@ impl FlowKey {
                 self.remote[1] & 0xffff_ffff,
             )
         } else {
-            hasher.hash_one((self.ports, self.local, self.remote))
+            let join = |[high, low]: [u64; 2]| u128::from(high) << 64 | u128::from(low);
+            hash_v6(hasher, self.ports, join(self.local), join(self.remote))
         }
     }
 }
@@ -342,19 +366,27 @@ fn socket_bits(addr: &SocketAddr) -> u128 {
 /// misses where IPv4 ones overlap (measured: 475 ns per lookup in a table
 /// of 1M flows, against 225 ns with the reads below). Each four-byte piece
 /// lies within one aligned store of any such copy; the [`black_box`]es keep
-/// the compiler from merging them back into wider loads. Only the speed
-/// depends on it.
+/// the compiler from merging them back into wider loads (reading the first
+/// eight bytes as one word, which looks as if it lay within the first
+/// piece, took the report's IPv6 row from 1.94× hashbrown to 3.94×). Only
+/// the speed depends on it.
 ///
 /// [`black_box`]: std::hint::black_box
 #[inline(always)]
 fn ipv6_bits(ip: &Ipv6Addr) -> u128 {
-    let segments = ip.segments();
-    let word =
-        |i: usize| std::hint::black_box(u32::from(segments[i]) << 16 | u32::from(segments[i + 1]));
+    let octets = ip.octets();
+    let word = |i: usize| {
+        std::hint::black_box(u32::from_be_bytes([
+            octets[i],
+            octets[i + 1],
+            octets[i + 2],
+            octets[i + 3],
+        ]))
+    };
     u128::from(word(0)) << 96
-        | u128::from(word(2)) << 64
-        | u128::from(word(4)) << 32
-        | u128::from(word(6))
+        | u128::from(word(4)) << 64
+        | u128::from(word(8)) << 32
+        | u128::from(word(12))
 }
 
 /// Whether 128 address bits are a v4-mapped address.
@@ -518,14 +550,12 @@ mod tests {
         let keys: Vec<FlowKey> = packets
             .iter()
             .map(|(l, r)| {
-                let key = FlowKey::of_packet(&sock(l), &sock(r)).expect("same family");
+                let (key, hash) =
+                    FlowKey::of_packet_hashed(&sock(l), &sock(r), &hasher).expect("same family");
                 assert_eq!(key, FlowKey::of_tuple(&tuple(l, r)), "{l} {r}");
-                // The IPv4 fast path builds and hashes the same key.
-                assert_eq!(
-                    FlowKey::of_packet_hashed(&sock(l), &sock(r), &hasher),
-                    Some((key, key.hash(&hasher))),
-                    "{l} {r}"
-                );
+                // Each path of a packet (IPv4, mapped, IPv6) hashes its key
+                // as the key itself does, as a PCB's tuple is filed.
+                assert_eq!(hash, key.hash(&hasher), "{l} {r}");
                 key
             })
             .collect();
@@ -542,18 +572,17 @@ mod tests {
             }
         }
         // IPv4 against IPv6 (not mapped) is no flow at all.
-        assert_eq!(
-            FlowKey::of_packet(&sock("127.0.0.1:80"), &sock("[::1]:80")),
-            None
-        );
-        assert_eq!(
-            FlowKey::of_packet(&sock("[::ffff:1.2.3.4]:80"), &sock("[::1]:80")),
-            None
-        );
-        assert_eq!(
-            FlowKey::of_packet_hashed(&sock("127.0.0.1:80"), &sock("[::1]:80"), &hasher),
-            None
-        );
+        for (l, r) in [
+            ("127.0.0.1:80", "[::1]:80"),
+            ("[::ffff:1.2.3.4]:80", "[::1]:80"),
+            ("[::1]:80", "[::ffff:1.2.3.4]:80"),
+        ] {
+            assert_eq!(
+                FlowKey::of_packet_hashed(&sock(l), &sock(r), &hasher),
+                None,
+                "{l} {r}"
+            );
+        }
     }
 
     #[test]

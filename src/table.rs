@@ -132,8 +132,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
         guard: &'g Guard,
     ) -> Option<PcbRef<'g, S>> {
         check_guard(guard, self.shared.collector);
-        let key = FlowKey::of_packet(local, remote)?;
-        self.lookup_flow(&key, key.hash(&self.shared.hasher), guard)
+        let (key, hash) = FlowKey::of_other_packet_hashed(local, remote, &self.shared.hasher)?;
+        self.lookup_flow(&key, hash, guard)
     }
 
     /// [`lookup`](Self::lookup) for a packet that arrived on `device`.
