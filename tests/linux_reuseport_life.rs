@@ -234,6 +234,55 @@ fn linux_udp_member_that_connects_leaves_for_good() {
     }
 }
 
+/// AF_INET6 UDP sockets that have SO_REUSEPORT when they bind go to the
+/// tail of the port's list (`hslot`), so a new member meets the oldest of
+/// them first when `udp_reuseport_add_sock` walks the list for a group to
+/// join. A and B bind in that order and form a group; B connects and
+/// disconnects, which leaves it outside (and listed first, so it takes
+/// every datagram); C then joins A's group, not B. Once B is closed, A and
+/// C share the datagrams. AF_INET sockets go to the head: there C founds a
+/// group with B, and after B is closed C alone receives.
+#[test]
+fn linux_udp_ipv6_member_joins_the_oldest_mate() {
+    let rows = [
+        (true, "::1", "[::1]:20000", "[::1]:30000", vec![0, 1]),
+        (true, "::", "[::1]:20000", "[::1]:30000", vec![0, 1]),
+        (
+            false,
+            "127.0.0.1",
+            "127.0.0.1:20000",
+            "127.0.0.1:30000",
+            vec![1],
+        ),
+    ];
+    for (v6, ip, to, peer, after_close) in rows {
+        let Some(life) = Life::new(Protocol::Udp) else {
+            return;
+        };
+        let source = if v6 { "::1" } else { "127.0.0.1" };
+        let a = life.socket(v6, false, true);
+        let b = life.socket(v6, false, true);
+        life.serve(&a, &format!("A on {ip}"), ip, OK);
+        life.serve(&b, &format!("B on {ip}"), ip, OK);
+        life.receivers(&format!("{ip}: the group"), &[&a, &b], to, source, &[0, 1]);
+        b.connect("B connects", at(peer), OK);
+        b.disconnect("B disconnects", OK);
+        life.receivers(&format!("{ip}: B left"), &[&a, &b], to, source, &[1]);
+        let c = life.socket(v6, false, true);
+        life.serve(&c, &format!("C on {ip}"), ip, OK);
+        let with_c: &[usize] = if v6 { &[1] } else { &[1, 2] };
+        life.receivers(&format!("{ip}: with C"), &[&a, &b, &c], to, source, with_c);
+        b.close();
+        life.receivers(
+            &format!("{ip}: B closed"),
+            &[&a, &c],
+            to,
+            source,
+            &after_close,
+        );
+    }
+}
+
 /// A member bound to a wildcard address that calls `connect(AF_UNSPEC)`
 /// without ever connecting leaves its group too (`udp_lib_rehash` detaches
 /// it although its list does not change), and keeps its place in the list.

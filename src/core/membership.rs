@@ -87,8 +87,10 @@ impl<S: Send + Sync + 'static> Shared<S> {
     }
 
     /// Linux: the PCB whose group a new member `me` joins, met first in the
-    /// port's list (UDP: in `bind()` order, newest first; TCP: the
-    /// listening list); `Some(None)` when there is none, `None` when the
+    /// port's list (UDP: the place each PCB took when it entered the port,
+    /// newest first but an AF_INET6 PCB that had SO_REUSEPORT then at the
+    /// tail, as `udp_reuseport_add_sock` walks `hslot`; TCP: the listening
+    /// list); `Some(None)` when there is none, `None` when the
     /// policy finds groups by their key instead.
     fn group_mate(
         &self,

@@ -124,11 +124,11 @@ impl<S: Send + Sync + 'static> Shared<S> {
     /// counter (sequence numbers order PCBs of one port only).
     pub(super) fn stamp_seq(&self, held: &PortLock<'_>, inner: &PcbInner<S>, flags: Flags) {
         let counter = held.next_seq();
-        inner.seq.store(
-            self.rules.insertion_seq(inner.family(), flags, counter),
-            Ordering::Relaxed,
-        );
-        inner.bound_seq.store(counter, Ordering::Relaxed);
+        let place = self.rules.insertion_seq(inner.family(), flags, counter);
+        inner.seq.store(place, Ordering::Relaxed);
+        // The port's list keeps this place: a later move of the address
+        // (`restamp_seq`) or a change of options does not reorder it.
+        inner.bound_seq.store(place, Ordering::Relaxed);
     }
 
     /// `inner` moved to another address of its port: it takes the place the

@@ -45,9 +45,11 @@ pub(crate) struct PcbInner<S: Send + Sync + 'static> {
     pub(super) flags: AtomicFlags,
     /// Insertion order into the table; written under the port lock.
     pub(super) seq: AtomicU64,
-    /// The order of the PCB's `bind()` (or first link) among its port's
-    /// PCBs: Linux UDP's port list, which a later `connect()` does not
-    /// reorder; written under the port lock.
+    /// The PCB's place in its port's list, fixed when it entered the port
+    /// (`bind()` or its first link): its [`PcbView::seq`](crate::PcbView)
+    /// then, decided by the options it had then. Linux UDP's port list
+    /// (`hslot`), which neither a later `connect()` nor a later
+    /// SO_REUSEPORT reorders; written under the port lock.
     pub(super) bound_seq: AtomicU64,
     /// When the PCB last connected (Linux UDP: who of several PCBs on one
     /// 4-tuple connected last); written under the port lock.

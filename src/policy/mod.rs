@@ -437,10 +437,11 @@ pub trait Rules: Send + Sync + std::fmt::Debug + 'static {
 
     /// Where the receiver `view` stands in the delivery walk for a datagram
     /// to `local`: the table hands receivers out in decreasing order (equal
-    /// places are taken in an unspecified order). `bound_seq` is the counter
-    /// of the PCB's port when the PCB entered it (the `counter` of
-    /// [`insertion_seq`](Self::insertion_seq), which moves within the port
-    /// leave as it is); `port_len` is how many PCBs hold the port.
+    /// places are taken in an unspecified order). `bound_seq` is the place
+    /// the PCB took in its port's list when it entered the port (what
+    /// [`insertion_seq`](Self::insertion_seq) gave then, with the options
+    /// of then; moves within the port leave it as it is); `port_len` is how
+    /// many PCBs hold the port.
     fn delivery_order(
         &self,
         view: &PcbView,

@@ -43,11 +43,12 @@ pub(super) fn hash_in(m: &mut Model, id: usize) {
         })
         .map(|(i, _)| i)
         .collect();
-    // TCP: the listening list; UDP: the port's list, newest bind first.
+    // TCP: the listening list; UDP: the port's list (`hslot`, which
+    // `udp_reuseport_add_sock` walks from its head).
     if tcp {
         peers.sort_by_key(|&i| m.recs[i].lpos);
     } else {
-        peers.sort_by_key(|&i| std::cmp::Reverse(m.recs[i].seq));
+        peers.sort_by_key(|&i| m.recs[i].ppos);
     }
     let gid = match peers.first() {
         Some(&p) => match m.recs[p].lgroup {

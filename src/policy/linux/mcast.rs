@@ -16,8 +16,9 @@
 //!
 //! **In which order.** While the port's slot holds at most 10 sockets
 //! (`use_hash2 = hslot->count > 10`), the kernel walks the port's list
-//! (`hslot`): `bind()` order, newest first, an AF_INET6 SO_REUSEPORT socket
-//! at the tail, and a later `connect()` does not reorder it. Beyond that it
+//! (`hslot`): `bind()` order, newest first, an AF_INET6 socket that had
+//! SO_REUSEPORT when it bound at the tail, and neither a later `connect()`
+//! nor a later SO_REUSEPORT reorders it. Beyond that it
 //! walks the list of the destination address (`hslot2` of `daddr`), then
 //! the wildcard's, each in its own order, where a `connect()` that changed
 //! the address moved the socket to the head. The table counts the PCBs on
@@ -29,7 +30,6 @@
 
 use std::net::{Ipv6Addr, SocketAddr};
 
-use super::insertion_seq;
 use super::saddr::ipv6_only_sock;
 use crate::addr::Endpoint;
 use crate::policy::{delivery_match, PcbView};
@@ -72,7 +72,7 @@ pub(crate) fn delivery_order(
     port_len: usize,
 ) -> (u32, u64) {
     if port_len <= PORT_LIST_LIMIT {
-        return (0, insertion_seq(view.family, view.flags, bound_seq));
+        return (0, bound_seq);
     }
     let own_list = view.local.ip == Endpoint::new(local).ip && !view.local.is_wildcard();
     (u32::from(own_list), view.seq)
