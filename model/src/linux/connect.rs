@@ -168,16 +168,26 @@ pub(crate) fn connect(
         // `__inet_check_established` compares the 4-tuple with `inet_match`
         // on the new socket's device: an established twin bound to no
         // device, or to that one, holds it (one bound to another device
-        // does not).
+        // does not). A TIME_WAIT twin gives way to a bound socket: with
+        // `twp` NULL, `tcp_twsk_unique` asks only for the timestamps a
+        // connection sees by default, whatever `tcp_tw_reuse` says.
         let port = if bound {
-            if m.live().any(|(_, r)| {
-                r.connected()
-                    && r.local == (laddr, n.local.1)
-                    && r.remote == Some(rep)
-                    && r.answers(n.device)
-            }) {
+            let twins: Vec<usize> = m
+                .live()
+                .filter(|(_, r)| {
+                    r.connected()
+                        && r.local == (laddr, n.local.1)
+                        && r.remote == Some(rep)
+                        && r.answers(n.device)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if twins.iter().any(|&t| m.recs[t].state != State::TimeWait) {
                 failed_after_source(m, id, laddr);
                 return Err(Error::AddrNotAvailable.into());
+            }
+            for t in twins {
+                m.remove(t, State::Dropped);
             }
             n.local.1
         } else {
