@@ -368,7 +368,8 @@ impl<S: Send + Sync + 'static> PcbTable<S> {
     ///   connection ended ignores other sources than its last peer. Every
     ///   member of a reuseport group receives. Order: while the port holds
     ///   at most 10 PCBs, the port's `bind()` order, newest first (an IPv6
-    ///   SO_REUSEPORT PCB at the tail); otherwise the PCBs on `local`'s
+    ///   PCB that had SO_REUSEPORT when it bound at the tail, where a later
+    ///   change of the option leaves it); otherwise the PCBs on `local`'s
     ///   address, then the wildcard ones, each in the order of the kernel's
     ///   address lists. (The kernel queues the first PCB of its walk last;
     ///   the iterator yields the walk's order.)
