@@ -234,6 +234,28 @@ fn linux_udp_member_that_connects_leaves_for_good() {
     }
 }
 
+/// `reuseport_has_conns_set` marks a UDP group for the rest of its life,
+/// and the member that connects leaves it. B and A (listed first) form a
+/// group; B connects to port 0 of 127.0.0.2. A's group is now A alone, but
+/// marked, so `udp4_lib_lookup2` no longer stops at it: B, connected to
+/// the source's address, scores higher and takes that source's datagrams.
+/// Other sources still go to A.
+#[test]
+fn linux_udp_group_stays_marked_after_its_member_connected() {
+    let Some(life) = Life::new(Protocol::Udp) else {
+        return;
+    };
+    let b = life.socket(false, false, true);
+    let a = life.socket(false, false, true);
+    life.serve(&b, "B", "127.0.0.1", OK);
+    life.serve(&a, "A", "127.0.0.1", OK);
+    let to = "127.0.0.1:20000";
+    life.receivers("the group", &[&a, &b], to, "127.0.0.2", &[0, 1]);
+    b.connect("B connects to 127.0.0.2:0", at("127.0.0.2:0"), OK);
+    life.receivers("from B's peer", &[&a, &b], to, "127.0.0.2", &[1]);
+    life.receivers("from another source", &[&a, &b], to, "127.0.0.1", &[0]);
+}
+
 /// AF_INET6 UDP sockets that have SO_REUSEPORT when they bind go to the
 /// tail of the port's list (`hslot`), so a new member meets the oldest of
 /// them first when `udp_reuseport_add_sock` walks the list for a group to

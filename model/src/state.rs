@@ -220,6 +220,10 @@ pub struct Model {
     pub(crate) fast: std::collections::BTreeMap<u16, Rec>,
     /// Linux `tcp_tw_reuse`.
     pub(crate) tw_reuse: TwReuseSel,
+    /// Linux UDP: the reuseport groups (`lgroup` ids, never reused) that a
+    /// member connected from: `reuseport_has_conns_set` marks a group for
+    /// the rest of its life, and the member that connected leaves it.
+    pub(crate) group_conns: std::collections::BTreeSet<u64>,
 }
 
 impl Model {
@@ -240,6 +244,7 @@ impl Model {
             fast: Default::default(),
             fibs_scoped: false,
             tw_reuse: TwReuseSel::Off,
+            group_conns: Default::default(),
         }
     }
 

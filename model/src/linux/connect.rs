@@ -273,9 +273,12 @@ pub(crate) fn connect(
     if tcp {
         r.connected_once = true;
     } else {
-        // `udp_lib_hash4` / `udp_lib_rehash`: a member that connects leaves
-        // its group for good.
-        r.lgroup = None;
+        // `__ip4_datagram_connect` marks the group (`reuseport_has_conns_set`),
+        // then `udp_lib_hash4` / `udp_lib_rehash` take the member out of it
+        // for good.
+        if let Some(group) = r.lgroup.take() {
+            m.group_conns.insert(group);
+        }
         if moved {
             rehashed(m, id);
         }

@@ -165,7 +165,9 @@ pub(crate) fn lookup_wild(m: &Model, l: Ep, r: Ep, device: u32) -> Expect {
                         } else {
                             Expect::AnyOf(unconnected.clone())
                         };
-                        if unconnected.len() == members.len() {
+                        // `udp4_lib_lookup2`: a group no member ever connected
+                        // from takes the packet; otherwise scoring goes on.
+                        if tcp || !m.group_conns.contains(&g) {
                             return e;
                         }
                         result = Some(e);
