@@ -415,3 +415,29 @@ fn linux_no_port_is_inherited_by_accept() {
     child.disconnect("the child disconnects", OK);
     bind_address(&child, "the child binds port 0", "127.0.0.2:0");
 }
+
+/// An AF_INET6 socket may set IPV6_V6ONLY after an address-only bind (it
+/// holds no port yet). Bound to a v4-mapped multicast address, it then
+/// gets ENETUNREACH from a `connect()` to a v4-mapped peer: `tcp_v6_connect`
+/// and `__ip6_datagram_connect` refuse the mapped peer to a V6ONLY socket
+/// before the IPv4 connect, whose route lookup would refuse the multicast
+/// source with EINVAL (what the same socket without V6ONLY gets). Found by
+/// the fuzz model, whose order this is.
+#[test]
+fn linux_no_port_v6only_refuses_a_mapped_peer_before_the_source() {
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        for (v6only, want) in [(true, libc::ENETUNREACH), (false, libc::EINVAL)] {
+            let Some(scene) = Scene::with(protocol, (40000, 40001)) else {
+                return;
+            };
+            let pcb = scene.socket(true, 0);
+            no_port(&pcb);
+            bind_address(&pcb, "bind ::ffff:224.0.0.1", "[::ffff:224.0.0.1]:0");
+            if v6only {
+                pcb.set_v6only(true);
+            }
+            let step = format!("{protocol:?}, V6ONLY {v6only}: connect to ::ffff:127.0.0.1");
+            pcb.connect(&step, at("[::ffff:127.0.0.1]:9"), want);
+        }
+    }
+}

@@ -294,6 +294,11 @@ pub(crate) fn check_connect(
         _ => {}
     }
     let peer = local_host_for_unspecified(me, Endpoint::new(remote));
+    // `tcp_v6_connect` / `__ip6_datagram_connect`: a v4-mapped peer is
+    // refused to a V6ONLY socket before the IPv4 connect is tried.
+    if me.family == Family::Inet6 && peer.is_v4() && ipv6_only_sock(me) {
+        return Err(Error::NetworkUnreachable);
+    }
     if me.family == Family::Inet6 && peer.is_v4() && is_refused_source(&me.local.ip) {
         // `__inet6_bind` makes a v4-mapped address the IPv4 source
         // (`inet_saddr`) whatever its type, where `__inet_bind` leaves a
@@ -311,14 +316,9 @@ pub(crate) fn check_connect(
         // source-address selector here).
         return Err(Error::InvalidInput);
     }
-    if me.family == Family::Inet6 {
-        if peer.is_v4() && ipv6_only_sock(me) {
-            return Err(Error::NetworkUnreachable);
-        }
-        // `ip6_dst_lookup_tail`: a v4-mapped source cannot reach an IPv6 peer.
-        if !peer.is_v4() && me.local.is_v4() {
-            return Err(Error::FamilyNotSupported);
-        }
+    // `ip6_dst_lookup_tail`: a v4-mapped source cannot reach an IPv6 peer.
+    if me.family == Family::Inet6 && !peer.is_v4() && me.local.is_v4() {
+        return Err(Error::FamilyNotSupported);
     }
     // Port 0 is a peer like any other: UDP is then connected to "this
     // address, any port" (`compute_score` checks `inet_dport` only when it
